@@ -1,0 +1,32 @@
+# `make test` and `make demo` work on a fresh machine: each installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint typecheck bench clean
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml changes, so repeated `make test` is fast.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy --strict fastapi_connect_auth
+
+test: lint typecheck
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site

@@ -1,0 +1,58 @@
+"""Atlassian Connect authentication for FastAPI.
+
+Trust every call an Atlassian product (Jira, Confluence, Bitbucket Cloud) makes
+to a Connect app: signed lifecycle callbacks, webhooks, page loads and calls
+from the app's own iframe, each verified by a FastAPI dependency.
+"""
+
+from ._connect import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
+from ._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
+from ._environments import ConnectEnvironment, ProductHosts
+from ._errors import AuthError, AuthErrorCode
+from ._keys import AtlassianKeyProvider, PublicKeyProvider
+from ._models import (
+    ConnectClaims,
+    ConnectContext,
+    ConnectUser,
+    Credentials,
+    InstallationType,
+    InstallPayload,
+    LifecyclePayload,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+)
+from ._qsh import CONTEXT_QSH, canonical_request, query_string_hash
+
+__all__ = [
+    "CONTEXT_QSH",
+    "AtlassianKeyProvider",
+    "AuthError",
+    "AuthErrorCode",
+    "AuthorizationMethod",
+    "ConnectAuth",
+    "ConnectClaims",
+    "ConnectContext",
+    "ConnectEnvironment",
+    "ConnectInstall",
+    "ConnectLifecycle",
+    "ConnectRequest",
+    "ConnectUser",
+    "Credentials",
+    "CredentialsLoader",
+    "InstallPayload",
+    "InstallationType",
+    "LifecyclePayload",
+    "ProductHosts",
+    "PublicKeyProvider",
+    "QshMode",
+    "RequestTarget",
+    "VerifiedInstallation",
+    "VerifiedLifecycle",
+    "VerifiedRequest",
+    "canonical_request",
+    "query_string_hash",
+    "request_target",
+]
+
+__version__ = "0.1.0"

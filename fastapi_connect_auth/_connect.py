@@ -1,0 +1,390 @@
+"""`ConnectAuth`: the one configuration object, and the verification flows it runs.
+
+The flows are framework-free (they take a token, the request target and the
+body) so they mirror the Node library's `verifyInstallation` and
+`verifyRequest`; the FastAPI dependencies only adapt a request to them.
+
+Each flow rejects with the cheapest checks first (shape, algorithm, times,
+audience, issuer, QSH) and touches storage or the network only after them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from ._environments import ConnectEnvironment, ProductHosts
+from ._errors import AuthError, AuthErrorCode
+from ._keys import AtlassianKeyProvider, PublicKeyProvider, check_kid
+from ._models import (
+    Credentials,
+    InstallationType,
+    InstallPayload,
+    LifecycleEvent,
+    LifecyclePayload,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+)
+from ._qsh import CONTEXT_QSH, canonical_request, parse_query
+from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
+
+__all__ = [
+    "AuthorizationMethod",
+    "ConnectAuth",
+    "CredentialsLoader",
+    "QshMode",
+    "RequestTarget",
+]
+
+logger = logging.getLogger("fastapi_connect_auth")
+
+QshMode = Literal["computed", "context", "any", "skip"]
+"""How a route checks the `qsh` claim (the Node library's `queryStringHashType`)."""
+
+AuthorizationMethod = Literal["publicKey", "sharedSecret", "any"]
+"""How lifecycle callbacks are signed (the Node library's `authorizationMethod`)."""
+
+CredentialsLoader = Callable[[str], "Credentials[Any] | Awaitable[Credentials[Any] | None] | None"]
+"""`loader(client_key)`, sync or async: the tenant's `Credentials`, or `None` if unknown."""
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+_RS256: frozenset[Algorithm] = frozenset({"RS256"})
+_HS256: frozenset[Algorithm] = frozenset({"HS256"})
+_EITHER: frozenset[Algorithm] = frozenset({"HS256", "RS256"})
+_ALGORITHMS_BY_METHOD: dict[AuthorizationMethod, frozenset[Algorithm]] = {
+    "publicKey": _RS256,
+    "sharedSecret": _HS256,
+    "any": _EITHER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """What the QSH covers: the method, the path as sent (percent-encoded) and the raw query."""
+
+    method: str
+    path: str
+    query: str = ""
+
+
+def _normalise_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"base_url must be an absolute http(s) URL without query or fragment, not {url!r}")
+    return url.rstrip("/")
+
+
+class ConnectAuth:
+    """The app's Connect configuration, attached to the app once with `install(app)`.
+
+    ```python
+    connect = ConnectAuth(base_url="https://my-app.example.com", credentials_loader=load_tenant)
+    app = FastAPI(lifespan=connect.lifespan)
+    connect.install(app)
+    ```
+
+    * `base_url`: the app's base URL as its descriptor declares it; several for
+      one app reachable at several (a public URL and a tunnel). Signed installs
+      must name one of them as `aud`; the request's own host is never trusted.
+    * `credentials_loader`: `loader(client_key)` (sync or async) returns the
+      tenant's `Credentials`, or `None` for an unknown or uninstalled tenant.
+    * `authorization_method`: how `installed`/`uninstalled` are verified:
+      `"publicKey"` (signed installs, the default), `"sharedSecret"` (legacy),
+      or `"any"` (during a transition).
+    * `product_hosts`: the allow-list of product hosts that may install the app.
+    * `leeway`: seconds of clock skew tolerated on `exp` and `nbf`.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | Sequence[str],
+        credentials_loader: CredentialsLoader,
+        key_provider: PublicKeyProvider | None = None,
+        authorization_method: AuthorizationMethod = "publicKey",
+        product_hosts: ProductHosts | None = None,
+        leeway: float = 30.0,
+        max_body_size: int = 64 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("ConnectAuth needs at least one base_url")
+        if authorization_method not in _ALGORITHMS_BY_METHOD:
+            raise ValueError(f"authorization_method must be one of {sorted(_ALGORITHMS_BY_METHOD)}")
+        self.base_urls: tuple[str, ...] = tuple(dict.fromkeys(_normalise_base_url(url) for url in urls))
+        self._base_paths = tuple(dict.fromkeys(urlsplit(url).path for url in self.base_urls))
+        self.credentials_loader = credentials_loader
+        self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
+        self.authorization_method: AuthorizationMethod = authorization_method
+        self.product_hosts = product_hosts or ProductHosts()
+        self.leeway = leeway
+        self.max_body_size = max_body_size
+        self.clock = clock
+
+    # -- wiring -------------------------------------------------------------------------
+
+    def install(self, app: FastAPI) -> None:
+        """Attach this configuration to `app` and answer `AuthError`s as JSON with their code."""
+        app.state.connect_auth = self
+        app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=connect.lifespan)`."""
+        async with AsyncExitStack() as stack:
+            if isinstance(self.key_provider, AtlassianKeyProvider):
+                await stack.enter_async_context(self.key_provider)
+            yield
+
+    @classmethod
+    def of(cls, request: Request) -> ConnectAuth:
+        """The configuration `install()` attached to the request's app."""
+        config = getattr(request.app.state, "connect_auth", None)
+        if not isinstance(config, ConnectAuth):
+            raise RuntimeError(
+                "No ConnectAuth on this app: call connect.install(app), or pass config= to the dependency."
+            )
+        return config
+
+    # -- flows --------------------------------------------------------------------------
+
+    async def verify_request(
+        self,
+        token: str | None,
+        target: RequestTarget,
+        *,
+        qsh: QshMode = "computed",
+        authorization_method: AuthorizationMethod = "sharedSecret",
+    ) -> VerifiedRequest[Any]:
+        """Verify a webhook, page load or iframe call (the Node library's `verifyRequest`).
+
+        HS256 with the tenant's shared secret, unless `authorization_method` also
+        admits Atlassian-signed (RS256) tokens.
+        """
+        parsed: ParsedToken | None = None
+        try:
+            parsed = self._parse(token)
+            alg = check_algorithm(parsed, _ALGORITHMS_BY_METHOD[authorization_method])
+            claims = parsed.claims
+            check_times(claims, self.clock(), self.leeway)
+            if alg == "HS256":
+                self._check_qsh(claims.qsh, target, qsh)
+            credentials = await self._load_known(claims.iss)
+            if alg == "RS256":
+                environment = self._environment(credentials.base_url) if credentials.base_url else None
+                await self._verify_signed(
+                    parsed, target, claims.iss, environment, "skip" if qsh == "skip" else "computed"
+                )
+            else:
+                verify_signature(parsed, credentials.shared_secret)
+            return VerifiedRequest(claims, credentials.stored_entity)
+        except AuthError as exc:
+            self._log_rejection("request", exc, parsed)
+            raise
+
+    async def verify_installation(
+        self, token: str | None, target: RequestTarget, body: bytes
+    ) -> VerifiedInstallation[Any]:
+        """Verify an `installed` callback (the Node library's `verifyInstallation`).
+
+        Signed installs (RS256) are checked against Atlassian's key for the token's
+        `kid`, with `aud` one of our base URLs and `iss` the body's `clientKey`.
+        Legacy installs follow the Node library: a first install needs no token; an
+        update must be signed with the tenant's stored shared secret.
+        """
+        parsed: ParsedToken | None = None
+        try:
+            parsed = self._parse(token) if token is not None or self.authorization_method == "publicKey" else None
+            payload = self.parse_payload(body, InstallPayload)
+            environment = self._environment(payload.base_url)
+            if parsed is not None and (self.authorization_method == "publicKey" or parsed.alg == "RS256"):
+                check_algorithm(parsed, _ALGORITHMS_BY_METHOD[self.authorization_method] & _RS256)
+                await self._verify_signed(parsed, target, payload.client_key, environment, "computed")
+                credentials = await self._load(payload.client_key)
+                claims = parsed.claims
+            else:
+                credentials, claims = await self._verify_legacy_install(parsed, target, payload.client_key)
+            return VerifiedInstallation(
+                InstallationType.UPDATE if credentials else InstallationType.NEW_INSTALLATION,
+                payload,
+                claims,
+                credentials.stored_entity if credentials else None,
+            )
+        except AuthError as exc:
+            self._log_rejection("install", exc, parsed)
+            raise
+
+    async def verify_lifecycle(
+        self, event: LifecycleEvent, token: str | None, target: RequestTarget, body: bytes
+    ) -> VerifiedLifecycle[Any]:
+        """Verify an `uninstalled`, `enabled` or `disabled` callback from a known tenant.
+
+        `uninstalled` is signed like `installed` (per `authorization_method`);
+        `enabled` and `disabled` are signed with the tenant's shared secret.
+        A context token is never enough: the QSH must be the computed one.
+        """
+        parsed: ParsedToken | None = None
+        try:
+            parsed = self._parse(token)
+            payload = self.parse_payload(body, LifecyclePayload)
+            if payload.event_type != event:
+                raise AuthError(
+                    AuthErrorCode.INVALID_INSTALL_PAYLOAD,
+                    f"This route takes {event!r} callbacks, not {payload.event_type[:32]!r}.",
+                )
+            allowed = _ALGORITHMS_BY_METHOD[self.authorization_method] if event == "uninstalled" else _HS256
+            if check_algorithm(parsed, allowed) == "RS256":
+                environment = self._environment(payload.base_url)
+                await self._verify_signed(parsed, target, payload.client_key, environment, "computed")
+                credentials = await self._load_known(payload.client_key)
+            else:
+                self._check_issuer(parsed, payload.client_key)
+                credentials = await self._load_known(payload.client_key)
+                self._verify_shared_secret(parsed, target, credentials.shared_secret)
+            return VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
+        except AuthError as exc:
+            self._log_rejection(event, exc, parsed)
+            raise
+
+    # -- steps --------------------------------------------------------------------------
+
+    def parse_payload(self, body: bytes, model: type[PayloadT]) -> PayloadT:
+        """Validate a lifecycle body; a malformed one is a 4xx `AuthError` naming the fields."""
+        if len(body) > self.max_body_size:
+            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_size} bytes.")
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                for error in exc.errors()[:10]
+            )
+            raise AuthError(AuthErrorCode.INVALID_INSTALL_PAYLOAD, f"Invalid lifecycle payload: {problems}.") from None
+
+    def _parse(self, token: str | None) -> ParsedToken:
+        if not token:
+            raise AuthError(
+                AuthErrorCode.MISSING_JWT, "No JWT: expected 'Authorization: JWT <token>' or a 'jwt' query parameter."
+            )
+        return parse_token(token)
+
+    async def _load(self, client_key: str) -> Credentials[Any] | None:
+        result = self.credentials_loader(client_key)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _load_known(self, client_key: str) -> Credentials[Any]:
+        credentials = await self._load(client_key)
+        if credentials is None:
+            raise AuthError(AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not an installed tenant.")
+        return credentials
+
+    def _environment(self, product_base_url: str) -> ConnectEnvironment:
+        environment = self.product_hosts.environment_of(product_base_url)
+        if environment is None:
+            raise AuthError(
+                AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
+                "The product's baseUrl is not on this app's allow-list of Atlassian product hosts.",
+            )
+        return environment
+
+    @staticmethod
+    def _check_issuer(parsed: ParsedToken, client_key: str) -> None:
+        if not hmac.compare_digest(parsed.claims.iss.encode(), client_key.encode()):
+            raise AuthError(AuthErrorCode.WRONG_ISSUER, "The JWT's issuer is not the clientKey of the payload.")
+
+    def _check_audience(self, parsed: ParsedToken) -> None:
+        audiences = parsed.claims.aud
+        if not audiences:
+            raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The signed JWT has no audience (aud).")
+        if not any(aud.rstrip("/") in self.base_urls for aud in audiences):
+            raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The JWT's audience is not this app's base URL.")
+
+    def _check_qsh(self, qsh: str | None, target: RequestTarget, mode: QshMode) -> None:
+        if mode == "skip":
+            return
+        if qsh is None:
+            raise AuthError(AuthErrorCode.MISSING_QSH, "The JWT has no query string hash (qsh).")
+        if qsh == CONTEXT_QSH:
+            if mode in ("context", "any"):
+                return
+            raise AuthError(AuthErrorCode.INVALID_QSH, "A context token (qsh 'context-qsh') is not accepted here.")
+        if mode == "context":
+            raise AuthError(AuthErrorCode.INVALID_QSH, "This route only accepts context tokens (qsh 'context-qsh').")
+        pairs = parse_query(target.query)
+        canonicals = [canonical_request(target.method, target.path, pairs, base_path) for base_path in self._base_paths]
+        expected = qsh.encode()
+        if any(hmac.compare_digest(hashlib.sha256(c.encode()).hexdigest().encode(), expected) for c in canonicals):
+            return
+        logger.debug("INVALID_QSH: the canonical request we computed: %s", " | ".join(canonicals))
+        raise AuthError(
+            AuthErrorCode.INVALID_QSH,
+            "The query string hash does not match this request (was the URL rewritten by a proxy?).",
+        )
+
+    async def _verify_signed(
+        self,
+        parsed: ParsedToken,
+        target: RequestTarget,
+        client_key: str,
+        environment: ConnectEnvironment | None,
+        qsh: QshMode,
+    ) -> None:
+        """Atlassian-signed (RS256): kid, times, audience, issuer, QSH, then the key and signature."""
+        kid = check_kid(parsed.claims.kid)
+        check_times(parsed.claims, self.clock(), self.leeway)
+        self._check_audience(parsed)
+        self._check_issuer(parsed, client_key)
+        self._check_qsh(parsed.claims.qsh, target, qsh)
+        key = await self.key_provider.get_public_key(kid, environment or ConnectEnvironment.PRODUCTION)
+        verify_signature(parsed, key)
+
+    def _verify_shared_secret(self, parsed: ParsedToken, target: RequestTarget, shared_secret: str) -> None:
+        check_times(parsed.claims, self.clock(), self.leeway)
+        self._check_qsh(parsed.claims.qsh, target, "computed")
+        verify_signature(parsed, shared_secret)
+
+    async def _verify_legacy_install(
+        self, parsed: ParsedToken | None, target: RequestTarget, client_key: str
+    ) -> tuple[Credentials[Any] | None, Any]:
+        if parsed is not None:
+            check_algorithm(parsed, _HS256)
+            self._check_issuer(parsed, client_key)
+        credentials = await self._load(client_key)
+        if credentials is None:
+            return None, None  # a first legacy install carries nothing to verify it with
+        if parsed is None:
+            raise AuthError(
+                AuthErrorCode.UNAUTHORIZED_REQUEST,
+                "An update of an installed tenant must be signed with its shared secret.",
+            )
+        self._verify_shared_secret(parsed, target, credentials.shared_secret)
+        return credentials, parsed.claims
+
+    @staticmethod
+    def _log_rejection(kind: str, exc: AuthError, parsed: ParsedToken | None) -> None:
+        issuer = parsed.claims.iss[:64] if parsed is not None else None
+        logger.warning("Rejected Connect %s: %s (iss=%r): %s", kind, exc.code.value, issuer, exc.message)
+
+
+async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
+    """Answer an `AuthError` with its status, `{"detail": message, "code": CODE}` and headers."""
+    return JSONResponse(
+        {"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=exc.headers
+    )

@@ -1,0 +1,167 @@
+"""FastAPI dependencies: `ConnectInstall`, `ConnectLifecycle` and `ConnectRequest`.
+
+Each is a `SecurityBase`, so protected routes show the `AtlassianConnectJWT`
+scheme in OpenAPI and `/docs`. They adapt a Starlette request to the
+framework-free flows of `ConnectAuth`; to read the token from elsewhere,
+subclass and override `extract_token` (the Node library's `AuthDataProvider`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, unquote
+
+from fastapi import Request
+from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.security.base import SecurityBase
+
+from ._connect import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
+from ._errors import AuthError, AuthErrorCode
+from ._models import LifecycleEvent, VerifiedInstallation, VerifiedLifecycle, VerifiedRequest
+
+__all__ = ["ConnectInstall", "ConnectLifecycle", "ConnectRequest", "request_target"]
+
+_SCHEME_NAME = "AtlassianConnectJWT"
+_DESCRIPTION = "An Atlassian Connect JWT, sent as `Authorization: JWT <token>` or in the `jwt` query parameter."
+_QSH_MODES = ("computed", "context", "any", "skip")
+_LIFECYCLE_EVENTS = ("uninstalled", "enabled", "disabled")
+
+
+def request_target(request: Request) -> RequestTarget:
+    """The method, path as the product sent it, and raw query of `request`.
+
+    The QSH covers the path as sent, percent-encoding included, so the raw path
+    is used, with any `root_path` (a mount or a proxy prefix) in front of it.
+    """
+    scope = request.scope
+    path: str = scope["path"]
+    raw_path: bytes | None = scope.get("raw_path")
+    full_path = quote(path, safe="/:@!$&'()*+,;=~")
+    if raw_path is not None:
+        raw = raw_path.decode("latin-1")
+        root_path: str = scope.get("root_path", "")
+        for candidate in (raw, root_path + raw):
+            if unquote(candidate) == path:
+                full_path = candidate
+                break
+    return RequestTarget(request.method, full_path, scope.get("query_string", b"").decode("utf-8", "replace"))
+
+
+class _ConnectSecurity(SecurityBase):
+    def __init__(self, *, scheme_name: str | None, description: str | None, config: ConnectAuth | None) -> None:
+        self.model = APIKey(**{"in": APIKeyIn.header}, name="Authorization", description=description or _DESCRIPTION)
+        self.scheme_name = scheme_name or _SCHEME_NAME
+        self.config = config
+
+    def extract_token(self, request: Request) -> str | None:
+        """The JWT from `Authorization: JWT <token>`, else from the one `jwt` query parameter."""
+        authorization = request.headers.get("authorization")
+        if authorization:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() == "jwt" and credentials.strip():
+                return credentials.strip()
+        values = request.query_params.getlist("jwt")
+        if len(values) > 1:
+            raise AuthError(AuthErrorCode.FAILED_TO_DECODE, "The request carries more than one 'jwt' query parameter.")
+        return values[0] if values else None
+
+    def connect_auth(self, request: Request) -> ConnectAuth:
+        return self.config or ConnectAuth.of(request)
+
+    async def read_body(self, request: Request, config: ConnectAuth) -> bytes:
+        """The body, refused early when its declared length is over the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_body_size:
+            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {config.max_body_size} bytes.")
+        return await request.body()
+
+
+class ConnectRequest(_ConnectSecurity):
+    """Verify a webhook, page load or iframe call; returns a `VerifiedRequest`.
+
+    ```python
+    @app.get("/api/events")
+    async def events(call: Annotated[VerifiedRequest, Depends(ConnectRequest(qsh="context"))]): ...
+    ```
+
+    * `qsh`: `"computed"` (the default: the token is bound to this method and
+      URL), `"context"` (tokens from `AP.context.getToken()`), `"any"` (either),
+      `"skip"` (no QSH check: only for routes whose URL the product cannot know).
+    * `authorization_method`: `"sharedSecret"` (HS256, the default); `"publicKey"`
+      or `"any"` also admit Atlassian-signed (RS256) tokens.
+    * `auto_error=False`: a request with no token at all yields `None` instead of
+      401, for routes that serve anonymous callers too. A token that is present
+      but not valid is still rejected.
+    """
+
+    def __init__(
+        self,
+        *,
+        qsh: QshMode = "computed",
+        authorization_method: AuthorizationMethod = "sharedSecret",
+        auto_error: bool = True,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        config: ConnectAuth | None = None,
+    ) -> None:
+        if qsh not in _QSH_MODES:
+            raise ValueError(f"qsh must be one of {_QSH_MODES}, not {qsh!r}")
+        super().__init__(scheme_name=scheme_name, description=description, config=config)
+        self.qsh: QshMode = qsh
+        self.authorization_method: AuthorizationMethod = authorization_method
+        self.auto_error = auto_error
+
+    async def __call__(self, request: Request) -> VerifiedRequest[Any] | None:
+        token = self.extract_token(request)
+        if token is None and not self.auto_error:
+            return None
+        return await self.connect_auth(request).verify_request(
+            token, request_target(request), qsh=self.qsh, authorization_method=self.authorization_method
+        )
+
+
+class ConnectInstall(_ConnectSecurity):
+    """Verify an `installed` callback; returns a `VerifiedInstallation` (new or update).
+
+    Persist `result.payload` (its `shared_secret` replaces any stored one at once).
+    """
+
+    def __init__(
+        self, *, scheme_name: str | None = None, description: str | None = None, config: ConnectAuth | None = None
+    ) -> None:
+        super().__init__(scheme_name=scheme_name, description=description, config=config)
+
+    async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
+        config = self.connect_auth(request)
+        token = self.extract_token(request)
+        body = await self.read_body(request, config)
+        return await config.verify_installation(token, request_target(request), body)
+
+
+class ConnectLifecycle(_ConnectSecurity):
+    """Verify an `uninstalled`, `enabled` or `disabled` callback; returns a `VerifiedLifecycle`.
+
+    ```python
+    @app.post("/uninstalled")
+    async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]): ...
+    ```
+    """
+
+    def __init__(
+        self,
+        event: LifecycleEvent,
+        *,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        config: ConnectAuth | None = None,
+    ) -> None:
+        if event not in _LIFECYCLE_EVENTS:
+            raise ValueError(f"event must be one of {_LIFECYCLE_EVENTS}; 'installed' is ConnectInstall's")
+        super().__init__(scheme_name=scheme_name, description=description, config=config)
+        self.event: LifecycleEvent = event
+
+    async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
+        config = self.connect_auth(request)
+        token = self.extract_token(request)
+        body = await self.read_body(request, config)
+        return await config.verify_lifecycle(self.event, token, request_target(request), body)

@@ -1,0 +1,110 @@
+"""Atlassian's environments: which product hosts belong to each, and where its install keys live.
+
+The product host of an install decides the environment, and so the key CDN, only
+once it is on the allow-list: a tenant can never point us at a key server of its
+choosing, nor register a base URL on an arbitrary host.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["ConnectEnvironment", "ProductHosts"]
+
+
+class ConnectEnvironment(str, enum.Enum):
+    """An Atlassian cloud environment, with its own product hosts and install-keys CDN."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+    FEDRAMP = "fedramp"
+    FEDRAMP_STAGING = "fedramp-staging"
+
+
+# Host suffixes (a leading dot: the bare domain itself is not a tenant) and exact hosts,
+# as Atlassian's own framework (atlassian-connect-express 11.5) classifies them.
+_SUFFIXES: dict[ConnectEnvironment, tuple[str, ...]] = {
+    ConnectEnvironment.PRODUCTION: (".atlassian.net", ".jira.com"),
+    ConnectEnvironment.STAGING: (".jira-dev.com",),
+    ConnectEnvironment.FEDRAMP: (".atlassian-us-gov-mod.net",),
+    ConnectEnvironment.FEDRAMP_STAGING: (".atlassian-stg-fedm.net",),
+}
+_EXACT: dict[ConnectEnvironment, tuple[str, ...]] = {
+    ConnectEnvironment.PRODUCTION: ("bitbucket.org", "api.bitbucket.org"),
+}
+
+INSTALL_KEYS_URLS: dict[ConnectEnvironment, tuple[str, str]] = {
+    ConnectEnvironment.PRODUCTION: (
+        "https://asap-distribution.us-west-2.prod.atl-asap.net",
+        "https://connect-install-keys.atlassian.com",
+    ),
+    ConnectEnvironment.STAGING: (
+        "https://asap-distribution.us-west-2.staging.atl-asap.net",
+        "https://cs-migrations--cdn.us-east-1.staging.public.atl-paas.net",
+    ),
+    ConnectEnvironment.FEDRAMP: (
+        "https://asap-distribution.us-west-2.prod.atl-auth-us-gov-mod.net",
+        "https://cs-migrations--fedrampcdn.us-east-1.prod.cdn.atlassian-us-gov-mod.com",
+    ),
+    ConnectEnvironment.FEDRAMP_STAGING: (
+        "https://asap-distribution.us-west-2.staging.atl-auth-us-gov-mod.net",
+        "https://cs-migrations--fedrampcdn.us-east-1.staging.cdn.atlassian-us-gov-mod.com",
+    ),
+}
+"""Primary and fallback base URLs of each environment's install-keys CDN."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductHosts:
+    """The allow-list of product hosts that may install the app.
+
+    `environments` enables Atlassian's hosts of each environment (production only,
+    by default). `extra_hosts` adds hosts of your own, such as a test product on
+    `localhost`; they count as `extra_hosts_environment` and may use plain http.
+    A pattern `*.example.com` matches one or more labels before `.example.com`.
+    """
+
+    environments: frozenset[ConnectEnvironment] = frozenset({ConnectEnvironment.PRODUCTION})
+    extra_hosts: tuple[str, ...] = ()
+    extra_hosts_environment: ConnectEnvironment = ConnectEnvironment.PRODUCTION
+
+    @classmethod
+    def of(
+        cls,
+        environments: Iterable[ConnectEnvironment | str] = (ConnectEnvironment.PRODUCTION,),
+        extra_hosts: Iterable[str] = (),
+        extra_hosts_environment: ConnectEnvironment | str = ConnectEnvironment.PRODUCTION,
+    ) -> ProductHosts:
+        return cls(
+            frozenset(ConnectEnvironment(env) for env in environments),
+            tuple(host.lower() for host in extra_hosts),
+            ConnectEnvironment(extra_hosts_environment),
+        )
+
+    def environment_of(self, base_url: str) -> ConnectEnvironment | None:
+        """The environment of an allow-listed product `base_url`, else `None`."""
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").lower()
+        if not _HOST.fullmatch(host):
+            return None
+        if parts.scheme in ("http", "https") and any(_host_matches(host, p) for p in self.extra_hosts):
+            return self.extra_hosts_environment
+        if parts.scheme != "https":
+            return None
+        for environment in self.environments:
+            if host in _EXACT.get(environment, ()) or host.endswith(_SUFFIXES[environment]):
+                return environment
+        return None
+
+
+_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*|[0-9a-f:]+")
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern

@@ -1,0 +1,202 @@
+"""Atlassian's public keys for signed installs: a provider protocol and an httpx implementation.
+
+The default provider checks the `kid` before building any URL, tries the
+environment's primary CDN and then its fallback, bounds every fetch in time,
+keeps keys in a bounded TTL cache, remembers failures briefly, and lets
+concurrent requests for one kid share a single fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+import anyio
+import httpx
+from cachetools import TTLCache
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from ._environments import INSTALL_KEYS_URLS, ConnectEnvironment
+from ._errors import AuthError, AuthErrorCode
+
+__all__ = ["AtlassianKeyProvider", "PublicKeyProvider", "check_kid"]
+
+logger = logging.getLogger("fastapi_connect_auth")
+
+MAX_KID_LENGTH = 256
+_MAX_KEY_BYTES = 16 * 1024
+_MIN_RSA_BITS = 2048
+_KID = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
+
+
+def check_kid(kid: str | None) -> str:
+    """Return `kid` if it is safe to put in a URL path, else raise `MISSING_KID` / `INVALID_KID`.
+
+    Atlassian changed the kid format in November 2024 and kids may contain `/`, so
+    this refuses what could escape the key directory (traversal, schemes, `%`, `?`,
+    `#`, whitespace, empty segments, oversize) rather than guessing a format.
+    """
+    if not kid:
+        raise AuthError(AuthErrorCode.MISSING_KID, "The JWT header has no kid, which a signed install requires.")
+    if (
+        len(kid) > MAX_KID_LENGTH
+        or _KID.fullmatch(kid) is None
+        or any(segment in (".", "..") for segment in kid.split("/"))
+    ):
+        raise AuthError(AuthErrorCode.INVALID_KID, "The JWT header's kid is not a valid key id.")
+    return kid
+
+
+@runtime_checkable
+class PublicKeyProvider(Protocol):
+    """Resolves the RSA public key Atlassian signed a lifecycle callback with.
+
+    Raise `AuthError(FAILED_TO_OBTAIN_PUBLIC_KEY)` when the key cannot be had.
+    """
+
+    async def get_public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey: ...
+
+
+class _KeyUnavailable(Exception):
+    def __init__(self, reason: str, *, outage: bool) -> None:
+        super().__init__(reason)
+        self.outage = outage
+
+
+class AtlassianKeyProvider:
+    """Fetches install keys from Atlassian's CDN of the install's environment.
+
+    Pass your own `httpx.AsyncClient`, or open the provider's with `async with
+    provider:` (`ConnectAuth.lifespan` does it for you). Without an open client a
+    short-lived one serves each fetch, which the cache makes rare.
+
+    `base_url` replaces every environment's CDN (a mirror, or a test key server).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        base_url: str | None = None,
+        timeout: float = 3.0,
+        cache_ttl: float = 3600.0,
+        cache_size: int = 256,
+        failure_ttl: float = 5.0,
+    ) -> None:
+        self._client = client
+        self._owns_client = False
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._timeout = timeout
+        self._keys: TTLCache[tuple[ConnectEnvironment, str], RSAPublicKey] = TTLCache(cache_size, cache_ttl)
+        self._failures: TTLCache[tuple[ConnectEnvironment, str], _KeyUnavailable] = TTLCache(cache_size, failure_ttl)
+        self._inflight: dict[tuple[ConnectEnvironment, str], asyncio.Future[RSAPublicKey]] = {}
+
+    async def __aenter__(self) -> AtlassianKeyProvider:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._owns_client = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client this provider opened (never one passed in)."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client, self._owns_client = None, False
+
+    def urls_for(self, kid: str, environment: ConnectEnvironment) -> list[str]:
+        """The URLs tried for `kid`, in order."""
+        bases = (self._base_url,) if self._base_url else INSTALL_KEYS_URLS[environment]
+        return [f"{base}/{kid}" for base in bases]
+
+    async def get_public_key(
+        self, kid: str, environment: ConnectEnvironment = ConnectEnvironment.PRODUCTION
+    ) -> RSAPublicKey:
+        cache_key = (environment, check_kid(kid))
+        key = self._keys.get(cache_key)
+        if key is not None:
+            return key
+        failure = self._failures.get(cache_key)
+        if failure is not None:
+            raise self._error(kid, failure)
+        inflight = self._inflight.get(cache_key)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[RSAPublicKey] = asyncio.get_running_loop().create_future()
+        self._inflight[cache_key] = future
+        try:
+            key = await self._fetch(kid, environment)
+        except _KeyUnavailable as exc:
+            self._failures[cache_key] = exc
+            error = self._error(kid, exc)
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise error from None
+        except BaseException as exc:  # cancelled: let waiters try again themselves
+            future.set_exception(AuthError(AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY, "The key fetch was cancelled."))
+            future.exception()
+            raise exc
+        finally:
+            del self._inflight[cache_key]
+        self._keys[cache_key] = key
+        future.set_result(key)
+        return key
+
+    @staticmethod
+    def _error(kid: str, failure: _KeyUnavailable) -> AuthError:
+        return AuthError(
+            AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY,
+            f"Could not obtain Atlassian's public key {kid!r}: {failure}.",
+            status_code=503 if failure.outage else 401,
+        )
+
+    async def _fetch(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
+        failures: list[_KeyUnavailable] = []
+        for url in self.urls_for(kid, environment):
+            try:
+                with anyio.fail_after(self._timeout):
+                    return await self._fetch_one(url)
+            except TimeoutError:
+                failures.append(_KeyUnavailable("the key server timed out", outage=True))
+            except _KeyUnavailable as exc:
+                failures.append(exc)
+            logger.warning("Install key %r unavailable from %s: %s", kid, url.rsplit("/", 1)[0], failures[-1])
+        # An outage if any host was down; a plain "no such key" only if every host said so.
+        reasons = "; ".join(dict.fromkeys(str(failure) for failure in failures))
+        raise _KeyUnavailable(reasons, outage=any(failure.outage for failure in failures))
+
+    async def _fetch_one(self, url: str) -> RSAPublicKey:
+        if self._client is not None:
+            return await self._read_key(self._client, url)
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            return await self._read_key(client, url)
+
+    @staticmethod
+    async def _read_key(client: httpx.AsyncClient, url: str) -> RSAPublicKey:
+        try:
+            async with client.stream("GET", url, follow_redirects=False) as response:
+                if response.status_code != 200:
+                    outage = response.status_code >= 500 or response.status_code == 429
+                    raise _KeyUnavailable(f"the key server answered {response.status_code}", outage=outage)
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_KEY_BYTES:
+                        raise _KeyUnavailable("the key server's answer is too large", outage=True)
+        except httpx.HTTPError as exc:
+            raise _KeyUnavailable(f"the key server could not be reached ({type(exc).__name__})", outage=True) from exc
+        try:
+            key = load_pem_public_key(body.strip())
+        except (ValueError, TypeError) as exc:
+            raise _KeyUnavailable("the key server's answer is not a PEM public key", outage=True) from exc
+        if not isinstance(key, RSAPublicKey) or key.key_size < _MIN_RSA_BITS:
+            raise _KeyUnavailable("the key server's answer is not an RSA public key of 2048 bits or more", outage=True)
+        return key

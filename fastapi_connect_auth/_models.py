@@ -1,0 +1,232 @@
+"""Pydantic models of what Atlassian sends, and the results our dependencies return."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "ConnectClaims",
+    "ConnectContext",
+    "ConnectUser",
+    "Credentials",
+    "InstallPayload",
+    "InstallationType",
+    "LifecyclePayload",
+    "VerifiedInstallation",
+    "VerifiedLifecycle",
+    "VerifiedRequest",
+]
+
+EntityT = TypeVar("EntityT")
+
+_NumericDate = StrictInt | StrictFloat
+_ShortText = Annotated[StrictStr, StringConstraints(max_length=2048)]
+_Identifier = Annotated[StrictStr, StringConstraints(min_length=1, max_length=255)]
+
+
+class ConnectUser(BaseModel):
+    """`context.user` of a Connect JWT. Unknown fields are kept."""
+
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    account_id: StrictStr | None = None
+    account_type: StrictStr | None = None
+    # Deprecated by Atlassian's GDPR migration, still sent by some products.
+    user_key: StrictStr | None = None
+    username: StrictStr | None = None
+
+
+class ConnectContext(BaseModel):
+    """The `context` claim. `jira`, `confluence` and other keys are kept as sent."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    user: ConnectUser | None = None
+
+
+class ConnectClaims(BaseModel):
+    """The claims of a verified Connect JWT, with `alg` and `kid` from its header.
+
+    `alg` and `kid` are properties fed from the header only, so a payload claim of
+    the same name can never stand in for them.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    iss: StrictStr
+    sub: StrictStr | None = None
+    aud: list[StrictStr] = Field(default_factory=list)
+    exp: _NumericDate
+    iat: _NumericDate | None = None
+    nbf: _NumericDate | None = None
+    qsh: StrictStr | None = None
+    context: ConnectContext | None = None
+
+    _alg: str = PrivateAttr(default="")
+    _kid: str | None = PrivateAttr(default=None)
+
+    @field_validator("aud", mode="before")
+    @classmethod
+    def _audience_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def alg(self) -> str:
+        """The signing algorithm named in the token's header."""
+        return self._alg
+
+    @property
+    def kid(self) -> str | None:
+        """The key id named in the token's header (signed installs only)."""
+        return self._kid
+
+    @property
+    def account_id(self) -> str | None:
+        """The acting user: `context.user.accountId`, else `sub`."""
+        user = self.context.user if self.context else None
+        if user is not None and user.account_id:
+            return user.account_id
+        return self.sub
+
+
+def _is_web_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("https", "http")
+        and bool(parts.hostname)
+        and parts.username is None
+        and parts.password is None
+        and not parts.query
+        and not parts.fragment
+    )
+
+
+class LifecyclePayload(BaseModel):
+    """The body of a lifecycle callback (`installed`, `uninstalled`, `enabled`, `disabled`).
+
+    Field names are snake_case in Python and camelCase on the wire. Unknown fields
+    are kept. `shared_secret` is a `SecretStr`: it never appears in a repr or a log.
+    """
+
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    key: _Identifier
+    client_key: _Identifier
+    shared_secret: SecretStr | None = Field(default=None, max_length=1024)
+    base_url: _ShortText
+    display_url: _ShortText | None = None
+    product_type: _ShortText | None = None
+    description: _ShortText | None = None
+    service_entitlement_number: _ShortText | None = None
+    oauth_client_id: _ShortText | None = Field(
+        default=None, validation_alias=AliasChoices("oauthClientId", "oauth_client_id")
+    )
+    event_type: _Identifier
+    server_version: _ShortText | None = None
+    plugins_version: _ShortText | None = None
+    cloud_id: _ShortText | None = None
+    installation_id: _ShortText | None = None
+    public_key: StrictStr | None = Field(default=None, deprecated="Atlassian no longer sends usable public keys.")
+
+    @field_validator("base_url", "display_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_web_url(value):
+            raise ValueError("must be an http(s) URL without credentials, query or fragment")
+        return value
+
+
+class InstallPayload(LifecyclePayload):
+    """The body of an `installed` callback: the tenant's shared secret is required."""
+
+    shared_secret: SecretStr = Field(max_length=1024)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials(Generic[EntityT]):
+    """What a credentials loader returns for a known tenant.
+
+    `base_url` (the product's base URL, optional) picks the install-keys environment
+    when a request signed with RS256 is verified outside a lifecycle callback.
+    """
+
+    shared_secret: str = field(repr=False)
+    stored_entity: EntityT | None = None
+    base_url: str | None = None
+
+
+class InstallationType(str, enum.Enum):
+    """Whether an `installed` callback is for a new tenant or a known one."""
+
+    NEW_INSTALLATION = "newInstallation"
+    UPDATE = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedInstallation(Generic[EntityT]):
+    """A verified `installed` callback.
+
+    `claims` is `None` only for a legacy (unsigned) first install, which
+    `authorization_method="sharedSecret"` or `"any"` accept as Atlassian sent them.
+    """
+
+    type: InstallationType
+    payload: InstallPayload
+    claims: ConnectClaims | None
+    stored_entity: EntityT | None = None
+
+    @property
+    def client_key(self) -> str:
+        return self.payload.client_key
+
+
+LifecycleEvent = Literal["uninstalled", "enabled", "disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedLifecycle(Generic[EntityT]):
+    """A verified `uninstalled`, `enabled` or `disabled` callback for a known tenant."""
+
+    event: LifecycleEvent
+    payload: LifecyclePayload
+    claims: ConnectClaims
+    stored_entity: EntityT | None = None
+
+    @property
+    def client_key(self) -> str:
+        return self.payload.client_key
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRequest(Generic[EntityT]):
+    """A verified webhook, page load or iframe call."""
+
+    claims: ConnectClaims
+    stored_entity: EntityT | None = None
+
+    @property
+    def client_key(self) -> str:
+        return self.claims.iss
+
+    @property
+    def account_id(self) -> str | None:
+        """`context.user.accountId`, else `sub`: the user the product acts for, if any."""
+        return self.claims.account_id

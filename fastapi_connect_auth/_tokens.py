@@ -1,0 +1,119 @@
+"""Decode a Connect JWT once, then check it against a key the caller resolved. No I/O.
+
+Verification needs the unverified `iss` (to load the tenant's secret) or `kid`
+(to fetch Atlassian's public key) before the signature can be checked, so a
+token is parsed once into `ParsedToken` and every later step reads from it:
+no second decode, no second base64 or JSON pass. The signature itself is
+checked by PyJWT's algorithm objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
+from jwt.utils import base64url_decode
+from pydantic import ValidationError
+
+from ._errors import AuthError, AuthErrorCode
+from ._models import ConnectClaims
+
+__all__ = ["MAX_TOKEN_LENGTH", "ParsedToken", "check_times", "parse_token", "verify_signature"]
+
+MAX_TOKEN_LENGTH = 16 * 1024
+"""Longer tokens are refused before any decoding: Atlassian's are a few hundred bytes."""
+
+Algorithm = Literal["HS256", "RS256"]
+
+_SHAPE = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A token split and decoded, its signature not yet checked."""
+
+    claims: ConnectClaims
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> str:
+        return self.claims.alg
+
+
+def _decode_failure(reason: str) -> AuthError:
+    return AuthError(AuthErrorCode.FAILED_TO_DECODE, f"Failed to decode the JWT: {reason}.")
+
+
+def parse_token(token: str) -> ParsedToken:
+    """Split and decode `token`; raise `FAILED_TO_DECODE` for anything malformed.
+
+    The shape and size are checked with one bounded regular expression before any
+    base64 or JSON work, so hostile input costs next to nothing.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise _decode_failure("the token is too long")
+    raw = token.encode("ascii", "replace")
+    if _SHAPE.fullmatch(raw) is None:
+        raise _decode_failure("a JWT is three base64url segments separated by dots")
+    header_segment, payload_segment, signature_segment = raw.split(b".")
+    try:
+        header = json.loads(base64url_decode(header_segment))
+        payload = base64url_decode(payload_segment)
+        signature = base64url_decode(signature_segment)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise _decode_failure("the header is not base64url-encoded JSON") from exc
+    if not isinstance(header, dict):
+        raise _decode_failure("the header is not a JSON object")
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str) or not (kid is None or isinstance(kid, str)):
+        raise _decode_failure("the header's alg and kid must be strings")
+    try:
+        claims = ConnectClaims.model_validate_json(payload)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in error["loc"]) or "payload" for error in exc.errors()})
+        raise _decode_failure(f"invalid claims ({', '.join(fields)})") from exc
+    claims._alg = alg
+    claims._kid = kid
+    return ParsedToken(claims, raw.rpartition(b".")[0], signature)
+
+
+def check_algorithm(parsed: ParsedToken, allowed: frozenset[Algorithm]) -> Algorithm:
+    """Refuse any algorithm the route did not choose (`none`, HS384, key confusion …)."""
+    alg = parsed.alg
+    if alg not in allowed:
+        expected = " or ".join(sorted(allowed))
+        raise AuthError(
+            AuthErrorCode.INVALID_ALGORITHM, f"The JWT is signed with {alg[:16]!r}; {expected} is required here."
+        )
+    return alg
+
+
+def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
+    """Check the signature with a shared secret (HS256) or Atlassian's public key (RS256).
+
+    The algorithm was fixed by `check_algorithm`; the key's type must agree with
+    it, so a public key can never be used as an HMAC secret.
+    """
+    if parsed.alg == "HS256" and isinstance(key, str) and key:
+        valid = _HS256.verify(parsed.signing_input, key.encode("utf-8"), parsed.signature)
+    elif parsed.alg == "RS256" and isinstance(key, RSAPublicKey):
+        valid = _RS256.verify(parsed.signing_input, key, parsed.signature)
+    else:
+        valid = False
+    if not valid:
+        raise AuthError(AuthErrorCode.INVALID_SIGNATURE, "The JWT signature is invalid.")
+
+
+def check_times(claims: ConnectClaims, now: float, leeway: float) -> None:
+    """Enforce `exp` (required) and `nbf` (when present), allowing `leeway` seconds of clock skew."""
+    if now - leeway >= claims.exp:
+        raise AuthError(AuthErrorCode.TOKEN_EXPIRED, "The JWT has expired.")
+    if claims.nbf is not None and now + leeway < claims.nbf:
+        raise AuthError(AuthErrorCode.TOKEN_NOT_YET_VALID, "The JWT is not valid yet (nbf is in the future).")
