@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -147,7 +147,7 @@ class ConnectAuth:
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
         """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=connect.lifespan)`."""
         async with AsyncExitStack() as stack:
-            if isinstance(self.key_provider, AtlassianKeyProvider):
+            if isinstance(self.key_provider, AbstractAsyncContextManager):
                 await stack.enter_async_context(self.key_provider)
             yield
 

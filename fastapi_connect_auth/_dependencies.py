@@ -68,12 +68,17 @@ class _ConnectSecurity(SecurityBase):
     def connect_auth(self, request: Request) -> ConnectAuth:
         return self.config or ConnectAuth.of(request)
 
-    async def read_body(self, request: Request, config: ConnectAuth) -> bytes:
-        """The body, refused early when its declared length is over the limit."""
+    async def read_callback(self, request: Request) -> tuple[ConnectAuth, str | None, RequestTarget, bytes]:
+        """What a lifecycle flow needs: the config, the token, the target and the body.
+
+        The body is refused early when its declared length is over the limit.
+        """
+        config = self.connect_auth(request)
+        token = self.extract_token(request)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > config.max_body_size:
             raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {config.max_body_size} bytes.")
-        return await request.body()
+        return config, token, request_target(request), await request.body()
 
 
 class ConnectRequest(_ConnectSecurity):
@@ -132,10 +137,8 @@ class ConnectInstall(_ConnectSecurity):
         super().__init__(scheme_name=scheme_name, description=description, config=config)
 
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
-        config = self.connect_auth(request)
-        token = self.extract_token(request)
-        body = await self.read_body(request, config)
-        return await config.verify_installation(token, request_target(request), body)
+        config, token, target, body = await self.read_callback(request)
+        return await config.verify_installation(token, target, body)
 
 
 class ConnectLifecycle(_ConnectSecurity):
@@ -161,7 +164,5 @@ class ConnectLifecycle(_ConnectSecurity):
         self.event: LifecycleEvent = event
 
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
-        config = self.connect_auth(request)
-        token = self.extract_token(request)
-        body = await self.read_body(request, config)
-        return await config.verify_lifecycle(self.event, token, request_target(request), body)
+        config, token, target, body = await self.read_callback(request)
+        return await config.verify_lifecycle(self.event, token, target, body)

@@ -89,7 +89,7 @@ class ProductHosts:
         """The environment of an allow-listed product `base_url`, else `None`."""
         parts = urlsplit(base_url)
         host = (parts.hostname or "").lower()
-        if not _HOST.fullmatch(host):
+        if parts.username is not None or not _HOST.fullmatch(host):
             return None
         if parts.scheme in ("http", "https") and any(_host_matches(host, p) for p in self.extra_hosts):
             return self.extra_hosts_environment
@@ -106,5 +106,5 @@ _HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*|[0-9a-f:]+")
 
 def _host_matches(host: str, pattern: str) -> bool:
     if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+        return host.endswith(pattern[1:])
     return host == pattern
