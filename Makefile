@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck bench clean
+.PHONY: install test lint typecheck bench docs clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+docs: install
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site

@@ -212,8 +212,11 @@ class ConnectAuth:
             parsed = self._parse(token) if token is not None or self.authorization_method == "publicKey" else None
             payload = self.parse_payload(body, InstallPayload)
             environment = self._environment(payload.base_url)
-            if parsed is not None and (self.authorization_method == "publicKey" or parsed.alg == "RS256"):
-                check_algorithm(parsed, _ALGORITHMS_BY_METHOD[self.authorization_method] & _RS256)
+            signed = self.authorization_method == "publicKey" or (
+                self.authorization_method == "any" and parsed is not None and parsed.alg == "RS256"
+            )
+            if parsed is not None and signed:
+                check_algorithm(parsed, _RS256)
                 await self._verify_signed(parsed, target, payload.client_key, environment, "computed")
                 credentials = await self._load(payload.client_key)
                 claims = parsed.claims

@@ -1,0 +1,403 @@
+"""Every code sample of the documentation, run: the docs cannot rot.
+
+Tokens are made with PyJWT directly and QSHs from canonical strings written out
+by hand; Atlassian's key CDN is an `httpx.MockTransport` serving a real RSA key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import httpx
+import jwt
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+
+from fastapi_connect_auth import (
+    AtlassianKeyProvider,
+    AuthError,
+    ConnectAuth,
+    ConnectEnvironment,
+    Credentials,
+    RequestTarget,
+)
+from tests._keyserver import public_pem, rsa_key
+
+with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_SRC = ROOT / "docs_src"
+SAMPLES = sorted(path.name for path in DOCS_SRC.glob("*.py"))
+PRODUCTION_KEYS = "https://asap-distribution.us-west-2.prod.atl-asap.net"
+STAGING_KEYS = "https://asap-distribution.us-west-2.staging.atl-asap.net"
+KID = "install-key-1"
+CLIENT_KEY = "client-key-acme"
+PRODUCT_URL = "https://acme.atlassian.net"
+SECRET = "shh-secret-cat-" + "x" * 24
+
+EXERCISED: set[str] = set()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exercises(*samples: str) -> Callable[[F], F]:
+    """Mark a test as running `samples` (file names in docs_src/)."""
+
+    def mark(test: F) -> F:
+        EXERCISED.update(samples)
+        return test
+
+    return mark
+
+
+def sample(name: str) -> ModuleType:
+    return importlib.import_module(f"docs_src.{name}")
+
+
+def qsh(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- what Atlassian sends ----------------------------------------------------------------
+
+
+class KeyCdn:
+    """Atlassian's install-key CDN: serves the public half of `rsa_key()` under `KID`, counts requests."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+        self.client = httpx.AsyncClient(transport=httpx.MockTransport(self._serve))
+
+    def _serve(self, request: httpx.Request) -> httpx.Response:
+        self.requested.append(str(request.url))
+        if request.url.path == f"/{KID}":
+            return httpx.Response(200, content=public_pem(rsa_key()))
+        return httpx.Response(404)
+
+    def provider(self) -> AtlassianKeyProvider:
+        return AtlassianKeyProvider(client=self.client)
+
+
+@pytest.fixture
+def cdn() -> KeyCdn:
+    return KeyCdn()
+
+
+def signed_lifecycle(
+    event: str, path: str, *, aud: str, product_url: str = PRODUCT_URL, secret: str = SECRET
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body of an RS256-signed `installed`/`uninstalled` callback to `path`."""
+    now = int(time.time())
+    claims = {"iss": CLIENT_KEY, "aud": [aud], "iat": now, "exp": now + 180, "qsh": qsh(f"POST&{path}&")}
+    token = jwt.encode(claims, rsa_key(), algorithm="RS256", headers={"kid": KID})
+    body = {
+        "key": "my-connect-app",
+        "clientKey": CLIENT_KEY,
+        "sharedSecret": secret,
+        "baseUrl": product_url,
+        "productType": "jira",
+        "eventType": event,
+    }
+    return {"Authorization": f"JWT {token}"}, body
+
+
+def tenant_token(canonical: str | None, *, secret: str = SECRET, **extra: Any) -> dict[str, str]:
+    """An HS256 token from the product, with `qsh` of `canonical` ("context-qsh" as is, None for none)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": CLIENT_KEY, "sub": "account-1", "iat": now, "exp": now + 180, **extra}
+    if canonical is not None:
+        claims["qsh"] = canonical if canonical == "context-qsh" else qsh(canonical)
+    return {"Authorization": f"JWT {jwt.encode(claims, secret, algorithm='HS256')}"}
+
+
+def assert_rejected(response: httpx.Response, code: str, status: int = 401) -> None:
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+
+
+# -- the meta-test ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_every_sample_is_shown_and_exercised(name: str) -> None:
+    pages = "\n".join(page.read_text() for page in (ROOT / "docs").rglob("*.md"))
+    assert f'--8<-- "docs_src/{name}"' in pages, f"no page includes docs_src/{name}"
+    assert name in EXERCISED, f"no test runs docs_src/{name}"
+    sample(name.removesuffix(".py"))  # importable without network or other side effects
+
+
+def test_every_included_file_exists() -> None:
+    for page in (ROOT / "docs").rglob("*.md"):
+        for included in re.findall(r'--8<-- "([^"]+)"', page.read_text()):
+            assert (ROOT / included).is_file(), f"{page.name} includes missing {included}"
+
+
+# -- quickstart ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quickstart(cdn: KeyCdn, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, TestClient]]:
+    module = sample("quickstart")
+    monkeypatch.setattr(module.connect, "key_provider", cdn.provider())
+    module.tenants.clear()
+    with TestClient(module.app) as client:
+        yield module, client
+    module.tenants.clear()
+
+
+@exercises("quickstart.py")
+def test_quickstart_install_webhook_iframe_uninstall(quickstart: tuple[ModuleType, TestClient], cdn: KeyCdn) -> None:
+    module, client = quickstart
+    headers, body = signed_lifecycle("installed", "/installed", aud=module.BASE_URL)
+
+    assert client.post("/installed", headers=headers, json=body).status_code == 204
+    assert module.tenants[CLIENT_KEY].shared_secret == SECRET
+    assert cdn.requested == [f"{PRODUCTION_KEYS}/{KID}"]
+
+    webhook = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"))
+    assert webhook.status_code == 204
+    me = client.get("/api/me", headers=tenant_token("context-qsh"))
+    assert me.json() == {"tenant": CLIENT_KEY, "user": "account-1"}
+
+    headers, body = signed_lifecycle("uninstalled", "/uninstalled", aud=module.BASE_URL)
+    assert client.post("/uninstalled", headers=headers, json=body).status_code == 204
+    assert CLIENT_KEY not in module.tenants
+    gone = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"))
+    assert_rejected(gone, "UNKNOWN_ISSUER")
+
+
+@exercises("quickstart.py")
+def test_quickstart_refuses_forged_calls(quickstart: tuple[ModuleType, TestClient]) -> None:
+    module, client = quickstart
+    headers, body = signed_lifecycle("installed", "/installed", aud="https://someone-else.example.com")
+    assert_rejected(client.post("/installed", headers=headers, json=body), "WRONG_AUDIENCE")
+    assert_rejected(client.post("/installed", json=body), "MISSING_JWT")
+
+    module.tenants[CLIENT_KEY] = Credentials(SECRET)
+    replayed = tenant_token("POST&/webhooks/other&")
+    assert_rejected(client.post("/webhooks/issue-created", headers=replayed), "INVALID_QSH")
+    context_token = tenant_token("context-qsh")
+    assert_rejected(client.post("/webhooks/issue-created", headers=context_token), "INVALID_QSH")
+    forged = tenant_token("POST&/webhooks/issue-created&", secret="not-the-tenant-secret-" + "y" * 20)
+    assert_rejected(client.post("/webhooks/issue-created", headers=forged), "INVALID_SIGNATURE")
+
+
+@exercises("quickstart.py")
+def test_quickstart_descriptor_names_the_routes(quickstart: tuple[ModuleType, TestClient]) -> None:
+    module, client = quickstart
+    descriptor = client.get("/atlassian-connect.json").json()
+    paths = {route.path for route in module.app.routes}
+    assert descriptor["baseUrl"] == module.BASE_URL
+    assert descriptor["apiMigrations"]["signed-install"] is True
+    assert set(descriptor["lifecycle"].values()) <= paths
+    assert {hook["url"] for hook in descriptor["modules"]["webhooks"]} <= paths
+
+
+# -- QSH modes ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def qsh_client() -> Iterator[TestClient]:
+    connect = ConnectAuth(
+        base_url="https://my-app.example.com", credentials_loader={CLIENT_KEY: Credentials(SECRET)}.get
+    )
+    app = FastAPI()
+    connect.install(app)
+    app.include_router(sample("qsh_modes").router)
+    with TestClient(app) as client:
+        yield client
+
+
+PANEL = "/panel?xdm_e=https%3A%2F%2Facme.atlassian.net&lic=active"
+PANEL_CANONICAL = "GET&/panel&lic=active&xdm_e=https%3A%2F%2Facme.atlassian.net"
+
+
+@exercises("qsh_modes.py")
+@pytest.mark.parametrize(
+    ("method", "url", "canonical", "expected"),
+    [
+        ("POST", "/webhooks/issue-updated", "POST&/webhooks/issue-updated&", 200),
+        ("POST", "/webhooks/issue-updated", "context-qsh", "INVALID_QSH"),
+        ("POST", "/webhooks/issue-updated", None, "MISSING_QSH"),
+        ("GET", PANEL, PANEL_CANONICAL, 200),
+        ("GET", PANEL, "GET&/panel&lic=active", "INVALID_QSH"),
+        ("GET", "/api/comments", "context-qsh", 200),
+        ("GET", "/api/comments", "GET&/api/comments&", "INVALID_QSH"),
+        ("GET", "/api/search?q=a+b", "context-qsh", 200),
+        ("GET", "/api/search?q=a+b", "GET&/api/search&q=a%20b", 200),
+        ("POST", "/callbacks/report?id=7", None, 200),
+        ("GET", "/status", "GET&/status&", 200),
+        ("GET", "/status", "GET&/elsewhere&", "INVALID_QSH"),
+    ],
+)
+def test_qsh_modes(qsh_client: TestClient, method: str, url: str, canonical: str | None, expected: int | str) -> None:
+    response = qsh_client.request(method, url, headers=tenant_token(canonical))
+    if isinstance(expected, int):
+        assert response.status_code == expected, response.text
+    else:
+        assert_rejected(response, expected)
+
+
+@exercises("qsh_modes.py")
+def test_optional_route_serves_anonymous_callers(qsh_client: TestClient) -> None:
+    assert qsh_client.get("/status").json() == {"tenant": None}
+    assert qsh_client.get("/status", headers=tenant_token("GET&/status&")).json() == {"tenant": CLIENT_KEY}
+
+
+# -- storing installations ----------------------------------------------------------------
+
+
+@exercises("storage_sqlalchemy.py")
+def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(tmp_path: Path, cdn: KeyCdn) -> None:
+    module = sample("storage_sqlalchemy")
+    database = tmp_path / "connect.db"
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    settings = {"database_url": f"sqlite+aiosqlite:///{database}", "base_url": "https://my-app.example.com"}
+    app = module.create_app(**settings, encryption_keys=[old_key], key_provider=cdn.provider())
+    webhook = "/webhooks/issue-created"
+    with TestClient(app) as client:
+        headers, body = signed_lifecycle("installed", "/installed", aud=settings["base_url"])
+        assert client.post("/installed", headers=headers, json=body).status_code == 204
+        response = client.post(webhook, headers=tenant_token(f"POST&{webhook}&"))
+        assert response.json() == {"tenant": PRODUCT_URL}
+
+        new_secret = "rotated-secret-" + "z" * 24
+        headers, body = signed_lifecycle("installed", "/installed", aud=settings["base_url"], secret=new_secret)
+        assert client.post("/installed", headers=headers, json=body).status_code == 204
+        assert_rejected(client.post(webhook, headers=tenant_token(f"POST&{webhook}&")), "INVALID_SIGNATURE")
+
+    with sqlite3.connect(database) as raw:
+        (stored,) = raw.execute("SELECT encrypted_shared_secret FROM installations").fetchone()
+    assert new_secret.encode() not in stored
+    assert Fernet(old_key).decrypt(stored) == new_secret.encode()
+
+    # Another replica, on the same database, with a rotated encryption key list: reads old rows.
+    replica = module.create_app(**settings, encryption_keys=[new_key, old_key], key_provider=cdn.provider())
+    with TestClient(replica) as client:
+        response = client.post(webhook, headers=tenant_token(f"POST&{webhook}&", secret=new_secret))
+        assert response.json() == {"tenant": PRODUCT_URL}
+        headers, body = signed_lifecycle("uninstalled", "/uninstalled", aud=settings["base_url"])
+        assert client.post("/uninstalled", headers=headers, json=body).status_code == 204
+        gone = client.post(webhook, headers=tenant_token(f"POST&{webhook}&", secret=new_secret))
+        assert_rejected(gone, "UNKNOWN_ISSUER")
+
+
+# -- public keys --------------------------------------------------------------------------
+
+
+@exercises("public_keys.py")
+@pytest.mark.anyio
+async def test_public_keys_sample_fetches_staging_keys_for_staging_tenants(cdn: KeyCdn) -> None:
+    configured = sample("public_keys").connect
+    assert configured.key_provider.urls_for(KID, ConnectEnvironment.STAGING)[0] == f"{STAGING_KEYS}/{KID}"
+    connect = ConnectAuth(
+        base_url="https://my-app.example.com",
+        credentials_loader=configured.credentials_loader,
+        product_hosts=configured.product_hosts,
+        key_provider=cdn.provider(),
+    )
+    headers, body = signed_lifecycle(
+        "installed", "/installed", aud="https://my-app.example.com", product_url="https://acme.jira-dev.com"
+    )
+    token = headers["Authorization"].removeprefix("JWT ")
+    target = RequestTarget("POST", "/installed")
+    result = await connect.verify_installation(token, target, json_bytes(body))
+    assert result.client_key == CLIENT_KEY
+    assert cdn.requested == [f"{STAGING_KEYS}/{KID}"]
+
+    body["baseUrl"] = "https://acme.example.org"
+    with pytest.raises(AuthError) as refused:
+        await connect.verify_installation(token, target, json_bytes(body))
+    assert refused.value.code == "UNTRUSTED_PRODUCT_HOST"
+    assert len(cdn.requested) == 1
+
+
+def json_bytes(body: dict[str, Any]) -> bytes:
+    return httpx.Request("POST", "/", json=body).content
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- proxies ------------------------------------------------------------------------------
+
+
+@exercises("proxies.py")
+@pytest.mark.parametrize("path", ["/jira-inbox/webhooks/issue-created", "/webhooks/issue-created"])
+def test_prefix_kept_or_stripped_by_the_proxy(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sample("proxies")
+    monkeypatch.setitem(module.tenants, CLIENT_KEY, Credentials(SECRET))
+    # The product signs the path relative to the base URL's path: /webhooks/issue-created.
+    headers = tenant_token("POST&/webhooks/issue-created&")
+    with TestClient(module.app, root_path="/jira-inbox") as client:
+        assert client.post(path, headers=headers).json() == {"tenant": CLIENT_KEY}
+
+
+@exercises("proxies.py")
+@pytest.mark.anyio
+async def test_every_base_url_is_an_accepted_audience(cdn: KeyCdn, monkeypatch: pytest.MonkeyPatch) -> None:
+    connect = sample("proxies").connect
+    monkeypatch.setattr(connect, "key_provider", cdn.provider())
+    for aud in ("https://apps.example.com/jira-inbox/", "https://my-tunnel.example.net"):
+        headers, body = signed_lifecycle("installed", "/installed", aud=aud)
+        token = headers["Authorization"].removeprefix("JWT ")
+        result = await connect.verify_installation(token, RequestTarget("POST", "/installed"), json_bytes(body))
+        assert result.client_key == CLIENT_KEY
+    headers, body = signed_lifecycle("installed", "/installed", aud="https://apps.example.com")
+    token = headers["Authorization"].removeprefix("JWT ")
+    with pytest.raises(AuthError) as refused:
+        await connect.verify_installation(token, RequestTarget("POST", "/installed"), json_bytes(body))
+    assert refused.value.code == "WRONG_AUDIENCE"
+
+
+# -- migration ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def migration(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    module = sample("migration")
+    monkeypatch.setitem(module.tenants, CLIENT_KEY, Credentials(SECRET))
+    return module
+
+
+@exercises("migration.py")
+def test_custom_token_extraction(migration: ModuleType) -> None:
+    path = "/api/hooks/jira/project/created"
+    token = tenant_token("context-qsh")["Authorization"].removeprefix("JWT ")
+    with TestClient(migration.app) as client:
+        assert client.post(path, headers={"X-Connect-JWT": token}).json() == {"accountId": "account-1"}
+        assert client.post(path, headers={"Authorization": f"JWT {token}"}).json() == {"accountId": "account-1"}
+        assert_rejected(client.post(path), "MISSING_JWT")
+
+
+@exercises("migration.py")
+@pytest.mark.anyio
+async def test_framework_free_verification(migration: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
+    token = tenant_token("GET&/jobs&id=7")["Authorization"].removeprefix("JWT ")
+    assert await migration.verify_outside_fastapi(token, "GET", "/jobs", "id=7") == CLIENT_KEY
+    assert await migration.verify_outside_fastapi(token, "GET", "/jobs", "id=8") is None
+    stranger = jwt.encode({"iss": "stranger", "exp": int(time.time()) + 60, "qsh": qsh("GET&/jobs&")}, SECRET)
+    caplog.set_level("INFO", logger=migration.logger.name)
+    assert await migration.verify_outside_fastapi(stranger, "GET", "/jobs", "") is None
+    assert "not installed" in caplog.text
+
+
+@exercises("migration.py")
+def test_plain_401_handler(migration: ModuleType) -> None:
+    with TestClient(migration.quiet_app) as client:
+        response = client.post("/webhooks/issue-created", headers=tenant_token("POST&/wrong&"))
+        ok = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"))
+    assert (response.status_code, response.json(), response.headers["www-authenticate"]) == (401, {}, "JWT")
+    assert ok.status_code == 200
