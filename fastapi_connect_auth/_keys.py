@@ -168,7 +168,7 @@ class AtlassianKeyProvider:
                 failures.append(_KeyUnavailable("the key server timed out", outage=True))
             except _KeyUnavailable as exc:
                 failures.append(exc)
-            logger.warning("Install key %r unavailable from %s: %s", kid, url.rsplit("/", 1)[0], failures[-1])
+            logger.warning("Install key unavailable at %s: %s", url, failures[-1])
         # An outage if any host was down; a plain "no such key" only if every host said so.
         reasons = "; ".join(dict.fromkeys(str(failure) for failure in failures))
         raise _KeyUnavailable(reasons, outage=any(failure.outage for failure in failures))
