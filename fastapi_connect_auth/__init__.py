@@ -22,6 +22,20 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
+from ._outbound import (
+    ConnectAppAuth,
+    ConnectUserAuth,
+    ProductAPIError,
+    TokenRequestError,
+    UnsafeRedirectError,
+    UnsafeRequestError,
+    UserGrant,
+    UserTokenProvider,
+    authorization_server_for,
+    context_token,
+    product_client,
+    sync_product_client,
+)
 from ._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 
 __all__ = [
@@ -30,6 +44,7 @@ __all__ = [
     "AuthError",
     "AuthErrorCode",
     "AuthorizationMethod",
+    "ConnectAppAuth",
     "ConnectAuth",
     "ConnectClaims",
     "ConnectContext",
@@ -38,21 +53,32 @@ __all__ = [
     "ConnectLifecycle",
     "ConnectRequest",
     "ConnectUser",
+    "ConnectUserAuth",
     "Credentials",
     "CredentialsLoader",
     "InstallPayload",
     "InstallationType",
     "LifecyclePayload",
+    "ProductAPIError",
     "ProductHosts",
     "PublicKeyProvider",
     "QshMode",
     "RequestTarget",
+    "TokenRequestError",
+    "UnsafeRedirectError",
+    "UnsafeRequestError",
+    "UserGrant",
+    "UserTokenProvider",
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",
+    "authorization_server_for",
     "canonical_request",
+    "context_token",
+    "product_client",
     "query_string_hash",
     "request_target",
+    "sync_product_client",
 ]
 
 __version__ = "0.1.0"

@@ -4,9 +4,9 @@ Exception tree:
 
 ```
 fastapi.HTTPException
-└── AuthError                 every rejection; carries an AuthErrorCode
+└── AuthError                 every rejection of an inbound call; carries an AuthErrorCode
 Exception
-└── ProductAPIError           outbound calls to the product's REST API (see `client`)
+└── ProductAPIError           an outbound call to the product's REST API (tree in `_outbound.py`)
 ```
 
 `AuthError` subclasses `fastapi.HTTPException` so that a rejected request is
