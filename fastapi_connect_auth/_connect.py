@@ -331,10 +331,13 @@ class ConnectAuth:
         if mode == "context":
             raise AuthError(AuthErrorCode.INVALID_QSH, "This route only accepts context tokens (qsh 'context-qsh').")
         pairs = parse_query(target.query)
-        canonicals = [canonical_request(target.method, target.path, pairs, base_path) for base_path in self._base_paths]
         expected = qsh.encode()
-        if any(hmac.compare_digest(hashlib.sha256(c.encode()).hexdigest().encode(), expected) for c in canonicals):
-            return
+        canonicals = []
+        for base_path in self._base_paths:
+            canonical = canonical_request(target.method, target.path, pairs, base_path)
+            if hmac.compare_digest(hashlib.sha256(canonical.encode()).hexdigest().encode(), expected):
+                return
+            canonicals.append(canonical)
         logger.debug("INVALID_QSH: the canonical request we computed: %s", " | ".join(canonicals))
         raise AuthError(
             AuthErrorCode.INVALID_QSH,

@@ -36,15 +36,14 @@ def request_target(request: Request) -> RequestTarget:
     scope = request.scope
     path: str = scope["path"]
     raw_path: bytes | None = scope.get("raw_path")
-    full_path = quote(path, safe="/:@!$&'()*+,;=~")
+    query = scope.get("query_string", b"").decode("utf-8", "replace")
     if raw_path is not None:
         raw = raw_path.decode("latin-1")
         root_path: str = scope.get("root_path", "")
         for candidate in (raw, root_path + raw):
             if unquote(candidate) == path:
-                full_path = candidate
-                break
-    return RequestTarget(request.method, full_path, scope.get("query_string", b"").decode("utf-8", "replace"))
+                return RequestTarget(request.method, candidate, query)
+    return RequestTarget(request.method, quote(path, safe="/:@!$&'()*+,;=~"), query)
 
 
 class _ConnectSecurity(SecurityBase):

@@ -18,6 +18,7 @@ The rules follow Atlassian's reference implementation (`atlassian-jwt`):
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_plus, urlsplit
 
@@ -34,12 +35,28 @@ CONTEXT_QSH = "context-qsh"
 """The fixed `qsh` of tokens made by `AP.context.getToken()`."""
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_ASCII_ESCAPES = {code: f"%{code:02X}" for code in range(128) if not _UNRESERVED.fullmatch(chr(code))}
+
+
 def _utf16_order(text: str) -> bytes:
     return text.encode("utf-16-be", "surrogatepass")
 
 
+def _sorted_utf16(texts: list[str]) -> list[str]:
+    """`texts` in UTF-16 code unit order; plain sorting gives the same order for ASCII, and is faster."""
+    if len(texts) < 2:
+        return texts
+    if "".join(texts).isascii():
+        return sorted(texts)
+    return sorted(texts, key=_utf16_order)
+
+
 def _encode(text: str) -> str:
-    return quote(text, safe="")
+    """`quote(text, safe="")`, with fast paths for unreserved text (unchanged) and ASCII text."""
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return text.translate(_ASCII_ESCAPES) if text.isascii() else quote(text, safe="")
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -49,11 +66,15 @@ def parse_query(query: str) -> list[tuple[str, str]]:
     repeated key is kept.
     """
     pairs: list[tuple[str, str]] = []
+    percent_encoded = "%" in query  # without a `%`, unquote_plus only turns `+` into a space
     for part in query.split("&"):
         if not part:
             continue
         key, _, value = part.partition("=")
-        pairs.append((unquote_plus(key), unquote_plus(value)))
+        if percent_encoded:
+            pairs.append((unquote_plus(key), unquote_plus(value)))
+        else:
+            pairs.append((key.replace("+", " "), value.replace("+", " ")))
     return pairs
 
 
@@ -61,12 +82,18 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     """The canonical query string of decoded `(key, value)` pairs."""
     values_by_key: dict[str, list[str]] = {}
     for key, value in pairs:
-        if key != "jwt":
-            values_by_key.setdefault(key, []).append(value)
-    return "&".join(
-        _encode(key) + "=" + ",".join(_encode(value) for value in sorted(values_by_key[key], key=_utf16_order))
-        for key in sorted(values_by_key, key=_utf16_order)
-    )
+        if key == "jwt":
+            continue
+        if key in values_by_key:
+            values_by_key[key].append(value)
+        else:
+            values_by_key[key] = [value]
+    parts = []
+    for key in _sorted_utf16(list(values_by_key)):
+        values = values_by_key[key]
+        encoded = _encode(values[0]) if len(values) == 1 else ",".join(map(_encode, _sorted_utf16(values)))
+        parts.append(_encode(key) + "=" + encoded)
+    return "&".join(parts)
 
 
 def canonical_path(path: str, base_path: str = "") -> str:

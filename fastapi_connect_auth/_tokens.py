@@ -3,8 +3,8 @@
 Verification needs the unverified `iss` (to load the tenant's secret) or `kid`
 (to fetch Atlassian's public key) before the signature can be checked, so a
 token is parsed once into `ParsedToken` and every later step reads from it:
-no second decode, no second base64 or JSON pass. The signature itself is
-checked by PyJWT's algorithm objects.
+no second decode, no second base64 or JSON pass. Signatures are checked by
+PyJWT's algorithm objects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -36,19 +37,39 @@ _RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
 
 @dataclass(frozen=True, slots=True)
 class ParsedToken:
-    """A token split and decoded, its signature not yet checked."""
+    """A token split and decoded, its signature not yet checked.
+
+    `alg` is the header's, as `claims.alg`, kept here as a plain field because
+    the checks read it often and a pydantic private attribute is slow to read.
+    """
 
     claims: ConnectClaims
     signing_input: bytes
     signature: bytes
-
-    @property
-    def alg(self) -> str:
-        return self.claims.alg
+    alg: str
 
 
 def _decode_failure(reason: str) -> AuthError:
     return AuthError(AuthErrorCode.FAILED_TO_DECODE, f"Failed to decode the JWT: {reason}.")
+
+
+def _read_header(segment: bytes) -> tuple[str, str | None]:
+    """The header's `alg` and `kid`."""
+    try:
+        header = json.loads(base64url_decode(segment))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise _decode_failure("the header is not base64url-encoded JSON") from exc
+    if not isinstance(header, dict):
+        raise _decode_failure("the header is not a JSON object")
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str) or not (kid is None or isinstance(kid, str)):
+        raise _decode_failure("the header's alg and kid must be strings")
+    return alg, kid
+
+
+_HEADER_CACHE_MAX_SEGMENT = 512
+_read_cached_header = lru_cache(maxsize=256)(_read_header)
+"""A tenant's tokens share one of a handful of headers: each is decoded once. Failures are not cached."""
 
 
 def parse_token(token: str) -> ParsedToken:
@@ -63,17 +84,15 @@ def parse_token(token: str) -> ParsedToken:
     if _SHAPE.fullmatch(raw) is None:
         raise _decode_failure("a JWT is three base64url segments separated by dots")
     header_segment, payload_segment, signature_segment = raw.split(b".")
+    if len(header_segment) <= _HEADER_CACHE_MAX_SEGMENT:
+        alg, kid = _read_cached_header(header_segment)
+    else:
+        alg, kid = _read_header(header_segment)
     try:
-        header = json.loads(base64url_decode(header_segment))
         payload = base64url_decode(payload_segment)
         signature = base64url_decode(signature_segment)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except ValueError as exc:
         raise _decode_failure("the header is not base64url-encoded JSON") from exc
-    if not isinstance(header, dict):
-        raise _decode_failure("the header is not a JSON object")
-    alg, kid = header.get("alg"), header.get("kid")
-    if not isinstance(alg, str) or not (kid is None or isinstance(kid, str)):
-        raise _decode_failure("the header's alg and kid must be strings")
     try:
         claims = ConnectClaims.model_validate_json(payload)
     except ValidationError as exc:
@@ -81,7 +100,7 @@ def parse_token(token: str) -> ParsedToken:
         raise _decode_failure(f"invalid claims ({', '.join(fields)})") from exc
     claims._alg = alg
     claims._kid = kid
-    return ParsedToken(claims, raw.rpartition(b".")[0], signature)
+    return ParsedToken(claims, raw.rpartition(b".")[0], signature, alg)
 
 
 def check_algorithm(parsed: ParsedToken, allowed: frozenset[Algorithm]) -> Algorithm:

@@ -1,0 +1,359 @@
+"""Benchmarks of request verification, printed side by side in one run.
+
+(a)  one full `verify_request` (HS256, computed QSH, in-memory loader) against one
+     plain `jwt.decode(token, secret, algorithms=["HS256"])`: target ratio <= 1.0;
+(a') a naive FastAPI + PyJWT verification (decode unverified for `iss`, decode
+     verified, compute the QSH) against the same `jwt.decode`, for context;
+(b)  requests per second of `POST /webhook` (`Depends(ConnectRequest())`) against
+     its unauthenticated twin `POST /webhook-open` in the same uvicorn app under a
+     loopback load: target ratio >= 0.75;
+(b') the same for a naive FastAPI + PyJWT dependency twin, for context.
+
+Measurements alternate in rounds and report medians, so drift (CPU frequency,
+other load) hits both sides alike. Load comes from `wrk` when it is installed,
+else from a Python keep-alive client in a separate process. Loopback only; the
+server is started here and killed at the end.
+
+    .venv/bin/python benchmarks/run.py            # or: make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import jwt  # noqa: E402
+from app import BASE_URL, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
+
+from fastapi_connect_auth import RequestTarget  # noqa: E402
+
+HOST = "127.0.0.1"
+BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
+TARGET_A = 1.0
+TARGET_B = 0.75
+
+
+# -- (a) one verification against one jwt.decode -----------------------------------------
+
+
+async def _timed(run: Callable[[], Awaitable[None] | None]) -> float:
+    """Seconds `run` takes (awaited when it is a coroutine), with the garbage collector off as `timeit` does."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        pending = run()
+        if pending is not None:
+            await pending
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+async def measure_verification(rounds: int, number: int) -> dict[str, list[float]]:
+    """Per-call seconds of each contender, `number` calls per round, in rotating order."""
+    token = webhook_token("/webhook")
+    target = RequestTarget("POST", "/webhook", QUERY)
+    url = f"{BASE_URL}/webhook?{QUERY}"
+    verify = connect.verify_request
+
+    # Each contender must succeed on the token before it is timed.
+    assert (await verify(token, target, qsh="computed")).account_id
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["iss"]
+    assert naive_verify(token, "POST", url)["iss"]
+
+    async def library() -> None:
+        for _ in range(number):
+            await verify(token, target, qsh="computed")
+
+    def plain_decode() -> None:
+        for _ in range(number):
+            jwt.decode(token, SECRET, algorithms=["HS256"])
+
+    def naive() -> None:
+        for _ in range(number):
+            naive_verify(token, "POST", url)
+
+    contenders: dict[str, Callable[[], Awaitable[None] | None]] = {
+        "library": library,
+        "jwt.decode": plain_decode,
+        "naive": naive,
+    }
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            results[name].append(await _timed(contenders[name]) / number)
+    return results
+
+
+# -- (b) loopback load -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def benchmark_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """uvicorn serving `app:app`, 1 worker, quiet; killed on exit."""
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(HERE), "--host", HOST, "--port", str(port)]
+    command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"the benchmark server exited:\n{log.read().decode(errors='replace')}")
+                with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.2):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start within 30 s")
+                time.sleep(0.1)
+            yield server
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def probe(port: int, path: str, token: str | None) -> int:
+    connection = http.client.HTTPConnection(HOST, port, timeout=5)
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"JWT {token}"} if token else {})
+    try:
+        connection.request("POST", path, BODY, headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def check_routes(port: int, tokens: dict[str, str]) -> None:
+    """Every route answers 200 with its token, and the protected ones 401 without: we measure real checks."""
+    for path, token in tokens.items():
+        status = probe(port, f"{path}?{QUERY}", token)
+        if status != 200:
+            raise RuntimeError(f"POST {path} answered {status} with a valid token")
+    for path in ("/webhook", "/webhook-naive"):
+        if probe(port, f"{path}?{QUERY}", None) != 401:
+            raise RuntimeError(f"POST {path} did not refuse a request without a token")
+    if probe(port, f"/webhook?{QUERY}", tokens["/webhook-naive"]) != 401:
+        raise RuntimeError("POST /webhook accepted a token whose QSH is for another path")
+
+
+class WrkLoad:
+    name = "wrk"
+
+    def __init__(self, executable: str, connections: int, workdir: Path) -> None:
+        self.executable = executable
+        self.connections = connections
+        self.workdir = workdir
+
+    def describe(self) -> str:
+        return f"wrk -t1 -c{self.connections} -d<seconds>s -s <POST script with 'Authorization: JWT <token>'>"
+
+    def run(self, url: str, token: str, seconds: float) -> float:
+        script = self.workdir / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = [[{BODY.decode()}]]\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "JWT {token}"\n'
+        )
+        command = [self.executable, "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s", "-s", str(script)]
+        output = subprocess.run(  # noqa: S603
+            [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+        )
+        text = output.stdout
+        if "Non-2xx or 3xx responses" in text or "Socket errors" in text:
+            raise RuntimeError(f"wrk saw failed requests on {url}:\n{text}")
+        match = re.search(r"Requests/sec:\s+([\d.]+)", text)
+        if match is None:
+            raise RuntimeError(f"unexpected wrk output:\n{text}")
+        return float(match.group(1))
+
+
+class PythonLoad:
+    """A keep-alive HTTP/1.1 client on asyncio streams, run in its own process."""
+
+    name = "python"
+
+    def __init__(self, connections: int) -> None:
+        self.connections = connections
+
+    def describe(self) -> str:
+        return f"python keep-alive client ({self.connections} connections, separate process; wrk not found)"
+
+    def run(self, url: str, token: str, seconds: float) -> float:
+        command = [sys.executable, __file__, "--load-client", url, str(seconds), str(self.connections)]
+        output = subprocess.run(  # noqa: S603
+            command, input=token, capture_output=True, text=True, check=True, timeout=seconds + 30
+        ).stdout
+        result = json.loads(output)
+        if result["failed"]:
+            raise RuntimeError(f"{result['failed']} requests failed on {url}")
+        return float(result["ok"]) / float(result["seconds"])
+
+
+async def _client_connection(port: int, request: bytes, deadline: float, counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while time.perf_counter() < deadline:
+            writer.write(request)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            counts[0 if 200 <= status < 300 else 1] += 1
+    finally:
+        writer.close()
+
+
+def load_client_main(url: str, seconds: float, connections: int, token: str) -> None:
+    """Entry point of the Python load process: prints `{"ok", "failed", "seconds"}`."""
+    rest = url.split("://", 1)[1]
+    authority, _, path = rest.partition("/")
+    port = int(authority.rpartition(":")[2])
+    request = (
+        f"POST /{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n"
+        f"Authorization: JWT {token}\r\nContent-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    counts = [0, 0]
+
+    async def main() -> float:
+        start = time.perf_counter()
+        deadline = start + seconds
+        await asyncio.gather(*(_client_connection(port, request, deadline, counts) for _ in range(connections)))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    print(json.dumps({"ok": counts[0], "failed": counts[1], "seconds": elapsed}))
+
+
+def measure_load(rounds: int, seconds: float, connections: int) -> tuple[str, dict[str, list[float]]]:
+    """Median-ready RPS of each route, interleaved: open, auth, naive, open, auth, naive, …"""
+    port = free_port()
+    tokens = {path: webhook_token(path) for path in ("/webhook", "/webhook-naive")}
+    # The open route gets the same header bytes, so the requests are the same size.
+    tokens["/webhook-open"] = tokens["/webhook"]
+    routes = {"open": "/webhook-open", "library": "/webhook", "naive": "/webhook-naive"}
+    with tempfile.TemporaryDirectory() as workdir:
+        executable = shutil.which("wrk")
+        load: WrkLoad | PythonLoad = (
+            WrkLoad(executable, connections, Path(workdir)) if executable else PythonLoad(connections)
+        )
+        results: dict[str, list[float]] = {name: [] for name in routes}
+        with benchmark_server(port):
+            check_routes(port, {path: tokens[path] for path in routes.values()})
+            for path in routes.values():  # warm-up
+                load.run(f"http://{HOST}:{port}{path}?{QUERY}", tokens[path], 1)
+            for _ in range(rounds):
+                for name, path in routes.items():
+                    results[name].append(load.run(f"http://{HOST}:{port}{path}?{QUERY}", tokens[path], seconds))
+        return load.describe(), results
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def verdict(ratio: float, target: float, at_most: bool) -> str:
+    ok = ratio <= target if at_most else ratio >= target
+    return f"(target {'<=' if at_most else '>='} {target:.2f}: {'PASS' if ok else 'FAIL'})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of (a) (default 7)")
+    parser.add_argument("--number", type=int, default=20_000, help="calls per contender per round of (a)")
+    parser.add_argument("--load-rounds", type=int, default=3, help="interleaved rounds of (b) (default 3)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per route per round of (b)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections of (b)")
+    parser.add_argument("--skip-load", action="store_true", help="run (a) only")
+    parser.add_argument("--load-client", nargs=3, metavar=("URL", "SECONDS", "CONNECTIONS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load_client:
+        url, seconds, connections = args.load_client
+        load_client_main(url, float(seconds), int(connections), sys.stdin.read().strip())
+        return
+
+    median = statistics.median
+    print(
+        f"fastapi-connect-auth benchmarks: Python {platform.python_version()}, PyJWT {version('PyJWT')}, "
+        f"pydantic {version('pydantic')}, FastAPI {version('fastapi')}, uvicorn {version('uvicorn')}, "
+        f"nproc {os.cpu_count()}"
+    )
+    print("command: .venv/bin/python benchmarks/run.py " + " ".join(sys.argv[1:]))
+    print()
+
+    times = asyncio.run(measure_verification(args.rounds, args.number))
+    decode, library, naive = median(times["jwt.decode"]), median(times["library"]), median(times["naive"])
+    ratio_a = library / decode
+    print(f"(a) one request verification vs one jwt.decode ({args.rounds} interleaved rounds x {args.number} calls)")
+    print(f"    jwt.decode(token, secret, algorithms=['HS256'])        {decode * 1e6:8.2f} us")
+    print(f"    await connect.verify_request(..., qsh='computed')      {library * 1e6:8.2f} us")
+    print(
+        f"    ratio verify_request / jwt.decode                      {ratio_a:8.2f}  {verdict(ratio_a, TARGET_A, True)}"
+    )
+    print(f"(a') naive FastAPI+PyJWT verification (2 decodes + QSH)    {naive * 1e6:8.2f} us")
+    print(f"    ratio naive / jwt.decode                               {naive / decode:8.2f}  (context)")
+    print()
+    if args.skip_load:
+        return
+
+    described, rps = measure_load(args.load_rounds, args.seconds, args.connections)
+    open_rps, library_rps, naive_rps = median(rps["open"]), median(rps["library"]), median(rps["naive"])
+    ratio_b = library_rps / open_rps
+    print(
+        f"(b) loopback load, uvicorn 1 worker, {args.load_rounds} interleaved rounds x {args.seconds:g} s per route, "
+        f"median requests/s"
+    )
+    print(f"    load: {described}")
+    print(f"    POST /webhook-open   (no authentication)              {open_rps:10.0f} rps")
+    print(f"    POST /webhook        (Depends(ConnectRequest()))      {library_rps:10.0f} rps")
+    print(
+        f"    ratio authenticated / open                            {ratio_b:10.2f}  {verdict(ratio_b, TARGET_B, False)}"
+    )
+    print(f"(b') POST /webhook-naive (FastAPI+PyJWT dependency)       {naive_rps:10.0f} rps")
+    print(f"    ratio naive / open                                    {naive_rps / open_rps:10.2f}  (context)")
+    for name, values in rps.items():
+        print(f"    rounds {name:8s} " + ", ".join(f"{value:.0f}" for value in values))
+    paired = ", ".join(f"{auth / base:.2f}" for auth, base in zip(rps["library"], rps["open"], strict=True))
+    print(f"    per-round ratio authenticated / open: {paired}")
+
+
+if __name__ == "__main__":
+    main()
