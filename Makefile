@@ -33,3 +33,13 @@ docs: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site
+
+.PHONY: run demo
+
+# The example app on SQLite (./example_app.db) at http://127.0.0.1:8000.
+run: install
+	$(BIN)/uvicorn example_app.main:app --host 127.0.0.1 --port 8000
+
+# A simulated Jira installs the example app, sends webhooks, loads its page, updates and uninstalls it.
+demo: install
+	$(BIN)/python -m example_app.demo

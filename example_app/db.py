@@ -1,0 +1,167 @@
+"""Installations and webhook events in SQLAlchemy; shared secrets encrypted at rest with Fernet."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON
+
+from fastapi_connect_auth import Credentials, InstallPayload
+
+logger = logging.getLogger("example_app")
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Installation(Base):
+    """A tenant. Uninstalling keeps the row (and its events) but stops it authenticating."""
+
+    __tablename__ = "installations"
+
+    client_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(2048))
+    encrypted_shared_secret: Mapped[bytes]
+    installed: Mapped[bool] = mapped_column(default=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+class Event(Base):
+    """A verified webhook, stored for its tenant."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_key: Mapped[str] = mapped_column(ForeignKey("installations.client_key"), index=True)
+    event: Mapped[str] = mapped_column(String(255))
+    issue_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+def async_database_url(url: str) -> str:
+    """`sqlite:///…` and `postgresql://…` with their async drivers (aiosqlite, asyncpg); others unchanged."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
+
+
+def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
+    """The Fernet key from the settings, else a development key kept in a file beside the SQLite database."""
+    if secret_encryption_key:
+        return Fernet(secret_encryption_key)
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        raise RuntimeError("Set SECRET_ENCRYPTION_KEY: a development key file is only made beside a SQLite file.")
+    key_file = Path(f"{url.database}.key")
+    try:  # created once, readable by its owner only; another worker may have just made it
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(Fernet.generate_key())
+    logger.warning("SECRET_ENCRYPTION_KEY is not set: using the development key in %s. Set it in production.", key_file)
+    return Fernet(key_file.read_bytes())
+
+
+class Store:
+    """Tenants and their events. `credentials` is the library's credentials loader."""
+
+    def __init__(self, database_url: str, secret_encryption_key: str | None) -> None:
+        self.database_url = database_url
+        self.secret_encryption_key = secret_encryption_key
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._cipher: Fernet | None = None
+
+    async def open(self) -> None:
+        """Connect, create the tables (use Alembic migrations in production) and load the encryption key."""
+        self._cipher = load_cipher(self.secret_encryption_key, self.database_url)
+        self._engine = create_async_engine(async_database_url(self.database_url))
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        async with self._engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessions is None:
+            raise RuntimeError("The store is not open: it opens in the app's lifespan.")
+        return self._sessions
+
+    @property
+    def cipher(self) -> Fernet:
+        if self._cipher is None:
+            raise RuntimeError("The store is not open: it opens in the app's lifespan.")
+        return self._cipher
+
+    async def credentials(self, client_key: str) -> Credentials[Installation] | None:
+        """The tenant's shared secret, or `None` if unknown or uninstalled (the library then refuses)."""
+        async with self.sessions() as session:
+            row = await session.get(Installation, client_key)
+        if row is None or not row.installed:
+            return None
+        try:
+            secret = self.cipher.decrypt(row.encrypted_shared_secret).decode()
+        except InvalidToken:
+            logger.error("Cannot decrypt the shared secret of a tenant: was SECRET_ENCRYPTION_KEY changed?")
+            return None
+        return Credentials(secret, stored_entity=row, base_url=row.base_url)
+
+    async def save_installation(self, payload: InstallPayload) -> None:
+        """Insert or update the tenant; its new shared secret replaces the old one at once."""
+        secret = self.cipher.encrypt(payload.shared_secret.get_secret_value().encode())
+        async with self.sessions.begin() as session:
+            row = await session.get(Installation, payload.client_key)
+            if row is None:
+                row = Installation(client_key=payload.client_key)
+                session.add(row)
+            row.base_url, row.encrypted_shared_secret = payload.base_url, secret
+            row.installed = row.enabled = True
+
+    async def set_state(self, client_key: str, *, installed: bool | None = None, enabled: bool | None = None) -> None:
+        async with self.sessions.begin() as session:
+            row = await session.get(Installation, client_key)
+            if row is not None:
+                row.installed = row.installed if installed is None else installed
+                row.enabled = row.enabled if enabled is None else enabled
+
+    async def add_event(self, client_key: str, payload: dict[str, Any]) -> Event:
+        issue = payload.get("issue")
+        issue_key = issue.get("key") if isinstance(issue, dict) else None
+        event = Event(
+            client_key=client_key,
+            event=str(payload.get("webhookEvent", "unknown"))[:255],
+            issue_key=str(issue_key)[:255] if issue_key is not None else None,
+            payload=payload,
+        )
+        async with self.sessions.begin() as session:
+            session.add(event)
+        return event
+
+    async def events(self, client_key: str, limit: int = 50) -> list[Event]:
+        """The tenant's events, newest first."""
+        query = select(Event).where(Event.client_key == client_key).order_by(Event.id.desc()).limit(limit)
+        async with self.sessions() as session:
+            return list(await session.scalars(query))

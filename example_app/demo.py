@@ -1,0 +1,219 @@
+"""`make demo`: a simulated Jira installs the example app and calls it; the library verifies every step.
+
+The app runs in its own process (uvicorn, a fresh SQLite database in a temporary
+folder), fetching install keys from the test kit's loopback key server. Exits
+non-zero if any step misbehaves, and always stops the app.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+
+from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
+
+READY_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def run_app(folder: Path, keys_url: str) -> Iterator[str]:
+    """Start the example app with uvicorn on a free loopback port; yield its URL once it answers; stop it."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CONNECT_BASE_URL": base_url,
+        "CONNECT_KEYS_URL": keys_url,
+        "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
+        "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = folder / "app.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        wait_until_ready(process, base_url)
+        yield base_url
+    except BaseException:
+        print(f"\nThe app's log:\n{log_path.read_text(errors='replace')}")
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"The app exited with code {process.returncode} before it was ready.")
+        try:
+            httpx.get(f"{base_url}/atlassian-connect.json", timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"The app did not answer within {READY_TIMEOUT:.0f} seconds.")
+
+
+class Steps:
+    """Runs and prints each step with its verified outcome; remembers whether any misbehaved."""
+
+    def __init__(self) -> None:
+        self.passed = self.failed = 0
+
+    def expect(
+        self,
+        title: str,
+        response: httpx.Response,
+        status: int,
+        code: str | None = None,
+        check: Callable[[httpx.Response], bool] = lambda response: True,
+    ) -> None:
+        """The step went as expected if the app answered `status`, the error `code` (when refused) and `check`."""
+        outcome = f"{status}" + (f" {code}" if code else "")
+        try:
+            answered_code = response.json().get("code") if response.status_code >= 400 else None
+            as_expected = response.status_code == status and answered_code == code and check(response)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            as_expected = False
+        if as_expected:
+            self.passed += 1
+            print(f"  ✓ {title} ({outcome})")
+        else:
+            self.failed += 1
+            print(f"  ✗ {title}: expected {outcome}, got {response.status_code} {response.text[:200]}")
+
+
+def _event_names(response: httpx.Response) -> list[str]:
+    return [event["event"] for event in response.json()]
+
+
+def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
+    product = jira.product
+    descriptor = jira.descriptor
+    print(f"Jira read the descriptor of {descriptor['key']!r} at {jira.app_base_url}\n")
+
+    print("Install")
+    steps.expect("Signed install (RS256, kid, aud, QSH) accepted", jira.install(), 204)
+    forged = product.signed_token("POST", "/installed", app_base_url=jira.app_base_url, private_key=generate_rsa_key())
+    steps.expect("Install signed with another key refused", jira.install(token=forged), 401, "INVALID_SIGNATURE")
+    steps.expect(
+        "Install whose clientKey is not the token's iss refused",
+        jira.install(clientKey="someone-else"),
+        401,
+        "WRONG_ISSUER",
+    )
+    steps.expect(
+        "Install body that is not JSON refused", jira.install(content=b"not json"), 400, "INVALID_INSTALL_PAYLOAD"
+    )
+
+    print("Webhooks")
+    steps.expect("jira:issue_created accepted and stored", jira.webhook("jira:issue_created"), 204)
+    steps.expect("jira:issue_updated accepted and stored", jira.webhook("jira:issue_updated"), 204)
+    steps.expect(
+        "Webhook signed with a wrong secret refused",
+        jira.webhook("jira:issue_created", shared_secret=product.new_shared_secret()),
+        401,
+        "INVALID_SIGNATURE",
+    )
+
+    print("Page and iframe")
+    steps.expect(
+        "Inbox page loads with Jira's query parameters (computed QSH)",
+        jira.load_page("inbox"),
+        200,
+        check=lambda response: "AP.context.getToken()" in response.text,
+    )
+    steps.expect(
+        "Context call GET /api/events lists both events, newest first",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: _event_names(response) == ["jira:issue_updated", "jira:issue_created"],
+    )
+    steps.expect(
+        "Page URL with a context token refused",
+        jira.request("GET", "/inbox", token=product.context_token()),
+        401,
+        "INVALID_QSH",
+    )
+
+    print("Update")
+    old_secret = product.shared_secret
+    steps.expect("Re-install with a new shared secret accepted", jira.update(), 204)
+    steps.expect(
+        "Webhook signed with the old secret refused",
+        jira.webhook("jira:issue_created", shared_secret=old_secret),
+        401,
+        "INVALID_SIGNATURE",
+    )
+    steps.expect("Webhook signed with the new secret accepted", jira.webhook("jira:issue_created"), 204)
+
+    print("Uninstall")
+    steps.expect("Signed uninstall accepted", jira.uninstall(), 204)
+    steps.expect(
+        "Webhook from the uninstalled tenant refused", jira.webhook("jira:issue_created"), 401, "UNKNOWN_ISSUER"
+    )
+    steps.expect(
+        "Context call from the uninstalled tenant refused",
+        jira.context_call("GET", "/api/events"),
+        401,
+        "UNKNOWN_ISSUER",
+    )
+
+    print("Re-install")
+    steps.expect("Signed install accepted again", jira.install(), 204)
+    steps.expect(
+        "The tenant's 3 events are still there",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: len(response.json()) == 3,
+    )
+
+
+def main() -> int:
+    product = FakeProduct()
+    steps = Steps()
+    print(f"Simulated Jira at {product.base_url} (client key {product.client_key})")
+    with (
+        tempfile.TemporaryDirectory(prefix="connect-demo-") as folder,
+        product.serve_keys() as key_server,
+        run_app(Path(folder), key_server.url) as app_url,
+        httpx.Client(base_url=app_url, timeout=10.0) as client,
+    ):
+        print(f"Install keys served at {key_server.url}; example app running at {app_url}")
+        run_lifecycle(product.drive(client), steps)
+        fetched = len(key_server.requests)
+        print(
+            f"\nThe app fetched the install key {fetched} time(s) from the key server, then served it from its cache."
+        )
+    print("Stopped the example app and the key server.")
+    if steps.failed:
+        print(f"\n✗ {steps.failed} of {steps.passed + steps.failed} steps misbehaved.")
+        return 1
+    print(f"\n✓ All {steps.passed} steps verified.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The example app: a Jira Connect app that keeps a verified inbox of issue webhooks.
+
+Run it with `make run`, or `uvicorn example_app.main:app`; configure it with the
+environment variables of `Settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from fastapi_connect_auth import (
+    AtlassianKeyProvider,
+    ConnectAuth,
+    ConnectInstall,
+    ConnectLifecycle,
+    ConnectRequest,
+    PublicKeyProvider,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+)
+
+from .db import Installation, Store
+from .descriptor import connect_descriptor
+from .settings import Settings
+
+INBOX_PAGE = Path(__file__).with_name("inbox.html")
+
+TenantCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest())]
+"""A webhook or page load: HS256 with the tenant's shared secret, bound to this method and URL."""
+IframeCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest(qsh="context"))]
+"""A call from the app's own iframe, with a token from `AP.context.getToken()`."""
+
+
+class EventOut(BaseModel):
+    id: int
+    event: str
+    issue_key: str | None
+    received_at: datetime
+
+
+def create_app(settings: Settings | None = None, *, key_provider: PublicKeyProvider | None = None) -> FastAPI:
+    """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan."""
+    settings = settings or Settings.from_env()
+    store = Store(settings.database_url, settings.secret_encryption_key)
+    connect = ConnectAuth(
+        base_url=settings.base_url,
+        credentials_loader=store.credentials,
+        key_provider=key_provider or AtlassianKeyProvider(base_url=settings.keys_url),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            async with connect.lifespan(app):
+                yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="FastAPI Connect example", lifespan=lifespan)
+    connect.install(app)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return connect_descriptor(settings)
+
+    @app.post("/installed", status_code=204)
+    async def installed(install: Annotated[VerifiedInstallation[Installation], Depends(ConnectInstall())]) -> None:
+        await store.save_installation(install.payload)
+
+    @app.post("/uninstalled", status_code=204)
+    async def uninstalled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("uninstalled"))]) -> None:
+        await store.set_state(event.client_key, installed=False)
+
+    @app.post("/enabled", status_code=204)
+    async def enabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("enabled"))]) -> None:
+        await store.set_state(event.client_key, enabled=True)
+
+    @app.post("/disabled", status_code=204)
+    async def disabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("disabled"))]) -> None:
+        await store.set_state(event.client_key, enabled=False)
+
+    @app.post("/webhooks", status_code=204)
+    async def webhook(call: TenantCall, payload: Annotated[dict[str, Any], Body()]) -> None:
+        await store.add_event(call.client_key, payload)
+
+    @app.get("/inbox", response_class=HTMLResponse)
+    async def inbox(call: TenantCall) -> str:
+        return INBOX_PAGE.read_text(encoding="utf-8")
+
+    @app.get("/api/events")
+    async def events(call: IframeCall) -> list[EventOut]:
+        return [EventOut.model_validate(event, from_attributes=True) for event in await store.events(call.client_key)]
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,29 @@
+"""The app's settings, read from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = "http://localhost:8000"
+    """CONNECT_BASE_URL: where Jira reaches the app (the descriptor's `baseUrl`)."""
+    keys_url: str | None = None
+    """CONNECT_KEYS_URL: a mirror of Atlassian's install-keys CDN; unset, Atlassian's own is used."""
+    database_url: str = "sqlite:///./example_app.db"
+    """DATABASE_URL: `sqlite:///…` or `postgresql://…`."""
+    secret_encryption_key: str | None = None
+    """SECRET_ENCRYPTION_KEY: the Fernet key shared secrets are encrypted with; unset, a dev key file is used."""
+    app_key: str = "fastapi-connect-example"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            base_url=env.get("CONNECT_BASE_URL", cls.base_url),
+            keys_url=env.get("CONNECT_KEYS_URL") or None,
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            secret_encryption_key=env.get("SECRET_ENCRYPTION_KEY") or None,
+        )

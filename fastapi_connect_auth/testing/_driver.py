@@ -1,0 +1,207 @@
+"""`ConnectAppDriver`: sends a fake product's calls to an app under test, the way the product would.
+
+It reads the app's descriptor, as the product does at install time, to learn
+the app's base URL, key, lifecycle URLs, webhooks and pages; then it signs each
+call for the URL it is sent to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+if TYPE_CHECKING:
+    from ._product import FakeProduct
+
+__all__ = ["ConnectAppDriver"]
+
+
+class ConnectAppDriver:
+    """Drives the app behind `client` (a `TestClient` or an `httpx.Client`) through its Connect lifecycle.
+
+    Every method returns the app's `httpx.Response`, so a test asserts what the
+    app answered. `app_base_url` defaults to the descriptor's `baseUrl`; the
+    client may reach the app at another address (a `TestClient`, a loopback port).
+    """
+
+    def __init__(
+        self,
+        product: FakeProduct,
+        client: httpx.Client,
+        *,
+        app_base_url: str | None = None,
+        descriptor_url: str = "/atlassian-connect.json",
+    ) -> None:
+        self.product = product
+        self.client = client
+        self.descriptor_url = descriptor_url
+        self._app_base_url = app_base_url.rstrip("/") if app_base_url else None
+        self._descriptor: dict[str, Any] | None = None
+
+    # -- the descriptor -------------------------------------------------------------------
+
+    @property
+    def descriptor(self) -> dict[str, Any]:
+        """The app's descriptor, fetched once."""
+        if self._descriptor is None:
+            response = self.client.get(self.descriptor_url)
+            response.raise_for_status()
+            descriptor = response.json()
+            if not isinstance(descriptor, dict):
+                raise ValueError("The app's descriptor is not a JSON object.")
+            self._descriptor = descriptor
+        return self._descriptor
+
+    @property
+    def app_base_url(self) -> str:
+        """The base URL the product signs for: the one given, else the descriptor's `baseUrl`."""
+        if self._app_base_url is None:
+            self._app_base_url = str(self.descriptor["baseUrl"]).rstrip("/")
+        return self._app_base_url
+
+    @property
+    def app_key(self) -> str:
+        return str(self.descriptor["key"])
+
+    def lifecycle_url(self, event: str) -> str:
+        """The URL the descriptor declares for a lifecycle event (`installed`, `uninstalled`...)."""
+        url = self.descriptor.get("lifecycle", {}).get(event)
+        if not url:
+            raise LookupError(f"The app's descriptor declares no {event!r} lifecycle callback.")
+        return str(url)
+
+    def webhook_url(self, event: str) -> str:
+        """The URL the descriptor declares for webhook `event` (e.g. `jira:issue_created`)."""
+        for webhook in self.descriptor.get("modules", {}).get("webhooks", []):
+            if webhook.get("event") == event:
+                return str(webhook["url"])
+        raise LookupError(f"The app's descriptor declares no webhook for {event!r}.")
+
+    def page_url(self, key: str, module: str = "generalPages") -> str:
+        """The URL of the page module `key` (a general page by default)."""
+        for page in self.descriptor.get("modules", {}).get(module, []):
+            if page.get("key") == key:
+                return str(page["url"])
+        raise LookupError(f"The app's descriptor declares no {module} module {key!r}.")
+
+    # -- sending --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        content: str | bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send `method url` (relative to the app's base URL), with `Authorization: JWT <token>` if given."""
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"JWT {token}"
+        if json_body is not None:
+            content = json.dumps(json_body)
+            all_headers.setdefault("Content-Type", "application/json")
+        return self.client.request(method, self._path(url), content=content, headers=all_headers)
+
+    def _path(self, url: str) -> str:
+        """`url` under the path of the app's base URL, for the client (which knows only the host)."""
+        return urlsplit(self.app_base_url).path.rstrip("/") + url
+
+    def _lifecycle(self, event: str, body: dict[str, Any] | str | bytes, token: str | None) -> httpx.Response:
+        url = self.lifecycle_url(event)
+        if token is None:
+            if event in ("installed", "uninstalled"):
+                token = self.product.signed_token("POST", url, app_base_url=self.app_base_url)
+            else:
+                token = self.product.shared_secret_token("POST", url, app_base_url=self.app_base_url)
+        if isinstance(body, dict):
+            return self.request("POST", url, token=token, json_body=body)
+        return self.request("POST", url, token=token, content=body, headers={"Content-Type": "application/json"})
+
+    # -- the lifecycle --------------------------------------------------------------------
+
+    def install(self, *, token: str | None = None, content: str | bytes | None = None, **fields: Any) -> httpx.Response:
+        """A signed `installed` callback with the current shared secret.
+
+        `fields` override payload fields (`None` leaves one out); `content` sends a
+        raw body instead; `token` replaces the correctly signed one.
+        """
+        body = content if content is not None else self.product.install_payload(app_key=self.app_key, **fields)
+        return self._lifecycle("installed", body, token)
+
+    def update(self, shared_secret: str | None = None, **fields: Any) -> httpx.Response:
+        """Re-install with a new shared secret, as the product does on an upgrade or re-enable."""
+        self.product.rotate_shared_secret(shared_secret)
+        return self.install(**fields)
+
+    def uninstall(self, *, token: str | None = None, **fields: Any) -> httpx.Response:
+        """A signed `uninstalled` callback."""
+        return self._lifecycle(
+            "uninstalled", self.product.lifecycle_payload("uninstalled", app_key=self.app_key, **fields), token
+        )
+
+    def enable(self, *, token: str | None = None) -> httpx.Response:
+        """An `enabled` callback, signed with the shared secret."""
+        return self._lifecycle("enabled", self.product.lifecycle_payload("enabled", app_key=self.app_key), token)
+
+    def disable(self, *, token: str | None = None) -> httpx.Response:
+        """A `disabled` callback, signed with the shared secret."""
+        return self._lifecycle("disabled", self.product.lifecycle_payload("disabled", app_key=self.app_key), token)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def webhook(
+        self,
+        event: str,
+        body: dict[str, Any] | None = None,
+        *,
+        shared_secret: str | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        """Send webhook `event` to its URL in the descriptor, signed with the shared secret (or `shared_secret`).
+
+        The default body is a Jira issue event naming `event`.
+        """
+        url = self.webhook_url(event)
+        if body is None:
+            body = {
+                "timestamp": int(self.product.clock() * 1000),
+                "webhookEvent": event,
+                "issue": {"id": "10001", "key": "DEMO-1", "fields": {"summary": "A fake issue"}},
+            }
+        if token is None:
+            token = self.product.shared_secret_token(
+                "POST", url, app_base_url=self.app_base_url, shared_secret=shared_secret
+            )
+        return self.request("POST", url, token=token, json_body=body)
+
+    def load_page(self, key: str, *, shared_secret: str | None = None, **params: str) -> httpx.Response:
+        """Load page `key` as the product's iframe does: Jira's query parameters and a `jwt` one."""
+        url = self.product.page_url(
+            self.page_url(key),
+            app_base_url=self.app_base_url,
+            app_key=self.app_key,
+            shared_secret=shared_secret,
+            **params,
+        )
+        return self.request("GET", url)
+
+    def context_call(
+        self,
+        method: str,
+        url: str,
+        *,
+        account_id: str | None = None,
+        shared_secret: str | None = None,
+        json_body: Any = None,
+    ) -> httpx.Response:
+        """Call the app from its own iframe, with a token from `AP.context.getToken()`."""
+        options: dict[str, Any] = {"shared_secret": shared_secret}
+        if account_id is not None:
+            options["account_id"] = account_id
+        return self.request(method, url, token=self.product.context_token(**options), json_body=json_body)

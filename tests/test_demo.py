@@ -1,0 +1,57 @@
+"""`make demo`, run once as a newcomer would (minus the install): every step verified, the app stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from example_app.demo import Steps
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_verifies_every_step_and_exits_zero() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "example_app.demo"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    assert "✗" not in output
+    for line in (
+        "✓ Signed install (RS256, kid, aud, QSH) accepted (204)",
+        "✓ Install signed with another key refused (401 INVALID_SIGNATURE)",
+        "✓ jira:issue_created accepted and stored (204)",
+        "✓ Inbox page loads with Jira's query parameters (computed QSH) (200)",
+        "✓ Context call GET /api/events lists both events, newest first (200)",
+        "✓ Webhook signed with the old secret refused (401 INVALID_SIGNATURE)",
+        "✓ Webhook from the uninstalled tenant refused (401 UNKNOWN_ISSUER)",
+        "✓ Signed install accepted again (204)",
+        "The app fetched the install key 1 time(s)",
+        "Stopped the example app and the key server.",
+        "✓ All 18 steps verified.",
+    ):
+        assert line in output
+
+
+def test_a_step_that_misbehaves_is_marked_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    steps = Steps()
+    steps.expect("refused as expected", httpx.Response(401, json={"code": "UNKNOWN_ISSUER"}), 401, "UNKNOWN_ISSUER")
+    steps.expect("accepted when it should be refused", httpx.Response(204), 401, "UNKNOWN_ISSUER")
+    steps.expect("refused with another code", httpx.Response(401, json={"code": "INVALID_QSH"}), 401, "UNKNOWN_ISSUER")
+    steps.expect("not JSON", httpx.Response(200, text="<html>"), 200, check=lambda response: response.json() == [])
+    assert (steps.passed, steps.failed) == (1, 3)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "  ✓ refused as expected (401 UNKNOWN_ISSUER)"
+    assert printed[1].startswith("  ✗ accepted when it should be refused: expected 401 UNKNOWN_ISSUER, got 204")
+    assert [line[:3] for line in printed[2:]] == ["  ✗", "  ✗"]

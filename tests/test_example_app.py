@@ -1,0 +1,388 @@
+"""The example app, driven through its whole lifecycle by the test kit's fake Jira, on a real SQLite file.
+
+The database is read back here with the standard library's `sqlite3`, not the
+app's store, so "stored" and "nothing stored" are checked independently.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+
+from example_app.db import async_database_url, load_cipher
+from example_app.main import create_app
+from example_app.settings import Settings
+from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+APP_URL = "https://connect-app.example.test"
+ROOT = Path(__file__).resolve().parent.parent
+PROTECTED_ROUTES = {"/installed", "/uninstalled", "/enabled", "/disabled", "/webhooks", "/inbox", "/api/events"}
+
+Jira = Callable[..., AbstractContextManager[ConnectAppDriver]]
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+@pytest.fixture
+def settings(database: Path) -> Settings:
+    """A fresh SQLite file, no encryption key (dev mode: a key file beside it)."""
+    return Settings(base_url=APP_URL, database_url=f"sqlite:///{database}")
+
+
+@pytest.fixture
+def jira(fake_product: FakeProduct, settings: Settings) -> Jira:
+    """Start the app (a `TestClient` runs its lifespan) and let `product` drive it; each call is a (re)start."""
+
+    @contextmanager
+    def start(product: FakeProduct = fake_product, app_settings: Settings = settings) -> Iterator[ConnectAppDriver]:
+        app = create_app(app_settings, key_provider=product.key_provider())
+        with TestClient(app, base_url=APP_URL) as client:
+            yield product.drive(client)
+
+    return start
+
+
+def rows(database: Path, query: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(query).fetchall()
+
+
+def installations(database: Path) -> list[tuple[Any, ...]]:
+    return rows(database, "SELECT client_key, base_url, installed, enabled FROM installations")
+
+
+def stored_events(database: Path) -> list[tuple[Any, ...]]:
+    return rows(database, "SELECT client_key, event, issue_key FROM events ORDER BY id")
+
+
+def assert_refused(response: httpx.Response, code: str, status: int = 401) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+
+
+def event_names(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [event["event"] for event in response.json()]
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONNECT_BASE_URL", "CONNECT_KEYS_URL", "DATABASE_URL", "SECRET_ENCRYPTION_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.from_env() == Settings()
+    assert Settings().base_url == "http://localhost:8000"
+    assert Settings().keys_url is None  # Atlassian's own CDN
+    assert Settings().database_url == "sqlite:///./example_app.db"
+    monkeypatch.setenv("CONNECT_BASE_URL", APP_URL)
+    monkeypatch.setenv("CONNECT_KEYS_URL", "http://127.0.0.1:9/keys")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db/connect")
+    monkeypatch.setenv("SECRET_ENCRYPTION_KEY", "k")
+    assert Settings.from_env() == Settings(APP_URL, "http://127.0.0.1:9/keys", "postgresql://app@db/connect", "k")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///./example_app.db", "sqlite+aiosqlite:///./example_app.db"),
+        ("sqlite:////var/data/app.db", "sqlite+aiosqlite:////var/data/app.db"),
+        ("postgresql://app:pw@db:5432/connect", "postgresql+asyncpg://app:pw@db:5432/connect"),
+        ("postgres://app@db/connect", "postgresql+asyncpg://app@db/connect"),
+        ("postgresql+asyncpg://app@db/connect", "postgresql+asyncpg://app@db/connect"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_urls_get_their_async_driver(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+def test_a_server_database_needs_an_encryption_key() -> None:
+    with pytest.raises(RuntimeError, match="SECRET_ENCRYPTION_KEY"):
+        load_cipher(None, "postgresql://app@db/connect")
+    key = Fernet.generate_key()
+    assert Fernet(key).decrypt(load_cipher(key.decode(), "postgresql://app@db/connect").encrypt(b"x")) == b"x"
+
+
+def test_importing_the_app_touches_no_database(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import example_app.main"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "DATABASE_URL": "sqlite:///./app.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_descriptor_is_a_jira_connect_descriptor(jira: Jira) -> None:
+    with jira() as driver:
+        descriptor = driver.descriptor
+        routes = {route.path for route in driver.client.app.routes}  # type: ignore[attr-defined]
+    assert descriptor["key"] == "fastapi-connect-example"
+    assert descriptor["name"]
+    assert descriptor["baseUrl"] == APP_URL
+    assert descriptor["authentication"] == {"type": "jwt"}
+    assert descriptor["lifecycle"] == {
+        "installed": "/installed",
+        "uninstalled": "/uninstalled",
+        "enabled": "/enabled",
+        "disabled": "/disabled",
+    }
+    assert descriptor["apiMigrations"] == {"signed-install": True, "context-qsh": True, "gdpr": True}
+    assert descriptor["scopes"] == ["READ"]
+    webhooks = descriptor["modules"]["webhooks"]
+    assert {webhook["event"] for webhook in webhooks} == {"jira:issue_created", "jira:issue_updated"}
+    (page,) = descriptor["modules"]["generalPages"]
+    assert page["key"] == "inbox"
+    declared = [*descriptor["lifecycle"].values(), *(webhook["url"] for webhook in webhooks), page["url"]]
+    assert set(declared) <= routes
+
+
+def test_docs_list_every_route_and_protected_ones_show_the_scheme(jira: Jira) -> None:
+    with jira() as driver:
+        assert driver.client.get("/docs").status_code == 200
+        schema = driver.client.get("/openapi.json").json()
+    operations = {path: next(iter(methods.values())) for path, methods in schema["paths"].items()}
+    assert set(operations) == {"/atlassian-connect.json", *PROTECTED_ROUTES}
+    for path, operation in operations.items():
+        expected = [{"AtlassianConnectJWT": []}] if path in PROTECTED_ROUTES else None
+        assert operation.get("security") == expected, path
+    assert "AtlassianConnectJWT" in schema["components"]["securitySchemes"]
+
+
+# -- the lifecycle ------------------------------------------------------------------------
+
+
+def test_the_whole_lifecycle(jira: Jira, fake_product: FakeProduct, database: Path) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert installations(database) == [(fake_product.client_key, fake_product.base_url, 1, 1)]
+
+        assert driver.webhook("jira:issue_created").status_code == 204
+        assert driver.webhook("jira:issue_updated").status_code == 204
+        assert stored_events(database) == [
+            (fake_product.client_key, "jira:issue_created", "DEMO-1"),
+            (fake_product.client_key, "jira:issue_updated", "DEMO-1"),
+        ]
+
+        page = driver.load_page("inbox")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        for fragment in ("https://connect-cdn.atl-paas.net/all.js", "AP.context.getToken()", '"api/events"', "JWT "):
+            assert fragment in page.text
+        assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_updated", "jira:issue_created"]
+
+        old_secret = fake_product.shared_secret
+        assert driver.update().status_code == 204
+        assert_refused(driver.webhook("jira:issue_created", shared_secret=old_secret), "INVALID_SIGNATURE")
+        assert_refused(driver.context_call("GET", "/api/events", shared_secret=old_secret), "INVALID_SIGNATURE")
+        assert driver.webhook("jira:issue_created").status_code == 204
+
+        assert driver.disable().status_code == 204
+        assert installations(database)[0][2:] == (1, 0)
+        assert driver.enable().status_code == 204
+        assert installations(database)[0][2:] == (1, 1)
+
+        assert driver.uninstall().status_code == 204
+        assert installations(database)[0][2:] == (0, 1)
+        assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
+        assert_refused(driver.load_page("inbox"), "UNKNOWN_ISSUER")
+        assert_refused(driver.context_call("GET", "/api/events"), "UNKNOWN_ISSUER")
+        assert_refused(driver.uninstall(), "UNKNOWN_ISSUER")
+        assert len(stored_events(database)) == 3
+
+        assert driver.install().status_code == 204
+        assert len(event_names(driver.context_call("GET", "/api/events"))) == 3
+        assert driver.webhook("jira:issue_updated").status_code == 204
+
+
+def test_shared_secrets_are_encrypted_at_rest_with_the_dev_key_beside_the_database(
+    jira: Jira, fake_product: FakeProduct, database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="example_app"), jira() as driver:
+        assert driver.install().status_code == 204
+    key_file = database.with_name("app.db.key")
+    assert key_file.exists()
+    assert "SECRET_ENCRYPTION_KEY is not set" in caplog.text
+    assert fake_product.shared_secret.encode() not in database.read_bytes()
+    ((encrypted,),) = rows(database, "SELECT encrypted_shared_secret FROM installations")
+    assert Fernet(key_file.read_bytes()).decrypt(encrypted).decode() == fake_product.shared_secret
+    assert fake_product.shared_secret not in caplog.text
+
+
+def test_tenants_and_their_events_survive_a_restart(jira: Jira, database: Path) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+    key = database.with_name("app.db.key").read_bytes()
+    with jira() as driver:
+        assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_created"]
+        assert driver.webhook("jira:issue_updated").status_code == 204
+    assert database.with_name("app.db.key").read_bytes() == key
+
+
+def test_a_configured_key_is_used_and_a_changed_key_fails_closed(
+    jira: Jira, fake_product: FakeProduct, settings: Settings, database: Path
+) -> None:
+    configured = replace(settings, secret_encryption_key=Fernet.generate_key().decode())
+    with jira(app_settings=configured) as driver:
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+    assert not database.with_name("app.db.key").exists()
+    with jira(app_settings=replace(settings, secret_encryption_key=Fernet.generate_key().decode())) as driver:
+        assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
+
+
+def test_tenants_see_only_their_own_events(jira: Jira, fake_product: FakeProduct) -> None:
+    other_tenant = FakeProduct(base_url="https://other.atlassian.net", private_key=fake_product.private_key)
+    with jira() as first, jira(product=other_tenant) as second:
+        assert first.install().status_code == 204
+        assert second.install().status_code == 204
+        assert first.webhook("jira:issue_created").status_code == 204
+        assert second.webhook("jira:issue_updated").status_code == 204
+        assert event_names(first.context_call("GET", "/api/events")) == ["jira:issue_created"]
+        assert event_names(second.context_call("GET", "/api/events")) == ["jira:issue_updated"]
+        assert first.uninstall().status_code == 204
+        assert second.webhook("jira:issue_updated").status_code == 204
+
+
+def test_install_keys_can_come_from_a_key_server(fake_product: FakeProduct, settings: Settings) -> None:
+    """CONNECT_KEYS_URL: the app fetches the install key over HTTP from the given base URL."""
+    with fake_product.serve_keys() as server:
+        app = create_app(replace(settings, keys_url=server.url))
+        with TestClient(app, base_url=APP_URL) as client:
+            driver = fake_product.drive(client)
+            assert driver.install().status_code == 204
+            assert driver.uninstall().status_code == 204
+    assert server.requests == [f"/{fake_product.kid}"]  # fetched once, then cached
+
+
+# -- failure paths ------------------------------------------------------------------------
+
+
+def forged_token(product: FakeProduct) -> str:
+    """A signed install token made with a key that is not the product's."""
+    return product.signed_token("POST", "/installed", app_base_url=APP_URL, private_key=generate_rsa_key())
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "code", "message"),
+    [
+        pytest.param(
+            lambda d: d.install(content=b"{not json"), 400, "INVALID_INSTALL_PAYLOAD", "Invalid JSON", id="not-json"
+        ),
+        pytest.param(lambda d: d.install(content=b"[]"), 400, "INVALID_INSTALL_PAYLOAD", "body", id="not-an-object"),
+        pytest.param(
+            lambda d: d.install(sharedSecret=None), 400, "INVALID_INSTALL_PAYLOAD", "sharedSecret", id="no-secret"
+        ),
+        pytest.param(lambda d: d.install(baseUrl=None), 400, "INVALID_INSTALL_PAYLOAD", "baseUrl", id="no-base-url"),
+        pytest.param(
+            lambda d: d.install(clientKey="someone-else"), 401, "WRONG_ISSUER", "clientKey", id="other-client-key"
+        ),
+        pytest.param(
+            lambda d: d.install(token=forged_token(d.product)), 401, "INVALID_SIGNATURE", "signature", id="forged"
+        ),
+        pytest.param(
+            lambda d: d.install(token=d.product.shared_secret_token("POST", "/installed")),
+            401,
+            "INVALID_ALGORITHM",
+            "",
+            id="shared-secret-signed",
+        ),
+        pytest.param(
+            lambda d: d.install(baseUrl="https://jira.evil.example"),
+            401,
+            "UNTRUSTED_PRODUCT_HOST",
+            "",
+            id="untrusted-host",
+        ),
+        pytest.param(
+            lambda d: d.install(
+                token=d.product.signed_token("POST", "/installed", app_base_url="https://other.example")
+            ),
+            401,
+            "WRONG_AUDIENCE",
+            "audience",
+            id="other-audience",
+        ),
+        pytest.param(lambda d: d.request("POST", "/installed", json_body={}), 401, "MISSING_JWT", "JWT", id="no-token"),
+    ],
+)
+def test_a_refused_install_stores_nothing(
+    jira: Jira,
+    database: Path,
+    send: Callable[[ConnectAppDriver], httpx.Response],
+    status: int,
+    code: str,
+    message: str,
+) -> None:
+    with jira() as driver:
+        response = send(driver)
+        assert_refused(response, code, status)
+        assert message in response.json()["detail"]
+        assert installations(database) == []
+        assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda d: d.webhook("jira:issue_created", shared_secret="a-wrong-secret-" * 3), id="wrong-secret"),
+        pytest.param(lambda d: d.webhook("jira:issue_created", token=d.product.context_token()), id="context-token"),
+        pytest.param(
+            lambda d: d.request("POST", "/webhooks?x=1", token=d.product.shared_secret_token("POST", "/webhooks")),
+            id="other-url",
+        ),
+        pytest.param(lambda d: d.request("POST", "/webhooks", json_body={"webhookEvent": "x"}), id="no-token"),
+        pytest.param(
+            lambda d: d.webhook("jira:issue_created", token=d.product.shared_secret_token("POST", "/webhooks", exp=1)),
+            id="expired",
+        ),
+        pytest.param(
+            lambda d: d.request(
+                "POST", "/webhooks", token=d.product.shared_secret_token("POST", "/webhooks"), content=b"[1]"
+            ),
+            id="not-an-object",
+        ),
+    ],
+)
+def test_a_refused_webhook_stores_nothing(
+    jira: Jira, database: Path, send: Callable[[ConnectAppDriver], httpx.Response]
+) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        response = send(driver)
+        assert response.status_code in (401, 422), response.text
+        assert stored_events(database) == []
+        assert event_names(driver.context_call("GET", "/api/events")) == []
+
+
+def test_the_page_and_the_api_take_only_their_kind_of_token(jira: Jira, fake_product: FakeProduct) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert_refused(driver.request("GET", "/inbox", token=fake_product.context_token()), "INVALID_QSH")
+        page_token = fake_product.shared_secret_token("GET", "/api/events")
+        assert_refused(driver.request("GET", "/api/events", token=page_token), "INVALID_QSH")
+        assert_refused(driver.request("GET", "/api/events"), "MISSING_JWT")
+        assert_refused(driver.request("GET", "/inbox"), "MISSING_JWT")

@@ -1,0 +1,356 @@
+"""The test kit (`fastapi_connect_auth.testing`): what its fake product signs, serves and sends.
+
+Its tokens are decoded here with PyJWT and their QSH compared with hashes of
+canonical requests written out by hand, so the kit cannot drift from Atlassian's
+format without these tests failing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_connect_auth import (
+    AtlassianKeyProvider,
+    ConnectAuth,
+    ConnectEnvironment,
+    ConnectInstall,
+    ConnectRequest,
+    Credentials,
+    InstallPayload,
+    LifecyclePayload,
+    VerifiedInstallation,
+    VerifiedRequest,
+)
+from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, FakeProduct
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+APP_URL = "https://app.example.test"
+TenantCall = Annotated[VerifiedRequest[None], Depends(ConnectRequest())]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def sha256_hex(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def decode_hs256(token: str, secret: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"])
+    return claims
+
+
+# -- the fixture and its entry point ------------------------------------------------------
+
+
+def test_fixture_gives_each_test_its_own_tenant_with_the_sessions_key(
+    fake_product: FakeProduct, fake_product_signing_key: rsa.RSAPrivateKey
+) -> None:
+    other = FakeProduct(private_key=fake_product_signing_key)
+    assert fake_product.private_key is fake_product_signing_key
+    assert fake_product.client_key != other.client_key
+    assert fake_product.shared_secret != other.shared_secret
+    assert fake_product.base_url == "https://fake-jira.atlassian.net"
+
+
+def test_plugin_is_registered_as_a_pytest11_entry_point() -> None:
+    (entry,) = [entry for entry in entry_points(group="pytest11") if entry.name == "fastapi_connect_auth"]
+    assert entry.value == "fastapi_connect_auth.testing.plugin"
+
+
+def test_a_users_test_gets_the_fixture_without_any_setup(tmp_path: Path) -> None:
+    """Installing the library is enough: pytest loads the plugin from its entry point."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            def test_uses_the_fixture(fake_product):
+                assert fake_product.kid and fake_product.client_key.startswith("fake-jira-")
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+# -- payloads -----------------------------------------------------------------------------
+
+
+def test_install_payload_is_what_jira_sends_and_the_library_accepts(fake_product: FakeProduct) -> None:
+    body = fake_product.install_payload(app_key="my-app")
+    payload = InstallPayload.model_validate_json(json.dumps(body))
+    assert payload.key == "my-app"
+    assert payload.client_key == fake_product.client_key
+    assert payload.shared_secret.get_secret_value() == fake_product.shared_secret
+    assert payload.base_url == fake_product.base_url
+    assert payload.event_type == "installed"
+    assert payload.product_type == "jira"
+
+
+def test_payload_fields_are_overridden_and_none_leaves_one_out(fake_product: FakeProduct) -> None:
+    body = fake_product.install_payload(clientKey="other", sharedSecret=None, cloudId="cloud-1")
+    assert body["clientKey"] == "other"
+    assert body["cloudId"] == "cloud-1"
+    assert "sharedSecret" not in body
+
+
+def test_enabled_and_disabled_payloads_carry_no_shared_secret(fake_product: FakeProduct) -> None:
+    for event in ("enabled", "disabled"):
+        body = fake_product.lifecycle_payload(event)
+        assert "sharedSecret" not in body
+        assert LifecyclePayload.model_validate(body).event_type == event
+    assert fake_product.lifecycle_payload("uninstalled")["sharedSecret"] == fake_product.shared_secret
+
+
+def test_rotating_the_shared_secret_keeps_the_old_ones(fake_product: FakeProduct) -> None:
+    first = fake_product.shared_secret
+    second = fake_product.rotate_shared_secret()
+    third = fake_product.rotate_shared_secret("chosen-" * 6)
+    assert len({first, second, third}) == 3
+    assert fake_product.shared_secret == third == "chosen-" * 6
+    assert fake_product.previous_shared_secrets == [first, second]
+    assert len(FakeProduct.new_shared_secret().encode()) >= 32  # PyJWT's minimum for HMAC keys
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+def test_signed_token_is_rs256_with_kid_aud_iss_and_computed_qsh(fake_product: FakeProduct) -> None:
+    token = fake_product.signed_token("POST", "/installed", app_base_url=APP_URL + "/")
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS256"
+    assert header["kid"] == fake_product.kid == "fake-jira/install-key-1"
+    claims = jwt.decode(token, fake_product.private_key.public_key(), algorithms=["RS256"], audience=APP_URL)
+    assert claims["iss"] == fake_product.client_key
+    assert claims["aud"] == [APP_URL]
+    assert claims["qsh"] == sha256_hex("POST&/installed&")
+    assert claims["exp"] - claims["iat"] == 180
+    assert "sub" not in claims
+
+
+def test_signed_token_qsh_is_relative_to_the_apps_base_path(fake_product: FakeProduct) -> None:
+    token = fake_product.signed_token("POST", "/installed?b=2&a=1", app_base_url=f"{APP_URL}/connect")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["qsh"] == sha256_hex("POST&/installed&a=1&b=2")
+
+
+def test_signed_token_overrides_forge_and_drop_claims(fake_product: FakeProduct) -> None:
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = fake_product.signed_token(
+        "POST", "/uninstalled", app_base_url=APP_URL, private_key=other_key, kid="other/kid", iss="x", qsh=None
+    )
+    assert jwt.get_unverified_header(token)["kid"] == "other/kid"
+    claims = jwt.decode(token, other_key.public_key(), algorithms=["RS256"], audience=APP_URL)
+    assert claims["iss"] == "x"
+    assert "qsh" not in claims
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, fake_product.private_key.public_key(), algorithms=["RS256"], audience=APP_URL)
+
+
+def test_shared_secret_token_hashes_any_method_and_url(fake_product: FakeProduct) -> None:
+    token = fake_product.shared_secret_token("put", f"{APP_URL}/items/42?tags=b&tags=a&q=x+y", app_base_url=APP_URL)
+    claims = decode_hs256(token, fake_product.shared_secret)
+    assert claims["qsh"] == sha256_hex("PUT&/items/42&q=x%20y&tags=a,b")
+    assert claims["iss"] == fake_product.client_key
+    assert "sub" not in claims
+    assert "context" not in claims
+
+
+def test_shared_secret_token_names_the_acting_user_and_signs_with_a_chosen_secret(fake_product: FakeProduct) -> None:
+    secret = "another-secret-" * 3
+    token = fake_product.shared_secret_token("GET", "/inbox", account_id="user-1", shared_secret=secret)
+    claims = decode_hs256(token, secret)
+    assert claims["sub"] == "user-1"
+    assert claims["context"] == {"user": {"accountId": "user-1"}}
+    with pytest.raises(jwt.InvalidSignatureError):
+        decode_hs256(token, fake_product.shared_secret)
+
+
+def test_context_token_has_the_fixed_qsh_and_the_user(fake_product: FakeProduct) -> None:
+    claims = decode_hs256(
+        fake_product.context_token(context={"jira": {"issue": {"key": "DEMO-1"}}}), fake_product.shared_secret
+    )
+    assert claims["qsh"] == "context-qsh"
+    assert claims["sub"] == DEFAULT_ACCOUNT_ID
+    assert claims["context"] == {"jira": {"issue": {"key": "DEMO-1"}}, "user": {"accountId": DEFAULT_ACCOUNT_ID}}
+
+
+def test_tokens_follow_the_products_clock() -> None:
+    product = FakeProduct(clock=lambda: 1_000_000.9)
+    claims = jwt.decode(product.context_token(lifetime=60), options={"verify_signature": False})
+    assert (claims["iat"], claims["exp"]) == (1_000_000, 1_000_060)
+
+
+def test_page_url_carries_jiras_parameters_and_a_jwt_over_them(fake_product: FakeProduct) -> None:
+    url = fake_product.page_url("/inbox", app_base_url=APP_URL, app_key="app", account_id="user-2")
+    parts = urlsplit(url)
+    assert parts.path == "/inbox"
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    assert params[-1][0] == "jwt"
+    assert dict(params[:-1]) == {
+        "xdm_e": "https://fake-jira.atlassian.net",
+        "xdm_c": "channel-app__page",
+        "cp": "",
+        "xdm_deprecated_addon_key_do_not_use": "app",
+        "lic": "none",
+        "cv": "1001.0.0-SNAPSHOT",
+        "tz": "Europe/Paris",
+        "loc": "en-GB",
+    }
+    claims = decode_hs256(params[-1][1], fake_product.shared_secret)
+    assert claims["sub"] == "user-2"
+    assert claims["qsh"] == sha256_hex(
+        "GET&/inbox&cp=&cv=1001.0.0-SNAPSHOT&lic=none&loc=en-GB&tz=Europe%2FParis&xdm_c=channel-app__page"
+        "&xdm_deprecated_addon_key_do_not_use=app&xdm_e=https%3A%2F%2Ffake-jira.atlassian.net"
+    )
+
+
+def test_page_url_keeps_the_modules_own_query_and_extra_parameters(fake_product: FakeProduct) -> None:
+    url = fake_product.page_url("/page?view=list", lic="active")
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    assert params["view"] == "list"
+    assert params["lic"] == "active"
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def test_key_transport_serves_the_public_key_at_its_kid_only(fake_product: FakeProduct) -> None:
+    with httpx.Client(transport=fake_product.key_transport) as client:
+        found = client.get(f"{FAKE_KEYS_URL}/{fake_product.kid}")
+        missing = client.get(f"{FAKE_KEYS_URL}/fake-jira/other-key")
+    assert found.status_code == 200
+    assert found.content == fake_product.public_key_pem
+    assert found.content.startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert missing.status_code == 404
+
+
+@pytest.mark.anyio
+async def test_key_provider_resolves_the_products_key_in_process(fake_product: FakeProduct) -> None:
+    provider = fake_product.key_provider()
+    key = await provider.get_public_key(fake_product.kid, ConnectEnvironment.PRODUCTION)
+    assert key.public_numbers() == fake_product.private_key.public_key().public_numbers()
+    assert provider.urls_for(fake_product.kid, ConnectEnvironment.PRODUCTION) == [f"{FAKE_KEYS_URL}/{fake_product.kid}"]
+
+
+@pytest.mark.anyio
+async def test_loopback_key_server_serves_the_key_over_real_http(fake_product: FakeProduct) -> None:
+    with fake_product.serve_keys() as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient() as client:
+            missing = await client.get(f"{server.url}/unknown")
+            provider = AtlassianKeyProvider(client=client, base_url=server.url)
+            key = await provider.get_public_key(fake_product.kid, ConnectEnvironment.PRODUCTION)
+    assert missing.status_code == 404
+    assert key.public_numbers() == fake_product.private_key.public_key().public_numbers()
+    assert server.requests == ["/unknown", f"/{fake_product.kid}"]
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def small_app(product: FakeProduct, base_url: str) -> tuple[FastAPI, dict[str, Credentials[None]]]:
+    """A minimal Connect app under `base_url`'s path, written here with the library alone."""
+    tenants: dict[str, Credentials[None]] = {}
+    connect = ConnectAuth(base_url=base_url, credentials_loader=tenants.get, key_provider=product.key_provider())
+    app = FastAPI(lifespan=connect.lifespan)
+    connect.install(app)
+
+    @app.get("/connect/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {
+            "key": "small-app",
+            "baseUrl": base_url,
+            "lifecycle": {"installed": "/installed"},
+            "modules": {
+                "webhooks": [{"event": "jira:issue_deleted", "url": "/hooks?kind=deleted"}],
+                "generalPages": [{"key": "main", "url": "/main"}],
+            },
+        }
+
+    @app.post("/connect/installed")
+    async def installed(install: Annotated[VerifiedInstallation[None], Depends(ConnectInstall())]) -> str:
+        payload = install.payload
+        tenants[payload.client_key] = Credentials(payload.shared_secret.get_secret_value())
+        return payload.key
+
+    @app.post("/connect/hooks")
+    async def hooks(call: TenantCall, kind: str) -> str:
+        return kind
+
+    @app.get("/connect/main")
+    async def main(call: TenantCall) -> str | None:
+        return call.account_id
+
+    @app.get("/connect/api/me")
+    async def me(call: Annotated[VerifiedRequest[None], Depends(ConnectRequest(qsh="context"))]) -> str | None:
+        return call.account_id
+
+    return app, tenants
+
+
+def test_driver_follows_the_descriptor_under_the_apps_base_path(fake_product: FakeProduct) -> None:
+    base_url = f"{APP_URL}/connect"
+    app, tenants = small_app(fake_product, base_url)
+    with TestClient(app, base_url=APP_URL) as client:
+        jira = fake_product.drive(client, app_base_url=base_url)
+        jira.descriptor_url = "/connect/atlassian-connect.json"
+        assert jira.install().json() == "small-app"
+        assert fake_product.client_key in tenants
+        assert jira.webhook("jira:issue_deleted").json() == "deleted"
+        assert jira.load_page("main").json() == DEFAULT_ACCOUNT_ID
+        assert jira.context_call("GET", "/api/me", account_id="user-3").json() == "user-3"
+        assert jira.context_call("GET", "/api/me").json() == DEFAULT_ACCOUNT_ID
+        assert jira.webhook("jira:issue_deleted", shared_secret="wrong-secret-" * 3).status_code == 401
+        assert jira.app_key == "small-app"
+
+
+def test_driver_reads_the_base_url_from_the_descriptor(fake_product: FakeProduct) -> None:
+    app, _ = small_app(fake_product, APP_URL)
+    with TestClient(app, base_url=APP_URL) as client:
+        jira = fake_product.drive(client)
+        jira.descriptor_url = "/connect/atlassian-connect.json"
+        assert jira.app_base_url == APP_URL
+        with pytest.raises(LookupError, match="'uninstalled'"):
+            jira.lifecycle_url("uninstalled")
+        with pytest.raises(LookupError, match="jira:issue_created"):
+            jira.webhook_url("jira:issue_created")
+        with pytest.raises(LookupError, match="other"):
+            jira.page_url("other")
+
+
+def test_driver_refuses_a_descriptor_that_is_not_an_object(fake_product: FakeProduct) -> None:
+    app = FastAPI()
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> list[str]:
+        return ["not", "a", "descriptor"]
+
+    with TestClient(app) as client, pytest.raises(ValueError, match="not a JSON object"):
+        _ = fake_product.drive(client).descriptor
