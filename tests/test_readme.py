@@ -1,0 +1,72 @@
+"""The README's usage example is real code: it is extracted, run, and driven through a whole lifecycle."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fastapi_connect_auth.testing import FakeProduct
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+APP_BASE_URL = "https://my-app.example.com"
+
+
+def readme_example() -> ModuleType:
+    """The README's first python block, executed as a module, its key provider swapped for the fake product's."""
+    match = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert match, "README.md has no python example"
+    module = ModuleType("readme_example")
+    exec(compile(match.group(1), str(README), "exec"), module.__dict__)  # noqa: S102 - our own README
+    return module
+
+
+@pytest.fixture
+def example() -> tuple[ModuleType, FakeProduct]:
+    module = readme_example()
+    product = FakeProduct()
+    module.connect.key_provider = product.key_provider()
+    return module, product
+
+
+def post_json(client: TestClient, url: str, token: str, body: dict[str, Any] | None = None) -> int:
+    return client.post(url, json=body or {}, headers={"Authorization": f"JWT {token}"}).status_code
+
+
+def test_the_readme_example_verifies_a_whole_lifecycle(example: tuple[ModuleType, FakeProduct]) -> None:
+    module, product = example
+    with TestClient(module.app) as client:
+        install = product.signed_token("POST", "/installed", app_base_url=APP_BASE_URL)
+        assert post_json(client, "/installed", install, product.install_payload()) == 200
+        assert product.client_key in module.tenants
+
+        webhook = product.shared_secret_token("POST", "/webhooks/issue-created", app_base_url=APP_BASE_URL)
+        assert post_json(client, "/webhooks/issue-created", webhook) == 200
+        replayed = client.post("/webhooks/issue-created?x=1", headers={"Authorization": f"JWT {webhook}"})
+        assert (replayed.status_code, replayed.json()["code"]) == (401, "INVALID_QSH")
+
+        me = client.get("/api/me", headers={"Authorization": f"JWT {product.context_token(account_id='user-1')}"})
+        assert me.json() == {"tenant": product.client_key, "user": "user-1"}
+
+        uninstall = product.signed_token("POST", "/uninstalled", app_base_url=APP_BASE_URL)
+        assert post_json(client, "/uninstalled", uninstall, product.lifecycle_payload("uninstalled")) == 200
+        after = client.post("/webhooks/issue-created", headers={"Authorization": f"JWT {webhook}"})
+        assert (after.status_code, after.json()["code"]) == (401, "UNKNOWN_ISSUER")
+
+
+def test_the_readme_example_refuses_a_context_token_on_its_lifecycle_route(
+    example: tuple[ModuleType, FakeProduct],
+) -> None:
+    module, product = example
+    with TestClient(module.app) as client:
+        response = client.post(
+            "/installed",
+            json=product.install_payload(),
+            headers={"Authorization": f"JWT {product.context_token()}"},
+        )
+    assert (response.status_code, response.json()["code"]) == (401, "INVALID_ALGORITHM")
+    assert module.tenants == {}
