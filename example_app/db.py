@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
@@ -80,6 +84,33 @@ def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
             file.write(Fernet.generate_key())
     logger.warning("SECRET_ENCRYPTION_KEY is not set: using the development key in %s. Set it in production.", key_file)
     return Fernet(key_file.read_bytes())
+
+
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError)
+"""Errors that mean the database cannot be reached or written now (locked, down, pool exhausted), not a bug."""
+
+
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A 503 the product can retry: each write is one transaction, so a failed one left nothing behind.
+
+    Logs the error's class only: SQLAlchemy's message quotes the statement and its
+    parameters (an encrypted shared secret), and the URL's query may hold a JWT.
+    """
+    cause = type(exc.orig).__name__ if isinstance(exc, DBAPIError) else "none"
+    logger.error(
+        "Database unavailable during %s %s: %s (cause: %s)", request.method, request.url.path, type(exc).__name__, cause
+    )
+    return JSONResponse(
+        {"detail": "The database is unavailable; try again later.", "code": "DATABASE_UNAVAILABLE"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def answer_database_outages(app: FastAPI) -> None:
+    """Answer `DATABASE_OUTAGES` with `database_unavailable` instead of a bare 500."""
+    for error in DATABASE_OUTAGES:
+        app.add_exception_handler(error, database_unavailable)
 
 
 class Store:

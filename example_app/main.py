@@ -28,7 +28,7 @@ from fastapi_connect_auth import (
     VerifiedRequest,
 )
 
-from .db import Installation, Store
+from .db import Installation, Store, answer_database_outages
 from .descriptor import connect_descriptor
 from .settings import Settings
 
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, key_provider: PublicKeyProvi
 
     app = FastAPI(title="FastAPI Connect example", lifespan=lifespan)
     connect.install(app)
+    answer_database_outages(app)
 
     @app.get("/atlassian-connect.json")
     async def descriptor() -> dict[str, Any]:

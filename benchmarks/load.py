@@ -1,0 +1,315 @@
+"""Load: many tenants install the example app at once, then send it thousands of webhooks.
+
+The example app runs under uvicorn in its own process (a fresh SQLite file in a
+temporary folder), fetching install keys from the test kit's loopback key
+server. N fake Jira sites sign their installs with one shared key (one `kid`,
+as Atlassian does) and install concurrently; then M webhooks, each with a unique
+issue key as its marker, are sent round-robin over the tenants with bounded
+concurrency. Every tenant's events are then read back through `/api/events`
+with its own context token, and the SQLite file is counted directly, to check
+that no event was lost or filed under another tenant. Reports throughput,
+latency percentiles, key-server fetches and the server's resident memory.
+
+Loopback only; bounded in count and time; the server is always stopped.
+
+    .venv/bin/python benchmarks/load.py [--tenants 200] [--webhooks 5000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import httpx  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+
+from example_app.demo import free_port, wait_until_ready  # noqa: E402
+from fastapi_connect_auth.testing import FakeProduct, KeyServer, generate_rsa_key  # noqa: E402
+
+WEBHOOK_EVENT = "jira:issue_created"
+EVENTS_PAGE = 50
+"""`/api/events` lists a tenant's 50 newest events: no tenant may get more, so all can be read back."""
+MAX_TENANTS = 2_000
+MAX_WEBHOOKS = 100_000
+REQUEST_TIMEOUT = 30.0
+RUN_TIMEOUT = 600.0
+
+
+@dataclass
+class Phase:
+    """One batch of requests: how many, how long in all, each one's latency and any unexpected answers."""
+
+    name: str
+    sent: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        """Nearest-rank percentile of the latencies, in milliseconds."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] * 1000
+
+
+@dataclass
+class LoadReport:
+    tenants: int
+    webhooks: int
+    concurrency: int
+    installs: Phase
+    deliveries: Phase
+    key_fetches: list[str]
+    lost: int
+    misattributed: int
+    stored_rows: int
+    rss_kib: dict[str, int]
+
+    @property
+    def correct(self) -> bool:
+        """Every request accepted, every event stored once under its own tenant, one key fetch for the one kid."""
+        return (
+            not self.installs.failures
+            and not self.deliveries.failures
+            and self.lost == 0
+            and self.misattributed == 0
+            and self.stored_rows == self.webhooks
+            and len(self.key_fetches) == 1
+        )
+
+
+def resident_kib(pid: int) -> dict[str, int]:
+    """The process's resident memory now (`VmRSS`) and at its peak (`VmHWM`), in KiB, from /proc."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(value.split()[0])
+    return values
+
+
+@contextmanager
+def serve_app(folder: Path, keys_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The example app under uvicorn on a free loopback port (no access log); always stopped at the end."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CONNECT_BASE_URL": base_url,
+        "CONNECT_KEYS_URL": keys_url,
+        "DATABASE_URL": f"sqlite:///{folder / 'load.db'}",
+        "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    log_path = folder / "app.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)  # noqa: S603
+    try:
+        wait_until_ready(process, base_url)
+        yield base_url, process
+    except BaseException:
+        print(f"\nThe app's log:\n{log_path.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def run_phase(
+    phase: Phase,
+    requests: Sequence[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]],
+    concurrency: int,
+    client: httpx.AsyncClient,
+) -> None:
+    """Send `requests` with at most `concurrency` in flight; record each latency and every non-204 answer."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(request: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]) -> None:
+        async with gate:
+            phase.sent += 1
+            started = time.perf_counter()
+            try:
+                response = await request(client)
+            except httpx.HTTPError as exc:
+                phase.failures.append(type(exc).__name__)
+                return
+            phase.latencies.append(time.perf_counter() - started)
+            if response.status_code != 204:
+                phase.failures.append(f"{response.status_code} {response.text[:120]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(request) for request in requests))
+    phase.seconds = time.perf_counter() - started
+
+
+def post(url: str, token: str, body: Mapping[str, object]) -> Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]:
+    headers = {"Authorization": f"JWT {token}"}
+    return lambda client: client.post(url, json=body, headers=headers)
+
+
+async def read_back(
+    client: httpx.AsyncClient, base_url: str, products: Sequence[FakeProduct], sent: dict[str, int]
+) -> tuple[int, int]:
+    """(lost, misattributed): markers sent but listed nowhere, and markers listed under another tenant."""
+    seen: set[str] = set()
+    misattributed = 0
+    for index, product in enumerate(products):
+        headers = {"Authorization": f"JWT {product.context_token()}"}
+        response = await client.get(f"{base_url}/api/events", headers=headers)
+        response.raise_for_status()
+        for event in response.json():
+            marker = event["issue_key"]
+            if sent.get(marker) != index:
+                misattributed += 1
+            seen.add(marker)
+    return len(sent.keys() - seen), misattributed
+
+
+def stored_rows(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        (count,) = connection.execute("SELECT COUNT(*) FROM events").fetchone()
+    return int(count)
+
+
+async def drive(
+    base_url: str, pid: int, products: Sequence[FakeProduct], webhooks: int, concurrency: int
+) -> tuple[Phase, Phase, int, int, dict[str, int]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
+        descriptor = (await client.get(f"{base_url}/atlassian-connect.json")).json()
+        app_key = descriptor["key"]
+        install_url = descriptor["lifecycle"]["installed"]
+        webhook_url = next(hook["url"] for hook in descriptor["modules"]["webhooks"] if hook["event"] == WEBHOOK_EVENT)
+        rss = {"start": resident_kib(pid)["VmRSS"]}
+
+        # Tokens and bodies are made before the clock starts: the figures are the server's.
+        installs = [
+            post(
+                f"{base_url}{install_url}",
+                product.signed_token("POST", install_url, app_base_url=base_url),
+                product.install_payload(app_key=app_key),
+            )
+            for product in products
+        ]
+        install_phase = Phase("install")
+        await run_phase(install_phase, installs, concurrency, client)
+        rss["after installs"] = resident_kib(pid)["VmRSS"]
+
+        sent: dict[str, int] = {}
+        deliveries = []
+        for number in range(webhooks):
+            index = number % len(products)
+            product = products[index]
+            marker = f"LOAD-{number}"
+            sent[marker] = index
+            body = {"webhookEvent": WEBHOOK_EVENT, "issue": {"id": str(number), "key": marker}}
+            token = product.shared_secret_token("POST", webhook_url, app_base_url=base_url)
+            deliveries.append(post(f"{base_url}{webhook_url}", token, body))
+        delivery_phase = Phase("webhook")
+        half = len(deliveries) // 2
+        await run_phase(delivery_phase, deliveries[:half], concurrency, client)
+        rss["after half the webhooks"] = resident_kib(pid)["VmRSS"]
+        first_half_seconds = delivery_phase.seconds
+        await run_phase(delivery_phase, deliveries[half:], concurrency, client)
+        delivery_phase.seconds += first_half_seconds
+        status = resident_kib(pid)
+        rss["after all webhooks"], rss["peak"] = status["VmRSS"], status["VmHWM"]
+
+        lost, misattributed = await read_back(client, base_url, products, sent)
+    return install_phase, delivery_phase, lost, misattributed, rss
+
+
+def run_load(tenants: int = 200, webhooks: int = 5000, concurrency: int = 50) -> LoadReport:
+    """Run the whole load against a fresh app and key server; the server is stopped however it ends."""
+    if not 1 <= tenants <= MAX_TENANTS or not 0 <= webhooks <= MAX_WEBHOOKS or concurrency < 1:
+        raise ValueError(f"Keep 1 <= tenants <= {MAX_TENANTS}, 0 <= webhooks <= {MAX_WEBHOOKS}, concurrency >= 1.")
+    if math.ceil(webhooks / tenants) > EVENTS_PAGE:
+        raise ValueError(f"At most {EVENTS_PAGE} webhooks per tenant, so every event can be read back.")
+    signing_key = generate_rsa_key()
+    products = [
+        FakeProduct(base_url=f"https://load-{index}.atlassian.net", private_key=signing_key) for index in range(tenants)
+    ]
+    with (
+        tempfile.TemporaryDirectory(prefix="connect-load-") as folder,
+        products[0].serve_keys() as key_server,
+        serve_app(Path(folder), key_server.url) as (base_url, process),
+    ):
+        installs, deliveries, lost, misattributed, rss = asyncio.run(
+            asyncio.wait_for(drive(base_url, process.pid, products, webhooks, concurrency), RUN_TIMEOUT)
+        )
+        rows = stored_rows(Path(folder) / "load.db")
+        fetches = _fetches(key_server)
+    return LoadReport(tenants, webhooks, concurrency, installs, deliveries, fetches, lost, misattributed, rows, rss)
+
+
+def _fetches(key_server: KeyServer) -> list[str]:
+    with key_server.lock:
+        return list(key_server.requests)
+
+
+def summary(report: LoadReport) -> str:
+    lines = [
+        f"Load: {report.tenants} tenants (one signing key, one kid), {report.webhooks} webhooks, "
+        f"concurrency {report.concurrency}; example app under uvicorn (1 worker, SQLite) on 127.0.0.1",
+        "",
+        f"{'phase':<10}{'requests':>10}{'failed':>8}{'seconds':>9}{'req/s':>9}"
+        f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+    ]
+    for phase in (report.installs, report.deliveries):
+        lines.append(
+            f"{phase.name:<10}{phase.sent:>10}{len(phase.failures):>8}{phase.seconds:>9.2f}{phase.throughput:>9.0f}"
+            f"{phase.percentile(0.5):>9.1f}{phase.percentile(0.9):>9.1f}{phase.percentile(0.99):>9.1f}"
+            f"{phase.percentile(1.0):>9.1f}"
+        )
+    for phase in (report.installs, report.deliveries):
+        for failure in sorted(set(phase.failures))[:5]:
+            lines.append(f"  {phase.name} failure: {failure}")
+    lines += [
+        "",
+        f"events stored: {report.stored_rows} of {report.webhooks}; lost: {report.lost}; "
+        f"misattributed: {report.misattributed}",
+        f"key server fetches: {len(report.key_fetches)} ({', '.join(sorted(set(report.key_fetches)))})",
+        "server RSS (MiB): " + ", ".join(f"{name} {kib / 1024:.1f}" for name, kib in report.rss_kib.items()),
+        "",
+        "PASS: nothing lost or misattributed, one key fetch" if report.correct else "FAIL: see above",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--webhooks", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    arguments = parser.parse_args(argv)
+    report = run_load(arguments.tenants, arguments.webhooks, arguments.concurrency)
+    print(summary(report))
+    return 0 if report.correct else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
