@@ -116,6 +116,8 @@ def serve_app(folder: Path, keys_url: str) -> Iterator[tuple[str, subprocess.Pop
         **os.environ,
         "CONNECT_BASE_URL": base_url,
         "CONNECT_KEYS_URL": keys_url,
+        # The fake tenants' hosts are not real: reading events back must not try Jira's REST API.
+        "CONNECT_PRODUCT_API_TIMEOUT": "0",
         "DATABASE_URL": f"sqlite:///{folder / 'load.db'}",
         "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
     }

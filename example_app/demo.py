@@ -1,8 +1,10 @@
 """`make demo`: a simulated Jira installs the example app and calls it; the library verifies every step.
 
 The app runs in its own process (uvicorn, a fresh SQLite database in a temporary
-folder), fetching install keys from the test kit's loopback key server. Exits
-non-zero if any step misbehaves, and always stops the app.
+folder), fetching install keys from the test kit's loopback key server. The
+simulated Jira's REST API runs on loopback too (allow-listed for the app with
+CONNECT_EXTRA_PRODUCT_HOSTS), and answers the app only with a valid app JWT.
+Exits non-zero if any step misbehaves, and always stops the app.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from cryptography.fernet import Fernet
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
 
 READY_TIMEOUT = 30.0
+LIVE_SUMMARY = "Live summary from Jira's REST API"
+WEBHOOK_SUMMARY = "A fake issue"  # what the kit's default webhook body carries
 
 
 def free_port() -> int:
@@ -41,6 +45,7 @@ def run_app(folder: Path, keys_url: str) -> Iterator[str]:
         **os.environ,
         "CONNECT_BASE_URL": base_url,
         "CONNECT_KEYS_URL": keys_url,
+        "CONNECT_EXTRA_PRODUCT_HOSTS": "127.0.0.1",
         "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
         "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
     }
@@ -109,6 +114,19 @@ def _event_names(response: httpx.Response) -> list[str]:
     return [event["event"] for event in response.json()]
 
 
+def _summaries_are(summary: str, source: str) -> Callable[[httpx.Response], bool]:
+    return lambda response: all(
+        (event["current_summary"], event["summary_source"]) == (summary, source) for event in response.json()
+    )
+
+
+def _jira_verified_the_app(product: FakeProduct, status: int) -> bool:
+    """The fake Jira's last REST call carried a valid app JWT (signature, iss, aud, exp, QSH) and got `status`."""
+    return (
+        bool(product.api_calls) and product.api_calls[-1].claims is not None and product.api_calls[-1].status == status
+    )
+
+
 def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
     product = jira.product
     descriptor = jira.descriptor
@@ -152,6 +170,22 @@ def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
         check=lambda response: _event_names(response) == ["jira:issue_updated", "jira:issue_created"],
     )
     steps.expect(
+        "Inbox shows the live issue summary fetched from Jira's REST API (signed JWT verified by the fake Jira)",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: _summaries_are(LIVE_SUMMARY, "live")(response) and _jira_verified_the_app(product, 200),
+    )
+    live_summary = product.issues.pop("DEMO-1")
+    steps.expect(
+        "Jira's REST API cannot find the issue (404): the inbox falls back to the webhook's summary",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: (
+            _summaries_are(WEBHOOK_SUMMARY, "webhook")(response) and _jira_verified_the_app(product, 404)
+        ),
+    )
+    product.issues["DEMO-1"] = live_summary
+    steps.expect(
         "Page URL with a context token refused",
         jira.request("GET", "/inbox", token=product.context_token()),
         401,
@@ -193,21 +227,25 @@ def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
 
 def main() -> int:
     product = FakeProduct()
+    product.issues["DEMO-1"] = LIVE_SUMMARY
     steps = Steps()
-    print(f"Simulated Jira at {product.base_url} (client key {product.client_key})")
     with (
         tempfile.TemporaryDirectory(prefix="connect-demo-") as folder,
+        product.serve_api() as jira_url,
         product.serve_keys() as key_server,
         run_app(Path(folder), key_server.url) as app_url,
         httpx.Client(base_url=app_url, timeout=10.0) as client,
     ):
+        print(f"Simulated Jira (REST API) at {jira_url} (client key {product.client_key})")
         print(f"Install keys served at {key_server.url}; example app running at {app_url}")
         run_lifecycle(product.drive(client), steps)
         fetched = len(key_server.requests)
         print(
             f"\nThe app fetched the install key {fetched} time(s) from the key server, then served it from its cache."
         )
-    print("Stopped the example app and the key server.")
+        verified = sum(call.claims is not None for call in product.api_calls)
+        print(f"The fake Jira verified the app's JWT on {verified} of {len(product.api_calls)} REST call(s).")
+    print("Stopped the example app, the key server and the fake Jira.")
     if steps.failed:
         print(f"\n✗ {steps.failed} of {steps.passed + steps.failed} steps misbehaved.")
         return 1

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Body, Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from fastapi_connect_auth import (
     ConnectInstall,
     ConnectLifecycle,
     ConnectRequest,
+    ProductHosts,
     PublicKeyProvider,
     VerifiedInstallation,
     VerifiedLifecycle,
@@ -30,6 +32,7 @@ from fastapi_connect_auth import (
 
 from .db import Installation, Store, answer_database_outages
 from .descriptor import connect_descriptor
+from .jira_api import SummarySource, Tenant, current_summaries, webhook_summary
 from .settings import Settings
 
 INBOX_PAGE = Path(__file__).with_name("inbox.html")
@@ -45,17 +48,45 @@ class EventOut(BaseModel):
     event: str
     issue_key: str | None
     received_at: datetime
+    webhook_summary: str | None = None
+    """The issue's summary when the webhook was sent."""
+    current_summary: str | None = None
+    """The issue's summary now, from Jira's REST API (`summary_source` "live"), else the webhook's."""
+    summary_source: SummarySource | None = None
 
 
-def create_app(settings: Settings | None = None, *, key_provider: PublicKeyProvider | None = None) -> FastAPI:
-    """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    key_provider: PublicKeyProvider | None = None,
+    product_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan.
+
+    `product_transport` carries the calls to tenants' REST APIs instead of the network (tests).
+    """
     settings = settings or Settings.from_env()
     store = Store(settings.database_url, settings.secret_encryption_key)
     connect = ConnectAuth(
         base_url=settings.base_url,
         credentials_loader=store.credentials,
         key_provider=key_provider or AtlassianKeyProvider(base_url=settings.keys_url),
+        product_hosts=ProductHosts.of(extra_hosts=settings.extra_product_hosts),
     )
+
+    async def live_summaries(client_key: str, issue_keys: list[str]) -> dict[str, str]:
+        """Current summaries from the tenant's Jira, as the app; missing for issues Jira did not answer for."""
+        credentials = await store.credentials(client_key)
+        if credentials is None or credentials.base_url is None:
+            return {}
+        tenant = Tenant(settings.app_key, client_key, credentials.base_url, credentials.shared_secret)
+        return await current_summaries(
+            tenant,
+            issue_keys,
+            product_hosts=connect.product_hosts,
+            timeout=settings.product_api_timeout,
+            transport=product_transport,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,7 +131,19 @@ def create_app(settings: Settings | None = None, *, key_provider: PublicKeyProvi
 
     @app.get("/api/events")
     async def events(call: IframeCall) -> list[EventOut]:
-        return [EventOut.model_validate(event, from_attributes=True) for event in await store.events(call.client_key)]
+        """The tenant's events, newest first, each issue's summary fetched live from Jira when it answers."""
+        stored = await store.events(call.client_key)
+        live = await live_summaries(call.client_key, [event.issue_key for event in stored if event.issue_key])
+        listed = []
+        for event in stored:
+            out = EventOut.model_validate(event, from_attributes=True)
+            out.webhook_summary = webhook_summary(event.payload)
+            if event.issue_key in live:
+                out.current_summary, out.summary_source = live[event.issue_key], "live"
+            elif out.webhook_summary is not None:
+                out.current_summary, out.summary_source = out.webhook_summary, "webhook"
+            listed.append(out)
+        return listed
 
     return app
 

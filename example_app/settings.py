@@ -17,6 +17,11 @@ class Settings:
     secret_encryption_key: str | None = None
     """SECRET_ENCRYPTION_KEY: the Fernet key shared secrets are encrypted with; unset, a dev key file is used."""
     app_key: str = "fastapi-connect-example"
+    extra_product_hosts: tuple[str, ...] = ()
+    """CONNECT_EXTRA_PRODUCT_HOSTS: comma-separated hosts allowed to install besides Atlassian's (a local Jira)."""
+    product_api_timeout: float = 3.0
+    """CONNECT_PRODUCT_API_TIMEOUT: seconds the inbox waits for Jira's REST API before showing the summaries
+    the webhooks carried; 0 never calls Jira."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -26,4 +31,8 @@ class Settings:
             keys_url=env.get("CONNECT_KEYS_URL") or None,
             database_url=env.get("DATABASE_URL", cls.database_url),
             secret_encryption_key=env.get("SECRET_ENCRYPTION_KEY") or None,
+            product_api_timeout=float(env.get("CONNECT_PRODUCT_API_TIMEOUT", cls.product_api_timeout)),
+            extra_product_hosts=tuple(
+                host.strip() for host in env.get("CONNECT_EXTRA_PRODUCT_HOSTS", "").split(",") if host.strip()
+            ),
         )

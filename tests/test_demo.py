@@ -34,12 +34,15 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ jira:issue_created accepted and stored (204)",
         "✓ Inbox page loads with Jira's query parameters (computed QSH) (200)",
         "✓ Context call GET /api/events lists both events, newest first (200)",
+        "✓ Inbox shows the live issue summary fetched from Jira's REST API (signed JWT verified by the fake Jira) (200)",
+        "✓ Jira's REST API cannot find the issue (404): the inbox falls back to the webhook's summary (200)",
         "✓ Webhook signed with the old secret refused (401 INVALID_SIGNATURE)",
         "✓ Webhook from the uninstalled tenant refused (401 UNKNOWN_ISSUER)",
         "✓ Signed install accepted again (204)",
         "The app fetched the install key 1 time(s)",
-        "Stopped the example app and the key server.",
-        "✓ All 18 steps verified.",
+        "The fake Jira verified the app's JWT on 4 of 4 REST call(s).",
+        "Stopped the example app, the key server and the fake Jira.",
+        "✓ All 20 steps verified.",
     ):
         assert line in output
 

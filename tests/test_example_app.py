@@ -52,7 +52,8 @@ def jira(fake_product: FakeProduct, settings: Settings) -> Jira:
 
     @contextmanager
     def start(product: FakeProduct = fake_product, app_settings: Settings = settings) -> Iterator[ConnectAppDriver]:
-        app = create_app(app_settings, key_provider=product.key_provider())
+        # The fake Jira's REST API answers in-process: no call ever leaves the machine.
+        app = create_app(app_settings, key_provider=product.key_provider(), product_transport=product.api_transport)
         with TestClient(app, base_url=APP_URL) as client:
             yield product.drive(client)
 
@@ -270,7 +271,7 @@ def test_tenants_see_only_their_own_events(jira: Jira, fake_product: FakeProduct
 def test_install_keys_can_come_from_a_key_server(fake_product: FakeProduct, settings: Settings) -> None:
     """CONNECT_KEYS_URL: the app fetches the install key over HTTP from the given base URL."""
     with fake_product.serve_keys() as server:
-        app = create_app(replace(settings, keys_url=server.url))
+        app = create_app(replace(settings, keys_url=server.url), product_transport=fake_product.api_transport)
         with TestClient(app, base_url=APP_URL) as client:
             driver = fake_product.drive(client)
             assert driver.install().status_code == 204

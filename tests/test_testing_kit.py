@@ -35,6 +35,7 @@ from fastapi_connect_auth import (
     LifecyclePayload,
     VerifiedInstallation,
     VerifiedRequest,
+    product_client,
 )
 from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, FakeProduct
 
@@ -354,3 +355,109 @@ def test_driver_refuses_a_descriptor_that_is_not_an_object(fake_product: FakePro
 
     with TestClient(app) as client, pytest.raises(ValueError, match="not a JSON object"):
         _ = fake_product.drive(client).descriptor
+
+
+# -- the product's REST API -----------------------------------------------------------------
+
+
+def app_jwt(product: FakeProduct, canonical: str, *, secret: str | None = None, **claims: Any) -> str:
+    """An app's token for the product's REST API, made here with PyJWT and a hand-written canonical request."""
+    now = int(product.clock())
+    payload = {"iss": "my-app", "aud": [product.client_key], "iat": now, "exp": now + 60, "qsh": sha256_hex(canonical)}
+    return jwt.encode({**payload, **claims}, secret or product.shared_secret, algorithm="HS256")
+
+
+def call_api(product: FakeProduct, url: str, token: str | None, method: str = "GET") -> httpx.Response:
+    headers = {"Authorization": f"JWT {token}"} if token is not None else {}
+    with httpx.Client(transport=product.api_transport, base_url=product.base_url) as client:
+        return client.request(method, url, headers=headers)
+
+
+def test_rest_api_answers_a_valid_app_token_with_the_issues_summary(fake_product: FakeProduct) -> None:
+    fake_product.install_payload(app_key="my-app")
+    fake_product.issues["DEMO-7"] = "Fix the login"
+    token = app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-7&fields=summary")
+    response = call_api(fake_product, "/rest/api/3/issue/DEMO-7?fields=summary", token)
+    assert response.status_code == 200
+    assert response.json() == {"key": "DEMO-7", "fields": {"summary": "Fix the login"}}
+    (call,) = fake_product.api_calls
+    assert (call.method, call.url, call.status, call.refusal) == (
+        "GET",
+        "/rest/api/3/issue/DEMO-7?fields=summary",
+        200,
+        None,
+    )
+    assert call.claims is not None
+    assert call.claims["qsh"] == sha256_hex("GET&/rest/api/3/issue/DEMO-7&fields=summary")
+    missing = call_api(fake_product, "/rest/api/3/issue/DEMO-8", app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-8&"))
+    assert missing.status_code == 404
+    other_route = call_api(fake_product, "/rest/api/3/myself", app_jwt(fake_product, "GET&/rest/api/3/myself&"))
+    assert other_route.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("token", "refusal"),
+    [
+        pytest.param(lambda p: None, "no Authorization: JWT header", id="no-token"),
+        pytest.param(
+            lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-7&", secret="x" * 43), "invalid token", id="secret"
+        ),
+        pytest.param(lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-7&", iss="other-app"), "invalid token", id="iss"),
+        pytest.param(lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-7&", aud=["other"]), "invalid token", id="aud"),
+        pytest.param(lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-7&", qsh=None), "invalid token", id="no-qsh"),
+        pytest.param(lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-8&"), "qsh does not match", id="other-issue"),
+        pytest.param(lambda p: app_jwt(p, "POST&/rest/api/3/issue/DEMO-7&"), "qsh does not match", id="other-method"),
+        pytest.param(lambda p: app_jwt(p, "GET&/rest/api/3/issue/DEMO-7&", exp=1), "token expired", id="expired"),
+    ],
+)
+def test_rest_api_refuses_any_other_token(fake_product: FakeProduct, token: Any, refusal: str) -> None:
+    fake_product.install_payload(app_key="my-app")
+    fake_product.issues["DEMO-7"] = "Fix the login"
+    response = call_api(fake_product, "/rest/api/3/issue/DEMO-7", token(fake_product))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "JWT"
+    (call,) = fake_product.api_calls
+    assert call.claims is None
+    assert call.refusal is not None
+    assert call.refusal.startswith(refusal)
+
+
+def test_rest_api_refuses_every_app_before_an_install(fake_product: FakeProduct) -> None:
+    fake_product.issues["DEMO-7"] = "Fix the login"
+    response = call_api(
+        fake_product, "/rest/api/3/issue/DEMO-7", app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-7&")
+    )
+    assert response.status_code == 401
+    assert fake_product.api_calls[0].refusal == "no app is installed"
+
+
+def test_rest_api_hashes_paths_relative_to_the_products_base_path(fake_product_signing_key: rsa.RSAPrivateKey) -> None:
+    product = FakeProduct(base_url="https://fake.atlassian.net/jira", private_key=fake_product_signing_key)
+    product.install_payload(app_key="my-app")
+    product.issues["DEMO-7"] = "Under a context path"
+    token = app_jwt(product, "GET&/rest/api/3/issue/DEMO-7&")
+    url = "https://fake.atlassian.net/jira/rest/api/3/issue/DEMO-7"
+    assert call_api(product, url, token).status_code == 200
+    assert call_api(product, url, app_jwt(product, "GET&/jira/rest/api/3/issue/DEMO-7&")).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_rest_api_served_on_loopback_accepts_the_librarys_product_client(fake_product: FakeProduct) -> None:
+    fake_product.install_payload(app_key="my-app")
+    fake_product.issues["DEMO-7"] = "Over real HTTP"
+    with fake_product.serve_api() as base_url:
+        assert base_url.startswith("http://127.0.0.1:")
+        assert fake_product.base_url == base_url
+        async with product_client(
+            app_key="my-app",
+            client_key=fake_product.client_key,
+            base_url=base_url,
+            shared_secret=fake_product.shared_secret,
+        ) as jira:
+            found = await jira.get("/rest/api/3/issue/DEMO-7", params={"fields": "summary"})
+        async with httpx.AsyncClient(base_url=base_url) as plain:
+            garbled = await plain.get("/rest/api/3/issue/DEMO-7", headers={"Authorization": "JWT not-a-token"})
+    assert fake_product.base_url == "https://fake-jira.atlassian.net"
+    assert found.json()["fields"]["summary"] == "Over real HTTP"
+    assert garbled.status_code == 401
+    assert [call.status for call in fake_product.api_calls] == [200, 401]

@@ -17,5 +17,14 @@ The `fake_product` fixture comes with the library's pytest plugin.
 from ._driver import ConnectAppDriver
 from ._keyserver import KeyServer
 from ._product import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, FakeProduct, generate_rsa_key
+from ._restapi import ProductAPICall
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "FAKE_KEYS_URL", "ConnectAppDriver", "FakeProduct", "KeyServer", "generate_rsa_key"]
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "FAKE_KEYS_URL",
+    "ConnectAppDriver",
+    "FakeProduct",
+    "KeyServer",
+    "ProductAPICall",
+    "generate_rsa_key",
+]

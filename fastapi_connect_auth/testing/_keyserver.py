@@ -6,10 +6,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["KeyServer", "serve_keys"]
+__all__ = ["KeyServer", "running", "serve_keys"]
 
 
 @dataclass
@@ -54,14 +54,21 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_keys(keys: dict[str, bytes]) -> Iterator[KeyServer]:
-    """Serve `{kid: pem}` at `http://127.0.0.1:<free port>/<kid>` for the duration of the block."""
-    server = _Server(keys)
+def running(server: HTTPServer) -> Iterator[None]:
+    """Serve `server` on a background thread for the duration of the block, then stop and close it."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield server.state
+        yield
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def serve_keys(keys: dict[str, bytes]) -> Iterator[KeyServer]:
+    """Serve `{kid: pem}` at `http://127.0.0.1:<free port>/<kid>` for the duration of the block."""
+    server = _Server(keys)
+    with running(server):
+        yield server.state

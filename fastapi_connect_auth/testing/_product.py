@@ -7,6 +7,7 @@ Tokens are made with PyJWT directly, and query string hashes with the library's
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from .._keys import AtlassianKeyProvider
 from .._qsh import CONTEXT_QSH, query_string_hash
 from ._driver import ConnectAppDriver
 from ._keyserver import KeyServer, serve_keys
+from ._restapi import ProductAPICall, answer_api_request, serve_api
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "FAKE_KEYS_URL", "FakeProduct"]
 
@@ -54,6 +56,11 @@ class FakeProduct:
     the request they will sign; URLs are relative to `app_base_url`, as the
     app's descriptor declares them.
 
+    It also has a REST API for the app to call back (`GET /rest/api/3/issue/{key}`
+    answers the summaries in `issues`), in-process (`api_transport`) or on a
+    loopback port (`serve_api()`): it answers only a valid app JWT and records
+    every call in `api_calls`.
+
     ```python
     product = FakeProduct()
     app = create_app(key_provider=product.key_provider())
@@ -82,6 +89,10 @@ class FakeProduct:
         self.kid = kid
         self.private_key = private_key or generate_rsa_key()
         self.clock = clock
+        self.app_key: str | None = None
+        self.issues: dict[str, str] = {}
+        self.api_calls: list[ProductAPICall] = []
+        self.lock = threading.Lock()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -151,7 +162,11 @@ class FakeProduct:
         return _without_none(body)
 
     def install_payload(self, *, app_key: str = "connect-app", **fields: Any) -> dict[str, Any]:
-        """The body of an `installed` callback, carrying the current shared secret."""
+        """The body of an `installed` callback, carrying the current shared secret.
+
+        The product now knows `app_key` as the installed app: its REST API accepts that app's tokens.
+        """
+        self.app_key = app_key
         return self.lifecycle_payload("installed", app_key=app_key, **fields)
 
     # -- tokens ---------------------------------------------------------------------------
@@ -252,6 +267,34 @@ class FakeProduct:
             "GET", unsigned, app_base_url=app_base_url, shared_secret=shared_secret, account_id=account_id
         )
         return f"{unsigned}&{urlencode({'jwt': token})}"
+
+    # -- its REST API ---------------------------------------------------------------------
+
+    def answer_api_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer a call to the product's REST API, as `api_transport` and `serve_api()` do.
+
+        401 unless `Authorization: JWT` carries a token HS256-signed with the
+        current shared secret, `iss` the installed `app_key`, `aud` the client key,
+        unexpired, with the `qsh` of this request relative to `base_url`; then
+        `GET /rest/api/3/issue/<key>` is 200 with the summary in `issues`, else 404.
+        Each call is appended to `api_calls`.
+        """
+        return answer_api_request(self, request)
+
+    @property
+    def api_transport(self) -> httpx.MockTransport:
+        """An httpx transport that answers the product's REST API in-process (`product_client(transport=...)`)."""
+        return httpx.MockTransport(self.answer_api_request)
+
+    @contextmanager
+    def serve_api(self) -> Iterator[str]:
+        """Serve the REST API on 127.0.0.1 (for an app in another process), yielding the product's new base URL.
+
+        Within the block `base_url` is `http://127.0.0.1:<port>` (its path kept), so
+        an install made there tells the app to call this server; it is restored after.
+        """
+        with serve_api(self) as base_url:
+            yield base_url
 
     # -- driving an app -------------------------------------------------------------------
 

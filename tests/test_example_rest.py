@@ -1,0 +1,275 @@
+"""The example app's inbox shows each issue's current summary from the tenant's Jira REST API, called as the app.
+
+The test kit's fake Jira answers that API only to a valid app JWT (HS256 with the
+tenant's shared secret, `iss` the app key, `aud` the client key, and the QSH of
+the request); the QSH it received is compared here with a hash of the canonical
+request written out by hand. Whenever Jira cannot answer, the webhook's summary
+is shown instead, and the inbox still loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from example_app.main import create_app
+from example_app.settings import Settings
+from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+APP_URL = "https://connect-app.example.test"
+APP_KEY = "fastapi-connect-example"
+ISSUE_URL = "/rest/api/3/issue/DEMO-1?fields=summary"
+ISSUE_QSH = hashlib.sha256(b"GET&/rest/api/3/issue/DEMO-1&fields=summary").hexdigest()
+WEBHOOK_SUMMARY = "A fake issue"  # what the kit's default webhook body carries
+
+Start = Callable[..., AbstractContextManager[ConnectAppDriver]]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(base_url=APP_URL, database_url=f"sqlite:///{tmp_path / 'app.db'}")
+
+
+@pytest.fixture
+def start(fake_product: FakeProduct, settings: Settings) -> Start:
+    """Start the app with Jira's REST API reached through `transport` (`None`: the network) and drive it."""
+
+    @contextmanager
+    def started(
+        transport: httpx.AsyncBaseTransport | None = None, app_settings: Settings = settings
+    ) -> Iterator[ConnectAppDriver]:
+        app = create_app(app_settings, key_provider=fake_product.key_provider(), product_transport=transport)
+        with TestClient(app, base_url=APP_URL) as client:
+            yield fake_product.drive(client)
+
+    return started
+
+
+def loopback_allowed(settings: Settings) -> Settings:
+    return replace(settings, extra_product_hosts=("127.0.0.1",))
+
+
+def listed_events(driver: ConnectAppDriver) -> list[dict[str, Any]]:
+    response = driver.context_call("GET", "/api/events")
+    assert response.status_code == 200, response.text
+    events: list[dict[str, Any]] = response.json()
+    return events
+
+
+def summaries(driver: ConnectAppDriver) -> list[tuple[str | None, str | None, str | None]]:
+    """(issue key, current summary, its source) of each listed event."""
+    return [(event["issue_key"], event["current_summary"], event["summary_source"]) for event in listed_events(driver)]
+
+
+def install_with_an_issue_event(driver: ConnectAppDriver) -> None:
+    assert driver.install().status_code == 204
+    assert driver.webhook("jira:issue_created").status_code == 204
+
+
+def assert_verified_app_token(product: FakeProduct, call_index: int = -1) -> None:
+    """The fake Jira accepted the app's token for `GET ISSUE_URL`, whose claims are the app's, for this tenant."""
+    call = product.api_calls[call_index]
+    assert (call.method, call.url, call.refusal) == ("GET", ISSUE_URL, None)
+    assert call.claims is not None
+    assert call.claims["iss"] == APP_KEY
+    assert call.claims["aud"] == [product.client_key]
+    assert call.claims["qsh"] == ISSUE_QSH
+    assert 0 < call.claims["exp"] - call.claims["iat"] <= 180
+
+
+def fallback_only(driver: ConnectAppDriver) -> None:
+    assert summaries(driver) == [("DEMO-1", WEBHOOK_SUMMARY, "webhook")]
+
+
+# -- Jira answers -------------------------------------------------------------------------
+
+
+def test_inbox_shows_the_live_summary_fetched_with_a_verified_app_token(
+    start: Start, fake_product: FakeProduct
+) -> None:
+    fake_product.issues["DEMO-1"] = "Live summary"
+    with start(fake_product.api_transport) as driver:
+        install_with_an_issue_event(driver)
+        (event,) = listed_events(driver)
+    assert event["webhook_summary"] == WEBHOOK_SUMMARY
+    assert (event["current_summary"], event["summary_source"]) == ("Live summary", "live")
+    assert [call.status for call in fake_product.api_calls] == [200]
+    assert_verified_app_token(fake_product)
+
+
+def test_each_issue_is_fetched_once_and_the_new_secret_is_used_after_an_update(
+    start: Start, fake_product: FakeProduct
+) -> None:
+    fake_product.issues.update({"DEMO-1": "First, now renamed", "DEMO-2": "Second"})
+    second_issue = {"webhookEvent": "jira:issue_updated", "issue": {"key": "DEMO-2", "fields": {"summary": "Old"}}}
+    with start(fake_product.api_transport) as driver:
+        install_with_an_issue_event(driver)
+        assert driver.webhook("jira:issue_updated").status_code == 204
+        assert driver.webhook("jira:issue_updated", second_issue).status_code == 204
+        assert driver.webhook("jira:issue_updated", {"webhookEvent": "jira:issue_updated"}).status_code == 204
+        assert driver.update().status_code == 204
+        listed = summaries(driver)
+    assert listed == [
+        (None, None, None),
+        ("DEMO-2", "Second", "live"),
+        ("DEMO-1", "First, now renamed", "live"),
+        ("DEMO-1", "First, now renamed", "live"),
+    ]
+    assert sorted(call.url for call in fake_product.api_calls) == [ISSUE_URL, ISSUE_URL.replace("DEMO-1", "DEMO-2")]
+    assert all(call.status == 200 for call in fake_product.api_calls)
+
+
+def test_a_loopback_jira_is_called_over_real_http_when_its_host_is_allow_listed(
+    start: Start, fake_product: FakeProduct, settings: Settings
+) -> None:
+    fake_product.issues["DEMO-1"] = "Live over HTTP"
+    with fake_product.serve_api() as jira_url, start(app_settings=loopback_allowed(settings)) as driver:
+        assert jira_url.startswith("http://127.0.0.1:")
+        install_with_an_issue_event(driver)
+        assert summaries(driver) == [("DEMO-1", "Live over HTTP", "live")]
+    assert_verified_app_token(fake_product)
+
+
+# -- Jira does not answer -----------------------------------------------------------------
+
+
+def answering(status: int) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(status, json={"errorMessages": ["No."]}))
+
+
+def raising(error: type[httpx.TransportError]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise error("simulated", request=request)
+
+    return httpx.MockTransport(handle)
+
+
+async def never_answer(request: httpx.Request) -> httpx.Response:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [
+        pytest.param(answering(500), id="500"),
+        pytest.param(answering(503), id="503"),
+        pytest.param(httpx.MockTransport(lambda request: httpx.Response(200, text="<html>")), id="not-json"),
+        pytest.param(httpx.MockTransport(lambda request: httpx.Response(200, json={"fields": {}})), id="no-summary"),
+        pytest.param(raising(httpx.ConnectError), id="connect-error"),
+        pytest.param(raising(httpx.ReadTimeout), id="read-timeout"),
+        pytest.param(
+            httpx.MockTransport(lambda request: httpx.Response(302, headers={"Location": "https://evil.example/x"})),
+            id="redirect-elsewhere",
+        ),
+    ],
+)
+def test_the_webhooks_summary_is_shown_when_jira_fails(start: Start, transport: httpx.MockTransport) -> None:
+    with start(transport) as driver:
+        install_with_an_issue_event(driver)
+        fallback_only(driver)
+
+
+def test_an_unknown_issue_falls_back_after_a_verified_404(start: Start, fake_product: FakeProduct) -> None:
+    with start(fake_product.api_transport) as driver:
+        install_with_an_issue_event(driver)
+        fallback_only(driver)
+    assert [call.status for call in fake_product.api_calls] == [404]
+    assert_verified_app_token(fake_product)
+
+
+def test_a_token_jira_refuses_falls_back(start: Start, fake_product: FakeProduct) -> None:
+    """Jira rotated the secret without a re-install reaching the app: the app's token is refused with 401."""
+    fake_product.issues["DEMO-1"] = "Live summary"
+    with start(fake_product.api_transport) as driver:
+        install_with_an_issue_event(driver)
+        fake_product.rotate_shared_secret()
+        response = driver.context_call("GET", "/api/events", shared_secret=fake_product.previous_shared_secrets[-1])
+    assert [event["summary_source"] for event in response.json()] == ["webhook"]
+    (call,) = fake_product.api_calls
+    assert (call.status, call.refusal, call.claims) == (401, "invalid token (InvalidSignatureError)", None)
+
+
+def test_a_jira_that_never_answers_falls_back_within_the_deadline(start: Start, settings: Settings) -> None:
+    with start(httpx.MockTransport(never_answer), app_settings=replace(settings, product_api_timeout=0.2)) as driver:
+        install_with_an_issue_event(driver)
+        fallback_only(driver)
+
+
+def test_an_unreachable_jira_falls_back(start: Start, fake_product: FakeProduct, settings: Settings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    fake_product.base_url = f"http://127.0.0.1:{port}"
+    with start(app_settings=loopback_allowed(settings)) as driver:
+        install_with_an_issue_event(driver)
+        fallback_only(driver)
+
+
+def test_a_tenant_whose_host_is_no_longer_allowed_is_never_called(
+    start: Start, fake_product: FakeProduct, settings: Settings
+) -> None:
+    fake_product.issues["DEMO-1"] = "Live summary"
+    with fake_product.serve_api():
+        with start(app_settings=loopback_allowed(settings)) as driver:
+            install_with_an_issue_event(driver)
+            assert summaries(driver) == [("DEMO-1", "Live summary", "live")]
+        with start(app_settings=settings) as driver:
+            refused = driver.install()
+            fallback_only(driver)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "UNTRUSTED_PRODUCT_HOST"
+    assert [call.status for call in fake_product.api_calls] == [200]  # only while it was allowed
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_no_secret_or_token_reaches_the_logs(
+    start: Start, fake_product: FakeProduct, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_product.issues["DEMO-1"] = "Live summary"
+    with caplog.at_level(logging.DEBUG):
+        with start(fake_product.api_transport) as driver:
+            install_with_an_issue_event(driver)
+            assert summaries(driver)[0][2] == "live"
+            fake_product.issues.clear()
+            fallback_only(driver)
+        with start(raising(httpx.ConnectError)) as driver:
+            fallback_only(driver)
+    assert "answered HTTP 404 for issue DEMO-1" in caplog.text
+    assert "Could not fetch issue DEMO-1" in caplog.text
+    assert fake_product.shared_secret not in caplog.text
+    assert "eyJ" not in caplog.text  # the start of every JWT
+
+
+# -- configuration and page ---------------------------------------------------------------
+
+
+def test_extra_product_hosts_come_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONNECT_EXTRA_PRODUCT_HOSTS", raising=False)
+    assert Settings.from_env().extra_product_hosts == ()
+    monkeypatch.setenv("CONNECT_EXTRA_PRODUCT_HOSTS", " 127.0.0.1, localhost,,")
+    assert Settings.from_env().extra_product_hosts == ("127.0.0.1", "localhost")
+
+
+def test_the_inbox_page_shows_the_current_summary_and_where_it_came_from(start: Start) -> None:
+    with start(answering(500)) as driver:
+        install_with_an_issue_event(driver)
+        page = driver.load_page("inbox")
+    assert page.status_code == 200
+    for fragment in ("event.current_summary", 'event.summary_source === "live"', "(as of the webhook)"):
+        assert fragment in page.text
