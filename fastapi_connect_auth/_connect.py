@@ -288,6 +288,8 @@ class ConnectAuth:
 
     async def _load(self, client_key: str) -> Credentials[Any] | None:
         result = self.credentials_loader(client_key)
+        if result is None or isinstance(result, Credentials):  # a sync loader: skip the slower awaitable check
+            return result
         if inspect.isawaitable(result):
             result = await result
         return result

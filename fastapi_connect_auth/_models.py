@@ -12,7 +12,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     StrictFloat,
     StrictInt,
@@ -65,8 +64,11 @@ class ConnectContext(BaseModel):
 class ConnectClaims(BaseModel):
     """The claims of a verified Connect JWT, with `alg` and `kid` from its header.
 
-    `alg` and `kid` are properties fed from the header only, so a payload claim of
-    the same name can never stand in for them.
+    `alg` and `kid` are properties fed from the header only (`claims_from_token`),
+    so a payload claim of the same name can never stand in for them. They live in
+    pydantic's private storage, which equality and copies include and dumps leave
+    out, without declared private attributes: those cost more per token than the
+    rest of the validation's Python work.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -80,9 +82,6 @@ class ConnectClaims(BaseModel):
     qsh: StrictStr | None = None
     context: ConnectContext | None = None
 
-    _alg: str = PrivateAttr(default="")
-    _kid: str | None = PrivateAttr(default=None)
-
     @field_validator("aud", mode="before")
     @classmethod
     def _audience_as_list(cls, value: Any) -> Any:
@@ -90,13 +89,15 @@ class ConnectClaims(BaseModel):
 
     @property
     def alg(self) -> str:
-        """The signing algorithm named in the token's header."""
-        return self._alg
+        """The signing algorithm named in the token's header ("" when not parsed from a token)."""
+        header = self.__pydantic_private__
+        return header["_alg"] if header else ""
 
     @property
     def kid(self) -> str | None:
         """The key id named in the token's header (signed installs only)."""
-        return self._kid
+        header = self.__pydantic_private__
+        return header["_kid"] if header else None
 
     @property
     def account_id(self) -> str | None:
@@ -105,6 +106,16 @@ class ConnectClaims(BaseModel):
         if user is not None and user.account_id:
             return user.account_id
         return self.sub
+
+
+def claims_from_token(payload: bytes, alg: str, kid: str | None) -> ConnectClaims:
+    """Validate a token's JSON payload and attach its header's `alg` and `kid`.
+
+    Raises pydantic's `ValidationError` for a payload that is not valid claims.
+    """
+    claims = ConnectClaims.model_validate_json(payload)
+    object.__setattr__(claims, "__pydantic_private__", {"_alg": alg, "_kid": kid})
+    return claims
 
 
 def _is_web_url(value: str) -> bool:

@@ -21,7 +21,7 @@ from jwt.utils import base64url_decode
 from pydantic import ValidationError
 
 from ._errors import AuthError, AuthErrorCode
-from ._models import ConnectClaims
+from ._models import ConnectClaims, claims_from_token
 
 __all__ = ["MAX_TOKEN_LENGTH", "ParsedToken", "check_times", "parse_token", "verify_signature"]
 
@@ -94,12 +94,10 @@ def parse_token(token: str) -> ParsedToken:
     except ValueError as exc:
         raise _decode_failure("the header is not base64url-encoded JSON") from exc
     try:
-        claims = ConnectClaims.model_validate_json(payload)
+        claims = claims_from_token(payload, alg, kid)
     except ValidationError as exc:
         fields = sorted({".".join(str(part) for part in error["loc"]) or "payload" for error in exc.errors()})
         raise _decode_failure(f"invalid claims ({', '.join(fields)})") from exc
-    claims._alg = alg
-    claims._kid = kid
     return ParsedToken(claims, raw.rpartition(b".")[0], signature, alg)
 
 

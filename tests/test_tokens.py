@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
+import pickle
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from fastapi_connect_auth import AuthError, AuthErrorCode
+from fastapi_connect_auth import AuthError, AuthErrorCode, ConnectClaims
 from fastapi_connect_auth._tokens import (
     MAX_TOKEN_LENGTH,
     Algorithm,
@@ -107,6 +109,20 @@ def test_payload_cannot_override_header_alg_or_kid() -> None:
 def test_payload_alg_does_not_fill_a_missing_header_kid() -> None:
     parsed = parse_token(hs256({**CLAIMS, "kid": "payload-kid"}))
     assert parsed.claims.kid is None
+
+
+def test_header_alg_and_kid_survive_copies_and_count_in_equality_but_not_in_dumps() -> None:
+    """The header's alg/kid are kept beside the claims, not among them: copies keep them, dumps omit them."""
+    claims = parse_token(rs256(kid="key-1")).claims
+    for copied in (claims.model_copy(), copy.deepcopy(claims), pickle.loads(pickle.dumps(claims))):  # noqa: S301 (our own bytes)
+        assert (copied.alg, copied.kid) == ("RS256", "key-1")
+        assert copied == claims
+    assert claims != parse_token(rs256(kid="key-2")).claims
+    assert claims != ConnectClaims.model_validate(CLAIMS)
+    assert claims.model_dump() == ConnectClaims.model_validate(CLAIMS).model_dump()
+    dumped = claims.model_dump_json()
+    assert "alg" not in dumped
+    assert "kid" not in dumped
 
 
 VALID_HEADER = b64url_json({"alg": "HS256", "typ": "JWT"})
