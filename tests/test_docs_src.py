@@ -10,12 +10,15 @@ import hashlib
 import importlib
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import httpx
 import jwt
@@ -30,7 +33,11 @@ from fastapi_connect_auth import (
     ConnectEnvironment,
     Credentials,
     RequestTarget,
+    UnsafeRedirectError,
+    UnsafeRequestError,
+    UserTokenProvider,
 )
+from fastapi_connect_auth.testing import FakeProduct
 from tests._keyserver import public_pem, rsa_key
 
 with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
@@ -401,3 +408,163 @@ def test_plain_401_handler(migration: ModuleType) -> None:
         ok = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"))
     assert (response.status_code, response.json(), response.headers["www-authenticate"]) == (401, {}, "JWT")
     assert ok.status_code == 200
+
+
+# -- testing with the test kit ------------------------------------------------------------
+
+
+@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py")
+def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
+    """The sample tests run as a user runs them: pytest, with the kit's plugin giving `fake_product`."""
+    samples = ["docs_src/testing_test_app.py", "docs_src/testing_running_app.py"]
+    plugin = ["-p", "fastapi_connect_auth.testing.plugin"]  # this repo's pytest config turns the entry point off
+    result = subprocess.run(  # noqa: S603 -- this interpreter's pytest on files of this repo
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *samples],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout, result.stdout
+
+
+# -- calling the product's REST API -------------------------------------------------------
+
+OAUTH_CLIENT_ID = "oauth-client-acme"
+AUTHORIZATION_SERVER = "https://oauth-2-authorization-server.services.atlassian.com"
+
+
+def rest_tenant(base_url: str = PRODUCT_URL) -> Any:
+    return sample("rest_client").Tenant(
+        client_key=CLIENT_KEY, base_url=base_url, shared_secret=SECRET, oauth_client_id=OAUTH_CLIENT_ID
+    )
+
+
+class TenantAPI:
+    """The tenant's REST API: records each request, redirects the paths in `redirects`, else answers `body`."""
+
+    def __init__(self, body: dict[str, Any], redirects: dict[str, str] | None = None) -> None:
+        self.body = body
+        self.redirects = redirects or {}
+        self.seen: list[httpx.Request] = []
+        self.transport = httpx.MockTransport(self._answer)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        location = self.redirects.get(request.url.path)
+        if location is not None:
+            return httpx.Response(302, headers={"Location": location})
+        return httpx.Response(200, json=self.body)
+
+    def app_claims(self) -> list[dict[str, Any]]:
+        """The verified claims of each request's app JWT."""
+        claims = []
+        for request in self.seen:
+            scheme, _, token = request.headers["Authorization"].partition(" ")
+            assert scheme == "JWT"
+            claims.append(jwt.decode(token, SECRET, algorithms=["HS256"], audience=CLIENT_KEY, issuer="my-connect-app"))
+        return claims
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+@pytest.mark.parametrize("base_url", [PRODUCT_URL, f"{PRODUCT_URL}/wiki"])
+async def test_app_jwt_is_bound_to_the_request_relative_to_the_tenant(base_url: str) -> None:
+    api = TenantAPI({"fields": {"summary": "Printer on fire"}})
+    summary = await sample("rest_client").issue_summary(rest_tenant(base_url), "DEMO-1", transport=api.transport)
+    assert summary == "Printer on fire"
+    assert [str(request.url) for request in api.seen] == [f"{base_url}/rest/api/3/issue/DEMO-1?fields=summary"]
+    (claims,) = api.app_claims()
+    assert claims["qsh"] == qsh("GET&/rest/api/3/issue/DEMO-1&fields=summary")  # without /wiki
+    assert claims["exp"] - claims["iat"] == 180
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+async def test_the_fake_products_api_accepts_the_apps_calls() -> None:
+    module = sample("rest_client")
+    product = FakeProduct(private_key=rsa_key(), shared_secret=SECRET)
+    product.install_payload(app_key=module.APP_KEY)
+    product.issues["DEMO-1"] = "Printer on fire"
+    tenant = module.Tenant(product.client_key, product.base_url, SECRET, OAUTH_CLIENT_ID)
+    assert await module.issue_summary(tenant, "DEMO-1", transport=product.api_transport) == "Printer on fire"
+    assert [(call.status, call.refusal) for call in product.api_calls] == [(200, None)]
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+async def test_same_origin_redirects_are_signed_afresh() -> None:
+    api = TenantAPI({"fields": {"summary": "Moved"}}, {"/rest/api/3/issue/OLD-1": "/rest/api/3/issue/NEW-1?x=1"})
+    assert await sample("rest_client").issue_summary(rest_tenant(), "OLD-1", transport=api.transport) == "Moved"
+    assert [claims["qsh"] for claims in api.app_claims()] == [
+        qsh("GET&/rest/api/3/issue/OLD-1&fields=summary"),
+        qsh("GET&/rest/api/3/issue/NEW-1&x=1"),
+    ]
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "location", ["https://attacker.example.com/collect", "http://acme.atlassian.net/rest/api/3/issue/DEMO-1"]
+)
+async def test_redirects_off_the_tenants_origin_are_refused(location: str) -> None:
+    module = sample("rest_client")
+    api = TenantAPI({}, {"/rest/api/3/issue/DEMO-1": location})
+    with pytest.raises(UnsafeRedirectError) as refused:
+        await module.issue_summary(rest_tenant(), "DEMO-1", transport=api.transport)
+    assert refused.value.location == location
+    assert [str(request.url.copy_with(query=None)) for request in api.seen] == [
+        f"{PRODUCT_URL}/rest/api/3/issue/DEMO-1"
+    ]
+
+    async with module.tenant_client(rest_tenant(), transport=api.transport) as jira:
+        with pytest.raises(UnsafeRequestError):
+            await jira.get("https://attacker.example.com/rest/api/3/myself")
+    with pytest.raises(UnsafeRequestError):
+        module.tenant_client(rest_tenant("http://acme.atlassian.net"))
+    assert len(api.seen) == 1
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+async def test_acting_as_a_user_fetches_one_access_token_and_reuses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sample("rest_client")
+    token_requests: list[httpx.Request] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        token_requests.append(request)
+        return httpx.Response(200, json={"access_token": "user-access-token-1", "expires_in": 900})
+
+    api = TenantAPI({"accountId": "account-1"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as token_client:
+        monkeypatch.setattr(module, "user_tokens", UserTokenProvider(client=token_client))
+        for _ in range(2):
+            user = await module.current_user(rest_tenant(), "account-1", transport=api.transport)
+            assert user == {"accountId": "account-1"}
+
+    assert [request.headers["Authorization"] for request in api.seen] == ["Bearer user-access-token-1"] * 2
+    (token_request,) = token_requests
+    assert str(token_request.url) == f"{AUTHORIZATION_SERVER}/oauth2/token"
+    form = dict(parse_qsl(token_request.content.decode()))
+    assert (form["grant_type"], form["scope"]) == ("urn:ietf:params:oauth:grant-type:jwt-bearer", "READ")
+    assertion = jwt.decode(form["assertion"], SECRET, algorithms=["HS256"], audience=AUTHORIZATION_SERVER)
+    assert assertion["iss"] == f"urn:atlassian:connect:clientid:{OAUTH_CLIENT_ID}"
+    assert assertion["sub"] == "urn:atlassian:connect:useraccountid:account-1"
+    assert assertion["tnt"] == PRODUCT_URL
+
+
+@exercises("rest_client.py")
+@pytest.mark.anyio
+async def test_iframe_token_is_accepted_as_a_context_token_only() -> None:
+    token = sample("rest_client").iframe_token(rest_tenant(), "account-1")
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["qsh"] == "context-qsh"
+    connect = ConnectAuth(
+        base_url="https://my-app.example.com", credentials_loader={CLIENT_KEY: Credentials(SECRET)}.get
+    )
+    verified = await connect.verify_request(token, RequestTarget("GET", "/api/me"), qsh="context")
+    assert (verified.client_key, verified.account_id) == (CLIENT_KEY, "account-1")
+    with pytest.raises(AuthError) as refused:
+        await connect.verify_request(token, RequestTarget("GET", "/api/me"))
+    assert refused.value.code == "INVALID_QSH"

@@ -1,0 +1,71 @@
+"""An app built to be tested: `create_app` takes the key provider, so a test can hand it a fake product's."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+
+from fastapi_connect_auth import (
+    AtlassianKeyProvider,
+    ConnectAuth,
+    ConnectInstall,
+    ConnectLifecycle,
+    ConnectRequest,
+    Credentials,
+    PublicKeyProvider,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+)
+
+BASE_URL = "https://my-app.example.com"
+
+
+def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
+    """The app, with its own tenants: `key_provider` defaults to Atlassian's install-keys CDN."""
+    tenants: dict[str, Credentials[None]] = {}
+    created_issues: list[str] = []
+    connect = ConnectAuth(base_url=BASE_URL, credentials_loader=tenants.get, key_provider=key_provider)
+    app = FastAPI(lifespan=connect.lifespan)
+    connect.install(app)
+
+    @app.get("/atlassian-connect.json")
+    def descriptor() -> dict[str, Any]:
+        return {
+            "key": "my-connect-app",
+            "baseUrl": BASE_URL,
+            "authentication": {"type": "jwt"},
+            "apiMigrations": {"signed-install": True, "context-qsh": True},
+            "lifecycle": {"installed": "/installed", "uninstalled": "/uninstalled"},
+            "modules": {"webhooks": [{"event": "jira:issue_created", "url": "/webhooks/issue-created"}]},
+        }
+
+    @app.post("/installed", status_code=204)
+    async def installed(install: Annotated[VerifiedInstallation, Depends(ConnectInstall())]) -> None:
+        tenants[install.client_key] = Credentials(install.payload.shared_secret.get_secret_value())
+
+    @app.post("/uninstalled", status_code=204)
+    async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]) -> None:
+        tenants.pop(event.client_key, None)
+
+    @app.post("/webhooks/issue-created", status_code=204)
+    async def issue_created(call: Annotated[VerifiedRequest, Depends(ConnectRequest())], event: dict[str, Any]) -> None:
+        created_issues.append(event["issue"]["key"])
+
+    @app.get("/api/created-issues")
+    async def list_created_issues(
+        call: Annotated[VerifiedRequest, Depends(ConnectRequest(qsh="context"))],
+    ) -> dict[str, Any]:
+        return {"user": call.account_id, "issues": created_issues}
+
+    return app
+
+
+def key_provider_from_env() -> AtlassianKeyProvider:
+    """Atlassian's CDN, unless CONNECT_KEYS_URL names a mirror (in tests: a fake product's key server)."""
+    return AtlassianKeyProvider(base_url=os.environ.get("CONNECT_KEYS_URL") or None)
+
+
+app = create_app(key_provider=key_provider_from_env())  # uvicorn docs_src.testing_app:app
