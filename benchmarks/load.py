@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
 
-from example_app.demo import free_port, wait_until_ready  # noqa: E402
+from example_app.demo import run_app  # noqa: E402
 from fastapi_connect_auth.testing import FakeProduct, KeyServer, generate_rsa_key  # noqa: E402
 
 WEBHOOK_EVENT = "jira:issue_created"
@@ -105,40 +101,6 @@ def resident_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(value.split()[0])
     return values
-
-
-@contextmanager
-def serve_app(folder: Path, keys_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The example app under uvicorn on a free loopback port (no access log); always stopped at the end."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CONNECT_BASE_URL": base_url,
-        "CONNECT_KEYS_URL": keys_url,
-        # The fake tenants' hosts are not real: reading events back must not try Jira's REST API.
-        "CONNECT_PRODUCT_API_TIMEOUT": "0",
-        "DATABASE_URL": f"sqlite:///{folder / 'load.db'}",
-        "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-    }
-    command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"]
-    log_path = folder / "app.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)  # noqa: S603
-    try:
-        wait_until_ready(process, base_url)
-        yield base_url, process
-    except BaseException:
-        print(f"\nThe app's log:\n{log_path.read_text(errors='replace')[-4000:]}", file=sys.stderr)
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def run_phase(
@@ -258,7 +220,13 @@ def run_load(tenants: int = 200, webhooks: int = 5000, concurrency: int = 50) ->
     with (
         tempfile.TemporaryDirectory(prefix="connect-load-") as folder,
         products[0].serve_keys() as key_server,
-        serve_app(Path(folder), key_server.url) as (base_url, process),
+        run_app(
+            Path(folder),
+            key_server.url,
+            # The fake tenants' hosts are not real: reading events back must not try Jira's REST API.
+            env={"CONNECT_PRODUCT_API_TIMEOUT": "0", "DATABASE_URL": f"sqlite:///{Path(folder) / 'load.db'}"},
+            server_options=["--no-access-log", "--log-level", "warning"],
+        ) as (base_url, process),
     ):
         installs, deliveries, lost, misattributed, rss = asyncio.run(
             asyncio.wait_for(drive(base_url, process.pid, products, webhooks, concurrency), RUN_TIMEOUT)

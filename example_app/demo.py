@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,27 +37,33 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_app(folder: Path, keys_url: str) -> Iterator[str]:
-    """Start the example app with uvicorn on a free loopback port; yield its URL once it answers; stop it."""
+def run_app(
+    folder: Path, keys_url: str, *, env: Mapping[str, str] | None = None, server_options: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start the example app with uvicorn on a free loopback port; yield its URL and process once it answers; stop it.
+
+    `env` adds to (or overrides) the app's settings, `server_options` to uvicorn's command line.
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
+    app_env = {
         **os.environ,
         "CONNECT_BASE_URL": base_url,
         "CONNECT_KEYS_URL": keys_url,
         "CONNECT_EXTRA_PRODUCT_HOSTS": "127.0.0.1",
         "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
         "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        **(env or {}),
     }
     command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     log_path = folder / "app.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        process = subprocess.Popen([*command, *server_options], env=app_env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     try:
         wait_until_ready(process, base_url)
-        yield base_url
+        yield base_url, process
     except BaseException:
-        print(f"\nThe app's log:\n{log_path.read_text(errors='replace')}")
+        print(f"\nThe app's log:\n{log_path.read_text(errors='replace')[-4000:]}", file=sys.stderr)
         raise
     finally:
         process.terminate()
@@ -233,7 +239,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="connect-demo-") as folder,
         product.serve_api() as jira_url,
         product.serve_keys() as key_server,
-        run_app(Path(folder), key_server.url) as app_url,
+        run_app(Path(folder), key_server.url) as (app_url, _),
         httpx.Client(base_url=app_url, timeout=10.0) as client,
     ):
         print(f"Simulated Jira (REST API) at {jira_url} (client key {product.client_key})")
