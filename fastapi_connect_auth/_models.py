@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,7 +37,8 @@ __all__ = [
 
 EntityT = TypeVar("EntityT")
 
-_NumericDate = StrictInt | StrictFloat
+# NaN and infinities are refused: `exp: NaN` would compare as never expired.
+_NumericDate = StrictInt | Annotated[StrictFloat, AllowInfNan(False)]
 _ShortText = Annotated[StrictStr, StringConstraints(max_length=2048)]
 _Identifier = Annotated[StrictStr, StringConstraints(min_length=1, max_length=255)]
 

@@ -164,3 +164,13 @@ def test_replay_of_a_webhook_token_on_another_url(app: ConnectApp, tokens: Token
     response = app.client.request(method, url, headers={"Authorization": f"JWT {captured}"})
 
     assert (response.status_code, response.json()["code"]) == (401, "INVALID_QSH")
+
+
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_exp_never_means_never_expires(app: ConnectApp, tokens: Tokens, exp: float) -> None:
+    """Found by fuzzing: `exp: NaN` compared as never expired (`now >= nan` is false). Non-finite dates are refused."""
+    token = tokens.hs256(qsh_for("POST", "/webhook"), exp=exp)
+
+    response = app.post("/webhook", token)
+
+    assert (response.status_code, response.json()["code"]) == (401, "FAILED_TO_DECODE")
