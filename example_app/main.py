@@ -6,16 +6,17 @@ environment variables of `Settings`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
@@ -42,6 +43,31 @@ TenantCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest())]
 IframeCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest(qsh="context"))]
 """A call from the app's own iframe, with a token from `AP.context.getToken()`."""
 
+MAX_WEBHOOK_BYTES = 1024 * 1024
+WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+async def webhook_body(call: TenantCall, request: Request) -> dict[str, Any]:
+    """The webhook's JSON object, read only once the call is verified, and never more than MAX_WEBHOOK_BYTES.
+
+    Declaring the body as a route parameter would make FastAPI read and parse it before
+    authentication, for anyone, at any size.
+    """
+    too_large = HTTPException(413, f"A webhook body may be at most {MAX_WEBHOOK_BYTES} bytes.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        raise too_large
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise too_large
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise HTTPException(400, "A webhook body must be a JSON object.")
+    return payload
+
 
 class EventOut(BaseModel):
     id: int
@@ -53,6 +79,12 @@ class EventOut(BaseModel):
     current_summary: str | None = None
     """The issue's summary now, from Jira's REST API (`summary_source` "live"), else the webhook's."""
     summary_source: SummarySource | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Stored in UTC; SQLite hands it back without its offset, which an RFC 3339 date-time must carry."""
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def create_app(
@@ -121,8 +153,8 @@ def create_app(
     async def disabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("disabled"))]) -> None:
         await store.set_state(event.client_key, enabled=False)
 
-    @app.post("/webhooks", status_code=204)
-    async def webhook(call: TenantCall, payload: Annotated[dict[str, Any], Body()]) -> None:
+    @app.post("/webhooks", status_code=204, openapi_extra={"requestBody": WEBHOOK_BODY})
+    async def webhook(call: TenantCall, payload: Annotated[dict[str, Any], Depends(webhook_body)]) -> None:
         await store.add_event(call.client_key, payload)
 
     @app.get("/inbox", response_class=HTMLResponse)
