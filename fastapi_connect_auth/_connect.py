@@ -266,10 +266,14 @@ class ConnectAuth:
 
     # -- steps --------------------------------------------------------------------------
 
+    def check_body_size(self, size: int) -> None:
+        """Refuse a lifecycle body of `size` bytes over `max_body_size` (`PAYLOAD_TOO_LARGE`, 413)."""
+        if size > self.max_body_size:
+            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_size} bytes.")
+
     def parse_payload(self, body: bytes, model: type[PayloadT]) -> PayloadT:
         """Validate a lifecycle body; a malformed one is a 4xx `AuthError` naming the fields."""
-        if len(body) > self.max_body_size:
-            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_size} bytes.")
+        self.check_body_size(len(body))
         try:
             return model.model_validate_json(body)
         except ValidationError as exc:

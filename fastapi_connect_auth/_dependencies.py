@@ -75,8 +75,8 @@ class _ConnectSecurity(SecurityBase):
         config = self.connect_auth(request)
         token = self.extract_token(request)
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > config.max_body_size:
-            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {config.max_body_size} bytes.")
+        if declared.isdigit():
+            config.check_body_size(int(declared))
         return config, token, request_target(request), await request.body()
 
 
