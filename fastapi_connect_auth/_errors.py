@@ -6,7 +6,7 @@ Exception tree:
 fastapi.HTTPException
 └── AuthError                 every rejection of an inbound call; carries an AuthErrorCode
 Exception
-└── ProductAPIError           an outbound call to the product's REST API (tree in `_outbound.py`)
+└── ProductAPIError           an outbound call to the product's REST API (tree in `_outbound/__init__.py`)
 ```
 
 `AuthError` subclasses `fastapi.HTTPException` so that a rejected request is
