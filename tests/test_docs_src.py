@@ -486,7 +486,7 @@ async def test_app_jwt_is_bound_to_the_request_relative_to_the_tenant(base_url: 
 async def test_the_fake_products_api_accepts_the_apps_calls() -> None:
     module = sample("rest_client")
     product = FakeProduct(private_key=rsa_key(), shared_secret=SECRET)
-    product.install_payload(app_key=module.APP_KEY)
+    product.app_key = module.APP_KEY  # the app the product has installed
     product.issues["DEMO-1"] = "Printer on fire"
     tenant = module.Tenant(product.client_key, product.base_url, SECRET, OAUTH_CLIENT_ID)
     assert await module.issue_summary(tenant, "DEMO-1", transport=product.api_transport) == "Printer on fire"

@@ -7,6 +7,8 @@ format without these tests failing.
 
 from __future__ import annotations
 
+import ast
+import graphlib
 import hashlib
 import json
 import subprocess
@@ -21,9 +23,10 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
+import fastapi_connect_auth.testing
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
     ConnectAuth,
@@ -36,8 +39,9 @@ from fastapi_connect_auth import (
     VerifiedInstallation,
     VerifiedRequest,
     product_client,
+    request_target,
 )
-from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, FakeProduct
+from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, APIRequest, FakeProduct, expand_url
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -374,7 +378,7 @@ def call_api(product: FakeProduct, url: str, token: str | None, method: str = "G
 
 
 def test_rest_api_answers_a_valid_app_token_with_the_issues_summary(fake_product: FakeProduct) -> None:
-    fake_product.install_payload(app_key="my-app")
+    fake_product.app_key = "my-app"
     fake_product.issues["DEMO-7"] = "Fix the login"
     token = app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-7&fields=summary")
     response = call_api(fake_product, "/rest/api/3/issue/DEMO-7?fields=summary", token)
@@ -411,7 +415,7 @@ def test_rest_api_answers_a_valid_app_token_with_the_issues_summary(fake_product
     ],
 )
 def test_rest_api_refuses_any_other_token(fake_product: FakeProduct, token: Any, refusal: str) -> None:
-    fake_product.install_payload(app_key="my-app")
+    fake_product.app_key = "my-app"
     fake_product.issues["DEMO-7"] = "Fix the login"
     response = call_api(fake_product, "/rest/api/3/issue/DEMO-7", token(fake_product))
     assert response.status_code == 401
@@ -433,7 +437,7 @@ def test_rest_api_refuses_every_app_before_an_install(fake_product: FakeProduct)
 
 def test_rest_api_hashes_paths_relative_to_the_products_base_path(fake_product_signing_key: rsa.RSAPrivateKey) -> None:
     product = FakeProduct(base_url="https://fake.atlassian.net/jira", private_key=fake_product_signing_key)
-    product.install_payload(app_key="my-app")
+    product.app_key = "my-app"
     product.issues["DEMO-7"] = "Under a context path"
     token = app_jwt(product, "GET&/rest/api/3/issue/DEMO-7&")
     url = "https://fake.atlassian.net/jira/rest/api/3/issue/DEMO-7"
@@ -443,7 +447,7 @@ def test_rest_api_hashes_paths_relative_to_the_products_base_path(fake_product_s
 
 @pytest.mark.anyio
 async def test_rest_api_served_on_loopback_accepts_the_librarys_product_client(fake_product: FakeProduct) -> None:
-    fake_product.install_payload(app_key="my-app")
+    fake_product.app_key = "my-app"
     fake_product.issues["DEMO-7"] = "Over real HTTP"
     with fake_product.serve_api() as base_url:
         assert base_url.startswith("http://127.0.0.1:")
@@ -461,3 +465,228 @@ async def test_rest_api_served_on_loopback_accepts_the_librarys_product_client(f
     assert found.json()["fields"]["summary"] == "Over real HTTP"
     assert garbled.status_code == 401
     assert [call.status for call in fake_product.api_calls] == [200, 401]
+
+
+# -- every product ------------------------------------------------------------------------
+
+
+def test_each_product_has_its_own_defaults(fake_product_signing_key: rsa.RSAPrivateKey) -> None:
+    jira, confluence, bitbucket = (
+        FakeProduct(product_type=kind, private_key=fake_product_signing_key)
+        for kind in ("jira", "confluence", "bitbucket")
+    )
+    assert (jira.base_url, jira.kid, jira.signs_installs) == (
+        "https://fake-jira.atlassian.net",
+        "fake-jira/install-key-1",
+        True,
+    )
+    assert (confluence.base_url, confluence.kid, confluence.signs_installs) == (
+        "https://fake-confluence.atlassian.net/wiki",
+        "fake-confluence/install-key-1",
+        True,
+    )
+    assert (bitbucket.base_url, bitbucket.signs_installs) == ("https://api.bitbucket.org", False)
+    for product in (jira, confluence, bitbucket):
+        payload = InstallPayload.model_validate(product.install_payload(app_key="my-app"))
+        assert payload.product_type == product.product_type
+        assert payload.client_key.startswith(f"fake-{product.product_type}-")
+
+
+def test_an_unknown_product_is_refused() -> None:
+    with pytest.raises(ValueError, match="product_type must be one of"):
+        FakeProduct(product_type="trello")  # type: ignore[arg-type]
+
+
+def test_webhook_bodies_are_the_products_own(fake_product: FakeProduct, fake_confluence: FakeProduct) -> None:
+    issue = fake_product.webhook_body("jira:issue_updated", account_id="user-9")
+    assert issue["webhookEvent"] == "jira:issue_updated"
+    assert issue["issue"]["key"] == "DEMO-1"
+    assert issue["user"] == {"accountId": "user-9"}
+    page = fake_confluence.webhook_body("page_created")
+    assert page["page"]["spaceKey"] == "DOC"
+    assert page["userAccountId"] == DEFAULT_ACCOUNT_ID
+    assert "issue" not in page
+    push = FakeProduct(product_type="bitbucket", private_key=fake_product.private_key).webhook_body("repo:push")
+    assert push["repository"]["full_name"] == "fake-workspace/fake-repo"
+    assert push["actor"]["account_id"] == DEFAULT_ACCOUNT_ID
+
+
+def test_payload_builders_have_no_side_effects(fake_product: FakeProduct) -> None:
+    secret = fake_product.shared_secret
+    fake_product.install_payload(app_key="my-app")
+    fake_product.lifecycle_payload("uninstalled", app_key="my-app")
+    fake_product.webhook_body("jira:issue_created")
+    assert fake_product.app_key is None
+    assert fake_product.shared_secret == secret
+    assert fake_product.previous_shared_secrets == []
+
+
+def test_the_plugin_has_a_fixture_per_product(fake_confluence: FakeProduct, fake_bitbucket: FakeProduct) -> None:
+    assert fake_confluence.product_type == "confluence"
+    assert fake_bitbucket.product_type == "bitbucket"
+    assert fake_confluence.client_key != fake_bitbucket.client_key
+
+
+# -- descriptor URL templates ---------------------------------------------------------------
+
+
+def test_expand_url_fills_and_encodes_context_parameters() -> None:
+    url = expand_url("/page?space={space.key}&id={content.id}", {"space.key": "D O/C", "content.id": "42"})
+    assert url == "/page?space=D%20O%2FC&id=42"
+
+
+def test_expand_url_refuses_a_template_left_unexpanded() -> None:
+    with pytest.raises(ValueError, match=r"\['space.key'\]"):
+        expand_url("/page?space={space.key}&id={content.id}", {"content.id": "42"})
+
+
+def template_app(product: FakeProduct, authorization_method: Any = "publicKey") -> FastAPI:
+    """An app whose page and webhook URLs carry context parameters, as descriptors declare them."""
+    tenants: dict[str, Credentials[None]] = {}
+    connect = ConnectAuth(
+        base_url=APP_URL,
+        credentials_loader=tenants.get,
+        key_provider=product.key_provider(),
+        authorization_method=authorization_method,
+    )
+    app = FastAPI(lifespan=connect.lifespan)
+    connect.install(app)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {
+            "key": "template-app",
+            "baseUrl": APP_URL,
+            "lifecycle": {"installed": "/installed", "uninstalled": "/uninstalled"},
+            "modules": {
+                "webhooks": [{"event": "page_created", "url": "/hooks?space={space.key}"}],
+                "spacePages": [{"key": "space", "url": "/space?key={space.key}&page={content.id}"}],
+            },
+        }
+
+    @app.post("/installed")
+    async def installed(install: Annotated[VerifiedInstallation[None], Depends(ConnectInstall())]) -> str:
+        payload = install.payload
+        tenants[payload.client_key] = Credentials(payload.shared_secret.get_secret_value())
+        return install.type.value
+
+    @app.post("/uninstalled")
+    async def uninstalled(request: Request) -> None:
+        await connect.verify_lifecycle("uninstalled", *await lifecycle_parts(request))
+
+    @app.post("/hooks")
+    async def hooks(call: TenantCall, space: str) -> str:
+        return space
+
+    @app.get("/space")
+    async def space(call: TenantCall, key: str, page: str) -> list[str]:
+        return [key, page]
+
+    return app
+
+
+async def lifecycle_parts(request: Request) -> tuple[str | None, Any, bytes]:
+    token = request.headers["Authorization"].removeprefix("JWT ")
+    return token, request_target(request), await request.body()
+
+
+def test_driver_expands_page_and_webhook_templates_from_the_context(fake_confluence: FakeProduct) -> None:
+    with TestClient(template_app(fake_confluence), base_url=APP_URL) as client:
+        confluence = fake_confluence.drive(client)
+        assert confluence.install().is_success
+        page = confluence.load_page("space", module="spacePages", context={"space.key": "DOC", "content.id": "7"})
+        assert page.json() == ["DOC", "7"]
+        assert page.request.url.params["key"] == "DOC"
+        assert confluence.webhook("page_created", context={"space.key": "TEAM"}).json() == "TEAM"
+        with pytest.raises(ValueError, match=r"content\.id"):
+            confluence.load_page("space", module="spacePages", context={"space.key": "DOC"})
+        with pytest.raises(ValueError, match=r"space\.key"):
+            confluence.webhook("page_created")
+
+
+def test_bitbucket_installs_are_signed_with_the_shared_secret(fake_bitbucket: FakeProduct) -> None:
+    with TestClient(template_app(fake_bitbucket, "sharedSecret"), base_url=APP_URL) as client:
+        bitbucket = fake_bitbucket.drive(client)
+        first = bitbucket.install()
+        assert first.json() == "newInstallation"
+        assert jwt.get_unverified_header(first.request.headers["Authorization"][4:])["alg"] == "HS256"
+        old_secret = fake_bitbucket.shared_secret
+        update = bitbucket.update()
+        assert update.json() == "update"
+        decode_hs256(update.request.headers["Authorization"][4:], old_secret)  # the secret the app held
+        assert bitbucket.uninstall().is_success
+
+
+# -- installing decides which app the REST API accepts --------------------------------------
+
+
+def test_rest_api_accepts_the_app_once_installed_and_refuses_it_once_uninstalled(fake_product: FakeProduct) -> None:
+    with TestClient(template_app(fake_product), base_url=APP_URL) as client:
+        jira = fake_product.drive(client)
+        assert jira.install(token="not-a-token").status_code == 401
+        assert fake_product.app_key is None  # a refused install installs nothing
+        assert jira.install().is_success
+        assert fake_product.app_key == "template-app"
+        assert jira.uninstall().is_success
+        assert fake_product.app_key is None
+
+
+# -- extending the REST API -----------------------------------------------------------------
+
+
+def test_users_add_routes_that_see_path_parameters_and_claims(fake_confluence: FakeProduct) -> None:
+    fake_confluence.app_key = "my-app"
+
+    @fake_confluence.api.route("GET", "/rest/api/content/{id}")
+    def content(call: APIRequest) -> httpx.Response:
+        return httpx.Response(200, json={"id": call.params["id"], "by": call.claims["iss"]})
+
+    token = app_jwt(fake_confluence, "GET&/rest/api/content/98311&")
+    response = call_api(fake_confluence, "/rest/api/content/98311", token)
+    assert response.json() == {"id": "98311", "by": "my-app"}
+    refused = call_api(fake_confluence, "/rest/api/content/98311", app_jwt(fake_confluence, "GET&/other&"))
+    assert refused.status_code == 401  # a route answers only verified calls
+    post = call_api(
+        fake_confluence,
+        "/rest/api/content/98311",
+        app_jwt(fake_confluence, "POST&/rest/api/content/98311&"),
+        "POST",
+    )
+    assert post.status_code == 404
+    assert [call.status for call in fake_confluence.api_calls] == [200, 401, 404]
+
+
+def test_a_later_route_overrides_the_default_one(fake_product: FakeProduct) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.issues["DEMO-1"] = "Default"
+    fake_product.api.add_route(
+        "get", "/rest/api/3/issue/{key}", lambda call: httpx.Response(403, json={"key": call.params["key"]})
+    )
+    overridden = call_api(
+        fake_product, "/rest/api/3/issue/DEMO-1", app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-1&")
+    )
+    assert (overridden.status_code, overridden.json()) == (403, {"key": "DEMO-1"})
+    v2 = call_api(fake_product, "/rest/api/2/issue/DEMO-1", app_jwt(fake_product, "GET&/rest/api/2/issue/DEMO-1&"))
+    assert v2.json()["fields"]["summary"] == "Default"
+    v4 = call_api(fake_product, "/rest/api/4/issue/DEMO-1", app_jwt(fake_product, "GET&/rest/api/4/issue/DEMO-1&"))
+    assert v4.status_code == 404
+
+
+def test_only_jira_has_a_default_issue_route(fake_confluence: FakeProduct) -> None:
+    fake_confluence.app_key = "my-app"
+    fake_confluence.issues["DEMO-1"] = "Not Confluence's"
+    url = "/rest/api/3/issue/DEMO-1"
+    assert call_api(fake_confluence, url, app_jwt(fake_confluence, "GET&/rest/api/3/issue/DEMO-1&")).status_code == 404
+
+
+def test_the_kits_modules_import_one_another_in_one_direction() -> None:
+    """No cycles: shared pieces live in modules that import nothing of the kit above them."""
+    package = Path(fastapi_connect_auth.testing.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        imports[path.stem] = {name for name in names if name}
+    order = list(graphlib.TopologicalSorter(imports).static_order())  # raises CycleError on a cycle
+    assert order.index("_tenant") < order.index("_driver") < order.index("_product")
+    assert order.index("_tenant") < order.index("_restapi") < order.index("_product")

@@ -11,20 +11,29 @@ def test_webhook_is_verified(fake_product: FakeProduct) -> None:
         assert jira.webhook("jira:issue_created").is_success
 ```
 
-The `fake_product` fixture comes with the library's pytest plugin.
+The `fake_product` (Jira), `fake_confluence` and `fake_bitbucket` fixtures come
+with the library's pytest plugin.
 """
 
-from ._driver import ConnectAppDriver
+from ._driver import ConnectAppDriver, expand_url
 from ._keyserver import KeyServer
-from ._product import DEFAULT_ACCOUNT_ID, FAKE_KEYS_URL, FakeProduct, generate_rsa_key
-from ._restapi import ProductAPICall
+from ._product import FakeProduct
+from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
+from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, RouteHandler
+from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "FAKE_KEYS_URL",
+    "APIRequest",
     "ConnectAppDriver",
     "FakeProduct",
+    "FakeRestAPI",
+    "FakeTenant",
     "KeyServer",
     "ProductAPICall",
+    "ProductType",
+    "RouteHandler",
+    "expand_url",
     "generate_rsa_key",
 ]

@@ -1,22 +1,38 @@
 """`ConnectAppDriver`: sends a fake product's calls to an app under test, the way the product would.
 
 It reads the app's descriptor, as the product does at install time, to learn
-the app's base URL, key, lifecycle URLs, webhooks and pages; then it signs each
-call for the URL it is sent to.
+the app's base URL, key, lifecycle URLs, webhooks and pages; then it expands the
+URL's context parameters (`{issue.key}`, `{space.key}`) and signs each call for
+the URL it is sent to.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-if TYPE_CHECKING:
-    from ._product import FakeProduct
+from ._tenant import FakeTenant
 
-__all__ = ["ConnectAppDriver"]
+__all__ = ["ConnectAppDriver", "expand_url"]
+
+_CONTEXT_PARAMETER = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_url(template: str, context: Mapping[str, str]) -> str:
+    """`template` with each `{name}` replaced by `context[name]`, percent-encoded, as the product does.
+
+    A parameter missing from `context` is an error: sent literally, it would
+    test a URL the product never calls.
+    """
+    missing = [name for name in _CONTEXT_PARAMETER.findall(template) if name not in context]
+    if missing:
+        raise ValueError(f"{template!r} needs context parameters {missing}; pass them in `context`.")
+    return _CONTEXT_PARAMETER.sub(lambda match: quote(str(context[match[1]]), safe=""), template)
 
 
 class ConnectAppDriver:
@@ -29,7 +45,7 @@ class ConnectAppDriver:
 
     def __init__(
         self,
-        product: FakeProduct,
+        product: FakeTenant,
         client: httpx.Client,
         *,
         app_base_url: str | None = None,
@@ -40,6 +56,7 @@ class ConnectAppDriver:
         self.descriptor_url = descriptor_url
         self._app_base_url = app_base_url.rstrip("/") if app_base_url else None
         self._descriptor: dict[str, Any] | None = None
+        self._installed_secret: str | None = None
 
     # -- the descriptor -------------------------------------------------------------------
 
@@ -64,6 +81,7 @@ class ConnectAppDriver:
 
     @property
     def app_key(self) -> str:
+        """The app's key, from its descriptor."""
         return str(self.descriptor["key"])
 
     def lifecycle_url(self, event: str) -> str:
@@ -115,13 +133,26 @@ class ConnectAppDriver:
     def _lifecycle(self, event: str, body: dict[str, Any] | str | bytes, token: str | None) -> httpx.Response:
         url = self.lifecycle_url(event)
         if token is None:
-            if event in ("installed", "uninstalled"):
+            if event in ("installed", "uninstalled") and self.product.signs_installs:
                 token = self.product.signed_token("POST", url, app_base_url=self.app_base_url)
             else:
-                token = self.product.shared_secret_token("POST", url, app_base_url=self.app_base_url)
+                # Unsigned installs (Bitbucket Cloud) use the secret the app holds: an update, the one it replaces.
+                secret = self._installed_secret if event == "installed" else None
+                token = self.product.shared_secret_token(
+                    "POST", url, app_base_url=self.app_base_url, shared_secret=secret
+                )
         if isinstance(body, dict):
-            return self.request("POST", url, token=token, json_body=body)
-        return self.request("POST", url, token=token, content=body, headers={"Content-Type": "application/json"})
+            response = self.request("POST", url, token=token, json_body=body)
+        else:
+            response = self.request(
+                "POST", url, token=token, content=body, headers={"Content-Type": "application/json"}
+            )
+        if response.is_success and event in ("installed", "uninstalled"):
+            # Like the product: once the app accepted the install, its REST API accepts the app's tokens.
+            installed = event == "installed"
+            self.product.app_key = self.app_key if installed else None
+            self._installed_secret = self.product.shared_secret if installed else None
+        return response
 
     # -- the lifecycle --------------------------------------------------------------------
 
@@ -129,7 +160,8 @@ class ConnectAppDriver:
         """A signed `installed` callback with the current shared secret.
 
         `fields` override payload fields (`None` leaves one out); `content` sends a
-        raw body instead; `token` replaces the correctly signed one.
+        raw body instead; `token` replaces the correctly signed one. Once the app
+        answers 2xx, the product's REST API accepts the app's tokens (`app_key`).
         """
         body = content if content is not None else self.product.install_payload(app_key=self.app_key, **fields)
         return self._lifecycle("installed", body, token)
@@ -140,7 +172,7 @@ class ConnectAppDriver:
         return self.install(**fields)
 
     def uninstall(self, *, token: str | None = None, **fields: Any) -> httpx.Response:
-        """A signed `uninstalled` callback."""
+        """A signed `uninstalled` callback; once the app accepts it, the REST API refuses the app."""
         return self._lifecycle(
             "uninstalled", self.product.lifecycle_payload("uninstalled", app_key=self.app_key, **fields), token
         )
@@ -162,28 +194,40 @@ class ConnectAppDriver:
         *,
         shared_secret: str | None = None,
         token: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send webhook `event` to its URL in the descriptor, signed with the shared secret (or `shared_secret`).
 
-        The default body is a Jira issue event naming `event`.
+        The default body is the product's own (`FakeProduct.webhook_body`): a Jira
+        issue, a Confluence page, a Bitbucket repository. `context` fills the URL's
+        `{parameters}`; one left without a value is a `ValueError`.
         """
-        url = self.webhook_url(event)
+        url = expand_url(self.webhook_url(event), context or {})
         if body is None:
-            body = {
-                "timestamp": int(self.product.clock() * 1000),
-                "webhookEvent": event,
-                "issue": {"id": "10001", "key": "DEMO-1", "fields": {"summary": "A fake issue"}},
-            }
+            body = self.product.webhook_body(event)
         if token is None:
             token = self.product.shared_secret_token(
                 "POST", url, app_base_url=self.app_base_url, shared_secret=shared_secret
             )
         return self.request("POST", url, token=token, json_body=body)
 
-    def load_page(self, key: str, *, shared_secret: str | None = None, **params: str) -> httpx.Response:
-        """Load page `key` as the product's iframe does: Jira's query parameters and a `jwt` one."""
+    def load_page(
+        self,
+        key: str,
+        *,
+        module: str = "generalPages",
+        context: Mapping[str, str] | None = None,
+        shared_secret: str | None = None,
+        **params: str,
+    ) -> httpx.Response:
+        """Load page `key` of `module` as the product's iframe does: its query parameters and a `jwt` one.
+
+        `context` fills the URL's `{parameters}` (`{"space.key": "DOC"}` for
+        `?space={space.key}`); one left without a value is a `ValueError`.
+        `params` add or override query parameters.
+        """
         url = self.product.page_url(
-            self.page_url(key),
+            expand_url(self.page_url(key, module), context or {}),
             app_base_url=self.app_base_url,
             app_key=self.app_key,
             shared_secret=shared_secret,

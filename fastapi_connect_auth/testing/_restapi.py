@@ -1,21 +1,25 @@
-"""The fake product's REST API: `GET /rest/api/{2,3}/issue/{key}`, answered only to a correctly signed app JWT.
+"""`FakeRestAPI`: the fake product's REST API, answered only to a correctly signed app JWT.
 
 An app calls its tenant back with `product_client`; this lets a test or a demo
-check that call end to end. The token is checked as Jira checks it: HS256 with
-the tenant's current shared secret, `iss` the installed app's key, `aud` the
+check that call end to end. The token is checked as the product checks it: HS256
+with the tenant's current shared secret, `iss` the installed app's key, `aud` the
 tenant's client key, not expired by the product's clock, and a `qsh` of this
 very request relative to the product's base URL. Anything else gets 401.
+
+Behind that check, routes answer: a fake Jira has `GET /rest/api/{2,3}/issue/{key}`,
+and a test adds its own with `FakeRestAPI.route`.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,13 +27,11 @@ import jwt
 
 from .._qsh import query_string_hash
 from ._keyserver import running
+from ._tenant import FakeTenant
 
-if TYPE_CHECKING:
-    from ._product import FakeProduct
+__all__ = ["APIRequest", "FakeRestAPI", "ProductAPICall", "RouteHandler", "issue_route"]
 
-__all__ = ["ProductAPICall", "answer_api_request", "serve_api"]
-
-_ISSUE_PATH = re.compile(r"/rest/api/[23]/issue/(?P<key>[^/]+)")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -48,64 +50,143 @@ class ProductAPICall:
     refusal: str | None = None
 
 
-def _verified_claims(product: FakeProduct, request: httpx.Request) -> dict[str, Any] | str:
-    """The claims of the request's app JWT if Jira would accept it, else why not."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme != "JWT" or not token:
-        return "no Authorization: JWT header"
-    if product.app_key is None:
-        return "no app is installed"
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            product.shared_secret,
-            algorithms=["HS256"],
-            audience=product.client_key,
-            issuer=product.app_key,
-            options={"require": ["iss", "aud", "iat", "exp", "qsh"], "verify_exp": False, "verify_iat": False},
-        )
-    except jwt.InvalidTokenError as exc:
-        return f"invalid token ({type(exc).__name__})"
-    if not isinstance(claims["exp"], int) or claims["exp"] <= product.clock():
-        return "token expired"
-    expected_qsh = query_string_hash(request.method, request.url.raw_path.decode("ascii"), product.base_url)
-    if not isinstance(claims["qsh"], str) or not hmac.compare_digest(claims["qsh"], expected_qsh):
-        return "qsh does not match the request"
-    return claims
+@dataclass(frozen=True)
+class APIRequest:
+    """A verified call to the fake REST API, as a route handler receives it.
+
+    `params` are the path parameters the route named (`{key}`), and `claims`
+    those of the app's verified token.
+    """
+
+    request: httpx.Request
+    params: dict[str, str]
+    claims: dict[str, Any]
 
 
-def _issue_key(product: FakeProduct, request: httpx.Request) -> str | None:
-    """The issue key of `GET <base path>/rest/api/3/issue/<key>`, else `None`."""
-    base_path = urlsplit(product.base_url).path.rstrip("/")
-    path = request.url.path
-    if request.method != "GET" or not path.startswith(base_path + "/"):
-        return None
-    match = _ISSUE_PATH.fullmatch(path[len(base_path) :])
-    return match["key"] if match else None
+RouteHandler = Callable[[APIRequest], httpx.Response]
+"""A route of the fake REST API: a verified call in, the product's answer out."""
 
 
-def answer_api_request(product: FakeProduct, request: httpx.Request) -> httpx.Response:
-    """Answer `request` as the product's REST API would, and record it in `product.api_calls`."""
-    url = request.url.raw_path.decode("ascii")
-    verified = _verified_claims(product, request)
-    if isinstance(verified, str):
-        call = ProductAPICall(request.method, url, 401, refusal=verified)
-        response = httpx.Response(
-            401, json={"errorMessages": ["Authentication failed."]}, headers={"WWW-Authenticate": "JWT"}
-        )
-    else:
-        key = _issue_key(product, request)
-        summary = product.issues.get(key) if key is not None else None
-        if key is None or summary is None:
-            response = httpx.Response(
+def issue_route(issues: Mapping[str, str]) -> RouteHandler:
+    """Jira's `GET /rest/api/{version}/issue/{key}`: the summary in `issues`, else Jira's 404."""
+
+    def answer(call: APIRequest) -> httpx.Response:
+        summary = issues.get(call.params["key"])
+        if call.params["version"] not in ("2", "3") or summary is None:
+            return httpx.Response(
                 404, json={"errorMessages": ["Issue does not exist or you do not have permission to see it."]}
             )
+        return httpx.Response(200, json={"key": call.params["key"], "fields": {"summary": summary}})
+
+    return answer
+
+
+class FakeRestAPI:
+    """The REST API of a fake product: verifies the app's JWT, then answers from its routes.
+
+    Every call is recorded in `calls`. A route's path is relative to the
+    product's base URL, with `{name}` matching one path segment:
+
+    ```python
+    @product.api.route("GET", "/rest/api/content/{id}")
+    def page(call: APIRequest) -> httpx.Response:
+        return httpx.Response(200, json={"id": call.params["id"], "title": "Home"})
+    ```
+
+    A route added later wins over an earlier one for the same path; a path no
+    route matches gets 404.
+    """
+
+    def __init__(self, tenant: FakeTenant) -> None:
+        self.tenant = tenant
+        self.calls: list[ProductAPICall] = []
+        self.lock = threading.Lock()
+        self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
+
+    def add_route(self, method: str, path: str, handler: RouteHandler) -> None:
+        """Answer `method path` (`{name}` placeholders allowed) with `handler`, once the token is verified."""
+        parts = _PLACEHOLDER.split(path)  # literal, name, literal, name, ...
+        regex = "".join(f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part) for index, part in enumerate(parts))
+        self._routes.append((method.upper(), re.compile(regex), handler))
+
+    def route(self, method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        """The decorator form of `add_route`."""
+
+        def register(handler: RouteHandler) -> RouteHandler:
+            self.add_route(method, path, handler)
+            return handler
+
+        return register
+
+    def _verified_claims(self, request: httpx.Request) -> dict[str, Any] | str:
+        """The claims of the request's app JWT if the product would accept it, else why not."""
+        tenant = self.tenant
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "JWT" or not token:
+            return "no Authorization: JWT header"
+        if tenant.app_key is None:
+            return "no app is installed"
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                tenant.shared_secret,
+                algorithms=["HS256"],
+                audience=tenant.client_key,
+                issuer=tenant.app_key,
+                options={"require": ["iss", "aud", "iat", "exp", "qsh"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.InvalidTokenError as exc:
+            return f"invalid token ({type(exc).__name__})"
+        if not isinstance(claims["exp"], int) or claims["exp"] <= tenant.clock():
+            return "token expired"
+        expected_qsh = query_string_hash(request.method, request.url.raw_path.decode("ascii"), tenant.base_url)
+        if not isinstance(claims["qsh"], str) or not hmac.compare_digest(claims["qsh"], expected_qsh):
+            return "qsh does not match the request"
+        return claims
+
+    def _route(self, request: httpx.Request, claims: dict[str, Any]) -> httpx.Response:
+        base_path = urlsplit(self.tenant.base_url).path.rstrip("/")
+        path = request.url.path
+        if path.startswith(base_path + "/"):
+            relative = path[len(base_path) :]
+            for method, pattern, handler in reversed(self._routes):
+                match = pattern.fullmatch(relative)
+                if method == request.method and match:
+                    return handler(APIRequest(request, match.groupdict(), claims))
+        return httpx.Response(404, json={"errorMessages": [f"The fake product has no route for {request.method}."]})
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """Answer `request` as the product's REST API would, and record it in `calls`."""
+        url = request.url.raw_path.decode("ascii")
+        verified = self._verified_claims(request)
+        if isinstance(verified, str):
+            call = ProductAPICall(request.method, url, 401, refusal=verified)
+            response = httpx.Response(
+                401, json={"errorMessages": ["Authentication failed."]}, headers={"WWW-Authenticate": "JWT"}
+            )
         else:
-            response = httpx.Response(200, json={"key": key, "fields": {"summary": summary}})
-        call = ProductAPICall(request.method, url, response.status_code, claims=verified)
-    with product.lock:
-        product.api_calls.append(call)
-    return response
+            response = self._route(request, verified)
+            call = ProductAPICall(request.method, url, response.status_code, claims=verified)
+        with self.lock:
+            self.calls.append(call)
+        return response
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        """An httpx transport that answers this API in-process (`product_client(transport=...)`)."""
+        return httpx.MockTransport(self.answer)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """Serve this API on 127.0.0.1; within the block the tenant's `base_url` is there (same path)."""
+        server = _APIServer(self)
+        original = self.tenant.base_url
+        self.tenant.base_url = server.url + urlsplit(original).path
+        try:
+            with running(server):
+                yield self.tenant.base_url
+        finally:
+            self.tenant.base_url = original
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,37 +200,24 @@ class _Handler(BaseHTTPRequestHandler):
             headers=list(self.headers.items()),
             content=self.rfile.read(length) if length else b"",
         )
-        response = answer_api_request(self.server.product, request)
+        response = self.server.api.answer(request)
         self.send_response(response.status_code)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(response.content)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: `FakeProduct.api_calls` records what was asked."""
+        """Quiet: `FakeRestAPI.calls` records what was asked."""
 
 
 class _APIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, product: FakeProduct) -> None:
+    def __init__(self, api: FakeRestAPI) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         host, port = self.server_address[:2]
         self.url = f"http://{host!s}:{port}"
-        self.product = product
-
-
-@contextmanager
-def serve_api(product: FakeProduct) -> Iterator[str]:
-    """Serve `product`'s REST API on 127.0.0.1; within the block its `base_url` is there (same path)."""
-    server = _APIServer(product)
-    original = product.base_url
-    product.base_url = server.url + urlsplit(original).path
-    try:
-        with running(server):
-            yield product.base_url
-    finally:
-        product.base_url = original
+        self.api = api

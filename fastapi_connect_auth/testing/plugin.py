@@ -1,4 +1,4 @@
-"""The pytest plugin of `fastapi_connect_auth.testing`: the `fake_product` fixture.
+"""The pytest plugin of `fastapi_connect_auth.testing`: the `fake_product`, `fake_confluence` and `fake_bitbucket` fixtures.
 
 Registered through the `pytest11` entry point, so installing the library is enough.
 """
@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ._product import FakeProduct, generate_rsa_key
+from ._product import FakeProduct
+from ._tenant import generate_rsa_key
 
-__all__ = ["fake_product", "fake_product_signing_key"]
+__all__ = ["fake_bitbucket", "fake_confluence", "fake_product", "fake_product_signing_key"]
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +24,15 @@ def fake_product_signing_key() -> rsa.RSAPrivateKey:
 def fake_product(fake_product_signing_key: rsa.RSAPrivateKey) -> FakeProduct:
     """A fresh fake Jira tenant (its own client key and shared secret) that can install and call your app."""
     return FakeProduct(private_key=fake_product_signing_key)
+
+
+@pytest.fixture
+def fake_confluence(fake_product_signing_key: rsa.RSAPrivateKey) -> FakeProduct:
+    """A fresh fake Confluence tenant, at `https://fake-confluence.atlassian.net/wiki`."""
+    return FakeProduct(product_type="confluence", private_key=fake_product_signing_key)
+
+
+@pytest.fixture
+def fake_bitbucket(fake_product_signing_key: rsa.RSAPrivateKey) -> FakeProduct:
+    """A fresh fake Bitbucket Cloud tenant: its installs are signed with the shared secret, not a key."""
+    return FakeProduct(product_type="bitbucket", private_key=fake_product_signing_key)
