@@ -10,7 +10,6 @@ audience, issuer, QSH) and touches storage or the network only after them.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import inspect
 import logging
@@ -38,7 +37,7 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
-from ._qsh import CONTEXT_QSH, canonical_request, parse_query
+from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
 
 __all__ = [
@@ -336,15 +335,15 @@ class ConnectAuth:
             raise AuthError(AuthErrorCode.INVALID_QSH, "A context token (qsh 'context-qsh') is not accepted here.")
         if mode == "context":
             raise AuthError(AuthErrorCode.INVALID_QSH, "This route only accepts context tokens (qsh 'context-qsh').")
-        pairs = parse_query(target.query)
         expected = qsh.encode()
-        canonicals = []
         for base_path in self._base_paths:
-            canonical = canonical_request(target.method, target.path, pairs, base_path)
-            if hmac.compare_digest(hashlib.sha256(canonical.encode()).hexdigest().encode(), expected):
+            if hmac.compare_digest(target_hash(target.method, target.path, target.query, base_path), expected):
                 return
-            canonicals.append(canonical)
-        logger.debug("INVALID_QSH: the canonical request we computed: %s", " | ".join(canonicals))
+        if logger.isEnabledFor(logging.DEBUG):
+            canonicals = (
+                canonical_request(target.method, target.path, target.query, base) for base in self._base_paths
+            )
+            logger.debug("INVALID_QSH: the canonical request we computed: %s", " | ".join(canonicals))
         raise AuthError(
             AuthErrorCode.INVALID_QSH,
             "The query string hash does not match this request (was the URL rewritten by a proxy?).",

@@ -110,12 +110,16 @@ class ConnectClaims(BaseModel):
         return self.sub
 
 
+_validate_claims_json = ConnectClaims.__pydantic_validator__.validate_json
+"""`ConnectClaims.model_validate_json` without its per-call Python wrapper: this runs once per request."""
+
+
 def claims_from_token(payload: bytes, alg: str, kid: str | None) -> ConnectClaims:
     """Validate a token's JSON payload and attach its header's `alg` and `kid`.
 
     Raises pydantic's `ValidationError` for a payload that is not valid claims.
     """
-    claims = ConnectClaims.model_validate_json(payload)
+    claims: ConnectClaims = _validate_claims_json(payload)
     object.__setattr__(claims, "__pydantic_private__", {"_alg": alg, "_kid": kid})
     return claims
 

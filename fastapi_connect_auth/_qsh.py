@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import quote, unquote_plus, urlsplit
 
 __all__ = [
@@ -121,6 +122,28 @@ def canonical_request(method: str, path: str, query: str | Iterable[tuple[str, s
     """
     pairs = parse_query(query) if isinstance(query, str) else query
     return f"{method.upper()}&{canonical_path(path, base_path)}&{canonical_query(pairs)}"
+
+
+_MEMO_MAX_TARGET = 1024
+"""Targets up to this many characters (path plus query) have their hash memoised; longer ones are not kept."""
+
+
+@lru_cache(maxsize=512)
+def _memoised_target_hash(method: str, path: str, query: str, base_path: str) -> bytes:
+    return hashlib.sha256(canonical_request(method, path, query, base_path).encode("utf-8")).hexdigest().encode()
+
+
+def target_hash(method: str, path: str, query: str, base_path: str = "") -> bytes:
+    """The hex `qsh` (as ASCII bytes) of a request for `path` (as sent) and its raw `query`.
+
+    A route's requests repeat the same target (a webhook URL, a page's query), and
+    canonicalising costs more than the rest of a verification's Python work, so
+    short targets are memoised: the hash is a pure function of them. Long (and so
+    possibly hostile) targets are hashed each time and never kept.
+    """
+    if len(path) + len(query) <= _MEMO_MAX_TARGET:
+        return _memoised_target_hash(method, path, query, base_path)
+    return hashlib.sha256(canonical_request(method, path, query, base_path).encode("utf-8")).hexdigest().encode()
 
 
 def query_string_hash(method: str, url: str, base_url: str = "") -> str:

@@ -9,6 +9,7 @@ PyJWT's algorithm objects.
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
-from jwt.utils import base64url_decode
 from pydantic import ValidationError
 
 from ._errors import AuthError, AuthErrorCode
@@ -33,6 +33,16 @@ Algorithm = Literal["HS256", "RS256"]
 _SHAPE = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 _RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+def _base64url_decode(segment: bytes) -> bytes:
+    """Decode unpadded base64url; `ValueError` if it is not. `_SHAPE` has already admitted only its alphabet.
+
+    One translate and one `a2b_base64`: PyJWT's `base64url_decode` does the same
+    through three layers of `base64` wrappers, several times slower on a token.
+    """
+    return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(segment) % 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +66,7 @@ def _decode_failure(reason: str) -> AuthError:
 def _read_header(segment: bytes) -> tuple[str, str | None]:
     """The header's `alg` and `kid`."""
     try:
-        header = json.loads(base64url_decode(segment))
+        header = json.loads(_base64url_decode(segment))
     except (ValueError, TypeError, RecursionError) as exc:
         raise _decode_failure("the header is not base64url-encoded JSON") from exc
     if not isinstance(header, dict):
@@ -89,8 +99,8 @@ def parse_token(token: str) -> ParsedToken:
     else:
         alg, kid = _read_header(header_segment)
     try:
-        payload = base64url_decode(payload_segment)
-        signature = base64url_decode(signature_segment)
+        payload = _base64url_decode(payload_segment)
+        signature = _base64url_decode(signature_segment)
     except ValueError as exc:
         raise _decode_failure("the header is not base64url-encoded JSON") from exc
     try:
