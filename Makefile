@@ -25,7 +25,11 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
 
+# The load test uses wrk when it is installed (apt-get as root installs it), else a Python client.
 bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "wrk is not installed: the load test uses the Python client"
 	$(BIN)/python benchmarks/run.py
 
 docs: install

@@ -1,8 +1,10 @@
 """The benchmark app and its tokens, shared by `run.py` and the uvicorn process it starts.
 
-Three POST routes with the same handler body: `/webhook` (verified by this
-library), `/webhook-open` (no authentication) and `/webhook-naive` (the usual
-hand-written FastAPI + PyJWT dependency), so the load test compares like with like.
+Four POST routes with the same handler body: `/webhook` (verified by this
+library), `/webhook-open` (no authentication), `/webhook-floor` (a no-op
+`SecurityBase` dependency taking `Request`: what FastAPI charges for any such
+dependency before it does any work) and `/webhook-naive` (the usual hand-written
+FastAPI + PyJWT dependency), so the load test compares like with like.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security.base import SecurityBase
 
 from fastapi_connect_auth import ConnectAuth, ConnectRequest, Credentials, VerifiedRequest
 
@@ -91,6 +94,17 @@ async def naive_dependency(request: Request) -> dict[str, Any]:
     return naive_verify(token, request.method, str(request.url))
 
 
+class FloorDependency(SecurityBase):
+    """A security dependency that takes `Request` and does nothing: the floor under `ConnectRequest`."""
+
+    def __init__(self) -> None:
+        self.model = ConnectRequest().model
+        self.scheme_name = "Floor"
+
+    async def __call__(self, request: Request) -> None:
+        return None
+
+
 def handle() -> dict[str, str]:
     """The one handler body all three routes share."""
     return {"status": "ok"}
@@ -106,6 +120,10 @@ def create_app() -> FastAPI:
 
     @app.post("/webhook-open")
     async def webhook_open() -> dict[str, str]:
+        return handle()
+
+    @app.post("/webhook-floor")
+    async def webhook_floor(call: Annotated[None, Depends(FloorDependency())]) -> dict[str, str]:
         return handle()
 
     @app.post("/webhook-naive")
