@@ -8,11 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import DateTime, ForeignKey, String, inspect, select
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -44,7 +46,7 @@ class Installation(Base):
     encrypted_shared_secret: Mapped[bytes]
     installed: Mapped[bool] = mapped_column(default=True)
     enabled: Mapped[bool] = mapped_column(default=True)
-    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
 
 class Event(Base):
@@ -57,7 +59,7 @@ class Event(Base):
     event: Mapped[str] = mapped_column(String(255))
     issue_key: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    received_at: Mapped[datetime] = mapped_column(default=_now)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 def async_database_url(url: str) -> str:
@@ -65,6 +67,35 @@ def async_database_url(url: str) -> str:
     parsed = make_url(url)
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """The app's one engine for `database_url` (`sqlite:///…` or `postgresql://…`).
+
+    `hide_parameters`: a database error's message never quotes the statement's
+    parameters, which include encrypted shared secrets and tenants' payloads.
+    """
+    return create_async_engine(async_database_url(database_url), hide_parameters=True)
+
+
+MIGRATIONS = Path(__file__).with_name("alembic.ini")
+FIRST_REVISION = "0001"
+"""The schema that `Base.metadata.create_all` made before the app had migrations."""
+
+
+def migrations_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration for the app's migrations; with `connection`, they run on it."""
+    config = Config(MIGRATIONS)
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(connection: Connection) -> None:
+    """Apply every migration not yet applied; a database made before migrations existed is adopted first."""
+    tables = set(inspect(connection).get_table_names())
+    if "installations" in tables and "alembic_version" not in tables:
+        command.stamp(migrations_config(connection), FIRST_REVISION)
+    command.upgrade(migrations_config(connection), "head")
 
 
 def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
@@ -86,20 +117,41 @@ def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
     return Fernet(key_file.read_bytes())
 
 
-DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError)
-"""Errors that mean the database cannot be reached or written now (locked, down, pool exhausted), not a bug."""
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
+"""Errors that mean the database cannot be reached or written now (locked, down, pool exhausted), not a bug.
+
+`ConnectionError`: asyncpg's refused or reset connections reach the app unwrapped.
+"""
+OUTAGE_SQLSTATES = ("08", "53", "57", "55P03", "40001", "40P01")
+"""PostgreSQL's codes (classes or codes) for the same: connection lost, out of resources, shut down or
+cancelled (`statement_timeout`), lock not available (`lock_timeout`), serialization failure, deadlock."""
 
 
-async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """A 503 the product can retry: each write is one transaction, so a failed one left nothing behind.
+def is_outage(exc: Exception) -> bool:
+    """Whether `exc` is a database outage the product can retry, rather than a bug."""
+    if isinstance(exc, DATABASE_OUTAGES):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES)
 
-    Logs the error's class only: SQLAlchemy's message quotes the statement and its
-    parameters (an encrypted shared secret), and the URL's query may hold a JWT.
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 503 the product can retry for an outage: each write is one transaction, so a failed one left nothing.
+
+    Any other database error is a bug: a 500. Either way the log names the error's
+    class and SQLSTATE only: SQLAlchemy's message quotes the statement, and the URL's
+    query may hold a JWT.
     """
-    cause = type(exc.orig).__name__ if isinstance(exc, DBAPIError) else "none"
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    sqlstate = getattr(orig, "sqlstate", None)
+    cause = type(orig).__name__ + (f", SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else "") if orig else "none"
+    outage = is_outage(exc)
+    what = "unavailable" if outage else "error"
     logger.error(
-        "Database unavailable during %s %s: %s (cause: %s)", request.method, request.url.path, type(exc).__name__, cause
+        "Database %s during %s %s: %s (cause: %s)", what, request.method, request.url.path, type(exc).__name__, cause
     )
+    if not outage:
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
     return JSONResponse(
         {"detail": "The database is unavailable; try again later.", "code": "DATABASE_UNAVAILABLE"},
         status_code=503,
@@ -108,9 +160,9 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
 
 
 def answer_database_outages(app: FastAPI) -> None:
-    """Answer `DATABASE_OUTAGES` with `database_unavailable` instead of a bare 500."""
-    for error in DATABASE_OUTAGES:
-        app.add_exception_handler(error, database_unavailable)
+    """Answer database errors with `database_error` (a 503 for outages) instead of a bare 500 and a traceback."""
+    for error in (DBAPIError, PoolTimeoutError, ConnectionError):
+        app.add_exception_handler(error, database_error)
 
 
 class Store:
@@ -123,13 +175,18 @@ class Store:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._cipher: Fernet | None = None
 
-    async def open(self) -> None:
-        """Connect, create the tables (use Alembic migrations in production) and load the encryption key."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Load the encryption key, connect and, with `migrate`, bring the schema up to date.
+
+        In production run the migrations once per release instead
+        (`alembic -c example_app/alembic.ini upgrade head`) and start with `MIGRATE_ON_START=0`.
+        """
         self._cipher = load_cipher(self.secret_encryption_key, self.database_url)
-        self._engine = create_async_engine(async_database_url(self.database_url))
+        self._engine = create_engine(self.database_url)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        async with self._engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+        if migrate:
+            async with self._engine.begin() as connection:
+                await connection.run_sync(upgrade_schema)
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -122,7 +122,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
+        await store.open(migrate=settings.migrate_on_start)
         try:
             async with connect.lifespan(app):
                 yield

@@ -16,6 +16,9 @@ class Settings:
     """DATABASE_URL: `sqlite:///…` or `postgresql://…`."""
     secret_encryption_key: str | None = None
     """SECRET_ENCRYPTION_KEY: the Fernet key shared secrets are encrypted with; unset, a dev key file is used."""
+    migrate_on_start: bool = True
+    """MIGRATE_ON_START: apply the schema migrations when the app starts; set it to 0 in production and run
+    `alembic -c example_app/alembic.ini upgrade head` once per release instead."""
     app_key: str = "fastapi-connect-example"
     extra_product_hosts: tuple[str, ...] = ()
     """CONNECT_EXTRA_PRODUCT_HOSTS: comma-separated hosts allowed to install besides Atlassian's (a local Jira)."""
@@ -31,6 +34,7 @@ class Settings:
             keys_url=env.get("CONNECT_KEYS_URL") or None,
             database_url=env.get("DATABASE_URL", cls.database_url),
             secret_encryption_key=env.get("SECRET_ENCRYPTION_KEY") or None,
+            migrate_on_start=env.get("MIGRATE_ON_START", "1") != "0",
             product_api_timeout=float(env.get("CONNECT_PRODUCT_API_TIMEOUT", cls.product_api_timeout)),
             extra_product_hosts=tuple(
                 host.strip() for host in env.get("CONNECT_EXTRA_PRODUCT_HOSTS", "").split(",") if host.strip()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
+from example_app.db import async_database_url
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
     AuthError,
@@ -39,6 +39,7 @@ from fastapi_connect_auth import (
 )
 from fastapi_connect_auth.testing import FakeProduct
 from tests._keyserver import public_pem, rsa_key
+from tests.postgres import Database
 
 with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
     warnings.simplefilter("ignore", UserWarning)
@@ -265,11 +266,11 @@ def test_optional_route_serves_anonymous_callers(qsh_client: TestClient) -> None
 
 
 @exercises("storage_sqlalchemy.py")
-def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(tmp_path: Path, cdn: KeyCdn) -> None:
+def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: Database, cdn: KeyCdn) -> None:
+    """On SQLite and on PostgreSQL."""
     module = sample("storage_sqlalchemy")
-    database = tmp_path / "connect.db"
     old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
-    settings = {"database_url": f"sqlite+aiosqlite:///{database}", "base_url": "https://my-app.example.com"}
+    settings = {"database_url": async_database_url(database.url), "base_url": "https://my-app.example.com"}
     app = module.create_app(**settings, encryption_keys=[old_key], key_provider=cdn.provider())
     webhook = "/webhooks/issue-created"
     with TestClient(app) as client:
@@ -283,8 +284,7 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(tmp_path: P
         assert client.post("/installed", headers=headers, json=body).status_code == 204
         assert_rejected(client.post(webhook, headers=tenant_token(f"POST&{webhook}&")), "INVALID_SIGNATURE")
 
-    with sqlite3.connect(database) as raw:
-        (stored,) = raw.execute("SELECT encrypted_shared_secret FROM installations").fetchone()
+    ((stored,),) = database.rows("SELECT encrypted_shared_secret FROM installations")
     assert new_secret.encode() not in stored
     assert Fernet(old_key).decrypt(stored) == new_secret.encode()
 

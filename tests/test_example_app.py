@@ -1,13 +1,12 @@
-"""The example app, driven through its whole lifecycle by the test kit's fake Jira, on a real SQLite file.
+"""The example app, driven through its whole lifecycle by the test kit's fake Jira, on SQLite and PostgreSQL.
 
-The database is read back here with the standard library's `sqlite3`, not the
-app's store, so "stored" and "nothing stored" are checked independently.
+The database is read back here with `sqlite3` or asyncpg, not the app's store,
+so "stored" and "nothing stored" are checked independently.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from example_app.db import async_database_url, load_cipher
 from example_app.main import create_app
 from example_app.settings import Settings
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
+from tests.postgres import Database
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -36,14 +36,18 @@ Jira = Callable[..., AbstractContextManager[ConnectAppDriver]]
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "app.db"
+def settings(database: Database) -> Settings:
+    """A fresh database: SQLite with no encryption key (dev mode: a key file beside it), or PostgreSQL with one."""
+    key = None if database.path is not None else Fernet.generate_key().decode()
+    return Settings(base_url=APP_URL, database_url=database.url, secret_encryption_key=key)
 
 
 @pytest.fixture
-def settings(database: Path) -> Settings:
-    """A fresh SQLite file, no encryption key (dev mode: a key file beside it)."""
-    return Settings(base_url=APP_URL, database_url=f"sqlite:///{database}")
+def sqlite_file(database: Database) -> Path:
+    """The SQLite file, for the tests of the development key file beside it."""
+    if database.path is None:
+        pytest.skip("the development key file is made beside a SQLite file only")
+    return database.path
 
 
 @pytest.fixture
@@ -60,17 +64,12 @@ def jira(fake_product: FakeProduct, settings: Settings) -> Jira:
     return start
 
 
-def rows(database: Path, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(database) as connection:
-        return connection.execute(query).fetchall()
+def installations(database: Database) -> list[tuple[Any, ...]]:
+    return database.rows("SELECT client_key, base_url, installed, enabled FROM installations")
 
 
-def installations(database: Path) -> list[tuple[Any, ...]]:
-    return rows(database, "SELECT client_key, base_url, installed, enabled FROM installations")
-
-
-def stored_events(database: Path) -> list[tuple[Any, ...]]:
-    return rows(database, "SELECT client_key, event, issue_key FROM events ORDER BY id")
+def stored_events(database: Database) -> list[tuple[Any, ...]]:
+    return database.rows("SELECT client_key, event, issue_key FROM events ORDER BY id")
 
 
 def assert_refused(response: httpx.Response, code: str, status: int = 401) -> None:
@@ -175,7 +174,7 @@ def test_docs_list_every_route_and_protected_ones_show_the_scheme(jira: Jira) ->
 # -- the lifecycle ------------------------------------------------------------------------
 
 
-def test_the_whole_lifecycle(jira: Jira, fake_product: FakeProduct, database: Path) -> None:
+def test_the_whole_lifecycle(jira: Jira, fake_product: FakeProduct, database: Database) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204
         assert installations(database) == [(fake_product.client_key, fake_product.base_url, 1, 1)]
@@ -219,38 +218,41 @@ def test_the_whole_lifecycle(jira: Jira, fake_product: FakeProduct, database: Pa
 
 
 def test_shared_secrets_are_encrypted_at_rest_with_the_dev_key_beside_the_database(
-    jira: Jira, fake_product: FakeProduct, database: Path, caplog: pytest.LogCaptureFixture
+    jira: Jira, fake_product: FakeProduct, database: Database, sqlite_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="example_app"), jira() as driver:
         assert driver.install().status_code == 204
-    key_file = database.with_name("app.db.key")
-    assert key_file.exists()
+    key_file = sqlite_file.with_name("app.db.key")
+    key = key_file.read_bytes()
     assert "SECRET_ENCRYPTION_KEY is not set" in caplog.text
-    assert fake_product.shared_secret.encode() not in database.read_bytes()
-    ((encrypted,),) = rows(database, "SELECT encrypted_shared_secret FROM installations")
-    assert Fernet(key_file.read_bytes()).decrypt(encrypted).decode() == fake_product.shared_secret
+    assert fake_product.shared_secret.encode() not in sqlite_file.read_bytes()
+    ((encrypted,),) = database.rows("SELECT encrypted_shared_secret FROM installations")
+    assert Fernet(key).decrypt(encrypted).decode() == fake_product.shared_secret
     assert fake_product.shared_secret not in caplog.text
+    with jira() as driver:  # a restart keeps the key
+        assert driver.webhook("jira:issue_created").status_code == 204
+    assert key_file.read_bytes() == key
 
 
-def test_tenants_and_their_events_survive_a_restart(jira: Jira, database: Path) -> None:
+def test_tenants_and_their_events_survive_a_restart(jira: Jira, database: Database) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204
         assert driver.webhook("jira:issue_created").status_code == 204
-    key = database.with_name("app.db.key").read_bytes()
     with jira() as driver:
         assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_created"]
         assert driver.webhook("jira:issue_updated").status_code == 204
-    assert database.with_name("app.db.key").read_bytes() == key
+    assert [event for _, event, _ in stored_events(database)] == ["jira:issue_created", "jira:issue_updated"]
 
 
 def test_a_configured_key_is_used_and_a_changed_key_fails_closed(
-    jira: Jira, fake_product: FakeProduct, settings: Settings, database: Path
+    jira: Jira, fake_product: FakeProduct, settings: Settings, database: Database
 ) -> None:
     configured = replace(settings, secret_encryption_key=Fernet.generate_key().decode())
     with jira(app_settings=configured) as driver:
         assert driver.install().status_code == 204
         assert driver.webhook("jira:issue_created").status_code == 204
-    assert not database.with_name("app.db.key").exists()
+    if database.path is not None:
+        assert not database.path.with_name("app.db.key").exists()
     with jira(app_settings=replace(settings, secret_encryption_key=Fernet.generate_key().decode())) as driver:
         assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
 
@@ -332,7 +334,7 @@ def forged_token(product: FakeProduct) -> str:
 )
 def test_a_refused_install_stores_nothing(
     jira: Jira,
-    database: Path,
+    database: Database,
     send: Callable[[ConnectAppDriver], httpx.Response],
     status: int,
     code: str,
@@ -369,7 +371,7 @@ def test_a_refused_install_stores_nothing(
     ],
 )
 def test_a_refused_webhook_stores_nothing(
-    jira: Jira, database: Path, send: Callable[[ConnectAppDriver], httpx.Response]
+    jira: Jira, database: Database, send: Callable[[ConnectAppDriver], httpx.Response]
 ) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204
