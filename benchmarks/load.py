@@ -8,7 +8,13 @@ issue key as its marker, are sent round-robin over the tenants with bounded
 concurrency. Every tenant's events are then read back through `/api/events`
 with its own context token, and the SQLite file is counted directly, to check
 that no event was lost or filed under another tenant. Reports throughput,
-latency percentiles, key-server fetches and the server's resident memory.
+latency percentiles, key-server fetches, the server's resident memory, and the
+CPU the server and the load generator each used while the webhooks ran (the
+generator must have room to spare, or it would be what is measured).
+
+Webhooks go out over keep-alive connections from a minimal HTTP/1.1 client on
+asyncio streams: httpx's connection pool costs more CPU per request than the app
+does, so with it the load generator, not the app, was the limit.
 
 Loopback only; bounded in count and time; the server is always stopped.
 
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
+import os
 import sqlite3
 import sys
 import tempfile
@@ -27,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -79,6 +88,8 @@ class LoadReport:
     misattributed: int
     stored_rows: int
     rss_kib: dict[str, int]
+    cpu_share: dict[str, float]
+    """CPU time over wall time while the webhooks ran: 1.0 is one core busy all along."""
 
     @property
     def correct(self) -> bool:
@@ -91,6 +102,12 @@ class LoadReport:
             and self.stored_rows == self.webhooks
             and len(self.key_fetches) == 1
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def resident_kib(pid: int) -> dict[str, int]:
@@ -130,6 +147,60 @@ async def run_phase(
     phase.seconds = time.perf_counter() - started
 
 
+async def _read_status(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of one HTTP/1.1 response (with a Content-Length, as uvicorn sends)."""
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def deliver(phase: Phase, base_url: str, requests: Sequence[bytes], concurrency: int) -> None:
+    """Send premade HTTP/1.1 requests over `concurrency` keep-alive connections, each taking the next one when free.
+
+    Records each latency and every non-204 answer; a broken connection is a failure and is reopened.
+    """
+    address = urlsplit(base_url)
+    pending = iter(requests)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(address.hostname, address.port)
+        try:
+            for request in pending:
+                phase.sent += 1
+                started = time.perf_counter()
+                try:
+                    writer.write(request)
+                    status, body = await asyncio.wait_for(_read_status(reader), REQUEST_TIMEOUT)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                    phase.failures.append(type(exc).__name__)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+                    continue
+                phase.latencies.append(time.perf_counter() - started)
+                if status != 204:
+                    phase.failures.append(f"{status} {body[:120].decode(errors='replace')}")
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(min(concurrency, len(requests)))))
+    phase.seconds += time.perf_counter() - started
+
+
+def raw_post(base_url: str, path: str, token: str, body: Mapping[str, object]) -> bytes:
+    """One HTTP/1.1 POST of `body` as JSON, with the token in the Authorization header, as bytes on the wire."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {urlsplit(base_url).netloc}\r\nAuthorization: JWT {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(content)}\r\n\r\n"
+    )
+    return head.encode() + content
+
+
 def post(url: str, token: str, body: Mapping[str, object]) -> Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]:
     headers = {"Authorization": f"JWT {token}"}
     return lambda client: client.post(url, json=body, headers=headers)
@@ -161,7 +232,7 @@ def stored_rows(database: Path) -> int:
 
 async def drive(
     base_url: str, pid: int, products: Sequence[FakeProduct], webhooks: int, concurrency: int
-) -> tuple[Phase, Phase, int, int, dict[str, int]]:
+) -> tuple[Phase, Phase, int, int, dict[str, int], dict[str, float]]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
         descriptor = (await client.get(f"{base_url}/atlassian-connect.json")).json()
@@ -192,19 +263,24 @@ async def drive(
             sent[marker] = index
             body = {"webhookEvent": WEBHOOK_EVENT, "issue": {"id": str(number), "key": marker}}
             token = product.shared_secret_token("POST", webhook_url, app_base_url=base_url)
-            deliveries.append(post(f"{base_url}{webhook_url}", token, body))
+            deliveries.append(raw_post(base_url, webhook_url, token, body))
         delivery_phase = Phase("webhook")
         half = len(deliveries) // 2
-        await run_phase(delivery_phase, deliveries[:half], concurrency, client)
+        server_cpu, own_cpu = cpu_seconds(pid), time.process_time()
+        await deliver(delivery_phase, base_url, deliveries[:half], concurrency)
         rss["after half the webhooks"] = resident_kib(pid)["VmRSS"]
-        first_half_seconds = delivery_phase.seconds
-        await run_phase(delivery_phase, deliveries[half:], concurrency, client)
-        delivery_phase.seconds += first_half_seconds
+        await deliver(delivery_phase, base_url, deliveries[half:], concurrency)
+        cpu = {
+            "server": (cpu_seconds(pid) - server_cpu) / delivery_phase.seconds if delivery_phase.seconds else 0.0,
+            "load generator": (time.process_time() - own_cpu) / delivery_phase.seconds
+            if delivery_phase.seconds
+            else 0.0,
+        }
         status = resident_kib(pid)
         rss["after all webhooks"], rss["peak"] = status["VmRSS"], status["VmHWM"]
 
         lost, misattributed = await read_back(client, base_url, products, sent)
-    return install_phase, delivery_phase, lost, misattributed, rss
+    return install_phase, delivery_phase, lost, misattributed, rss, cpu
 
 
 def run_load(tenants: int = 200, webhooks: int = 5000, concurrency: int = 50) -> LoadReport:
@@ -228,12 +304,14 @@ def run_load(tenants: int = 200, webhooks: int = 5000, concurrency: int = 50) ->
             server_options=["--no-access-log", "--log-level", "warning"],
         ) as (base_url, process),
     ):
-        installs, deliveries, lost, misattributed, rss = asyncio.run(
+        installs, deliveries, lost, misattributed, rss, cpu = asyncio.run(
             asyncio.wait_for(drive(base_url, process.pid, products, webhooks, concurrency), RUN_TIMEOUT)
         )
         rows = stored_rows(Path(folder) / "load.db")
         fetches = _fetches(key_server)
-    return LoadReport(tenants, webhooks, concurrency, installs, deliveries, fetches, lost, misattributed, rows, rss)
+    return LoadReport(
+        tenants, webhooks, concurrency, installs, deliveries, fetches, lost, misattributed, rows, rss, cpu
+    )
 
 
 def _fetches(key_server: KeyServer) -> list[str]:
@@ -264,6 +342,10 @@ def summary(report: LoadReport) -> str:
         f"misattributed: {report.misattributed}",
         f"key server fetches: {len(report.key_fetches)} ({', '.join(sorted(set(report.key_fetches)))})",
         "server RSS (MiB): " + ", ".join(f"{name} {kib / 1024:.1f}" for name, kib in report.rss_kib.items()),
+        f"server RSS growth over the webhooks: "
+        f"{(report.rss_kib['after all webhooks'] - report.rss_kib['after installs']) / 1024:.1f} MiB",
+        "CPU while the webhooks ran (1.0 = one core busy): "
+        + ", ".join(f"{name} {share:.2f}" for name, share in report.cpu_share.items()),
         "",
         "PASS: nothing lost or misattributed, one key fetch" if report.correct else "FAIL: see above",
     ]

@@ -244,6 +244,13 @@ def test_tenants_and_their_events_survive_a_restart(jira: Jira, database: Databa
     assert [event for _, event, _ in stored_events(database)] == ["jira:issue_created", "jira:issue_updated"]
 
 
+def test_sqlite_runs_in_wal_mode_so_reads_never_wait_for_the_writer(jira: Jira, database: Path) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+    assert rows(database, "PRAGMA journal_mode") == [("wal",)]  # kept in the file once set
+
+
 def test_a_configured_key_is_used_and_a_changed_key_fails_closed(
     jira: Jira, fake_product: FakeProduct, settings: Settings, database: Database
 ) -> None:
