@@ -7,6 +7,7 @@ so "stored" and "nothing stored" are checked independently.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -44,9 +45,9 @@ def settings(database: Database) -> Settings:
 
 @pytest.fixture
 def sqlite_file(database: Database) -> Path:
-    """The SQLite file, for the tests of the development key file beside it."""
+    """The SQLite file, for the tests of what is kept in or beside it (its journal mode, the development key)."""
     if database.path is None:
-        pytest.skip("the development key file is made beside a SQLite file only")
+        pytest.skip("SQLite only")
     return database.path
 
 
@@ -244,11 +245,12 @@ def test_tenants_and_their_events_survive_a_restart(jira: Jira, database: Databa
     assert [event for _, event, _ in stored_events(database)] == ["jira:issue_created", "jira:issue_updated"]
 
 
-def test_sqlite_runs_in_wal_mode_so_reads_never_wait_for_the_writer(jira: Jira, database: Path) -> None:
+def test_sqlite_runs_in_wal_mode_so_reads_never_wait_for_the_writer(jira: Jira, sqlite_file: Path) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204
         assert driver.webhook("jira:issue_created").status_code == 204
-    assert rows(database, "PRAGMA journal_mode") == [("wal",)]  # kept in the file once set
+    with sqlite3.connect(sqlite_file) as connection:  # the mode is kept in the file once set
+        assert connection.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
 
 
 def test_a_configured_key_is_used_and_a_changed_key_fails_closed(
