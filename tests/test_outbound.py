@@ -34,6 +34,7 @@ from fastapi_connect_auth import (
     ConnectUserAuth,
     Credentials,
     ProductAPIError,
+    RetryPolicy,
     TokenRequestError,
     UnsafeRedirectError,
     UnsafeRequestError,
@@ -720,12 +721,19 @@ async def test_injected_token_clients_are_used_and_refusals_raise_in_both_flavou
 
 
 @pytest.mark.anyio
-async def test_unreachable_token_endpoint_is_an_error() -> None:
+async def test_unreachable_token_endpoint_is_an_error_after_the_retries() -> None:
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    retries = RetryPolicy(async_sleep=wait, random=lambda: 0.5)
     with serve(product_replies()) as product:
-        tokens = UserTokenProvider(authorization_server=f"http://127.0.0.1:{free_loopback_port()}")
+        tokens = UserTokenProvider(authorization_server=f"http://127.0.0.1:{free_loopback_port()}", retries=retries)
         async with user_client(product, tokens) as client:
             with pytest.raises(TokenRequestError, match="Could not reach"):
                 await client.get("/x")
+    assert waits == [5.0, 10.0, 20.0, 30.0]  # a refused connection is retried like a 503
     assert product.received == []
 
 

@@ -28,8 +28,13 @@ Exception
 └── ProductAPIError            a call to a product's REST API could not be made
     ├── UnsafeRequestError     refused before sending: credentials would reach another host or plain http
     │   └── UnsafeRedirectError   the product redirected to another origin, or from https to http
-    └── TokenRequestError      the authorization server did not issue a user's access token
+    ├── TokenRequestError      the authorization server did not issue a user's access token
+    └── RateLimitedError       the product still answered 429 when no retry was left
 ```
+
+Every client retries as Atlassian asks (`RetryPolicy`): 429, 503, 408 and
+timeouts for idempotent methods, `Retry-After` honoured, exponential backoff with
+jitter, each attempt signed afresh. `RateLimitInfo` reads the rate-limit headers.
 
 No message contains a token, an assertion or a shared secret.
 """
@@ -37,6 +42,7 @@ No message contains a token, an assertion or a shared secret.
 from ._app_auth import ConnectAppAuth, context_token
 from ._clients import product_client, sync_product_client
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
+from ._retries import RateLimitedError, RateLimitInfo, RetryPolicy
 from ._user_auth import (
     AUTHORIZATION_SERVERS,
     JWT_BEARER_GRANT_TYPE,
@@ -52,6 +58,9 @@ __all__ = [
     "ConnectAppAuth",
     "ConnectUserAuth",
     "ProductAPIError",
+    "RateLimitInfo",
+    "RateLimitedError",
+    "RetryPolicy",
     "TokenRequestError",
     "UnsafeRedirectError",
     "UnsafeRequestError",

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from ._app_auth import ConnectAppAuth
+from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryingClient, RetryPolicy
 from ._user_auth import ConnectUserAuth, UserTokenProvider
 
 
@@ -54,6 +55,7 @@ def product_client(
     oauth_client_id: str | None = None,
     scopes: Iterable[str] = (),
     tokens: UserTokenProvider | None = None,
+    retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` for a tenant's REST API, as the app or (with `as_user`) as that user.
@@ -61,7 +63,9 @@ def product_client(
     Paths are relative to the tenant's `base_url` (`/rest/api/3/myself`). With
     `as_user` (an account id), `oauth_client_id` and the `scopes` to request
     (e.g. `["READ", "WRITE"]`) are needed; tokens come from `tokens`, else a
-    process-wide provider. Other keyword arguments go to `httpx.AsyncClient`.
+    process-wide provider. `retries` says how rate-limited and failed calls are
+    retried (Atlassian's guidance by default; `None`: never), each attempt
+    signed afresh. Other keyword arguments go to `httpx.AsyncClient`.
     """
     auth = _product_auth(
         app_key=app_key,
@@ -73,7 +77,7 @@ def product_client(
         scopes=scopes,
         tokens=tokens,
     )
-    return httpx.AsyncClient(auth=auth, **_client_options(base_url, client_options))
+    return AsyncRetryingClient(retries=retries, auth=auth, **_client_options(base_url, client_options))
 
 
 def sync_product_client(
@@ -86,6 +90,7 @@ def sync_product_client(
     oauth_client_id: str | None = None,
     scopes: Iterable[str] = (),
     tokens: UserTokenProvider | None = None,
+    retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
 ) -> httpx.Client:
     """`product_client` as a blocking `httpx.Client`."""
@@ -99,4 +104,4 @@ def sync_product_client(
         scopes=scopes,
         tokens=tokens,
     )
-    return httpx.Client(auth=auth, **_client_options(base_url, client_options))
+    return RetryingClient(retries=retries, auth=auth, **_client_options(base_url, client_options))

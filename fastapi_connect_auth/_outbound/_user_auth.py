@@ -19,6 +19,7 @@ from .._environments import ConnectEnvironment, ProductHosts
 from ._app_auth import sign_hs256
 from ._errors import TokenRequestError
 from ._origin import TenantAuth, required, safe_base_url
+from ._retries import ATLASSIAN_RETRIES, RetryPolicy, send_with_retries, send_with_retries_async
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -82,6 +83,9 @@ class UserTokenProvider:
       environment), e.g. for a local fake in tests; https, or http to localhost.
     * `client` / `sync_client`: httpx clients to reach the token endpoint (you
       close them); by default a short-lived client is opened per token request.
+    * `retries`: how a rate-limited or unreachable token endpoint is retried
+      (each attempt with a fresh assertion); asking again for a token is safe,
+      so the request counts as idempotent. `None`: never.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class UserTokenProvider:
         refresh_margin: float = 30.0,
         cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
+        retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     ) -> None:
         self.authorization_server = (
             str(safe_base_url(authorization_server, "authorization_server")) if authorization_server else None
@@ -103,6 +108,7 @@ class UserTokenProvider:
         self.timeout = timeout
         self.refresh_margin = refresh_margin
         self.clock = clock
+        self.retries = retries
         self._cache: LRUCache[UserGrant, _AccessToken] = LRUCache(maxsize=cache_size)
         self._cache_lock = threading.Lock()
         self._pending: dict[UserGrant, asyncio.Task[str]] = {}
@@ -190,28 +196,40 @@ class UserTokenProvider:
             task.exception()  # retrieved here, so a failure nobody awaited is not reported as unhandled
 
     async def _fetch(self, grant: UserGrant) -> str:
-        requested_at, url, form = self._token_request(grant)
-        try:
+        sent: list[tuple[float, dict[str, str]]] = []
+
+        async def attempt() -> httpx.Response:
+            requested_at, url, form = self._token_request(grant)  # a fresh assertion for every attempt
+            sent.append((requested_at, form))
             if self.client is not None:
-                response = await self.client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
-            else:
-                async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
-                    response = await client.post(url, data=form, headers=_ACCEPT_JSON)
+                return await self.client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
+            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+                return await client.post(url, data=form, headers=_ACCEPT_JSON)
+
+        try:
+            response = await send_with_retries_async(
+                self.retries, "POST", attempt, idempotent=True, raise_rate_limited=False
+            )
         except httpx.HTTPError as exc:
             raise _unreachable(grant, exc) from None
-        return self._store(grant, requested_at, response, form["assertion"])
+        return self._store(grant, sent[-1][0], response, sent[-1][1]["assertion"])
 
     def _fetch_sync(self, grant: UserGrant) -> str:
-        requested_at, url, form = self._token_request(grant)
-        try:
+        sent: list[tuple[float, dict[str, str]]] = []
+
+        def attempt() -> httpx.Response:
+            requested_at, url, form = self._token_request(grant)
+            sent.append((requested_at, form))
             if self.sync_client is not None:
-                response = self.sync_client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
-            else:
-                with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-                    response = client.post(url, data=form, headers=_ACCEPT_JSON)
+                return self.sync_client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
+            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+                return client.post(url, data=form, headers=_ACCEPT_JSON)
+
+        try:
+            response = send_with_retries(self.retries, "POST", attempt, idempotent=True, raise_rate_limited=False)
         except httpx.HTTPError as exc:
             raise _unreachable(grant, exc) from None
-        return self._store(grant, requested_at, response, form["assertion"])
+        return self._store(grant, sent[-1][0], response, sent[-1][1]["assertion"])
 
     def _token_request(self, grant: UserGrant) -> tuple[float, str, dict[str, str]]:
         """The time, URL and form of a token request; the assertion is valid for `ASSERTION_LIFETIME` seconds."""

@@ -1,0 +1,351 @@
+"""Retrying rate-limited calls as Atlassian asks, each attempt signed afresh; and the rate-limit headers, typed.
+
+`RetryPolicy` holds Atlassian's numbers (at most 4 retries, 5 s doubling to at
+most 30 s, a random factor of 0.7 to 1.3, `Retry-After` honoured as a minimum) and decides,
+after each attempt, whether to wait and how long. The loop that runs attempts is
+here too, sync and async: each attempt is a callable that builds and sends the
+request anew, so the product clients re-run their `httpx.Auth` (a fresh JWT and
+QSH) and the token endpoint gets a fresh assertion. A retry transport
+(`httpx-retries`) would resend the request as first signed; why no retry library
+carries this loop is in `docs/rest-client.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from ._errors import ProductAPIError
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods that may be retried whatever the answer (RFC 9110, section 9.2.2)."""
+
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What a product's answer says about its rate limits; every field is `None` (or false) when absent.
+
+    * `reason`: `RateLimit-Reason`, e.g. `jira-burst-based` (one endpoint and
+      method), `jira-per-issue-on-write` (one issue), or a quota (the whole tenant).
+    * `limit`, `remaining`, `reset`: `X-RateLimit-Limit`, `-Remaining`, `-Reset`
+      (an aware `datetime`); `near_limit`: `X-RateLimit-NearLimit: true` (under 20% left).
+    * `retry_after`: seconds the product asks to wait (`Retry-After`, in seconds
+      or as an HTTP-date), at least 0.
+    * `policy`, `quota`: the points-based quota headers, `RateLimit-Policy` and
+      `RateLimit` (or their `Beta-` forms), as sent.
+
+    ```python
+    info = RateLimitInfo.from_response(response)
+    if info.near_limit:
+        slow_down()
+    ```
+    """
+
+    reason: str | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset: datetime | None = None
+    near_limit: bool = False
+    retry_after: float | None = None
+    policy: str | None = None
+    quota: str | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitInfo:
+        """Parse `headers` (an `httpx.Headers` or any case-insensitive mapping); malformed values count as absent.
+
+        `now` (epoch seconds, default the current time) turns an HTTP-date
+        `Retry-After` into seconds.
+        """
+        return cls(
+            reason=_text(headers.get("RateLimit-Reason")),
+            limit=_count(headers.get("X-RateLimit-Limit")),
+            remaining=_count(headers.get("X-RateLimit-Remaining")),
+            reset=_timestamp(headers.get("X-RateLimit-Reset")),
+            near_limit=(headers.get("X-RateLimit-NearLimit") or "").strip().lower() == "true",
+            retry_after=_retry_after(headers.get("Retry-After"), time.time() if now is None else now),
+            policy=_text(headers.get("RateLimit-Policy") or headers.get("Beta-RateLimit-Policy")),
+            quota=_text(headers.get("RateLimit") or headers.get("Beta-RateLimit")),
+        )
+
+    @classmethod
+    def from_response(cls, response: httpx.Response, *, now: float | None = None) -> RateLimitInfo:
+        """The rate-limit information of a product's `response`."""
+        return cls.from_headers(response.headers, now=now)
+
+
+def _text(value: str | None) -> str | None:
+    """A header value safe to show: printable, at most 200 characters; `None` if empty."""
+    if not value:
+        return None
+    return "".join(char if char.isprintable() else "?" for char in value.strip())[:200] or None
+
+
+def _count(value: str | None) -> int | None:
+    value = (value or "").strip()
+    return int(value) if value.isdecimal() and len(value) < 19 else None
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """An ISO 8601 timestamp (`X-RateLimit-Reset`), as an aware datetime (UTC if it names no zone)."""
+    try:
+        moment = datetime.fromisoformat((value or "").strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` in seconds from `now`: delay-seconds or an HTTP-date (RFC 9110, section 10.2.3)."""
+    value = (value or "").strip()
+    if _SECONDS.fullmatch(value):
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # an HTTP-date is always GMT
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
+
+
+class RateLimitedError(ProductAPIError):
+    """The product still answered 429 when no retry was left (or allowed, or within the time budget).
+
+    `status_code`, `method` and `path` say which call; `rate_limit` holds what the
+    answer said (`reason`, `remaining`, `near_limit`...), `retry_after` the seconds
+    the product asked to wait (`None` if it did not say), and `attempts` how many
+    times the call was sent. It holds no request, so no credential.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, method: str, path: str, rate_limit: RateLimitInfo, attempts: int
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.rate_limit = rate_limit
+        self.retry_after = rate_limit.retry_after
+        self.attempts = attempts
+
+    @classmethod
+    def of(cls, response: httpx.Response, *, attempts: int, now: float) -> RateLimitedError:
+        info = RateLimitInfo.from_response(response, now=now)
+        method, path = response.request.method, response.request.url.path
+        reason = f", reason {info.reason}" if info.reason else ""
+        wait = f"; retry after {info.retry_after:g} s" if info.retry_after is not None else ""
+        return cls(
+            f"{method} {path} was rate limited (HTTP {response.status_code}{reason}) "
+            f"after {attempts} attempt{'s' if attempts != 1 else ''}{wait}.",
+            status_code=response.status_code,
+            method=method,
+            path=path,
+            rate_limit=info,
+            attempts=attempts,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """When and how long to wait before sending a call again; Atlassian's published numbers by default.
+
+    * `max_retries` retries at most; retry n waits `base_delay * 2 ** (n - 1)`, capped
+      at `max_delay`, times a random factor in `jitter` (so concurrent callers spread out).
+    * A `Retry-After` is a minimum: the wait is that (`0` counts as 1 s) times a
+      factor between 1 and the top of `jitter`. Longer than `max_retry_after`
+      (or than the `budget` left), it is not waited for.
+    * `idempotent_methods` are retried on `statuses` and on `errors` (timeouts,
+      refused connections); other methods (POST, PATCH) only on `other_statuses`,
+      none by default: add 429 to retry a POST the product refused unprocessed.
+    * `budget`: seconds from the first attempt after which no retry starts,
+      counting the wait before it; `None` for no limit.
+    * `sleep`, `async_sleep`, `random` (a float in [0, 1)) and `clock` (epoch
+      seconds) are injectable, so tests see the exact waits without waiting.
+
+    ```python
+    product_client(..., retries=RetryPolicy(max_retries=2, budget=10.0))
+    ```
+    """
+
+    max_retries: int = 4
+    base_delay: float = 5.0
+    max_delay: float = 30.0
+    jitter: tuple[float, float] = (0.7, 1.3)
+    max_retry_after: float = 60.0
+    budget: float | None = None
+    idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
+    statuses: frozenset[int] = frozenset({408, 429, 503})
+    other_statuses: frozenset[int] = frozenset()
+    errors: tuple[type[httpx.TransportError], ...] = (httpx.TimeoutException, httpx.ConnectError)
+    sleep: Callable[[float], object] = field(default=time.sleep, repr=False, compare=False)
+    async_sleep: Callable[[float], Awaitable[object]] = field(default=asyncio.sleep, repr=False, compare=False)
+    random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        low, high = self.jitter
+        if self.max_retries < 0 or not 0 < low <= high:
+            raise ValueError("max_retries must be at least 0, and jitter a range (low, high) with 0 < low <= high")
+        if not 0 <= self.base_delay <= self.max_delay or (self.budget is not None and self.budget < 0):
+            raise ValueError("delays and the budget must be non-negative, with base_delay <= max_delay")
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first), given the answer's `Retry-After`."""
+        low, high = self.jitter
+        if retry_after is not None:
+            return max(retry_after, 1.0) * (1.0 + max(high - 1.0, 0.0) * self.random())
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
+        return backoff * (low + (high - low) * self.random())
+
+
+ATLASSIAN_RETRIES = RetryPolicy()
+"""The default of every outbound client: Atlassian's numbers."""
+
+
+class _Attempts:
+    """One call's retry bookkeeping: whether to try again after an answer or error, and after how long."""
+
+    def __init__(self, policy: RetryPolicy, method: str, idempotent: bool | None) -> None:
+        self.policy = policy
+        self.method = method
+        self.idempotent = method.upper() in policy.idempotent_methods if idempotent is None else idempotent
+        self.started = policy.clock()
+        self.sent = 0
+
+    def wait_after(self, outcome: httpx.Response | Exception) -> float | None:
+        """Seconds to wait before the next attempt, or `None` to stop with `outcome`."""
+        self.sent += 1
+        policy = self.policy
+        if self.sent > policy.max_retries:
+            return None
+        if isinstance(outcome, Exception):
+            if not (self.idempotent and isinstance(outcome, policy.errors)):
+                return None
+            retry_after = None
+        else:
+            if outcome.status_code not in (policy.statuses if self.idempotent else policy.other_statuses):
+                return None
+            retry_after = RateLimitInfo.from_response(outcome, now=policy.clock()).retry_after
+            if retry_after is not None and retry_after > policy.max_retry_after:
+                return None
+        delay = policy.delay(self.sent, retry_after)
+        if policy.budget is not None and policy.clock() - self.started + delay > policy.budget:
+            return None
+        return delay
+
+    def rate_limited(self, response: httpx.Response) -> RateLimitedError | None:
+        """The error to raise for a 429 left when retries are over, else `None`."""
+        if response.status_code != 429:
+            return None
+        return RateLimitedError.of(response, attempts=self.sent, now=self.policy.clock())
+
+
+def send_with_retries(
+    policy: RetryPolicy | None,
+    method: str,
+    attempt: Callable[[], httpx.Response],
+    *,
+    idempotent: bool | None = None,
+    raise_rate_limited: bool = True,
+) -> httpx.Response:
+    """Call `attempt` (which sends a freshly signed `method` request) until `policy` says stop.
+
+    Returns the last response (a retried one is closed first); a 429 left at the
+    end raises `RateLimitedError` unless `raise_rate_limited` is off. An error
+    `policy` does not retry propagates. With no policy, `attempt` runs once.
+    """
+    if policy is None:
+        return attempt()
+    attempts = _Attempts(policy, method, idempotent)
+    while True:
+        try:
+            response = attempt()
+        except httpx.TransportError as exc:
+            if (delay := attempts.wait_after(exc)) is None:
+                raise
+        else:
+            if (delay := attempts.wait_after(response)) is None:
+                if raise_rate_limited and (error := attempts.rate_limited(response)):
+                    response.close()
+                    raise error
+                return response
+            response.close()
+        policy.sleep(delay)
+
+
+async def send_with_retries_async(
+    policy: RetryPolicy | None,
+    method: str,
+    attempt: Callable[[], Awaitable[httpx.Response]],
+    *,
+    idempotent: bool | None = None,
+    raise_rate_limited: bool = True,
+) -> httpx.Response:
+    """`send_with_retries` for an async `attempt`, waiting with `policy.async_sleep`."""
+    if policy is None:
+        return await attempt()
+    attempts = _Attempts(policy, method, idempotent)
+    while True:
+        try:
+            response = await attempt()
+        except httpx.TransportError as exc:
+            if (delay := attempts.wait_after(exc)) is None:
+                raise
+        else:
+            if (delay := attempts.wait_after(response)) is None:
+                if raise_rate_limited and (error := attempts.rate_limited(response)):
+                    await response.aclose()
+                    raise error
+                return response
+            await response.aclose()
+        await policy.async_sleep(delay)
+
+
+class RetryingClient(httpx.Client):
+    """An `httpx.Client` whose every send follows `retries`, re-running its auth (a fresh token) per attempt.
+
+    A request whose body cannot be sent twice (a generator) is sent once. A 429
+    left when retries are over raises `RateLimitedError`; `retries=None` turns
+    retrying off (a 429 is then an ordinary response).
+    """
+
+    def __init__(self, *, retries: RetryPolicy | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.retries = retries
+
+    def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        send = super().send
+        retries = self.retries if _replayable(request) else None
+        return send_with_retries(retries, request.method, lambda: send(request, **options))
+
+
+class AsyncRetryingClient(httpx.AsyncClient):
+    """`RetryingClient` as an `httpx.AsyncClient`."""
+
+    def __init__(self, *, retries: RetryPolicy | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.retries = retries
+
+    async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        send = super().send
+        retries = self.retries if _replayable(request) else None
+        return await send_with_retries_async(retries, request.method, lambda: send(request, **options))
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the request's body can be sent again: bytes, not a one-shot stream."""
+    return isinstance(request.stream, httpx.ByteStream)
