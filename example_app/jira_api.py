@@ -3,7 +3,9 @@
 The inbox must load even when Jira is slow, down or refuses: every issue Jira
 does not answer for in time keeps the summary its webhook carried. Calls run
 concurrently (at most `MAX_CONCURRENT_CALLS` at once) under one overall
-deadline, and only to a tenant whose base URL is on the app's allow-list.
+deadline, and only to a tenant whose base URL is on the app's allow-list. A
+rate-limited call is retried only while the deadline allows the wait Jira asks
+for; otherwise the page shows the webhook's summary at once.
 Logs name the tenant's URL, the issue and the failure's kind, never a secret or token.
 """
 
@@ -12,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from fastapi_connect_auth import ProductAPIError, ProductHosts, product_client
+from fastapi_connect_auth import ProductAPIError, ProductHosts, RateLimitedError, RetryPolicy, product_client
 
 __all__ = ["MAX_CONCURRENT_CALLS", "SummarySource", "Tenant", "current_summaries", "webhook_summary"]
 
@@ -55,13 +57,15 @@ async def current_summaries(
     product_hosts: ProductHosts,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
+    retries: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so safe to share
 ) -> dict[str, str]:
     """The summaries Jira answers for `issue_keys`, all fetched within `timeout` seconds.
 
     An issue Jira did not answer for (unreachable, too slow, 401, 404, 500...)
     is left out; so is every issue of a tenant whose host `product_hosts` does
-    not allow. A `timeout` of 0 turns live summaries off. `transport` replaces
-    the network (tests).
+    not allow. A `timeout` of 0 turns live summaries off. `retries` (Atlassian's
+    by default) gets `timeout` as its time budget. `transport` replaces the
+    network (tests).
     """
     keys = list(dict.fromkeys(issue_keys))
     if not keys or timeout <= 0:
@@ -77,6 +81,7 @@ async def current_summaries(
             shared_secret=tenant.shared_secret,
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            retries=replace(retries, budget=timeout),  # never wait past the page's deadline
         )
     except (ProductAPIError, ValueError) as exc:
         logger.warning("Not calling %s: %s.", tenant.base_url, type(exc).__name__)
@@ -103,6 +108,15 @@ async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> str | N
     """`GET /rest/api/3/issue/{key}?fields=summary` as the app; `None` (logged) if Jira did not answer with one."""
     try:
         response = await jira.get(f"/rest/api/3/issue/{quote(key, safe='')}", params={"fields": "summary"})
+    except RateLimitedError as exc:
+        logger.warning(
+            "%s rate limited issue %s (reason %s, retry after %ss).",
+            tenant.base_url,
+            key,
+            exc.rate_limit.reason,
+            exc.retry_after,
+        )
+        return None
     except (httpx.HTTPError, ProductAPIError) as exc:
         logger.warning("Could not fetch issue %s from %s: %s.", key, tenant.base_url, type(exc).__name__)
         return None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import re
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -37,7 +39,7 @@ from fastapi_connect_auth import (
     UnsafeRequestError,
     UserTokenProvider,
 )
-from fastapi_connect_auth.testing import FakeProduct
+from fastapi_connect_auth.testing import APIRequest, FakeProduct
 from tests._keyserver import public_pem, rsa_key
 from tests.postgres import Database
 
@@ -568,3 +570,75 @@ async def test_iframe_token_is_accepted_as_a_context_token_only() -> None:
     with pytest.raises(AuthError) as refused:
         await connect.verify_request(token, RequestTarget("GET", "/api/me"))
     assert refused.value.code == "INVALID_QSH"
+
+
+# -- rate limits --------------------------------------------------------------------------
+
+
+def rate_limited_jira() -> FakeProduct:
+    """A fake Jira with the sample's app installed and `POST /rest/api/3/issue` creating DEMO-n."""
+    product = FakeProduct(private_key=rsa_key(), shared_secret=SECRET)
+    product.app_key = "my-connect-app"  # the app the product has installed
+
+    @product.api.route("POST", "/rest/api/3/issue")
+    def create(call: APIRequest) -> httpx.Response:
+        return httpx.Response(
+            201,
+            json={"key": f"DEMO-{len(product.api_calls) + 1}"},
+            headers={"X-RateLimit-NearLimit": "true", "X-RateLimit-Remaining": "3"},
+        )
+
+    return product
+
+
+def fake_tenant(product: FakeProduct) -> Any:
+    return sample("rest_client").Tenant(product.client_key, product.base_url, SECRET, OAUTH_CLIENT_ID)
+
+
+@exercises("rate_limits.py")
+@pytest.mark.anyio
+async def test_a_rate_limited_post_is_retried_in_the_background_and_signed_afresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = sample("rate_limits")
+    product = rate_limited_jira()
+    product.api.throttle(429, times=2, retry_after=2, headers={"RateLimit-Reason": "jira-per-issue-on-write"})
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    retries = replace(module.BACKGROUND, async_sleep=wait)
+    with caplog.at_level(logging.INFO, logger="my_app"):
+        key = await module.create_issue(
+            fake_tenant(product), {"summary": "x"}, retries=retries, transport=product.api_transport
+        )
+
+    assert key == "DEMO-3"
+    assert len(waits) == 2
+    assert all(2.0 <= wait <= 2.6 for wait in waits)
+    assert [call.status for call in product.api_calls] == [429, 429, 201]
+    assert all(call.claims and call.claims["qsh"] == qsh("POST&/rest/api/3/issue&") for call in product.api_calls)
+    assert "Under 20% of the rate limit left (3 remaining)." in caplog.text
+
+
+@exercises("rate_limits.py")
+@pytest.mark.anyio
+async def test_an_interactive_call_gives_up_when_the_wait_would_pass_its_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = sample("rate_limits")
+    assert (module.INTERACTIVE.max_retries, module.INTERACTIVE.budget) == (2, 5.0)
+    product = rate_limited_jira()
+    product.api.throttle(429, times=5, retry_after=10, headers={"RateLimit-Reason": "jira-burst-based"})
+    interactive = replace(module.INTERACTIVE, other_statuses=frozenset({429}))
+
+    with caplog.at_level(logging.WARNING, logger="my_app"):
+        key = await module.create_issue(
+            fake_tenant(product), {"summary": "x"}, retries=interactive, transport=product.api_transport
+        )
+
+    assert key is None
+    assert [call.status for call in product.api_calls] == [429]  # a 10 s wait would pass the 5 s budget
+    assert "Rate limited (jira-burst-based); try again in 10.0 s." in caplog.text
+    assert SECRET not in caplog.text

@@ -23,8 +23,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from example_app.jira_api import Tenant, current_summaries
 from example_app.main import create_app
 from example_app.settings import Settings
+from fastapi_connect_auth import ProductHosts, RetryPolicy
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
@@ -233,6 +235,48 @@ def test_a_tenant_whose_host_is_no_longer_allowed_is_never_called(
     assert refused.status_code == 401
     assert refused.json()["code"] == "UNTRUSTED_PRODUCT_HOST"
     assert [call.status for call in fake_product.api_calls] == [200]  # only while it was allowed
+
+
+# -- rate limits --------------------------------------------------------------------------
+
+
+def test_a_rate_limited_jira_falls_back_at_once_when_the_wait_would_pass_the_deadline(
+    start: Start, fake_product: FakeProduct, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_product.issues["DEMO-1"] = "Live summary"
+    fake_product.api.throttle(429, times=10, retry_after=30, headers={"RateLimit-Reason": "jira-burst-based"})
+    with caplog.at_level(logging.WARNING), start(fake_product.api_transport) as driver:
+        install_with_an_issue_event(driver)
+        fallback_only(driver)
+    assert [call.status for call in fake_product.api_calls] == [429]  # no retry: 30 s is past the 3 s budget
+    assert_verified_app_token(fake_product)
+    assert "rate limited issue DEMO-1 (reason jira-burst-based, retry after 30.0s)" in caplog.text
+    assert fake_product.shared_secret not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_short_rate_limit_is_waited_out_within_the_deadline(fake_product: FakeProduct) -> None:
+    fake_product.app_key = APP_KEY
+    fake_product.issues["DEMO-1"] = "Live after a pause"
+    fake_product.api.throttle(429, retry_after=1)
+    fake_product.api.throttle(503)
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    tenant = Tenant(APP_KEY, fake_product.client_key, fake_product.base_url, fake_product.shared_secret)
+    found = await current_summaries(
+        tenant,
+        ["DEMO-1"],
+        product_hosts=ProductHosts.of(),
+        timeout=8.0,
+        transport=fake_product.api_transport,
+        retries=RetryPolicy(async_sleep=wait, random=lambda: 0.0),
+    )
+    assert found == {"DEMO-1": "Live after a pause"}
+    assert waits == [1.0, 7.0]  # Retry-After, then the second backoff (10 s) at its lowest jitter: within 8 s
+    assert [call.status for call in fake_product.api_calls] == [429, 503, 200]
 
 
 # -- secrets ------------------------------------------------------------------------------

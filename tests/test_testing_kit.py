@@ -36,6 +36,8 @@ from fastapi_connect_auth import (
     Credentials,
     InstallPayload,
     LifecyclePayload,
+    RateLimitInfo,
+    RetryPolicy,
     VerifiedInstallation,
     VerifiedRequest,
     product_client,
@@ -465,6 +467,52 @@ async def test_rest_api_served_on_loopback_accepts_the_librarys_product_client(f
     assert found.json()["fields"]["summary"] == "Over real HTTP"
     assert garbled.status_code == 401
     assert [call.status for call in fake_product.api_calls] == [200, 401]
+
+
+@pytest.mark.anyio
+async def test_rest_api_answers_429_and_503_on_a_schedule_over_real_http(fake_product: FakeProduct) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.issues["DEMO-7"] = "Eventually"
+    fake_product.api.throttle(
+        429, times=2, retry_after=1, headers={"RateLimit-Reason": "jira-burst-based", "X-RateLimit-NearLimit": "true"}
+    )
+    fake_product.api.throttle(
+        503, retry_after="Tue, 14 Nov 2023 22:13:20 GMT", method="GET", path="/rest/api/{v}/issue/{key}"
+    )
+    fake_product.api.throttle(429, method="POST")  # never matched by a GET
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    with fake_product.serve_api() as base_url:
+        async with product_client(
+            app_key="my-app",
+            client_key=fake_product.client_key,
+            base_url=base_url,
+            shared_secret=fake_product.shared_secret,
+            retries=RetryPolicy(async_sleep=wait, random=lambda: 0.0),
+        ) as jira:
+            async with httpx.AsyncClient(base_url=base_url, auth=jira.auth) as plain:
+                first = await plain.get("/rest/api/3/issue/DEMO-7")
+            found = await jira.get("/rest/api/3/issue/DEMO-7")
+
+    assert first.status_code == 429
+    info = RateLimitInfo.from_response(first)
+    assert (info.retry_after, info.reason, info.near_limit) == (1.0, "jira-burst-based", True)
+    assert found.json()["fields"]["summary"] == "Eventually"
+    assert waits == [1.0, 1.0]  # the second 429, then the 503 whose date has passed (at least 1 s)
+    assert [call.status for call in fake_product.api_calls] == [429, 429, 503, 200]
+    assert all(call.claims is not None for call in fake_product.api_calls)  # throttled only once verified
+
+
+def test_rest_api_throttles_only_verified_calls(fake_product: FakeProduct) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.api.throttle(429)
+    with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+        refused = client.get("/rest/api/3/issue/DEMO-1", headers={"Authorization": "JWT not-a-token"})
+    assert refused.status_code == 401
+    assert [call.status for call in fake_product.api_calls] == [401]
 
 
 # -- every product ------------------------------------------------------------------------

@@ -7,7 +7,9 @@ tenant's client key, not expired by the product's clock, and a `qsh` of this
 very request relative to the product's base URL. Anything else gets 401.
 
 Behind that check, routes answer: a fake Jira has `GET /rest/api/{2,3}/issue/{key}`,
-and a test adds its own with `FakeRestAPI.route`.
+and a test adds its own with `FakeRestAPI.route`. `FakeRestAPI.throttle` makes
+the next calls answer 429 or 503 with the headers a test chooses, as a
+rate-limited product does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +69,30 @@ RouteHandler = Callable[[APIRequest], httpx.Response]
 """A route of the fake REST API: a verified call in, the product's answer out."""
 
 
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """`path` with each `{name}` matching one path segment."""
+    parts = _PLACEHOLDER.split(path)  # literal, name, literal, name, ...
+    return re.compile(
+        "".join(f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part) for index, part in enumerate(parts))
+    )
+
+
+@dataclass
+class _Throttle:
+    """The answer the next `times` matching calls get instead of their route's."""
+
+    status: int
+    headers: dict[str, str]
+    times: int
+    method: str | None
+    path: re.Pattern[str] | None = field(default=None)
+
+    def matches(self, method: str, relative_path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path is None or self.path.fullmatch(relative_path) is not None
+        )
+
+
 def issue_route(issues: Mapping[str, str]) -> RouteHandler:
     """Jira's `GET /rest/api/{version}/issue/{key}`: the summary in `issues`, else Jira's 404."""
 
@@ -102,12 +128,52 @@ class FakeRestAPI:
         self.calls: list[ProductAPICall] = []
         self.lock = threading.Lock()
         self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
+        self._throttles: list[_Throttle] = []
 
     def add_route(self, method: str, path: str, handler: RouteHandler) -> None:
         """Answer `method path` (`{name}` placeholders allowed) with `handler`, once the token is verified."""
-        parts = _PLACEHOLDER.split(path)  # literal, name, literal, name, ...
-        regex = "".join(f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part) for index, part in enumerate(parts))
-        self._routes.append((method.upper(), re.compile(regex), handler))
+        self._routes.append((method.upper(), _path_pattern(path), handler))
+
+    def throttle(
+        self,
+        status: int = 429,
+        *,
+        times: int = 1,
+        retry_after: float | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `times` verified calls (of `method` to `path`, if given) with `status`, then as usual.
+
+        `retry_after` (seconds, or an HTTP-date) and `headers` (such as
+        `RateLimit-Reason` or `X-RateLimit-Remaining`) go on each answer.
+        Schedules queue up in order: a call gets the first one that matches it.
+
+        ```python
+        product.api.throttle(429, times=2, retry_after=1, headers={"RateLimit-Reason": "jira-burst-based"})
+        product.api.throttle(503)  # then one 503, then the routes answer again
+        ```
+        """
+        answer_headers = dict(headers or {})
+        if retry_after is not None:
+            answer_headers["Retry-After"] = retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
+        pattern = _path_pattern(path) if path is not None else None
+        with self.lock:
+            self._throttles.append(_Throttle(status, answer_headers, times, method and method.upper(), pattern))
+
+    def _throttled(self, request: httpx.Request) -> httpx.Response | None:
+        """The scheduled 429/503 for `request`, using one of its `times`; `None` if none applies."""
+        relative = request.url.path[len(urlsplit(self.tenant.base_url).path.rstrip("/")) :]
+        with self.lock:
+            for throttle in self._throttles:
+                if throttle.matches(request.method, relative):
+                    throttle.times -= 1
+                    if throttle.times <= 0:
+                        self._throttles.remove(throttle)
+                    message = "Rate limit exceeded." if throttle.status == 429 else "Service unavailable."
+                    return httpx.Response(throttle.status, headers=throttle.headers, json={"errorMessages": [message]})
+        return None
 
     def route(self, method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
         """The decorator form of `add_route`."""
@@ -165,7 +231,7 @@ class FakeRestAPI:
                 401, json={"errorMessages": ["Authentication failed."]}, headers={"WWW-Authenticate": "JWT"}
             )
         else:
-            response = self._route(request, verified)
+            response = self._throttled(request) or self._route(request, verified)
             call = ProductAPICall(request.method, url, response.status_code, claims=verified)
         with self.lock:
             self.calls.append(call)
