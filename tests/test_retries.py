@@ -91,26 +91,24 @@ class ScheduledProduct:
         return httpx.Response(status, headers=headers, json={"attempt": len(self.requests)})
 
 
+def tenant(product: ScheduledProduct, retries: RetryPolicy | None) -> dict[str, Any]:
+    """The factories' arguments for the tenant, answered by `product`."""
+    return {
+        "app_key": APP_KEY,
+        "client_key": CLIENT_KEY,
+        "base_url": TENANT,
+        "shared_secret": SECRET,
+        "transport": product.transport,
+        "retries": retries,
+    }
+
+
 def client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx.Client:
-    return sync_product_client(
-        app_key=APP_KEY,
-        client_key=CLIENT_KEY,
-        base_url=TENANT,
-        shared_secret=SECRET,
-        transport=product.transport,
-        retries=retries,
-    )
+    return sync_product_client(**tenant(product, retries))
 
 
 def async_client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx.AsyncClient:
-    return product_client(
-        app_key=APP_KEY,
-        client_key=CLIENT_KEY,
-        base_url=TENANT,
-        shared_secret=SECRET,
-        transport=product.transport,
-        retries=retries,
-    )
+    return product_client(**tenant(product, retries))
 
 
 async def get_both_ways(product: ScheduledProduct, waits: Waits, path: str = "/rest/api/3/myself") -> list[int]:
