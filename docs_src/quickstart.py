@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel
 
 from fastapi_connect_auth import (
     ConnectAuth,
@@ -51,9 +52,24 @@ async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecyc
     tenants.pop(event.client_key, None)
 
 
+class Issue(BaseModel):
+    key: str
+
+
+class IssueEvent(BaseModel):
+    webhookEvent: str
+    issue: Issue
+
+
+# The body is read only once the token is verified, at most max_body_size bytes, then validated:
+# an unsigned call gets 401 before a byte of it is read. Never take a webhook body as a route parameter.
+IssueWebhook = Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))]
+
+
 @app.post("/webhooks/issue-created", status_code=204)
-async def issue_created(call: Annotated[VerifiedRequest, Depends(ConnectRequest())]) -> None:
-    print(f"New issue in {call.client_key}")
+async def issue_created(call: IssueWebhook) -> None:
+    event: IssueEvent = call.body
+    print(f"New issue {event.issue.key} in {call.client_key}")
 
 
 @app.get("/api/me")

@@ -6,6 +6,7 @@ import os
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel
 
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
@@ -21,6 +22,14 @@ from fastapi_connect_auth import (
 )
 
 BASE_URL = "https://my-app.example.com"
+
+
+class Issue(BaseModel):
+    key: str
+
+
+class IssueEvent(BaseModel):
+    issue: Issue
 
 
 def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
@@ -51,8 +60,8 @@ def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
         tenants.pop(event.client_key, None)
 
     @app.post("/webhooks/issue-created", status_code=204)
-    async def issue_created(call: Annotated[VerifiedRequest, Depends(ConnectRequest())], event: dict[str, Any]) -> None:
-        created_issues.append(event["issue"]["key"])
+    async def issue_created(call: Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))]) -> None:
+        created_issues.append(call.body.issue.key)  # the body, read and validated once the call was verified
 
     @app.get("/api/created-issues")
     async def list_created_issues(

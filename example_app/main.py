@@ -6,7 +6,6 @@ environment variables of `Settings`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, field_validator
 
@@ -29,6 +28,7 @@ from fastapi_connect_auth import (
     VerifiedInstallation,
     VerifiedLifecycle,
     VerifiedRequest,
+    redact_access_logs,
 )
 
 from .db import Installation, Store, answer_database_outages
@@ -44,29 +44,22 @@ IframeCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest(qsh
 """A call from the app's own iframe, with a token from `AP.context.getToken()`."""
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
-WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+WebhookCall = Annotated[
+    VerifiedRequest[Installation], Depends(ConnectRequest(body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES))
+]
+"""A webhook: verified like a page load, then its JSON object read (at most MAX_WEBHOOK_BYTES) into `call.body`."""
 
 
-async def webhook_body(call: TenantCall, request: Request) -> dict[str, Any]:
-    """The webhook's JSON object, read only once the call is verified, and never more than MAX_WEBHOOK_BYTES.
+def page_headers(product_hosts: ProductHosts) -> dict[str, str]:
+    """Headers for the app's framed pages: framed only by allowed products, and never leaking the URL's `jwt`.
 
-    Declaring the body as a route parameter would make FastAPI read and parse it before
-    authentication, for anyone, at any size.
+    `no-referrer`: the page's URL carries its token, which a `Referer` would hand to every script host.
     """
-    too_large = HTTPException(413, f"A webhook body may be at most {MAX_WEBHOOK_BYTES} bytes.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
-        raise too_large
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise too_large
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        payload = None
-    if not isinstance(payload, dict):
-        raise HTTPException(400, "A webhook body must be a JSON object.")
-    return payload
+    return {
+        "Content-Security-Policy": f"frame-ancestors {product_hosts.frame_ancestors()}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 class EventOut(BaseModel):
@@ -131,6 +124,7 @@ def create_app(
 
     app = FastAPI(title="FastAPI Connect example", lifespan=lifespan)
     connect.install(app)
+    redact_access_logs()
     answer_database_outages(app)
 
     @app.get("/atlassian-connect.json")
@@ -153,13 +147,15 @@ def create_app(
     async def disabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("disabled"))]) -> None:
         await store.set_state(event.client_key, enabled=False)
 
-    @app.post("/webhooks", status_code=204, openapi_extra={"requestBody": WEBHOOK_BODY})
-    async def webhook(call: TenantCall, payload: Annotated[dict[str, Any], Depends(webhook_body)]) -> None:
-        await store.add_event(call.client_key, payload)
+    @app.post("/webhooks", status_code=204)
+    async def webhook(call: WebhookCall) -> None:
+        await store.add_event(call.client_key, call.body)
+
+    framed_page_headers = page_headers(connect.product_hosts)
 
     @app.get("/inbox", response_class=HTMLResponse)
-    async def inbox(call: TenantCall) -> str:
-        return INBOX_PAGE.read_text(encoding="utf-8")
+    async def inbox(call: TenantCall) -> HTMLResponse:
+        return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"), headers=framed_page_headers)
 
     @app.get("/api/events")
     async def events(call: IframeCall) -> list[EventOut]:

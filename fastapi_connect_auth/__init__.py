@@ -10,6 +10,7 @@ from ._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, req
 from ._environments import ConnectEnvironment, ProductHosts
 from ._errors import AuthError, AuthErrorCode
 from ._keys import AtlassianKeyProvider, PublicKeyProvider
+from ._logs import RedactTokens, redact_access_logs
 from ._models import (
     ConnectClaims,
     ConnectContext,
@@ -68,6 +69,7 @@ __all__ = [
     "QshMode",
     "RateLimitInfo",
     "RateLimitedError",
+    "RedactTokens",
     "RequestTarget",
     "RetryPolicy",
     "TokenRequestError",
@@ -83,6 +85,7 @@ __all__ = [
     "context_token",
     "product_client",
     "query_string_hash",
+    "redact_access_logs",
     "request_target",
     "sync_product_client",
 ]

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from ._bodies import BodySource, too_large
 from ._environments import ConnectEnvironment, ProductHosts
 from ._errors import AuthError, AuthErrorCode
 from ._keys import AtlassianKeyProvider, PublicKeyProvider, check_kid
@@ -37,6 +39,7 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
+from ._openapi import document_errors
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
 
@@ -138,9 +141,14 @@ class ConnectAuth:
     # -- wiring -------------------------------------------------------------------------
 
     def install(self, app: FastAPI) -> None:
-        """Attach this configuration to `app` and answer `AuthError`s as JSON with their code."""
+        """Attach this configuration to `app`, answer `AuthError`s as JSON with their code, and document them.
+
+        Each route guarded by a Connect dependency lists in OpenAPI the error
+        statuses it can answer and the request body it reads.
+        """
         app.state.connect_auth = self
         app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+        document_errors(app)
 
     @asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
@@ -186,9 +194,8 @@ class ConnectAuth:
             credentials = await self._load_known(claims.iss)
             if alg == "RS256":
                 environment = self._environment(credentials.base_url) if credentials.base_url else None
-                await self._verify_signed(
-                    parsed, target, claims.iss, environment, "skip" if qsh == "skip" else "computed"
-                )
+                kid = self._precheck_signed(parsed, target, "skip" if qsh == "skip" else "computed")
+                await self._verify_signed(parsed, kid, claims.iss, environment)
             else:
                 verify_signature(parsed, credentials.shared_secret)
             return VerifiedRequest(claims, credentials.stored_entity)
@@ -197,7 +204,7 @@ class ConnectAuth:
             raise
 
     async def verify_installation(
-        self, token: str | None, target: RequestTarget, body: bytes
+        self, token: str | None, target: RequestTarget, body: bytes | BodySource
     ) -> VerifiedInstallation[Any]:
         """Verify an `installed` callback (the Node library's `verifyInstallation`).
 
@@ -205,18 +212,25 @@ class ConnectAuth:
         `kid`, with `aud` one of our base URLs and `iss` the body's `clientKey`.
         Legacy installs follow the Node library: a first install needs no token; an
         update must be signed with the tenant's stored shared secret.
+
+        `body` is the body, or a reader of it (`BodySource`) called only once the
+        checks that do not need the body have passed.
         """
         parsed: ParsedToken | None = None
         try:
             parsed = self._parse(token) if token is not None or self.authorization_method == "publicKey" else None
-            payload = self.parse_payload(body, InstallPayload)
-            environment = self._environment(payload.base_url)
             signed = self.authorization_method == "publicKey" or (
                 self.authorization_method == "any" and parsed is not None and parsed.alg == "RS256"
             )
+            kid = ""
+            if parsed is not None:
+                check_algorithm(parsed, _RS256 if signed else _HS256)
+                if signed:
+                    kid = self._precheck_signed(parsed, target, "computed")
+            payload = self.parse_payload(await _read(body), InstallPayload)
+            environment = self._environment(payload.base_url)
             if parsed is not None and signed:
-                check_algorithm(parsed, _RS256)
-                await self._verify_signed(parsed, target, payload.client_key, environment, "computed")
+                await self._verify_signed(parsed, kid, payload.client_key, environment)
                 credentials = await self._load(payload.client_key)
                 claims = parsed.claims
             else:
@@ -232,7 +246,7 @@ class ConnectAuth:
             raise
 
     async def verify_lifecycle(
-        self, event: LifecycleEvent, token: str | None, target: RequestTarget, body: bytes
+        self, event: LifecycleEvent, token: str | None, target: RequestTarget, body: bytes | BodySource
     ) -> VerifiedLifecycle[Any]:
         """Verify an `uninstalled`, `enabled` or `disabled` callback from a known tenant.
 
@@ -243,21 +257,25 @@ class ConnectAuth:
         parsed: ParsedToken | None = None
         try:
             parsed = self._parse(token)
-            payload = self.parse_payload(body, LifecyclePayload)
+            allowed = _ALGORITHMS_BY_METHOD[self.authorization_method] if event == "uninstalled" else _HS256
+            signed = check_algorithm(parsed, allowed) == "RS256"
+            kid = self._precheck_signed(parsed, target, "computed") if signed else ""
+            if not signed:
+                self._precheck_shared_secret(parsed, target)
+            payload = self.parse_payload(await _read(body), LifecyclePayload)
             if payload.event_type != event:
                 raise AuthError(
                     AuthErrorCode.INVALID_INSTALL_PAYLOAD,
                     f"This route takes {event!r} callbacks, not {payload.event_type[:32]!r}.",
                 )
-            allowed = _ALGORITHMS_BY_METHOD[self.authorization_method] if event == "uninstalled" else _HS256
-            if check_algorithm(parsed, allowed) == "RS256":
+            if signed:
                 environment = self._environment(payload.base_url)
-                await self._verify_signed(parsed, target, payload.client_key, environment, "computed")
+                await self._verify_signed(parsed, kid, payload.client_key, environment)
                 credentials = await self._load_known(payload.client_key)
             else:
                 self._check_issuer(parsed, payload.client_key)
                 credentials = await self._load_known(payload.client_key)
-                self._verify_shared_secret(parsed, target, credentials.shared_secret)
+                verify_signature(parsed, credentials.shared_secret)
             return VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
         except AuthError as exc:
             self._log_rejection(event, exc, parsed)
@@ -268,7 +286,7 @@ class ConnectAuth:
     def check_body_size(self, size: int) -> None:
         """Refuse a lifecycle body of `size` bytes over `max_body_size` (`PAYLOAD_TOO_LARGE`, 413)."""
         if size > self.max_body_size:
-            raise AuthError(AuthErrorCode.PAYLOAD_TOO_LARGE, f"The body exceeds {self.max_body_size} bytes.")
+            raise too_large(self.max_body_size)
 
     def parse_payload(self, body: bytes, model: type[PayloadT]) -> PayloadT:
         """Validate a lifecycle body; a malformed one is a 4xx `AuthError` naming the fields."""
@@ -349,26 +367,54 @@ class ConnectAuth:
             "The query string hash does not match this request (was the URL rewritten by a proxy?).",
         )
 
-    async def _verify_signed(
-        self,
-        parsed: ParsedToken,
-        target: RequestTarget,
-        client_key: str,
-        environment: ConnectEnvironment | None,
-        qsh: QshMode,
-    ) -> None:
-        """Atlassian-signed (RS256): kid, times, audience, issuer, QSH, then the key and signature."""
+    def _precheck_signed(self, parsed: ParsedToken, target: RequestTarget, qsh: QshMode) -> str:
+        """Atlassian-signed (RS256), what needs no body: kid, times, audience, QSH; returns the kid."""
         kid = check_kid(parsed.claims.kid)
         check_times(parsed.claims, self.clock(), self.leeway)
         self._check_audience(parsed)
-        self._check_issuer(parsed, client_key)
         self._check_qsh(parsed.claims.qsh, target, qsh)
-        key = await self.key_provider.get_public_key(kid, environment or ConnectEnvironment.PRODUCTION)
+        return kid
+
+    async def _verify_signed(
+        self, parsed: ParsedToken, kid: str, client_key: str, environment: ConnectEnvironment | None
+    ) -> None:
+        """Atlassian-signed (RS256), after `_precheck_signed`: the issuer, then the key and the signature."""
+        self._check_issuer(parsed, client_key)
+        key = await self._public_key(kid, environment or ConnectEnvironment.PRODUCTION)
         verify_signature(parsed, key)
 
-    def _verify_shared_secret(self, parsed: ParsedToken, target: RequestTarget, shared_secret: str) -> None:
+    async def _public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
+        """The provider's key for `kid`; any failure other than an `AuthError` is a 503, never a 500.
+
+        A custom provider may raise anything (an httpx error, a `RuntimeError`); the
+        Node library answers any of them with `FAILED_TO_OBTAIN_PUBLIC_KEY`. Only the
+        exception's type is logged: its text may hold a URL or a credential.
+        """
+        try:
+            return await self.key_provider.get_public_key(kid, environment)
+        except AuthError:
+            raise
+        except Exception as exc:
+            logger.error(
+                "The key provider %s failed for kid %r (%s): %s",
+                type(self.key_provider).__name__,
+                kid,
+                environment.value,
+                type(exc).__name__,
+            )
+            raise AuthError(
+                AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY,
+                "Could not obtain Atlassian's public key: the key provider failed.",
+                status_code=503,
+            ) from exc
+
+    def _precheck_shared_secret(self, parsed: ParsedToken, target: RequestTarget) -> None:
+        """A shared-secret (HS256) lifecycle token, what needs no secret: times and the computed QSH."""
         check_times(parsed.claims, self.clock(), self.leeway)
         self._check_qsh(parsed.claims.qsh, target, "computed")
+
+    def _verify_shared_secret(self, parsed: ParsedToken, target: RequestTarget, shared_secret: str) -> None:
+        self._precheck_shared_secret(parsed, target)
         verify_signature(parsed, shared_secret)
 
     async def _verify_legacy_install(
@@ -392,6 +438,10 @@ class ConnectAuth:
     def _log_rejection(kind: str, exc: AuthError, parsed: ParsedToken | None) -> None:
         issuer = parsed.claims.iss[:64] if parsed is not None else None
         logger.warning("Rejected Connect %s: %s (iss=%r): %s", kind, exc.code.value, issuer, exc.message)
+
+
+async def _read(body: bytes | BodySource) -> bytes:
+    return body if isinstance(body, bytes) else await body()
 
 
 async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:

@@ -12,12 +12,23 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
+from pydantic import TypeAdapter, ValidationError
 
+from ._bodies import BodySource, read_capped
 from ._connect import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._errors import AuthError, AuthErrorCode
-from ._models import LifecycleEvent, VerifiedInstallation, VerifiedLifecycle, VerifiedRequest
+from ._models import (
+    InstallPayload,
+    LifecycleEvent,
+    LifecyclePayload,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+)
+from ._openapi import DocumentedDependency
 
 __all__ = ["ConnectInstall", "ConnectLifecycle", "ConnectRequest", "request_target"]
 
@@ -25,6 +36,8 @@ _SCHEME_NAME = "AtlassianConnectJWT"
 _DESCRIPTION = "An Atlassian Connect JWT, sent as `Authorization: JWT <token>` or in the `jwt` query parameter."
 _QSH_MODES = ("computed", "context", "any", "skip")
 _LIFECYCLE_EVENTS = ("uninstalled", "enabled", "disabled")
+_INSTALL_BODY: TypeAdapter[Any] = TypeAdapter(InstallPayload)
+_LIFECYCLE_BODY: TypeAdapter[Any] = TypeAdapter(LifecyclePayload)
 
 
 def request_target(request: Request) -> RequestTarget:
@@ -46,7 +59,7 @@ def request_target(request: Request) -> RequestTarget:
     return RequestTarget(request.method, quote(path, safe="/:@!$&'()*+,;=~"), query)
 
 
-class _ConnectSecurity(SecurityBase):
+class _ConnectSecurity(SecurityBase, DocumentedDependency):
     def __init__(self, *, scheme_name: str | None, description: str | None, config: ConnectAuth | None) -> None:
         self.model = APIKey(**{"in": APIKeyIn.header}, name="Authorization", description=description or _DESCRIPTION)
         self.scheme_name = scheme_name or _SCHEME_NAME
@@ -67,17 +80,18 @@ class _ConnectSecurity(SecurityBase):
     def connect_auth(self, request: Request) -> ConnectAuth:
         return self.config or ConnectAuth.of(request)
 
-    async def read_callback(self, request: Request) -> tuple[ConnectAuth, str | None, RequestTarget, bytes]:
-        """What a lifecycle flow needs: the config, the token, the target and the body.
+    def read_callback(self, request: Request) -> tuple[ConnectAuth, str | None, RequestTarget, BodySource]:
+        """What a lifecycle flow needs: the config, the token, the target and a capped reader of the body.
 
-        The body is refused early when its declared length is over the limit.
+        The flow reads the body only after the checks that do not need it, and
+        never more than `max_body_size` bytes of it, whatever the headers say.
         """
         config = self.connect_auth(request)
-        token = self.extract_token(request)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit():
-            config.check_body_size(int(declared))
-        return config, token, request_target(request), await request.body()
+
+        async def body() -> bytes:
+            return await read_capped(request, config.max_body_size)
+
+        return config, self.extract_token(request), request_target(request), body
 
 
 class ConnectRequest(_ConnectSecurity):
@@ -96,6 +110,18 @@ class ConnectRequest(_ConnectSecurity):
     * `auto_error=False`: a request with no token at all yields `None` instead of
       401, for routes that serve anonymous callers too. A token that is present
       but not valid is still rejected.
+    * `body`: a webhook's body type (a Pydantic model, or any type Pydantic
+      validates), returned as `VerifiedRequest.body`. The body is read only once
+      the token is verified, streamed and capped at `max_body_size` bytes (the
+      config's by default), then validated: 401, then 413, then 422. Never
+      declare a webhook body as a route parameter: FastAPI would read and parse
+      it, for anyone and at any size, before the token is looked at.
+
+    ```python
+    @app.post("/webhooks")
+    async def webhook(call: Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))]):
+        event: IssueEvent = call.body
+    ```
     """
 
     def __init__(
@@ -104,24 +130,56 @@ class ConnectRequest(_ConnectSecurity):
         qsh: QshMode = "computed",
         authorization_method: AuthorizationMethod = "sharedSecret",
         auto_error: bool = True,
+        body: Any = None,
+        max_body_size: int | None = None,
         scheme_name: str | None = None,
         description: str | None = None,
         config: ConnectAuth | None = None,
     ) -> None:
         if qsh not in _QSH_MODES:
             raise ValueError(f"qsh must be one of {_QSH_MODES}, not {qsh!r}")
+        if body is not None and not auto_error:
+            raise ValueError("a route that takes a body needs a token: body= and auto_error=False do not mix")
         super().__init__(scheme_name=scheme_name, description=description, config=config)
         self.qsh: QshMode = qsh
         self.authorization_method: AuthorizationMethod = authorization_method
         self.auto_error = auto_error
+        self.body: TypeAdapter[Any] | None = None if body is None else TypeAdapter(body)
+        self.max_body_size = max_body_size
+
+    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        signed = {503} if self.authorization_method != "sharedSecret" else set()
+        return {401} | signed | ({413, 422} if self.body is not None else set())
+
+    def openapi_body(self) -> TypeAdapter[Any] | None:
+        return self.body
 
     async def __call__(self, request: Request) -> VerifiedRequest[Any] | None:
         token = self.extract_token(request)
         if token is None and not self.auto_error:
             return None
-        return await self.connect_auth(request).verify_request(
+        verified = await self.connect_auth(request).verify_request(
             token, request_target(request), qsh=self.qsh, authorization_method=self.authorization_method
         )
+        if self.body is None:
+            return verified
+        return await self._with_body(request, verified, self.body)
+
+    async def _with_body(
+        self, request: Request, verified: VerifiedRequest[Any], body_type: TypeAdapter[Any]
+    ) -> VerifiedRequest[Any]:
+        """`verified` with its body: streamed under the cap, then validated (422 as FastAPI words it)."""
+        raw = await read_capped(request, self.max_body_size or self.connect_auth(request).max_body_size)
+        try:
+            body = body_type.validate_json(raw)
+        except ValidationError as exc:
+            # Without `input`: the caller's own bytes are not echoed back, however large.
+            errors = [
+                {"type": error["type"], "loc": ("body", *error["loc"]), "msg": error["msg"]}
+                for error in exc.errors(include_url=False)
+            ]
+            raise RequestValidationError(errors) from None
+        return VerifiedRequest(verified.claims, verified.stored_entity, body)
 
 
 class ConnectInstall(_ConnectSecurity):
@@ -135,8 +193,16 @@ class ConnectInstall(_ConnectSecurity):
     ) -> None:
         super().__init__(scheme_name=scheme_name, description=description, config=config)
 
+    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        config = self.config or config
+        signed = config is None or config.authorization_method != "sharedSecret"
+        return {400, 401, 413} | ({503} if signed else set())
+
+    def openapi_body(self) -> TypeAdapter[Any] | None:
+        return _INSTALL_BODY
+
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
-        config, token, target, body = await self.read_callback(request)
+        config, token, target, body = self.read_callback(request)
         return await config.verify_installation(token, target, body)
 
 
@@ -162,6 +228,14 @@ class ConnectLifecycle(_ConnectSecurity):
         super().__init__(scheme_name=scheme_name, description=description, config=config)
         self.event: LifecycleEvent = event
 
+    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        config = self.config or config
+        signed = self.event == "uninstalled" and (config is None or config.authorization_method != "sharedSecret")
+        return {400, 401, 413} | ({503} if signed else set())
+
+    def openapi_body(self) -> TypeAdapter[Any] | None:
+        return _LIFECYCLE_BODY
+
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
-        config, token, target, body = await self.read_callback(request)
+        config, token, target, body = self.read_callback(request)
         return await config.verify_lifecycle(self.event, token, target, body)

@@ -85,6 +85,19 @@ class ProductHosts:
             ConnectEnvironment(extra_hosts_environment),
         )
 
+    def frame_ancestors(self) -> str:
+        """The allow-list as CSP sources, for `Content-Security-Policy: frame-ancestors` on the app's pages.
+
+        Only an allowed product may frame them: no other site can load a page in
+        an iframe and trick a user into clicking through it.
+        """
+        environments = [environment for environment in ConnectEnvironment if environment in self.environments]
+        sources = [f"https://*{suffix}" for environment in environments for suffix in _SUFFIXES[environment]]
+        sources += [f"https://{host}" for environment in environments for host in _EXACT.get(environment, ())]
+        for pattern in self.extra_hosts:
+            sources += [f"http://{pattern}:*", f"https://{pattern}:*"]
+        return " ".join(dict.fromkeys(sources))
+
     def environment_of(self, base_url: str) -> ConnectEnvironment | None:
         """The environment of an allow-listed product `base_url`, else `None`."""
         parts = urlsplit(base_url)

@@ -238,6 +238,8 @@ class VerifiedRequest(Generic[EntityT]):
 
     claims: ConnectClaims
     stored_entity: EntityT | None = None
+    body: Any = None
+    """The validated body of a `ConnectRequest(body=Model)` route, read only after the token was verified."""
 
     @property
     def client_key(self) -> str:

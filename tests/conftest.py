@@ -416,3 +416,61 @@ def connect_app(make_connect_app: ConnectAppFactory) -> ConnectApp:
 def legacy_app(make_connect_app: ConnectAppFactory) -> ConnectApp:
     """An app verifying installs the legacy way (`authorization_method="sharedSecret"`)."""
     return make_connect_app(authorization_method="sharedSecret")
+
+
+# -- at the ASGI level: what the app pulled from the connection ------------------------------
+
+MIB = 1024 * 1024
+
+
+class Upload:
+    """An ASGI `receive` serving `total` bytes in 1 MiB chunks, lazily, counting the chunks pulled; or `body`."""
+
+    def __init__(self, total: int, body: bytes | None = None) -> None:
+        self.remaining = total
+        self.body = body
+        self.pulled = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if self.body is not None:
+            body, self.body = self.body, None
+            self.pulled += 1
+            return {"type": "http.request", "body": body, "more_body": False}
+        if self.remaining <= 0:
+            await anyio.sleep_forever()
+        chunk = min(MIB, self.remaining)
+        self.remaining -= chunk
+        self.pulled += 1
+        return {"type": "http.request", "body": b" " * chunk, "more_body": self.remaining > 0}
+
+
+def asgi_post(app: ConnectApp, path: str, headers: dict[str, str], upload: Upload) -> tuple[int, dict[str, Any]]:
+    """POST `upload` (chunked: no Content-Length unless `headers` has one) to the app; its status and JSON."""
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "server": ("test.example.com", 443),
+        "client": ("127.0.0.1", 1234),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(name.lower().encode(), value.encode("latin-1")) for name, value in headers.items()],
+        "state": {},
+    }
+
+    async def run() -> None:
+        await app.client.app(scope, upload.receive, send)  # type: ignore[arg-type]
+
+    anyio.run(run)
+    start = next(message for message in messages if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in messages if message["type"] == "http.response.body")
+    return start["status"], json.loads(body)

@@ -6,10 +6,33 @@ with the right code, and where it matters that Atlassian's CDN was never asked.
 
 from __future__ import annotations
 
-import pytest
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+import json
+import logging
+from typing import Any
 
-from tests.conftest import KID, NOW, SHARED_SECRET, ConnectApp, Tokens, install_body, public_pem, qsh_for
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+
+from fastapi_connect_auth import ConnectEnvironment, ConnectRequest, VerifiedRequest
+from tests.conftest import (
+    KID,
+    MIB,
+    NOW,
+    SHARED_SECRET,
+    ConnectApp,
+    ConnectAppFactory,
+    Tokens,
+    Upload,
+    asgi_post,
+    auth_header,
+    install_body,
+    lifecycle_body,
+    public_pem,
+    qsh_for,
+)
 
 LIFECYCLE_EVENTS = ["uninstalled", "enabled", "disabled"]
 
@@ -174,3 +197,125 @@ def test_non_finite_exp_never_means_never_expires(app: ConnectApp, tokens: Token
     response = app.post("/webhook", token)
 
     assert (response.status_code, response.json()["code"]) == (401, "FAILED_TO_DECODE")
+
+
+# -- issue 10: bodies, key providers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["installed", "uninstalled", "enabled", "disabled"])
+def test_lifecycle_body_buffered_before_the_token_was_checked(app: ConnectApp, event: str) -> None:
+    """A 400 MiB chunked body with a junk token grew the server by ~400 MB before its 401.
+
+    Now the token is decoded first and the body is never pulled; `test_served.py`
+    measures the same under a real uvicorn process.
+    """
+    upload = Upload(50 * MIB)
+
+    status, answer = asgi_post(app, f"/{event}", auth_header("junk.junk.junk"), upload)
+
+    assert (status, answer["code"]) == (401, "FAILED_TO_DECODE")
+    assert upload.pulled == 0
+
+
+@pytest.mark.parametrize("event", ["enabled", "disabled"])
+def test_chunked_lifecycle_body_past_the_cap_is_cut_off_whatever_its_length_says(
+    app: ConnectApp, tokens: Tokens, event: str
+) -> None:
+    """A token that passes the body-independent checks gets its body read, and only up to `max_body_size`."""
+    token = tokens.hs256(qsh_for("POST", f"/{event}"), secret="unknown-until-the-body-names-the-tenant")
+    upload = Upload(50 * MIB)
+
+    status, answer = asgi_post(app, f"/{event}", {**auth_header(token), "Content-Length": "10"}, upload)
+
+    assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert upload.pulled == 1
+
+
+class IssueEvent(BaseModel):
+    webhookEvent: str
+
+
+def body_routes(app: FastAPI) -> None:
+    verified = Depends(ConnectRequest(body=IssueEvent))
+
+    @app.post("/issue-webhook")
+    async def issue_webhook(call: VerifiedRequest[Any] = verified) -> str:
+        return str(call.body.webhookEvent)
+
+
+def test_webhook_body_parsed_before_authentication(make_connect_app: ConnectAppFactory, tokens: Tokens) -> None:
+    """A body declared as a route parameter is read and validated by FastAPI before any dependency runs.
+
+    With `ConnectRequest(body=...)`: an unsigned 50 MiB body is refused unread, an
+    unsigned malformed one gets 401 (not a 422 with validation details), and only a
+    signed malformed one gets 422.
+    """
+    app = make_connect_app(extra_routes=body_routes)
+    app.tenants.add()
+    upload = Upload(50 * MIB)
+
+    status, answer = asgi_post(app, "/issue-webhook", {}, upload)
+    unsigned_malformed = app.client.post("/issue-webhook", content=b"{not json")
+    signed_malformed = app.client.post(
+        "/issue-webhook", headers=auth_header(tokens.hs256(qsh_for("POST", "/issue-webhook"))), content=b"[]"
+    )
+
+    assert (status, answer["code"], upload.pulled) == (401, "MISSING_JWT", 0)
+    assert (unsigned_malformed.status_code, unsigned_malformed.json()["code"]) == (401, "MISSING_JWT")
+    assert signed_malformed.status_code == 422
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b2", "1e3", "-1", "+5"])
+def test_content_length_that_isdigit_but_not_int_is_no_500(app: ConnectApp, tokens: Tokens, length: str) -> None:
+    """`"²".isdigit()` is true and `int("²")` raises: only ASCII digits count as a length; the bytes decide."""
+    token = tokens.hs256(qsh_for("POST", "/enabled"))
+    body = json.dumps(lifecycle_body("enabled")).encode()
+
+    status, answer = asgi_post(app, "/enabled", {**auth_header(token), "Content-Length": length}, Upload(0, body))
+
+    assert status == 200, answer
+    assert answer["event"] == "enabled"
+
+
+class FailingKeyProvider:
+    """A custom provider that fails the way real ones do: not with an `AuthError`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def get_public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
+        self.calls += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("vault at https://admin:hunter2-secret@vault.internal is sealed"),
+        httpx.ConnectError("hunter2-secret: connection refused"),
+        KeyError("hunter2-secret"),
+    ],
+    ids=["runtime-error", "httpx-error", "key-error"],
+)
+def test_key_provider_failure_was_a_500(
+    make_connect_app: ConnectAppFactory, tokens: Tokens, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    """A custom `PublicKeyProvider` raising anything but `AuthError` propagated as a 500.
+
+    The Node library answers any provider error with `FAILED_TO_OBTAIN_PUBLIC_KEY`:
+    so do we (503, retry later), and log the failure's type, never its text.
+    """
+    provider = FailingKeyProvider(error)
+    app = make_connect_app(key_provider=provider)
+
+    with caplog.at_level(logging.DEBUG, logger="fastapi_connect_auth"):
+        response = app.install(install_body(), tokens.rs256(qsh_for("POST", "/installed")))
+
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "FAILED_TO_OBTAIN_PUBLIC_KEY"
+    assert provider.calls == 1
+    assert type(error).__name__ in caplog.text
+    assert "hunter2" not in caplog.text
+    assert "hunter2" not in response.text
+    assert app.tenants.tenants == {}

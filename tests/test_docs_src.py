@@ -174,8 +174,11 @@ def test_quickstart_install_webhook_iframe_uninstall(quickstart: tuple[ModuleTyp
     assert module.tenants[CLIENT_KEY].shared_secret == SECRET
     assert cdn.requested == [f"{PRODUCTION_KEYS}/{KID}"]
 
-    webhook = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"))
+    event = {"webhookEvent": "jira:issue_created", "issue": {"key": "DEMO-1"}}
+    webhook = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"), json=event)
     assert webhook.status_code == 204
+    malformed = client.post("/webhooks/issue-created", headers=tenant_token("POST&/webhooks/issue-created&"), json={})
+    assert malformed.status_code == 422
     me = client.get("/api/me", headers=tenant_token("context-qsh"))
     assert me.json() == {"tenant": CLIENT_KEY, "user": "account-1"}
 
@@ -200,6 +203,7 @@ def test_quickstart_refuses_forged_calls(quickstart: tuple[ModuleType, TestClien
     assert_rejected(client.post("/webhooks/issue-created", headers=context_token), "INVALID_QSH")
     forged = tenant_token("POST&/webhooks/issue-created&", secret="not-the-tenant-secret-" + "y" * 20)
     assert_rejected(client.post("/webhooks/issue-created", headers=forged), "INVALID_SIGNATURE")
+    assert_rejected(client.post("/webhooks/issue-created", content=b"{not json"), "MISSING_JWT")  # 401, not 422
 
 
 @exercises("quickstart.py")

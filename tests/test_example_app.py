@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from example_app.db import async_database_url, load_cipher
 from example_app.main import create_app
 from example_app.settings import Settings
+from fastapi_connect_auth import ProductHosts, RedactTokens
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
 from tests.postgres import Database
 
@@ -385,7 +386,7 @@ def test_a_refused_webhook_stores_nothing(
     with jira() as driver:
         assert driver.install().status_code == 204
         response = send(driver)
-        assert response.status_code in (400, 401), response.text
+        assert response.status_code in (401, 422), response.text
         assert stored_events(database) == []
         assert event_names(driver.context_call("GET", "/api/events")) == []
 
@@ -398,3 +399,45 @@ def test_the_page_and_the_api_take_only_their_kind_of_token(jira: Jira, fake_pro
         assert_refused(driver.request("GET", "/api/events", token=page_token), "INVALID_QSH")
         assert_refused(driver.request("GET", "/api/events"), "MISSING_JWT")
         assert_refused(driver.request("GET", "/inbox"), "MISSING_JWT")
+
+
+def test_the_page_sends_framing_and_referrer_headers(jira: Jira) -> None:
+    """Framed only by allowed products (no clickjacking), never sniffed, and its `?jwt=` URL never sent as a Referer."""
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        page = driver.load_page("inbox")
+
+    assert page.status_code == 200, page.text
+    sources = page.headers["Content-Security-Policy"].removeprefix("frame-ancestors ").split()
+    assert page.headers["Content-Security-Policy"].startswith("frame-ancestors ")
+    assert "https://*.atlassian.net" in sources
+    assert "https://*.jira.com" in sources
+    assert "*" not in sources
+    assert all(source.startswith(("https://", "http://")) for source in sources)
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_frame_ancestors_follow_the_product_allow_list() -> None:
+    hosts = ProductHosts.of(environments=["production", "staging"], extra_hosts=["localhost", "*.example.test"])
+
+    assert hosts.frame_ancestors().split() == [
+        "https://*.atlassian.net",
+        "https://*.jira.com",
+        "https://*.jira-dev.com",
+        "https://bitbucket.org",
+        "https://api.bitbucket.org",
+        "http://localhost:*",
+        "https://localhost:*",
+        "http://*.example.test:*",
+        "https://*.example.test:*",
+    ]
+
+
+def test_the_example_app_redacts_its_access_log(settings: Settings) -> None:
+    """`make run` serves this app: building it installs the filter on uvicorn's access logger."""
+    create_app(settings)
+
+    filters = logging.getLogger("uvicorn.access").filters
+    assert any(isinstance(installed, RedactTokens) for installed in filters)
+    assert sum(isinstance(installed, RedactTokens) for installed in filters) == 1  # once, however many apps

@@ -188,7 +188,7 @@ def target(tmp_path_factory: pytest.TempPathFactory, fake_product_signing_key: r
 
 Send = Callable[[Target], httpx.Response]
 NOT_JSON_CODE = None
-"""FastAPI's own answer to a webhook body it cannot parse (no `code`): it parses bodies before any dependency."""
+"""FastAPI's 422 format for a verified webhook body that does not validate (no `code`): `ConnectRequest(body=...)`."""
 
 
 def case(case_id: str, send: Send, status: int, code: str | None) -> Any:
@@ -521,10 +521,10 @@ BODIES = [
         "PAYLOAD_TOO_LARGE",
     ),
     case(
-        "install-body-oversized-before-token",
+        "install-body-oversized-without-token-is-401-first",
         lambda t: t.install(token=None, body=b" " * (MAX_BODY + 1)),
-        413,
-        "PAYLOAD_TOO_LARGE",
+        401,
+        "MISSING_JWT",
     ),
     install_field_case("no-shared-secret", sharedSecret=None),
     install_field_case("no-base-url", baseUrl=None),
@@ -548,14 +548,17 @@ BODIES = [
         401,
         "MISSING_JWT",
     ),
-    case("webhook-json-array", lambda t: t.webhook(body=b"[1, 2, 3]"), 400, NOT_JSON_CODE),
-    case("webhook-json-number", lambda t: t.webhook(body=b"42"), 400, NOT_JSON_CODE),
-    case("webhook-not-json", lambda t: t.webhook(body=b"{not json"), 400, NOT_JSON_CODE),
+    case("webhook-json-array", lambda t: t.webhook(body=b"[1, 2, 3]"), 422, NOT_JSON_CODE),
+    case("webhook-json-number", lambda t: t.webhook(body=b"42"), 422, NOT_JSON_CODE),
+    case("webhook-not-json", lambda t: t.webhook(body=b"{not json"), 422, NOT_JSON_CODE),
     case(
-        "webhook-signed-huge-body", lambda t: t.webhook(body=b'{"x": "' + b"y" * 1_100_000 + b'"}'), 413, NOT_JSON_CODE
+        "webhook-signed-huge-body",
+        lambda t: t.webhook(body=b'{"x": "' + b"y" * 1_100_000 + b'"}'),
+        413,
+        "PAYLOAD_TOO_LARGE",
     ),
-    case("webhook-invalid-utf8", lambda t: t.webhook(body=b'{"key": "\xff"}'), 400, NOT_JSON_CODE),
-    case("webhook-deeply-nested", lambda t: t.webhook(body=nested(100_000)), 400, NOT_JSON_CODE),
+    case("webhook-invalid-utf8", lambda t: t.webhook(body=b'{"key": "\xff"}'), 422, NOT_JSON_CODE),
+    case("webhook-deeply-nested", lambda t: t.webhook(body=nested(100_000)), 422, NOT_JSON_CODE),
     # The body is read only after the call is verified: an unsigned caller learns nothing about it.
     case("webhook-unsigned-not-json", lambda t: t.webhook(token=None, body=b"{not json"), 401, "MISSING_JWT"),
 ]

@@ -45,7 +45,8 @@ def test_the_readme_example_verifies_a_whole_lifecycle(example: tuple[ModuleType
         assert product.client_key in module.tenants
 
         webhook = product.shared_secret_token("POST", "/webhooks/issue-created", app_base_url=APP_BASE_URL)
-        assert post_json(client, "/webhooks/issue-created", webhook) == 200
+        assert post_json(client, "/webhooks/issue-created", webhook, {"webhookEvent": "jira:issue_created"}) == 200
+        assert post_json(client, "/webhooks/issue-created", webhook, {"no": "event"}) == 422
         replayed = client.post("/webhooks/issue-created?x=1", headers={"Authorization": f"JWT {webhook}"})
         assert (replayed.status_code, replayed.json()["code"]) == (401, "INVALID_QSH")
 

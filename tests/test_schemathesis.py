@@ -4,7 +4,10 @@ Two runs over every operation: as an anonymous caller (every protected route
 must refuse with a 4xx, never a 5xx), and as the installed tenant, each
 generated case signed like Jira would sign it, so that webhook bodies are
 stored and the inbox's `/api/events` answer is checked against its schema.
-The checks are `not_a_server_error` and `response_schema_conformance`.
+The checks are `not_a_server_error`, `status_code_conformance` and
+`response_schema_conformance`: the errors are documented (each Connect dependency
+adds its statuses and the `ConnectAuthError` model), so 401s, 400s, 413s and
+422s are checked against the schema like the successes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from example_app.main import create_app
 from example_app.settings import Settings
@@ -35,7 +38,8 @@ from fastapi_connect_auth.testing import FakeProduct
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
 APP_URL = "https://connect-app.example.test"
-CHECKS = [not_a_server_error, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+"""Every answer, errors included, must be a documented status with a body matching its documented schema."""
 RS256_ROUTES = {"/installed", "/uninstalled"}
 CONTEXT_ROUTES = {"/api/events"}
 
@@ -144,3 +148,4 @@ def test_every_operation_was_fuzzed_and_signed_cases_got_through() -> None:
     assert STATUSES["tenant POST /webhooks"][204] > 0
     assert STATUSES["tenant GET /api/events"][200] > 0
     assert STATUSES["tenant GET /inbox"][200] > 0
+    assert STATUSES["tenant POST /installed"][400] > 0, "signed malformed installs reached payload validation"
