@@ -305,6 +305,37 @@ async def test_without_a_policy_a_429_is_an_ordinary_response() -> None:
     assert len(product.requests) == 2
 
 
+@pytest.mark.anyio
+async def test_one_request_can_have_its_own_policy_or_none() -> None:
+    waits = Waits()
+    product = ScheduledProduct((429, {"Retry-After": "1"}), (200, {}), (429, {"Retry-After": "1"}))
+    read_only_post = waits.policy(other_statuses=frozenset({429, 503}))
+    async with async_client(product, waits.policy()) as jira:
+        searched = await jira.post("/rest/api/3/search/jql", json={"jql": ""}, extensions={"retries": read_only_post})
+        unretried = await jira.get("/rest/api/3/myself", extensions={"retries": None})
+        with pytest.raises(TypeError, match="RetryPolicy"):
+            await jira.get("/rest/api/3/myself", extensions={"retries": 3})
+    assert (searched.status_code, unretried.status_code) == (200, 429)  # without a policy, a 429 is a response
+    assert len(waits.sleeps) == 1
+    assert len(product.requests) == 3
+
+
+def test_each_retry_is_logged_without_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    waits = Waits()
+    product = ScheduledProduct((429, {"RateLimit-Reason": "jira-burst-based"}), httpx.ConnectError("refused"))
+    with (
+        caplog.at_level("INFO", logger="fastapi_connect_auth"),
+        client(product, waits.policy(random=lambda: 0.5)) as jira,
+    ):
+        assert jira.get("/rest/api/3/issue/A-1", params={"fields": "summary"}).status_code == 200
+    assert [record.getMessage() for record in caplog.records] == [
+        "Retrying GET /rest/api/3/issue/A-1 in 5.0 s (retry 1 of 4) after HTTP 429, jira-burst-based.",
+        "Retrying GET /rest/api/3/issue/A-1 in 10.0 s (retry 2 of 4) after ConnectError.",
+    ]
+    assert SECRET not in caplog.text
+    assert "eyJ" not in caplog.text  # the start of every JWT
+
+
 # --- budget --------------------------------------------------------------------------------------------------------
 
 

@@ -493,8 +493,7 @@ async def test_rest_api_answers_429_and_503_on_a_schedule_over_real_http(fake_pr
             shared_secret=fake_product.shared_secret,
             retries=RetryPolicy(async_sleep=wait, random=lambda: 0.0),
         ) as jira:
-            async with httpx.AsyncClient(base_url=base_url, auth=jira.auth) as plain:
-                first = await plain.get("/rest/api/3/issue/DEMO-7")
+            first = await jira.get("/rest/api/3/issue/DEMO-7", extensions={"retries": None})  # over real HTTP
             found = await jira.get("/rest/api/3/issue/DEMO-7")
 
     assert first.status_code == 429

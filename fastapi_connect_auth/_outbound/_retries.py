@@ -13,6 +13,7 @@ carries this loop is in `docs/rest-client.md`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import re
@@ -31,6 +32,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 """Methods that may be retried whatever the answer (RFC 9110, section 9.2.2)."""
 
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+logger = logging.getLogger("fastapi_connect_auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +222,10 @@ ATLASSIAN_RETRIES = RetryPolicy()
 class _Attempts:
     """One call's retry bookkeeping: whether to try again after an answer or error, and after how long."""
 
-    def __init__(self, policy: RetryPolicy, method: str, idempotent: bool | None) -> None:
+    def __init__(self, policy: RetryPolicy, method: str, path: str, idempotent: bool | None) -> None:
         self.policy = policy
         self.method = method
+        self.path = path
         self.idempotent = method.upper() in policy.idempotent_methods if idempotent is None else idempotent
         self.started = policy.clock()
         self.sent = 0
@@ -235,16 +239,27 @@ class _Attempts:
         if isinstance(outcome, Exception):
             if not (self.idempotent and isinstance(outcome, policy.errors)):
                 return None
-            retry_after = None
+            retry_after, cause = None, type(outcome).__name__
         else:
             if outcome.status_code not in (policy.statuses if self.idempotent else policy.other_statuses):
                 return None
-            retry_after = RateLimitInfo.from_response(outcome, now=policy.clock()).retry_after
-            if retry_after is not None and retry_after > policy.max_retry_after:
+            info = RateLimitInfo.from_response(outcome, now=policy.clock())
+            if info.retry_after is not None and info.retry_after > policy.max_retry_after:
                 return None
+            retry_after = info.retry_after
+            cause = f"HTTP {outcome.status_code}, {info.reason}" if info.reason else f"HTTP {outcome.status_code}"
         delay = policy.delay(self.sent, retry_after)
         if policy.budget is not None and policy.clock() - self.started + delay > policy.budget:
             return None
+        logger.info(
+            "Retrying %s %s in %.1f s (retry %d of %d) after %s.",
+            self.method,
+            self.path,
+            delay,
+            self.sent,
+            policy.max_retries,
+            cause,
+        )
         return delay
 
     def rate_limited(self, response: httpx.Response) -> RateLimitedError | None:
@@ -257,12 +272,13 @@ class _Attempts:
 def send_with_retries(
     policy: RetryPolicy | None,
     method: str,
+    path: str,
     attempt: Callable[[], httpx.Response],
     *,
     idempotent: bool | None = None,
     raise_rate_limited: bool = True,
 ) -> httpx.Response:
-    """Call `attempt` (which sends a freshly signed `method` request) until `policy` says stop.
+    """Call `attempt` (which sends a freshly signed `method` request to `path`) until `policy` says stop.
 
     Returns the last response (a retried one is closed first); a 429 left at the
     end raises `RateLimitedError` unless `raise_rate_limited` is off. An error
@@ -270,7 +286,7 @@ def send_with_retries(
     """
     if policy is None:
         return attempt()
-    attempts = _Attempts(policy, method, idempotent)
+    attempts = _Attempts(policy, method, path, idempotent)
     while True:
         try:
             response = attempt()
@@ -290,6 +306,7 @@ def send_with_retries(
 async def send_with_retries_async(
     policy: RetryPolicy | None,
     method: str,
+    path: str,
     attempt: Callable[[], Awaitable[httpx.Response]],
     *,
     idempotent: bool | None = None,
@@ -298,7 +315,7 @@ async def send_with_retries_async(
     """`send_with_retries` for an async `attempt`, waiting with `policy.async_sleep`."""
     if policy is None:
         return await attempt()
-    attempts = _Attempts(policy, method, idempotent)
+    attempts = _Attempts(policy, method, path, idempotent)
     while True:
         try:
             response = await attempt()
@@ -320,7 +337,8 @@ class RetryingClient(httpx.Client):
 
     A request whose body cannot be sent twice (a generator) is sent once. A 429
     left when retries are over raises `RateLimitedError`; `retries=None` turns
-    retrying off (a 429 is then an ordinary response).
+    retrying off (a 429 is then an ordinary response). One request can have its
+    own policy, or none: `client.post(url, json=body, extensions={"retries": policy})`.
     """
 
     def __init__(self, *, retries: RetryPolicy | None, **options: Any) -> None:
@@ -329,8 +347,9 @@ class RetryingClient(httpx.Client):
 
     def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
         send = super().send
-        retries = self.retries if _replayable(request) else None
-        return send_with_retries(retries, request.method, lambda: send(request, **options))
+        return send_with_retries(
+            _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
+        )
 
 
 class AsyncRetryingClient(httpx.AsyncClient):
@@ -342,10 +361,14 @@ class AsyncRetryingClient(httpx.AsyncClient):
 
     async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
         send = super().send
-        retries = self.retries if _replayable(request) else None
-        return await send_with_retries_async(retries, request.method, lambda: send(request, **options))
+        return await send_with_retries_async(
+            _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
+        )
 
 
-def _replayable(request: httpx.Request) -> bool:
-    """Whether the request's body can be sent again: bytes, not a one-shot stream."""
-    return isinstance(request.stream, httpx.ByteStream)
+def _policy_for(request: httpx.Request, default: RetryPolicy | None) -> RetryPolicy | None:
+    """The request's own policy (`extensions["retries"]`) or the client's; none if its body cannot be sent twice."""
+    policy = request.extensions.get("retries", default)
+    if policy is not None and not isinstance(policy, RetryPolicy):
+        raise TypeError('extensions["retries"] must be a RetryPolicy or None')
+    return policy if isinstance(request.stream, httpx.ByteStream) else None

@@ -208,7 +208,7 @@ class UserTokenProvider:
 
         try:
             response = await send_with_retries_async(
-                self.retries, "POST", attempt, idempotent=True, raise_rate_limited=False
+                self.retries, "POST", "/oauth2/token", attempt, idempotent=True, raise_rate_limited=False
             )
         except httpx.HTTPError as exc:
             raise _unreachable(grant, exc) from None
@@ -226,7 +226,9 @@ class UserTokenProvider:
                 return client.post(url, data=form, headers=_ACCEPT_JSON)
 
         try:
-            response = send_with_retries(self.retries, "POST", attempt, idempotent=True, raise_rate_limited=False)
+            response = send_with_retries(
+                self.retries, "POST", "/oauth2/token", attempt, idempotent=True, raise_rate_limited=False
+            )
         except httpx.HTTPError as exc:
             raise _unreachable(grant, exc) from None
         return self._store(grant, sent[-1][0], response, sent[-1][1]["assertion"])
