@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck postgres bench docs clean
+.PHONY: install test lint typecheck postgres dist matrix bench docs clean
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict fastapi_connect_auth
 
+# The sdist and wheel, built with the standard tools and checked as PyPI would.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 # The PostgreSQL tests need Debian's server binaries (initdb, pg_ctl): installed here when missing, if we may.
 # Where they cannot be, those tests are skipped, loudly; REQUIRE_POSTGRES=1 (set by .ci/run) makes that a failure.
 postgres:
@@ -33,8 +39,12 @@ postgres:
 		echo "!!!!! the PostgreSQL tests will be SKIPPED. Install Debian's postgresql package to run them."; \
 	fi
 
-test: lint typecheck postgres
+test: lint typecheck postgres dist
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
+
+# The suite on every Python the package claims, and once with the lowest declared dependency versions (noxfile.py).
+matrix: install
+	$(BIN)/nox
 
 # The load test uses wrk when it is installed (apt-get as root installs it), else a Python client.
 bench: install
@@ -47,7 +57,7 @@ docs: install
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site dist .nox
 
 .PHONY: run demo
 

@@ -91,3 +91,4 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+"""The package's version: the one source of it (pyproject.toml reads it from here)."""

@@ -41,7 +41,7 @@ def test_the_readme_example_verifies_a_whole_lifecycle(example: tuple[ModuleType
     module, product = example
     with TestClient(module.app) as client:
         install = product.signed_token("POST", "/installed", app_base_url=APP_BASE_URL)
-        assert post_json(client, "/installed", install, product.install_payload()) == 200
+        assert post_json(client, "/installed", install, product.install_payload()) == 204
         assert product.client_key in module.tenants
 
         webhook = product.shared_secret_token("POST", "/webhooks/issue-created", app_base_url=APP_BASE_URL)
@@ -54,7 +54,7 @@ def test_the_readme_example_verifies_a_whole_lifecycle(example: tuple[ModuleType
         assert me.json() == {"tenant": product.client_key, "user": "user-1"}
 
         uninstall = product.signed_token("POST", "/uninstalled", app_base_url=APP_BASE_URL)
-        assert post_json(client, "/uninstalled", uninstall, product.lifecycle_payload("uninstalled")) == 200
+        assert post_json(client, "/uninstalled", uninstall, product.lifecycle_payload("uninstalled")) == 204
         after = client.post("/webhooks/issue-created", headers={"Authorization": f"JWT {webhook}"})
         assert (after.status_code, after.json()["code"]) == (401, "UNKNOWN_ISSUER")
 
