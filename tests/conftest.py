@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI
+from hypothesis import settings
 from jwt.utils import base64url_encode
 
 from fastapi_connect_auth import (
@@ -39,6 +40,11 @@ from fastapi_connect_auth import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
+
+# Speed is measured in benchmarks, never asserted in tests: Hypothesis' per-example deadline failed
+# property tests on a loaded machine (CI shares its cores), so no test here has one.
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated", UserWarning)
