@@ -9,6 +9,20 @@ from ._connect import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMo
 from ._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
 from ._environments import ConnectEnvironment, ProductHosts
 from ._errors import AuthError, AuthErrorCode
+from ._forge import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
+from ._forge_dependencies import ForgeRequest
+from ._forge_models import (
+    ForgeApp,
+    ForgeClaims,
+    ForgeContext,
+    ForgeEnvironment,
+    ForgeInstallation,
+    ForgeInstallationContext,
+    ForgeInvocation,
+    ForgeLicense,
+    ForgeModule,
+)
+from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
 from ._keys import AtlassianKeyProvider, PublicKeyProvider
 from ._logs import RedactTokens, redact_access_logs
 from ._models import (
@@ -44,6 +58,10 @@ from ._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 
 __all__ = [
     "CONTEXT_QSH",
+    "FORGE_API_HOSTS",
+    "FORGE_ISSUER",
+    "FORGE_JWKS_URL",
+    "FORGE_STAGING_JWKS_URL",
     "AtlassianKeyProvider",
     "AuthError",
     "AuthErrorCode",
@@ -60,8 +78,21 @@ __all__ = [
     "ConnectUserAuth",
     "Credentials",
     "CredentialsLoader",
+    "ForgeApp",
+    "ForgeAuth",
+    "ForgeClaims",
+    "ForgeContext",
+    "ForgeEnvironment",
+    "ForgeInstallation",
+    "ForgeInstallationContext",
+    "ForgeInvocation",
+    "ForgeKeyProvider",
+    "ForgeLicense",
+    "ForgeModule",
+    "ForgeRequest",
     "InstallPayload",
     "InstallationType",
+    "JwksKeyProvider",
     "LifecyclePayload",
     "ProductAPIError",
     "ProductHosts",
@@ -83,6 +114,7 @@ __all__ = [
     "authorization_server_for",
     "canonical_request",
     "context_token",
+    "forge_app_ari",
     "product_client",
     "query_string_hash",
     "redact_access_logs",

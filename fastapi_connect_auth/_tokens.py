@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
@@ -23,7 +23,16 @@ from pydantic import ValidationError
 from ._errors import AuthError, AuthErrorCode
 from ._models import ConnectClaims, claims_from_token
 
-__all__ = ["MAX_TOKEN_LENGTH", "ParsedToken", "check_times", "parse_token", "verify_signature"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "ParsedToken",
+    "RawToken",
+    "check_times",
+    "parse_token",
+    "split_token",
+    "verify_rs256",
+    "verify_signature",
+]
 
 MAX_TOKEN_LENGTH = 16 * 1024
 """Longer tokens are refused before any decoding: Atlassian's are a few hundred bytes."""
@@ -59,6 +68,24 @@ class ParsedToken:
     alg: str
 
 
+@dataclass(frozen=True, slots=True)
+class RawToken:
+    """A token split into its header's `alg` and `kid`, its payload bytes, signing input and signature."""
+
+    alg: str
+    kid: str | None
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+class _Timed(Protocol):
+    @property
+    def exp(self) -> float: ...
+    @property
+    def nbf(self) -> float | None: ...
+
+
 def _decode_failure(reason: str) -> AuthError:
     return AuthError(AuthErrorCode.FAILED_TO_DECODE, f"Failed to decode the JWT: {reason}.")
 
@@ -82,8 +109,8 @@ _read_cached_header = lru_cache(maxsize=256)(_read_header)
 """A tenant's tokens share one of a handful of headers: each is decoded once. Failures are not cached."""
 
 
-def parse_token(token: str) -> ParsedToken:
-    """Split and decode `token`; raise `FAILED_TO_DECODE` for anything malformed.
+def split_token(token: str) -> RawToken:
+    """Split `token` and decode its header, payload and signature; raise `FAILED_TO_DECODE` for anything malformed.
 
     The shape and size are checked with one bounded regular expression before any
     base64 or JSON work, so hostile input costs next to nothing.
@@ -103,12 +130,23 @@ def parse_token(token: str) -> ParsedToken:
         signature = _base64url_decode(signature_segment)
     except ValueError as exc:
         raise _decode_failure("the header is not base64url-encoded JSON") from exc
+    return RawToken(alg, kid, payload, raw.rpartition(b".")[0], signature)
+
+
+def invalid_claims(exc: ValidationError) -> AuthError:
+    """`FAILED_TO_DECODE` naming the claims that failed validation (never their values)."""
+    fields = sorted({".".join(str(part) for part in error["loc"]) or "payload" for error in exc.errors()})
+    return _decode_failure(f"invalid claims ({', '.join(fields)})")
+
+
+def parse_token(token: str) -> ParsedToken:
+    """Split and decode a Connect token; raise `FAILED_TO_DECODE` for anything malformed."""
+    raw = split_token(token)
     try:
-        claims = claims_from_token(payload, alg, kid)
+        claims = claims_from_token(raw.payload, raw.alg, raw.kid)
     except ValidationError as exc:
-        fields = sorted({".".join(str(part) for part in error["loc"]) or "payload" for error in exc.errors()})
-        raise _decode_failure(f"invalid claims ({', '.join(fields)})") from exc
-    return ParsedToken(claims, raw.rpartition(b".")[0], signature, alg)
+        raise invalid_claims(exc) from exc
+    return ParsedToken(claims, raw.signing_input, raw.signature, raw.alg)
 
 
 def check_algorithm(parsed: ParsedToken, allowed: frozenset[Algorithm]) -> Algorithm:
@@ -135,10 +173,20 @@ def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
     else:
         valid = False
     if not valid:
-        raise AuthError(AuthErrorCode.INVALID_SIGNATURE, "The JWT signature is invalid.")
+        raise _invalid_signature()
 
 
-def check_times(claims: ConnectClaims, now: float, leeway: float) -> None:
+def verify_rs256(signing_input: bytes, signature: bytes, key: RSAPublicKey) -> None:
+    """Check an RS256 signature with an RSA public key; raise `INVALID_SIGNATURE` if it does not match."""
+    if not _RS256.verify(signing_input, key, signature):
+        raise _invalid_signature()
+
+
+def _invalid_signature() -> AuthError:
+    return AuthError(AuthErrorCode.INVALID_SIGNATURE, "The JWT signature is invalid.")
+
+
+def check_times(claims: _Timed, now: float, leeway: float) -> None:
     """Enforce `exp` (required) and `nbf` (when present), allowing `leeway` seconds of clock skew."""
     if now - leeway >= claims.exp:
         raise AuthError(AuthErrorCode.TOKEN_EXPIRED, "The JWT has expired.")

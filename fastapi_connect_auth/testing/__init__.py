@@ -16,6 +16,7 @@ with the library's pytest plugin.
 """
 
 from ._driver import ConnectAppDriver, expand_url
+from ._forge import FAKE_FORGE_JWKS_URL, FakeForge, ForgeAppDriver, JwksServer
 from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
@@ -24,12 +25,16 @@ from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
+    "FAKE_FORGE_JWKS_URL",
     "FAKE_KEYS_URL",
     "APIRequest",
     "ConnectAppDriver",
+    "FakeForge",
     "FakeProduct",
     "FakeRestAPI",
     "FakeTenant",
+    "ForgeAppDriver",
+    "JwksServer",
     "KeyServer",
     "ProductAPICall",
     "ProductType",

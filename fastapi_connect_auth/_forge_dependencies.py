@@ -1,0 +1,66 @@
+"""FastAPI dependency `ForgeRequest`: verify a call from Forge to a remote backend.
+
+A `SecurityBase` with an HTTP bearer scheme (`ForgeInvocationToken` in
+OpenAPI); it reads the headers Forge sends and hands them to the
+framework-free `ForgeAuth.verify_invocation`.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+
+from ._errors import AuthError
+from ._forge import ForgeAuth
+from ._forge_models import ForgeInvocation
+
+__all__ = ["ForgeRequest"]
+
+_SCHEME_NAME = "ForgeInvocationToken"
+_DESCRIPTION = "A Forge Invocation Token (FIT), sent by Forge as `Authorization: Bearer <token>`."
+
+
+class ForgeRequest(SecurityBase):
+    """Verify a Forge Remote call (UI call, product event, scheduled trigger); returns a `ForgeInvocation`.
+
+    ```python
+    @app.post("/forge/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]): ...
+    ```
+
+    A rejected call is answered 401 with `WWW-Authenticate: Bearer` (503 when
+    Forge's keys cannot be had), with `{"detail", "code"}` once
+    `ForgeAuth.install(app)` has run.
+    """
+
+    def __init__(
+        self, *, scheme_name: str | None = None, description: str | None = None, config: ForgeAuth | None = None
+    ) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT", description=description or _DESCRIPTION)
+        self.scheme_name = scheme_name or _SCHEME_NAME
+        self.config = config
+
+    @staticmethod
+    def extract_token(request: Request) -> str | None:
+        """The FIT from `Authorization: Bearer <token>` (scheme case-insensitive); `None` for anything else."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return credentials.strip() or None
+
+    async def __call__(self, request: Request) -> ForgeInvocation:
+        headers = request.headers
+        config = self.config or ForgeAuth.of(request)
+        try:
+            return await config.verify_invocation(
+                self.extract_token(request),
+                system_token=headers.get("x-forge-oauth-system"),
+                user_token=headers.get("x-forge-oauth-user"),
+                trace_id=headers.get("x-b3-traceid"),
+                span_id=headers.get("x-b3-spanid"),
+            )
+        except AuthError as exc:
+            if exc.status_code == 401:
+                exc.headers = {"WWW-Authenticate": "Bearer"}
+            raise

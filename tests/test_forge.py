@@ -1,0 +1,432 @@
+"""Integration tests of Forge Remote verification: `ForgeRequest` on a small app, FITs minted with PyJWT.
+
+Every refusal is checked for its code and status, for `WWW-Authenticate: Bearer`,
+and for nothing having been stored; tokens never appear in answers or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_connect_auth import (
+    FORGE_STAGING_JWKS_URL,
+    AuthError,
+    AuthErrorCode,
+    ForgeAuth,
+    ForgeInvocation,
+    ForgeRequest,
+    JwksKeyProvider,
+    forge_app_ari,
+)
+from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
+
+NOW = 1_700_000_000.0
+APP_UUID = "6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
+APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"
+OTHER_APP_ARI = "ari:cloud:ecosystem::app/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return generate_rsa_key()
+
+
+@pytest.fixture
+def forge(signing_key: rsa.RSAPrivateKey) -> FakeForge:
+    return FakeForge(app_id=APP_UUID, private_key=signing_key, clock=lambda: NOW)
+
+
+def make_app(config: ForgeAuth) -> tuple[FastAPI, list[ForgeInvocation]]:
+    app = FastAPI(lifespan=config.lifespan)
+    config.install(app)
+    stored: list[ForgeInvocation] = []
+
+    @app.post("/forge/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> dict[str, str]:
+        stored.append(call)
+        return {"installationId": call.installation_id}
+
+    @app.get("/forge/whoami")
+    async def whoami(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> dict[str, Any]:
+        stored.append(call)
+        return {"principal": call.principal, "cloudId": call.cloud_id}
+
+    return app, stored
+
+
+@pytest.fixture
+def setup(forge: FakeForge) -> Iterator[tuple[TestClient, list[ForgeInvocation]]]:
+    app, stored = make_app(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        yield client, stored
+
+
+def assert_refused(response: httpx.Response, code: str, stored: list[ForgeInvocation], status: int = 401) -> None:
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert stored == []
+
+
+# -- accepted -------------------------------------------------------------------------------
+
+
+def test_ui_call_is_accepted_with_every_field(
+    forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
+) -> None:
+    client, stored = setup
+    system, user = forge.system_token(), forge.user_token()
+    fit = forge.mint_fit("ui", app={"license": {"isActive": True, "isEvaluation": False, "type": "commercial"}})
+    response = forge.drive(client).ui_call("/forge/whoami", fit=fit, system_token=system, user_token=user)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"principal": forge.account_id, "cloudId": forge.cloud_id}
+    call = stored[0]
+    assert call.app_id == APP_ARI
+    assert call.installation_id == forge.installation_id
+    assert call.api_base_url == forge.api_base_url
+    assert call.app_version == "2.4.0"
+    assert call.environment is not None
+    assert call.environment.type == "PRODUCTION"
+    assert call.module is not None
+    assert call.module.key == "my-panel"
+    assert call.license is not None
+    assert call.license.active is True
+    assert call.license.is_evaluation is False
+    assert [ctx.cloud_id for ctx in call.installation_contexts] == [forge.cloud_id]
+    assert call.context is not None
+    assert call.context.site_url == "https://fake-site.atlassian.net"
+    assert call.principal == forge.account_id
+    assert call.ic_label is None
+    assert call.jti == jwt.decode(fit, options={"verify_signature": False})["jti"]
+    assert call.trace_id is not None
+    assert len(call.trace_id) == 32
+    assert call.span_id is not None
+    assert len(call.span_id) == 16
+    assert call.system_token is not None
+    assert call.system_token.get_secret_value() == system
+    assert call.user_token is not None
+    assert call.user_token.get_secret_value() == user
+    assert system not in repr(call)
+    assert user not in repr(call)
+
+
+def test_event_without_token_headers_has_no_tokens_and_no_ui_context(
+    forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
+) -> None:
+    client, stored = setup
+    response = client.post("/forge/events", json={}, headers={"Authorization": f"bEaReR {forge.mint_fit('event')}"})
+
+    assert response.status_code == 200, response.text
+    call = stored[0]
+    assert (call.system_token, call.user_token, call.trace_id, call.context, call.principal) == (None,) * 5
+    assert call.cloud_id == forge.cloud_id  # from app.installation.contexts
+    assert call.license is None
+
+
+def test_license_reads_active_before_is_active(
+    forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
+) -> None:
+    client, stored = setup
+    fit = forge.mint_fit("trigger", app={"license": {"active": False}})
+    assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    assert stored[0].license is not None
+    assert stored[0].license.active is False
+
+
+@pytest.mark.parametrize("configured", [APP_UUID, APP_ARI, APP_UUID.upper(), [OTHER_APP_ARI, APP_UUID]])
+def test_app_id_configured_as_uuid_ari_or_several(forge: FakeForge, configured: str | list[str]) -> None:
+    app, stored = make_app(ForgeAuth(app_id=configured, key_provider=forge.key_provider(), clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert forge.drive(client).event("/forge/events", {}).status_code == 200
+    assert stored[0].app_id == APP_ARI
+
+
+def test_two_configured_apps_each_accepted(signing_key: rsa.RSAPrivateKey) -> None:
+    first = FakeForge(app_id=APP_UUID, private_key=signing_key, clock=lambda: NOW)
+    second = FakeForge(app_id=OTHER_APP_ARI, private_key=signing_key, clock=lambda: NOW)
+    config = ForgeAuth(app_id=[APP_ARI, OTHER_APP_ARI], key_provider=first.key_provider(), clock=lambda: NOW)
+    app, stored = make_app(config)
+    with TestClient(app) as client:
+        assert first.drive(client).event("/forge/events", {}).status_code == 200
+        assert second.drive(client).event("/forge/events", {}).status_code == 200
+    assert [call.app_id for call in stored] == [APP_ARI, OTHER_APP_ARI]
+
+
+def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.RSAPrivateKey) -> None:
+    staging = FakeForge(
+        app_id=APP_UUID,
+        private_key=signing_key,
+        clock=lambda: NOW,
+        api_base_url="https://api.stg.atlassian.com/ex/jira/x",
+    )
+    urls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json=staging.jwks())
+
+    keys = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    app, _stored = make_app(ForgeAuth(app_id=APP_UUID, key_provider=keys, staging=True, clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert staging.drive(client).event("/forge/events", {}).status_code == 200
+    assert urls == [FORGE_STAGING_JWKS_URL]
+
+
+def test_isolated_cloud_uses_the_configured_template(forge: FakeForge) -> None:
+    urls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json=forge.jwks())
+
+    config = ForgeAuth(
+        app_id=APP_UUID,
+        key_provider=JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle))),
+        isolated_cloud_jwks_url="https://keys.example.test/{ic_label}/jwks.json",
+        clock=lambda: NOW,
+    )
+    app, stored = make_app(config)
+    with TestClient(app) as client:
+        assert forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(icLabel="acme_1")).status_code == 200
+    assert urls == ["https://keys.example.test/acme_1/jwks.json"]
+    assert stored[0].ic_label == "acme_1"
+
+
+# -- refused --------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return jwt.utils.base64url_encode(data).decode()
+
+
+def _tampered(fit: str) -> str:
+    header, _payload, signature = fit.split(".")
+    claims = jwt.decode(fit, options={"verify_signature": False})
+    claims["principal"] = "557058:someone-else"
+    return ".".join([header, _b64(json.dumps(claims).encode()), signature])
+
+
+def _alg_none(forge: FakeForge) -> str:
+    header = _b64(json.dumps({"alg": "none", "kid": forge.kid}).encode())
+    payload = _b64(json.dumps(forge.fit_claims()).encode())
+    return f"{header}.{payload}."
+
+
+def _key_confusion(forge: FakeForge) -> str:
+    """HS256 with the public key's PEM as the secret: accepted by a verifier that lets the token pick the algorithm."""
+    pem = (
+        forge.signing_keys[forge.kid]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    signing_input = ".".join(
+        [_b64(json.dumps({"alg": "HS256", "kid": forge.kid}).encode()), _b64(json.dumps(forge.fit_claims()).encode())]
+    )
+    signature = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+REFUSALS: dict[str, tuple[Any, str]] = {
+    "wrong issuer": (lambda f: f.mint_fit(iss="forge/something-else"), "WRONG_ISSUER"),
+    "another app's audience": (lambda f: f.mint_fit(aud=OTHER_APP_ARI, app={"id": OTHER_APP_ARI}), "WRONG_AUDIENCE"),
+    "audience missing": (lambda f: f.mint_fit(aud=None), "FAILED_TO_DECODE"),
+    "app.id not in aud": (lambda f: f.mint_fit(app={"id": OTHER_APP_ARI}), "WRONG_AUDIENCE"),
+    "aud ours, app.id another app": (
+        lambda f: f.mint_fit(aud=[APP_ARI, OTHER_APP_ARI], app={"id": OTHER_APP_ARI}),
+        "WRONG_AUDIENCE",
+    ),
+    "tampered payload": (lambda f: _tampered(f.mint_fit()), "INVALID_SIGNATURE"),
+    "alg none": (_alg_none, "INVALID_ALGORITHM"),
+    "HS256 with the public key PEM": (_key_confusion, "INVALID_ALGORITHM"),
+    "RS512": (lambda f: f.mint_fit(algorithm="RS512"), "INVALID_ALGORITHM"),
+    "kid missing": (lambda f: f.mint_fit(headers={"kid": None}), "MISSING_KID"),
+    "kid hostile": (lambda f: f.mint_fit(headers={"kid": "../../etc/passwd"}), "INVALID_KID"),
+    "unknown kid": (lambda f: f.mint_fit(headers={"kid": "forge-unknown"}), "FAILED_TO_OBTAIN_PUBLIC_KEY"),
+    "signed by another key": (lambda f: f.mint_fit(key=generate_rsa_key()), "INVALID_SIGNATURE"),
+    "expired beyond leeway": (lambda f: f.mint_fit(exp=int(NOW) - 11), "TOKEN_EXPIRED"),
+    "nbf in the future": (lambda f: f.mint_fit(nbf=int(NOW) + 11), "TOKEN_NOT_YET_VALID"),
+    "iat in the future": (lambda f: f.mint_fit(iat=int(NOW) + 11), "TOKEN_NOT_YET_VALID"),
+    "exp not a number": (lambda f: f.mint_fit(exp="tomorrow"), "FAILED_TO_DECODE"),
+    "exp NaN": (lambda f: f.mint_fit(exp=float("nan")), "FAILED_TO_DECODE"),
+    "exp missing": (lambda f: f.mint_fit(exp=None), "FAILED_TO_DECODE"),
+    "iat missing": (lambda f: f.mint_fit(iat=None), "FAILED_TO_DECODE"),
+    "nbf missing": (lambda f: f.mint_fit(nbf=None), "FAILED_TO_DECODE"),
+    "jti missing": (lambda f: f.mint_fit(jti=None), "FAILED_TO_DECODE"),
+    "iss missing": (lambda f: f.mint_fit(iss=None), "FAILED_TO_DECODE"),
+    "app missing": (lambda f: f.mint_fit(app=None), "FAILED_TO_DECODE"),
+    "installationId missing": (lambda f: f.mint_fit(app={"installationId": None}), "FAILED_TO_DECODE"),
+    "apiBaseUrl missing": (lambda f: f.mint_fit(app={"apiBaseUrl": None}), "FAILED_TO_DECODE"),
+    "installation.id differs": (
+        lambda f: f.mint_fit(app={"installation": {"id": "ari:cloud:ecosystem::installation/other"}}),
+        "INSTALLATION_MISMATCH",
+    ),
+    "hostile icLabel": (lambda f: f.mint_fit(icLabel="../evil?x="), "INVALID_IC_LABEL"),
+    "icLabel without an Isolated Cloud setup": (lambda f: f.mint_fit(icLabel="acme"), "INVALID_IC_LABEL"),
+    "staging token on a production-only setup": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "https://api.stg.atlassian.com/ex/jira/x"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "apiBaseUrl off the allow-list": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "https://attacker.example/ex/jira/x"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "apiBaseUrl look-alike host": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "https://api.atlassian.com.attacker.example/ex"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "apiBaseUrl with credentials": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "https://user:pw@api.atlassian.com/ex"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "apiBaseUrl on plain http": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "http://api.atlassian.com/ex/jira/x"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "apiBaseUrl on loopback not configured": (
+        lambda f: f.mint_fit(app={"apiBaseUrl": "http://127.0.0.1:9/ex/jira/x"}),
+        "UNTRUSTED_API_HOST",
+    ),
+    "two-segment token": (lambda f: f.mint_fit().rpartition(".")[0], "FAILED_TO_DECODE"),
+    "garbage": (lambda f: "not-a-token", "FAILED_TO_DECODE"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_refused_with_the_right_code(
+    case: str, forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, stored = setup
+    make, code = REFUSALS[case]
+    fit = make(forge)
+    system = forge.system_token()
+    with caplog.at_level(logging.DEBUG, logger="fastapi_connect_auth"):
+        response = forge.drive(client).event("/forge/events", {"n": 1}, fit=fit, system_token=system)
+
+    assert_refused(response, code, stored)
+    for secret in (fit, system, fit.split(".")[-1] or fit):
+        assert secret not in response.text
+        assert secret not in caplog.text
+    assert "Rejected Forge invocation" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer   ", "JWT {fit}", "Basic {fit}", "{fit}"], ids=repr
+)
+def test_without_a_bearer_fit_refused(
+    authorization: str | None, forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
+) -> None:
+    client, stored = setup
+    headers = {} if authorization is None else {"Authorization": authorization.format(fit=forge.mint_fit())}
+    assert_refused(client.post("/forge/events", json={}, headers=headers), "MISSING_JWT", stored)
+
+
+def test_loopback_api_host_accepted_only_when_configured(forge: FakeForge) -> None:
+    fit = forge.mint_fit(app={"apiBaseUrl": "http://127.0.0.1:8123/ex/jira/x"})
+    app, stored = make_app(forge.forge_auth(api_hosts=["127.0.0.1"], clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    assert stored[0].api_base_url == "http://127.0.0.1:8123/ex/jira/x"
+
+
+def test_leeway_admits_small_clock_skew(forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]) -> None:
+    client, _stored = setup
+    fit = forge.mint_fit(exp=int(NOW) - 9, nbf=int(NOW) + 9, iat=int(NOW) + 9)
+    assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+
+
+def test_the_audience_is_never_taken_from_the_token(signing_key: rsa.RSAPrivateKey) -> None:
+    """A validly signed FIT of another Forge app (the same key, as Forge signs every app's) is refused."""
+    ours = FakeForge(app_id=APP_UUID, private_key=signing_key, clock=lambda: NOW)
+    theirs = FakeForge(app_id=OTHER_APP_ARI, private_key=signing_key, clock=lambda: NOW)
+    app, stored = make_app(ours.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert_refused(theirs.drive(client).event("/forge/events", {}), "WRONG_AUDIENCE", stored)
+
+
+def test_an_independently_made_token_is_accepted(forge: FakeForge) -> None:
+    """A FIT built here with PyJWT alone, not with the kit's `mint_fit`."""
+    claims = {
+        "iss": "forge/invocation-token",
+        "aud": [APP_ARI],
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 25,
+        "jti": str(uuid.uuid4()),
+        "app": {
+            "id": APP_ARI,
+            "installationId": "ari:cloud:ecosystem::installation/1",
+            "apiBaseUrl": "https://api.atlassian.com/ex/confluence/c",
+        },
+    }
+    fit = jwt.encode(claims, forge.signing_keys[forge.kid], "RS256", {"kid": forge.kid})
+    app, stored = make_app(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        response = client.post("/forge/events", json={}, headers={"Authorization": f"Bearer {fit}"})
+    assert response.status_code == 200, response.text
+    assert stored[0].installation_id == "ari:cloud:ecosystem::installation/1"
+
+
+@pytest.mark.anyio
+async def test_verify_invocation_is_framework_free(forge: FakeForge) -> None:
+    config = forge.forge_auth(clock=lambda: NOW)
+    call = await config.verify_invocation(forge.mint_fit("trigger"), system_token="sys", trace_id="not hex!")
+    assert call.module is not None
+    assert call.module.type == "scheduledTrigger"
+    assert call.trace_id is None  # malformed trace ids are dropped, never echoed
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(None)
+    assert refused.value.code is AuthErrorCode.MISSING_JWT
+
+
+def test_config_refuses_bad_app_ids_and_templates() -> None:
+    for bad in ("", "not-a-uuid", "ari:cloud:ecosystem::app/xyz", "6c9a4a8f27c54b7e8f5e3b9f2d0c1a77"):
+        with pytest.raises(ValueError, match="Forge app id"):
+            forge_app_ari(bad)
+    with pytest.raises(ValueError, match="at least one"):
+        ForgeAuth(app_id=[])
+    with pytest.raises(ValueError, match="ic_label"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_jwks_url="https://keys.example.test/jwks.json")
+
+
+def test_without_install_the_dependency_says_what_to_do(forge: FakeForge) -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    async def route(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    with TestClient(app, raise_server_exceptions=True) as client, pytest.raises(RuntimeError, match=r"forge\.install"):
+        client.get("/x", headers={"Authorization": f"Bearer {forge.mint_fit()}"})
+
+
+def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
+    app, _ = make_app(forge.forge_auth())
+    schema = app.openapi()
+    assert schema["components"]["securitySchemes"] == {
+        "ForgeInvocationToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A Forge Invocation Token (FIT), sent by Forge as `Authorization: Bearer <token>`.",
+        }
+    }
+    assert schema["paths"]["/forge/events"]["post"]["security"] == [{"ForgeInvocationToken": []}]

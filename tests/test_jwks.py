@@ -1,0 +1,269 @@
+"""Unit tests of `JwksKeyProvider`: one fetch for every kid, rotation, junk kids, outages, weak keys.
+
+The JWKS is served by `httpx.MockTransport` (or a loopback server) from real RSA
+keys; time is a fake monotonic clock the tests move forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fastapi_connect_auth import AuthError, AuthErrorCode, ForgeKeyProvider, JwksKeyProvider
+from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
+
+URL = "https://forge.example.test/.well-known/jwks.json"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, rsa.RSAPrivateKey]:
+    return {"k1": generate_rsa_key(), "k2": generate_rsa_key()}
+
+
+def jwk(kid: str, key: rsa.RSAPrivateKey, **extra: Any) -> dict[str, Any]:
+    return {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, **extra}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Server:
+    """A JWKS endpoint whose answer a test changes; counts its requests."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self.jwks: dict[str, Any] | None = jwks
+        self.status = 200
+        self.requests = 0
+        self.delay = 0.0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.delay:
+            await anyio.sleep(self.delay)
+        if self.status != 200:
+            return httpx.Response(self.status, text="down")
+        return httpx.Response(200, json=self.jwks)
+
+    def provider(self, clock: Callable[[], float], **options: Any) -> JwksKeyProvider:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+        return JwksKeyProvider(client=client, clock=clock, **options)
+
+
+def public(key: rsa.RSAPrivateKey) -> Any:
+    return key.public_key().public_numbers()
+
+
+async def refused(provider: JwksKeyProvider, kid: str) -> AuthError:
+    with pytest.raises(AuthError) as error:
+        await provider.get_signing_key(kid, URL)
+    assert error.value.code is AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY
+    return error.value
+
+
+def test_is_a_forge_key_provider() -> None:
+    assert isinstance(JwksKeyProvider(), ForgeKeyProvider)
+
+
+@pytest.mark.anyio
+async def test_fifty_requests_one_fetch(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    provider = server.provider(Clock())
+    found = [await provider.get_signing_key("k1", URL) for _ in range(50)]
+    assert server.requests == 1
+    assert all(key.public_numbers() == public(keys["k1"]) for key in found)
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_share_one_fetch(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"]), jwk("k2", keys["k2"])]})
+    server.delay = 0.05
+    provider = server.provider(Clock())
+    found = await asyncio.gather(*(provider.get_signing_key(f"k{1 + n % 2}", URL) for n in range(20)))
+    assert server.requests == 1
+    assert len(found) == 20
+
+
+@pytest.mark.anyio
+async def test_rotation_one_refetch(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    clock = Clock()
+    provider = server.provider(clock, refetch_cooldown=30)
+    await provider.get_signing_key("k1", URL)
+    server.jwks = {"keys": [jwk("k1", keys["k1"]), jwk("k2", keys["k2"])]}
+    clock.now += 31
+    assert (await provider.get_signing_key("k2", URL)).public_numbers() == public(keys["k2"])
+    assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+    assert server.requests == 2
+
+
+@pytest.mark.anyio
+async def test_junk_kids_at_most_one_refetch_per_cooldown(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    clock = Clock()
+    provider = server.provider(clock, refetch_cooldown=30)
+    await provider.get_signing_key("k1", URL)
+    clock.now += 31
+    for n in range(20):
+        error = await refused(provider, f"junk-{n}")
+        assert error.status_code == 401
+    assert server.requests == 2  # the first fetch, then one refetch; the cooldown holds the other 19
+    clock.now += 31
+    for n in range(20):
+        await refused(provider, f"junk-{n}")
+    assert server.requests == 3
+    assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+
+
+@pytest.mark.anyio
+async def test_expired_cache_is_refetched(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    clock = Clock()
+    provider = server.provider(clock, cache_ttl=60)
+    await provider.get_signing_key("k1", URL)
+    clock.now += 61
+    await provider.get_signing_key("k1", URL)
+    assert server.requests == 2
+
+
+@pytest.mark.anyio
+async def test_outage_with_cached_keys_keeps_serving_then_gives_up(
+    keys: dict[str, rsa.RSAPrivateKey], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    clock = Clock()
+    provider = server.provider(clock, cache_ttl=60, refetch_cooldown=10, max_stale=600)
+    await provider.get_signing_key("k1", URL)
+    server.status = 503
+    clock.now += 61
+    for _ in range(5):
+        assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+    assert server.requests == 2  # one failed refetch; the cooldown spares the endpoint
+    assert "Forge JWKS unavailable" in caplog.text
+    clock.now += 600
+    error = await refused(provider, "k1")
+    assert error.status_code == 503
+    server.status = 200
+    clock.now += 11
+    assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+
+
+@pytest.mark.anyio
+async def test_outage_without_keys_is_503(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    server.status = 500
+    provider = server.provider(Clock())
+    assert (await refused(provider, "k1")).status_code == 503
+    assert (await refused(provider, "k1")).status_code == 503  # within the cooldown: no second fetch
+    assert server.requests == 1
+
+
+async def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+async def _slow(request: httpx.Request) -> httpx.Response:
+    await anyio.sleep(1)
+    return httpx.Response(200, json={"keys": []})
+
+
+async def _huge(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=b" " * (65 * 1024))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("handler", [_unreachable, _slow, _huge], ids=["unreachable", "timeout", "huge"])
+async def test_unreachable_slow_or_huge_endpoint_is_503(handler: Any) -> None:
+    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), timeout=0.1)
+    assert (await refused(provider, "k1")).status_code == 503
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"not json",
+        b"[]",
+        b'{"keys": "nope"}',
+        b'{"keys": []}',
+        b'{"keys": [1, "x", null]}',
+        b'{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]}',
+    ],
+)
+async def test_unusable_documents_are_an_outage(document: bytes) -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=document)
+
+    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    assert (await refused(provider, "k1")).status_code == 503
+
+
+@pytest.mark.anyio
+async def test_weak_keys_wrong_use_and_private_keys_are_dropped(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - a weak key, to be dropped
+    private_jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(keys["k2"])), "kid": "private"}
+    server = Server(
+        {
+            "keys": [
+                jwk("k1", keys["k1"]),
+                jwk("weak", weak),
+                jwk("enc", keys["k2"], use="enc"),
+                jwk("rs512", keys["k2"], alg="RS512"),
+                private_jwk,
+            ]
+        }
+    )
+    provider = server.provider(Clock())
+    await provider.get_signing_key("k1", URL)
+    for kid in ("weak", "enc", "rs512", "private"):
+        assert (await refused(provider, kid)).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_redirects_are_not_followed(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": "https://attacker.example/jwks.json"})
+
+    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    assert (await refused(provider, "k1")).status_code == 503
+
+
+@pytest.mark.anyio
+async def test_own_client_over_loopback(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    forge = FakeForge(private_key=keys["k1"])
+    with forge.serve_jwks() as served:
+        async with JwksKeyProvider() as provider:
+            key = await provider.get_signing_key(forge.kid, served.url)
+        without_client = JwksKeyProvider()
+        await without_client.get_signing_key(forge.kid, served.url)
+    assert key.public_numbers() == public(keys["k1"])
+    assert served.requests == 2
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_fetch_lets_the_next_caller_fetch(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    server.delay = 0.2
+    provider = server.provider(Clock())
+    with anyio.move_on_after(0.05):
+        await provider.get_signing_key("k1", URL)
+    server.delay = 0
+    assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+    assert server.requests == 2
