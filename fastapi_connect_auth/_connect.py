@@ -14,15 +14,13 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
 from ._bodies import BodySource, too_large
@@ -42,6 +40,7 @@ from ._models import (
 from ._openapi import document_errors
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
+from ._wiring import AppConfig
 
 __all__ = [
     "AuthorizationMethod",
@@ -90,7 +89,7 @@ def _normalise_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class ConnectAuth:
+class ConnectAuth(AppConfig):
     """The app's Connect configuration, attached to the app once with `install(app)`.
 
     ```python
@@ -110,6 +109,9 @@ class ConnectAuth:
     * `product_hosts`: the allow-list of product hosts that may install the app.
     * `leeway`: seconds of clock skew tolerated on `exp` and `nbf`.
     """
+
+    state_name = "connect_auth"
+    install_hint = "call connect.install(app)"
 
     def __init__(
         self,
@@ -138,35 +140,14 @@ class ConnectAuth:
         self.max_body_size = max_body_size
         self.clock = clock
 
-    # -- wiring -------------------------------------------------------------------------
-
     def install(self, app: FastAPI) -> None:
         """Attach this configuration to `app`, answer `AuthError`s as JSON with their code, and document them.
 
         Each route guarded by a Connect dependency lists in OpenAPI the error
         statuses it can answer and the request body it reads.
         """
-        app.state.connect_auth = self
-        app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+        super().install(app)
         document_errors(app)
-
-    @asynccontextmanager
-    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=connect.lifespan)`."""
-        async with AsyncExitStack() as stack:
-            if isinstance(self.key_provider, AbstractAsyncContextManager):
-                await stack.enter_async_context(self.key_provider)
-            yield
-
-    @classmethod
-    def of(cls, request: Request) -> ConnectAuth:
-        """The configuration `install()` attached to the request's app."""
-        config = getattr(request.app.state, "connect_auth", None)
-        if not isinstance(config, ConnectAuth):
-            raise RuntimeError(
-                "No ConnectAuth on this app: call connect.install(app), or pass config= to the dependency."
-            )
-        return config
 
     # -- flows --------------------------------------------------------------------------
 
@@ -442,10 +423,3 @@ class ConnectAuth:
 
 async def _read(body: bytes | BodySource) -> bytes:
     return body if isinstance(body, bytes) else await body()
-
-
-async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
-    """Answer an `AuthError` with its status, `{"detail": message, "code": CODE}` and headers."""
-    return JSONResponse(
-        {"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=exc.headers
-    )

@@ -17,20 +17,17 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
 from pydantic import SecretStr, ValidationError
 
-from ._connect import auth_error_handler
 from ._errors import AuthError, AuthErrorCode
 from ._forge_models import ForgeClaims, ForgeInvocation
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
 from ._keys import check_kid
 from ._tokens import RawToken, check_times, invalid_claims, split_token, verify_rs256
+from ._wiring import AppConfig
 
 __all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
 
@@ -69,7 +66,7 @@ def _secret(value: str | None) -> SecretStr | None:
     return SecretStr(value) if value and len(value) <= _MAX_HEADER_TOKEN else None
 
 
-class ForgeAuth:
+class ForgeAuth(AppConfig):
     """The app's Forge Remote configuration, attached to the app once with `install(app)`.
 
     ```python
@@ -90,6 +87,9 @@ class ForgeAuth:
       http is allowed for loopback hosts only).
     * `leeway`: seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
     """
+
+    state_name = "forge_auth"
+    install_hint = "call forge.install(app)"
 
     def __init__(
         self,
@@ -120,29 +120,6 @@ class ForgeAuth:
         self._loopback_hosts = extra & _LOOPBACK_HOSTS
         self.leeway = leeway
         self.clock = clock
-
-    # -- wiring -------------------------------------------------------------------------
-
-    def install(self, app: FastAPI) -> None:
-        """Attach this configuration to `app` and answer `AuthError`s as JSON with their code."""
-        app.state.forge_auth = self
-        app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
-
-    @asynccontextmanager
-    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        """Open the key provider's HTTP client for the app's lifetime."""
-        async with AsyncExitStack() as stack:
-            if isinstance(self.key_provider, AbstractAsyncContextManager):
-                await stack.enter_async_context(self.key_provider)
-            yield
-
-    @classmethod
-    def of(cls, request: Request) -> ForgeAuth:
-        """The configuration `install()` attached to the request's app."""
-        config = getattr(request.app.state, "forge_auth", None)
-        if not isinstance(config, ForgeAuth):
-            raise RuntimeError("No ForgeAuth on this app: call forge.install(app), or pass config= to the dependency.")
-        return config
 
     # -- the flow -----------------------------------------------------------------------
 

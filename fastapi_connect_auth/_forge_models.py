@@ -12,19 +12,18 @@ from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
-    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     StrictStr,
     StringConstraints,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from ._models import _NumericDate
 
 __all__ = [
     "ForgeApp",
@@ -38,7 +37,6 @@ __all__ = [
     "ForgeModule",
 ]
 
-_NumericDate = StrictInt | Annotated[StrictFloat, AllowInfNan(False)]
 _Text = Annotated[StrictStr, StringConstraints(max_length=2048)]
 _Id = Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)]
 _CONFIG = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -27,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ._errors import AuthError, AuthErrorCode
+from ._wiring import OwnedClient
 
 __all__ = ["FORGE_JWKS_URL", "FORGE_STAGING_JWKS_URL", "ForgeKeyProvider", "JwksKeyProvider"]
 
@@ -64,7 +64,7 @@ class _KeySet:
     inflight: asyncio.Future[None] | None = None
 
 
-class JwksKeyProvider:
+class JwksKeyProvider(OwnedClient):
     """Fetches and caches JSON Web Key Sets (Forge's, by default) with httpx.
 
     Pass your own `httpx.AsyncClient`, or open the provider's with `async with
@@ -92,23 +92,6 @@ class JwksKeyProvider:
         self._sets: dict[str, _KeySet] = {}
         self.fetches = 0
         """How many JWKS fetches were attempted (for monitoring and tests)."""
-
-    async def __aenter__(self) -> JwksKeyProvider:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
-            self._owns_client = True
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client this provider opened (never one passed in)."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client, self._owns_client = None, False
 
     async def get_signing_key(self, kid: str, jwks_url: str) -> RSAPublicKey:
         key_set = self._sets.get(jwks_url)

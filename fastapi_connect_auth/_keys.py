@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ._environments import INSTALL_KEYS_URLS, ConnectEnvironment
 from ._errors import AuthError, AuthErrorCode
+from ._wiring import OwnedClient
 
 __all__ = ["AtlassianKeyProvider", "PublicKeyProvider", "check_kid"]
 
@@ -67,7 +67,7 @@ class _KeyUnavailable(Exception):
         self.outage = outage
 
 
-class AtlassianKeyProvider:
+class AtlassianKeyProvider(OwnedClient):
     """Fetches install keys from Atlassian's CDN of the install's environment.
 
     Pass your own `httpx.AsyncClient`, or open the provider's with `async with
@@ -94,23 +94,6 @@ class AtlassianKeyProvider:
         self._keys: TTLCache[tuple[ConnectEnvironment, str], RSAPublicKey] = TTLCache(cache_size, cache_ttl)
         self._failures: TTLCache[tuple[ConnectEnvironment, str], _KeyUnavailable] = TTLCache(cache_size, failure_ttl)
         self._inflight: dict[tuple[ConnectEnvironment, str], asyncio.Future[RSAPublicKey]] = {}
-
-    async def __aenter__(self) -> AtlassianKeyProvider:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
-            self._owns_client = True
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client this provider opened (never one passed in)."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client, self._owns_client = None, False
 
     def urls_for(self, kid: str, environment: ConnectEnvironment) -> list[str]:
         """The URLs tried for `kid`, in order."""

@@ -1,0 +1,84 @@
+"""What `ConnectAuth` and `ForgeAuth` share: attaching to an app, the JSON error answer, an owned HTTP client.
+
+* `AppConfig.install(app)` puts the configuration on `app.state` and answers
+  `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
+* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime.
+* `OwnedClient` is a key provider's `httpx.AsyncClient`: one passed in, or its
+  own, opened by `async with` and closed by `aclose()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ._errors import AuthError
+
+__all__ = ["AppConfig", "OwnedClient", "auth_error_handler"]
+
+
+async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
+    """Answer an `AuthError` with its status, `{"detail": message, "code": CODE}` and headers."""
+    return JSONResponse(
+        {"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+class AppConfig:
+    """A configuration object attached to a FastAPI app under `app.state.<state_name>`."""
+
+    state_name: ClassVar[str]
+    install_hint: ClassVar[str]
+    key_provider: object
+
+    def install(self, app: FastAPI) -> None:
+        """Attach this configuration to `app` and answer `AuthError`s as JSON with their code."""
+        setattr(app.state, self.state_name, self)
+        app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=config.lifespan)`."""
+        async with AsyncExitStack() as stack:
+            if isinstance(self.key_provider, AbstractAsyncContextManager):
+                await stack.enter_async_context(self.key_provider)
+            yield
+
+    @classmethod
+    def of(cls, request: Request) -> Self:
+        """The configuration `install()` attached to the request's app."""
+        config = getattr(request.app.state, cls.state_name, None)
+        if not isinstance(config, cls):
+            raise RuntimeError(f"No {cls.__name__} on this app: {cls.install_hint}, or pass config= to the dependency.")
+        return config
+
+
+class OwnedClient:
+    """A key provider's HTTP client: the one passed in, else its own while open (`async with provider:`)."""
+
+    _client: httpx.AsyncClient | None
+    _owns_client: bool
+    _timeout: float
+
+    async def __aenter__(self) -> Self:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._owns_client = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client this provider opened (never one passed in)."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client, self._owns_client = None, False
