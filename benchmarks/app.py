@@ -59,7 +59,7 @@ def load_tenant(client_key: str) -> Credentials[dict[str, str]] | None:
     return TENANTS.get(client_key)
 
 
-connect = ConnectAuth(base_url=BASE_URL, credentials_loader=load_tenant)
+connect = ConnectAuth(base_url=BASE_URL, credentials_loader=load_tenant, sync_loader_in_thread=False)
 
 
 def naive_qsh(method: str, url: str) -> str:

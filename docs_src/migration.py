@@ -20,7 +20,10 @@ from fastapi_connect_auth import (
 
 logger = logging.getLogger(__name__)
 tenants: dict[str, Credentials[None]] = {}
-connect = ConnectAuth(base_url="https://my-app.example.com", credentials_loader=tenants.get)
+# A dict lookup never blocks: it may run on the event loop (a sync loader otherwise runs in a thread).
+connect = ConnectAuth(
+    base_url="https://my-app.example.com", credentials_loader=tenants.get, sync_loader_in_thread=False
+)
 app = FastAPI(lifespan=connect.lifespan)
 connect.install(app)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from cryptography.fernet import Fernet, MultiFernet
 from fastapi import Depends, FastAPI
-from sqlalchemy import String, delete
+from sqlalchemy import JSON, String, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,6 +35,8 @@ class Installation(Base):
     client_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     base_url: Mapped[str] = mapped_column(String(2048))
     encrypted_shared_secret: Mapped[bytes]
+    installed: Mapped[bool]
+    install: Mapped[dict[str, Any]] = mapped_column(JSON)  # the latest install body, secret left out
 
 
 class InstallationStore:
@@ -48,29 +50,35 @@ class InstallationStore:
         async with self.sessions() as session:
             row = await session.get(Installation, client_key)
         if row is None:
-            return None  # unknown or uninstalled: UNKNOWN_ISSUER
+            return None  # never installed
         secret = self.cipher.decrypt(row.encrypted_shared_secret).decode()
-        return Credentials(secret, stored_entity=row, base_url=row.base_url)
+        # installed=False: its calls are refused, and its clientKey can only be installed again signed
+        return Credentials(secret, stored_entity=row, base_url=row.base_url, installed=row.installed)
 
     async def save(self, install: VerifiedInstallation[Installation]) -> None:
-        secret = install.payload.shared_secret.get_secret_value().encode()
+        record = install.payload.dump_for_storage()  # not model_dump_json: that masks the secret
+        secret = record.pop("sharedSecret").encode()
         row = Installation(
             client_key=install.client_key,
-            base_url=install.payload.base_url,
+            base_url=record["baseUrl"],
             encrypted_shared_secret=self.cipher.encrypt(secret),
+            installed=True,
+            install=record,
         )
         async with self.sessions.begin() as session:
             await session.merge(row)  # an update replaces the secret at once
 
-    async def delete(self, client_key: str) -> None:
+    async def uninstall(self, client_key: str) -> None:
         async with self.sessions.begin() as session:
-            await session.execute(delete(Installation).where(Installation.client_key == client_key))
+            await session.execute(
+                update(Installation).where(Installation.client_key == client_key).values(installed=False)
+            )
 
 
 def create_app(
     *, database_url: str, encryption_keys: list[bytes], base_url: str, key_provider: PublicKeyProvider | None = None
 ) -> FastAPI:
-    engine = create_async_engine(database_url)
+    engine = create_async_engine(database_url, hide_parameters=True)  # no secret in an error's message
     store = InstallationStore(async_sessionmaker(engine), MultiFernet([Fernet(key) for key in encryption_keys]))
     connect = ConnectAuth(base_url=base_url, credentials_loader=store.load, key_provider=key_provider)
 
@@ -91,7 +99,7 @@ def create_app(
 
     @app.post("/uninstalled", status_code=204)
     async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]) -> None:
-        await store.delete(event.client_key)
+        await store.uninstall(event.client_key)
 
     @app.post("/webhooks/issue-created")
     async def issue_created(

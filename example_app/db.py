@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -133,14 +135,32 @@ def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
         raise RuntimeError("Set SECRET_ENCRYPTION_KEY: a development key file is only made beside a SQLite file.")
     key_file = Path(f"{url.database}.key")
     try:  # created once, readable by its owner only; another worker may have just made it
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         pass
     else:
         with os.fdopen(descriptor, "wb") as file:
             file.write(Fernet.generate_key())
     logger.warning("SECRET_ENCRYPTION_KEY is not set: using the development key in %s. Set it in production.", key_file)
-    return Fernet(key_file.read_bytes())
+    return Fernet(read_key_file(key_file))
+
+
+def read_key_file(key_file: Path) -> bytes:
+    """The development key, refused if it is a symlink (planted elsewhere) or others could read it."""
+    try:
+        descriptor = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RuntimeError(f"The development key file {key_file} is a symlink: refusing it.") from None
+        raise
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o077:
+            raise RuntimeError(
+                f"The development key file {key_file} must be a regular file readable by its owner only "
+                f"(chmod 600 {key_file}); it is mode {stat.S_IMODE(status.st_mode):o}."
+            )
+        return file.read()
 
 
 DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
@@ -189,6 +209,12 @@ def answer_database_outages(app: FastAPI) -> None:
     """Answer database errors with `database_error` (a 503 for outages) instead of a bare 500 and a traceback."""
     for error in (DBAPIError, PoolTimeoutError, ConnectionError):
         app.add_exception_handler(error, database_error)
+
+
+def storable_text(value: object, limit: int = 255) -> str:
+    """`value` as text any database keeps: no NUL, lone surrogates replaced (PostgreSQL refuses both), `limit` long."""
+    text = str(value).replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
 class Store:
@@ -266,26 +292,31 @@ class Store:
         return [None] * len(events)
 
     async def credentials(self, client_key: str) -> Credentials[Installation] | None:
-        """The tenant's shared secret, or `None` if unknown or uninstalled (the library then refuses)."""
+        """The tenant's credentials, `installed=False` once it uninstalled; `None` if never seen.
+
+        An uninstalled tenant is still known: the library refuses its calls, and a new
+        install for its clientKey must be signed (never accepted unsigned as a newcomer).
+        """
         row = await self._installations.submit(client_key)
-        if row is None or not row.installed:
+        if row is None:
             return None
         try:
             secret = self.cipher.decrypt(row.encrypted_shared_secret).decode()
         except InvalidToken:
             logger.error("Cannot decrypt the shared secret of a tenant: was SECRET_ENCRYPTION_KEY changed?")
-            return None
-        return Credentials(secret, stored_entity=row, base_url=row.base_url)
+            return None  # refused as unknown; this app takes signed installs only, so none is re-claimed unsigned
+        return Credentials(secret, stored_entity=row, base_url=row.base_url, installed=row.installed)
 
     async def save_installation(self, payload: InstallPayload) -> None:
         """Insert or update the tenant; its new shared secret replaces the old one at once."""
-        secret = self.cipher.encrypt(payload.shared_secret.get_secret_value().encode())
+        record = payload.dump_for_storage()  # the secret in clear, to encrypt (model_dump_json masks it)
+        secret = self.cipher.encrypt(record["sharedSecret"].encode())
         async with self._transaction() as session:
             row = await session.get(Installation, payload.client_key)
             if row is None:
                 row = Installation(client_key=payload.client_key)
                 session.add(row)
-            row.base_url, row.encrypted_shared_secret = payload.base_url, secret
+            row.base_url, row.encrypted_shared_secret = record["baseUrl"], secret
             row.installed = row.enabled = True
 
     async def set_state(self, client_key: str, *, installed: bool | None = None, enabled: bool | None = None) -> None:
@@ -302,8 +333,8 @@ class Store:
         await self._new_events.submit(
             {
                 "client_key": client_key,
-                "event": str(payload.get("webhookEvent", "unknown"))[:255],
-                "issue_key": str(issue_key)[:255] if issue_key is not None else None,
+                "event": storable_text(payload.get("webhookEvent", "unknown")),
+                "issue_key": storable_text(issue_key) if issue_key is not None else None,
                 "payload": payload,
             }
         )

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ._bodies import BodySource, too_large
 from ._environments import ConnectEnvironment, ProductHosts
@@ -59,7 +60,11 @@ AuthorizationMethod = Literal["publicKey", "sharedSecret", "any"]
 """How lifecycle callbacks are signed (the Node library's `authorizationMethod`)."""
 
 CredentialsLoader = Callable[[str], "Credentials[Any] | Awaitable[Credentials[Any] | None] | None"]
-"""`loader(client_key)`, sync or async: the tenant's `Credentials`, or `None` if unknown."""
+"""`loader(client_key)`, sync or async: the tenant's `Credentials` (`installed=False` once it uninstalled),
+or `None` if never seen."""
+
+MAX_CLIENT_KEY_LENGTH = 255
+"""The longest `iss`/`clientKey` passed to a loader; Atlassian's are far shorter (UUIDs and the like)."""
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -82,6 +87,11 @@ class RequestTarget:
     query: str = ""
 
 
+def _is_async_callable(function: Any) -> bool:
+    """Whether calling `function` returns a coroutine: an `async def`, or an object with an async `__call__`."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None))  # noqa: B004
+
+
 def _normalise_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -102,7 +112,13 @@ class ConnectAuth(AppConfig):
       one app reachable at several (a public URL and a tunnel). Signed installs
       must name one of them as `aud`; the request's own host is never trusted.
     * `credentials_loader`: `loader(client_key)` (sync or async) returns the
-      tenant's `Credentials`, or `None` for an unknown or uninstalled tenant.
+      tenant's `Credentials`, with `installed=False` once it uninstalled, or
+      `None` for a tenant never seen. It is only called with a printable
+      `client_key` of at most 255 characters; anything else is refused first.
+    * `sync_loader_in_thread`: a sync loader runs in a worker thread, as FastAPI
+      runs sync dependencies, so a blocking database call stalls no other request.
+      Pass `False` for a loader that never blocks (an in-memory dict): it then
+      runs on the event loop, without the thread hop.
     * `authorization_method`: how `installed`/`uninstalled` are verified:
       `"publicKey"` (signed installs, the default), `"sharedSecret"` (legacy),
       or `"any"` (during a transition).
@@ -118,6 +134,7 @@ class ConnectAuth(AppConfig):
         *,
         base_url: str | Sequence[str],
         credentials_loader: CredentialsLoader,
+        sync_loader_in_thread: bool = True,
         key_provider: PublicKeyProvider | None = None,
         authorization_method: AuthorizationMethod = "publicKey",
         product_hosts: ProductHosts | None = None,
@@ -133,6 +150,7 @@ class ConnectAuth(AppConfig):
         self.base_urls: tuple[str, ...] = tuple(dict.fromkeys(_normalise_base_url(url) for url in urls))
         self._base_paths = tuple(dict.fromkeys(urlsplit(url).path for url in self.base_urls))
         self.credentials_loader = credentials_loader
+        self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(credentials_loader)
         self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
         self.authorization_method: AuthorizationMethod = authorization_method
         self.product_hosts = product_hosts or ProductHosts()
@@ -217,7 +235,7 @@ class ConnectAuth(AppConfig):
             else:
                 credentials, claims = await self._verify_legacy_install(parsed, target, payload.client_key)
             return VerifiedInstallation(
-                InstallationType.UPDATE if credentials else InstallationType.NEW_INSTALLATION,
+                InstallationType.UPDATE if credentials and credentials.installed else InstallationType.NEW_INSTALLATION,
                 payload,
                 claims,
                 credentials.stored_entity if credentials else None,
@@ -289,7 +307,15 @@ class ConnectAuth(AppConfig):
         return parse_token(token)
 
     async def _load(self, client_key: str) -> Credentials[Any] | None:
-        result = self.credentials_loader(client_key)
+        """The loader's answer for a well-formed `client_key`; any other is refused before it reaches storage."""
+        if len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
+            raise AuthError(
+                AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a valid clientKey (too long or not printable)."
+            )
+        if self._loader_in_thread:
+            result = await run_in_threadpool(self.credentials_loader, client_key)
+        else:
+            result = self.credentials_loader(client_key)
         if result is None or isinstance(result, Credentials):  # a sync loader: skip the slower awaitable check
             return result
         if inspect.isawaitable(result):
@@ -298,7 +324,7 @@ class ConnectAuth(AppConfig):
 
     async def _load_known(self, client_key: str) -> Credentials[Any]:
         credentials = await self._load(client_key)
-        if credentials is None:
+        if credentials is None or not credentials.installed:
             raise AuthError(AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not an installed tenant.")
         return credentials
 
@@ -407,10 +433,10 @@ class ConnectAuth(AppConfig):
         credentials = await self._load(client_key)
         if credentials is None:
             return None, None  # a first legacy install carries nothing to verify it with
-        if parsed is None:
+        if parsed is None:  # installed or not: a known clientKey is never re-claimed unsigned
             raise AuthError(
                 AuthErrorCode.UNAUTHORIZED_REQUEST,
-                "An update of an installed tenant must be signed with its shared secret.",
+                "An install for a known clientKey must be signed with its shared secret.",
             )
         self._verify_shared_secret(parsed, target, credentials.shared_secret)
         return credentials, parsed.claims

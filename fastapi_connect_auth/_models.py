@@ -176,18 +176,42 @@ class InstallPayload(LifecyclePayload):
 
     shared_secret: SecretStr = Field(max_length=1024)
 
+    def dump_for_storage(self) -> dict[str, Any]:
+        """The install as the product sent it (camelCase, JSON types), shared secret in clear: what a store keeps.
+
+        `model_dump_json(by_alias=True)` masks the secret (`"**********"`), and a store
+        fed that fails every later call with `INVALID_SIGNATURE`. Encrypt the secret
+        before it reaches the database; `InstallPayload.model_validate(stored)` reads
+        the record back.
+
+        ```python
+        record = install.payload.dump_for_storage()
+        secret = cipher.encrypt(record.pop("sharedSecret").encode())
+        ```
+        """
+        record = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        record["sharedSecret"] = self.shared_secret.get_secret_value()
+        return record
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials(Generic[EntityT]):
-    """What a credentials loader returns for a known tenant.
+    """What a credentials loader returns for a known tenant, installed or not.
 
     `base_url` (the product's base URL, optional) picks the install-keys environment
     when a request signed with RS256 is verified outside a lifecycle callback.
+
+    `installed=False` marks a tenant that uninstalled the app: every call of its is
+    refused (`UNKNOWN_ISSUER`), and installing it again needs a valid signature
+    (RS256, or HS256 with this stored secret in the legacy modes), never none.
+    Return that, not `None`, for a tenant whose row you keep: `None` means "never
+    seen", and a legacy first install is accepted unsigned.
     """
 
     shared_secret: str = field(repr=False)
     stored_entity: EntityT | None = None
     base_url: str | None = None
+    installed: bool = True
 
 
 class InstallationType(str, enum.Enum):

@@ -13,7 +13,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -200,6 +200,8 @@ class TenantStore:
     """The app's tenant table in memory; `load`/`load_async` are the credentials loaders."""
 
     tenants: dict[str, Credentials[Entity]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    """Every client key the loaders were called with."""
 
     def add(
         self, client_key: str = CLIENT_KEY, shared_secret: str = SHARED_SECRET, base_url: str = PRODUCT_BASE_URL
@@ -208,18 +210,21 @@ class TenantStore:
         self.tenants[client_key] = Credentials(shared_secret, entity, base_url)
         return entity
 
-    def remove(self, client_key: str) -> None:
-        self.tenants.pop(client_key, None)
+    def uninstall(self, client_key: str = CLIENT_KEY) -> None:
+        """Keep the tenant, marked uninstalled: the loader contract's "known but uninstalled"."""
+        self.tenants[client_key] = replace(self.tenants[client_key], installed=False)
 
     def secret_of(self, client_key: str = CLIENT_KEY) -> str | None:
         credentials = self.tenants.get(client_key)
         return credentials.shared_secret if credentials else None
 
     def load(self, client_key: str) -> Credentials[Entity] | None:
+        self.asked.append(client_key)
         return self.tenants.get(client_key)
 
     async def load_async(self, client_key: str) -> Credentials[Entity] | None:
         await anyio.lowlevel.checkpoint()
+        self.asked.append(client_key)
         return self.tenants.get(client_key)
 
 
@@ -287,7 +292,7 @@ def add_request_routes(app: FastAPI, *, config: ConnectAuth | None = None) -> No
 
 
 def add_lifecycle_routes(app: FastAPI, tenants: TenantStore) -> None:
-    """`installed` saves the payload (replacing any shared secret); `uninstalled` forgets the tenant."""
+    """`installed` saves the payload (replacing any shared secret); `uninstalled` marks the tenant uninstalled."""
 
     @app.post("/installed")
     async def installed(result: Annotated[VerifiedInstallation[Entity], Depends(ConnectInstall())]) -> Any:
@@ -305,7 +310,7 @@ def add_lifecycle_routes(app: FastAPI, tenants: TenantStore) -> None:
 
         async def endpoint(result: VerifiedLifecycle[Entity] = dependency) -> Any:
             if result.event == "uninstalled":
-                tenants.remove(result.client_key)
+                tenants.uninstall(result.client_key)
             return {"event": result.event, "client_key": result.client_key, "stored_entity": result.stored_entity}
 
         app.add_api_route(f"/{event}", endpoint, methods=["POST"])

@@ -16,11 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
-from fastapi_connect_auth import ConnectEnvironment, ConnectRequest, VerifiedRequest
+from fastapi_connect_auth import AuthorizationMethod, ConnectEnvironment, ConnectRequest, VerifiedRequest
 from tests.conftest import (
+    CLIENT_KEY,
     KID,
     MIB,
+    NEW_SHARED_SECRET,
     NOW,
+    PRODUCT_BASE_URL,
     SHARED_SECRET,
     ConnectApp,
     ConnectAppFactory,
@@ -319,3 +322,72 @@ def test_key_provider_failure_was_a_500(
     assert "hunter2" not in caplog.text
     assert "hunter2" not in response.text
     assert app.tenants.tenants == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "unsigned_install"),
+    [("publicKey", "MISSING_JWT"), ("sharedSecret", "UNAUTHORIZED_REQUEST"), ("any", "UNAUTHORIZED_REQUEST")],
+)
+def test_reclaim_of_an_uninstalled_client_key_by_an_unsigned_install(
+    make_connect_app: ConnectAppFactory, tokens: Tokens, method: AuthorizationMethod, unsigned_install: str
+) -> None:
+    """Issue 9: after a tenant uninstalled, an unsigned legacy install with its clientKey was taken for a new tenant.
+
+    Loaders were told to return `None` for uninstalled tenants, which means "first
+    install, nothing to verify": the newcomer then read the old tenant's stored data.
+    Now the loader says "known but uninstalled": the tenant's calls are refused in
+    every mode, and an install for its clientKey must be signed.
+    """
+    app = make_connect_app(authorization_method=method)
+    app.tenants.add()
+    app.tenants.uninstall()
+    refused = {
+        "webhook": app.post("/webhook", tokens.hs256(qsh_for("POST", "/webhook"))),
+        "enabled": app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled"))),
+        "signed": app.get("/either", tokens.rs256(qsh_for("GET", "/either"))),
+    }
+    assert {name: response.json()["code"] for name, response in refused.items()} == dict.fromkeys(
+        refused, "UNKNOWN_ISSUER"
+    )
+
+    attacker_secret = "attacker-chosen-secret-" * 2
+    reclaim = app.install(install_body(sharedSecret=attacker_secret))
+    assert (reclaim.status_code, reclaim.json()["code"]) == (401, unsigned_install)
+    forged = app.install(
+        install_body(sharedSecret=attacker_secret), tokens.hs256(qsh_for("POST", "/installed"), secret=attacker_secret)
+    )
+    assert forged.status_code == 401
+    assert app.tenants.secret_of() == SHARED_SECRET
+
+    # The tenant itself comes back signed: a new installation, its old row handed over.
+    qsh = qsh_for("POST", "/installed")
+    token = tokens.rs256(qsh) if method == "publicKey" else tokens.hs256(qsh)
+    back = app.install(install_body(sharedSecret=NEW_SHARED_SECRET), token)
+    assert back.status_code == 200, back.text
+    assert back.json()["type"] == "newInstallation"
+    assert back.json()["stored_entity"] == {"client_key": CLIENT_KEY, "base_url": PRODUCT_BASE_URL}
+    assert app.post("/webhook", tokens.hs256(qsh_for("POST", "/webhook"), secret=NEW_SHARED_SECRET)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "iss",
+    ["victim\x00", "victim\n", "\x1b[31mred", "\ud800", "x" * 256],
+    ids=["nul", "newline", "escape", "surrogate", "256-chars"],
+)
+def test_malformed_issuers_never_reach_the_loader(app: ConnectApp, tokens: Tokens, iss: str) -> None:
+    """Issue 9: `iss` "victim\\u0000" made a PostgreSQL-backed loader fail with a 500 and a traceback quoting SQL.
+
+    The checks before the loader need no secret, so anyone could send it. An issuer
+    that no clientKey can be is refused before any loader or database call.
+    """
+    app.tenants.asked.clear()
+    responses = [
+        app.post("/webhook", tokens.hs256(qsh_for("POST", "/webhook"), iss=iss)),
+        app.get("/context", tokens.context(iss=iss)),
+        app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled"), iss=iss)),
+        app.get("/signed", tokens.rs256(qsh_for("GET", "/signed"), iss=iss)),
+    ]
+    codes = {(response.status_code, response.json()["code"]) for response in responses}
+    # WRONG_ISSUER: `enabled`'s body names the real clientKey; pydantic refuses lone surrogates (FAILED_TO_DECODE).
+    assert codes <= {(401, "UNKNOWN_ISSUER"), (401, "WRONG_ISSUER"), (401, "FAILED_TO_DECODE")}, codes
+    assert app.tenants.asked == []

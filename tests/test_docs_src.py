@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
 import re
 import subprocess
@@ -303,6 +304,10 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: D
         assert client.post("/uninstalled", headers=headers, json=body).status_code == 204
         gone = client.post(webhook, headers=tenant_token(f"POST&{webhook}&", secret=new_secret))
         assert_rejected(gone, "UNKNOWN_ISSUER")
+    # The row stays, marked uninstalled, with the install's body minus its secret.
+    ((installed, install),) = database.rows("SELECT installed, install FROM installations")
+    install = install if isinstance(install, dict) else json.loads(install)
+    assert (installed, install["baseUrl"], "sharedSecret" in install) == (False, PRODUCT_URL, False)
 
 
 # -- public keys --------------------------------------------------------------------------

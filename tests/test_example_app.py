@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -441,3 +442,75 @@ def test_the_example_app_redacts_its_access_log(settings: Settings) -> None:
     filters = logging.getLogger("uvicorn.access").filters
     assert any(isinstance(installed, RedactTokens) for installed in filters)
     assert sum(isinstance(installed, RedactTokens) for installed in filters) == 1  # once, however many apps
+
+
+# -- hostile identifiers and fields, on both databases -------------------------------------
+
+
+def test_an_issuer_no_client_key_can_be_is_refused_before_the_database(
+    jira: Jira, fake_product: FakeProduct, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`iss` "victim\\u0000" made PostgreSQL answer 500 with a traceback quoting SQL; anyone can send it."""
+    victim = "victim\x00"
+    with caplog.at_level(logging.WARNING), jira() as driver:
+        assert driver.install().status_code == 204
+        sign = fake_product.shared_secret_token
+        responses = [
+            driver.webhook("jira:issue_created", token=sign("POST", "/webhooks", iss=victim)),
+            driver.request("GET", "/inbox", token=sign("GET", "/inbox", iss=victim)),
+            driver.request("GET", "/api/events", token=fake_product.context_token(iss=victim)),
+            driver.enable(token=sign("POST", "/enabled", iss=victim)),
+        ]
+    assert [response.status_code for response in responses] == [401] * 4
+    assert responses[0].json()["code"] == "UNKNOWN_ISSUER"
+    assert "Database" not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_hostile_text_in_a_webhook_is_stored_without_a_database_error(
+    jira: Jira, fake_product: FakeProduct, database: Database
+) -> None:
+    """NUL and lone surrogates: PostgreSQL's text refuses both, so they are dropped or replaced, never a 5xx."""
+    body = {"webhookEvent": "jira:issue_created\x00", "issue": {"key": "DEMO-\ud8001", "fields": {"summary": "\x00"}}}
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created", body).status_code == 204
+        assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_created"]
+    assert stored_events(database) == [(fake_product.client_key, "jira:issue_created", "DEMO-?1")]
+
+
+# -- the development key file ----------------------------------------------------------------
+
+
+def test_the_dev_key_file_is_made_readable_by_its_owner_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    cipher = load_cipher(None, url)
+    key_file = tmp_path / "app.db.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert load_cipher(None, url).decrypt(cipher.encrypt(b"x")) == b"x"  # the same key, read back
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o666])
+def test_a_dev_key_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    key_file = tmp_path / "app.db.key"
+    key_file.write_bytes(Fernet.generate_key())
+    key_file.chmod(mode)
+    with pytest.raises(RuntimeError, match="readable by its owner only"):
+        load_cipher(None, f"sqlite:///{tmp_path / 'app.db'}")
+
+
+def test_a_planted_dev_key_symlink_is_refused_and_production_never_reads_it(tmp_path: Path) -> None:
+    planted = tmp_path / "attacker.key"
+    planted.write_bytes(Fernet.generate_key())
+    planted.chmod(0o600)
+    (tmp_path / "app.db.key").symlink_to(planted)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with pytest.raises(RuntimeError, match="symlink"):
+        load_cipher(None, url)
+    configured = Fernet.generate_key()
+    assert Fernet(configured).decrypt(load_cipher(configured.decode(), url).encrypt(b"x")) == b"x"
+    dangling = tmp_path / "other.db.key"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(RuntimeError, match="symlink"):
+        load_cipher(None, f"sqlite:///{tmp_path / 'other.db'}")
+    assert not (tmp_path / "nowhere").exists()  # nothing was written through it

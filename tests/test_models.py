@@ -51,6 +51,20 @@ def test_shared_secret_never_appears_in_repr_str_or_json() -> None:
     assert SHARED_SECRET not in json.dumps(payload.model_dump(mode="json"))
 
 
+def test_an_install_dumped_for_storage_keeps_the_secret_and_reads_back() -> None:
+    """Issue 9: `model_dump_json(by_alias=True)` stores "**********" as the secret; every later call then fails."""
+    body = install_body(oauthClientId="oauth-1", futureField={"kept": True})
+    payload = InstallPayload.model_validate(body)
+    assert json.loads(payload.model_dump_json(by_alias=True))["sharedSecret"] == "**********"  # the trap
+
+    record = payload.dump_for_storage()
+    assert record == body  # the body as the product sent it, unknown fields included
+    assert json.loads(json.dumps(record)) == record  # JSON types only: any JSON column takes it
+    restored = InstallPayload.model_validate(record)
+    assert restored == payload
+    assert restored.shared_secret.get_secret_value() == SHARED_SECRET
+
+
 def test_install_payload_requires_the_shared_secret_but_lifecycle_payload_does_not() -> None:
     with pytest.raises(ValidationError, match="sharedSecret"):
         parse_install(sharedSecret=None)
