@@ -212,7 +212,7 @@ def answer_database_outages(app: FastAPI) -> None:
 
 
 def storable_text(value: object, limit: int = 255) -> str:
-    """`value` as text any database keeps: no NUL, lone surrogates replaced (PostgreSQL refuses both), `limit` long."""
+    """`value` as text any database keeps: no NUL, no lone surrogate (PostgreSQL refuses both), `limit` long."""
     text = str(value).replace("\x00", "")
     return text.encode("utf-8", "replace").decode("utf-8")[:limit]
 

@@ -470,13 +470,13 @@ def test_an_issuer_no_client_key_can_be_is_refused_before_the_database(
 def test_hostile_text_in_a_webhook_is_stored_without_a_database_error(
     jira: Jira, fake_product: FakeProduct, database: Database
 ) -> None:
-    """NUL and lone surrogates: PostgreSQL's text refuses both, so they are dropped or replaced, never a 5xx."""
-    body = {"webhookEvent": "jira:issue_created\x00", "issue": {"key": "DEMO-\ud8001", "fields": {"summary": "\x00"}}}
+    """NUL: PostgreSQL's text refuses it, so it is dropped, never a 5xx (lone surrogates never parse: a 4xx)."""
+    body = {"webhookEvent": "jira:issue_created\x00", "issue": {"key": "DEMO-\x001", "fields": {"summary": "\x00"}}}
     with jira() as driver:
         assert driver.install().status_code == 204
         assert driver.webhook("jira:issue_created", body).status_code == 204
         assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_created"]
-    assert stored_events(database) == [(fake_product.client_key, "jira:issue_created", "DEMO-?1")]
+    assert stored_events(database) == [(fake_product.client_key, "jira:issue_created", "DEMO-1")]
 
 
 # -- the development key file ----------------------------------------------------------------

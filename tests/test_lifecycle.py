@@ -46,7 +46,7 @@ def test_uninstalled_signed_by_atlassian_for_a_known_tenant(app: ConnectApp, tok
 
     assert response.status_code == 200, response.text
     assert response.json() == {"event": "uninstalled", "client_key": CLIENT_KEY, "stored_entity": entity}
-    assert app.tenants.tenants == {}
+    assert not app.tenants.tenants[CLIENT_KEY].installed
 
 
 def test_uninstalled_for_an_unknown_tenant(connect_app: ConnectApp, tokens: Tokens) -> None:
@@ -84,7 +84,7 @@ def test_uninstalled_with_shared_secret_under_legacy_or_any(
 
     assert_rejected(forged, "INVALID_SIGNATURE")
     assert genuine.status_code == 200, genuine.text
-    assert app.tenants.tenants == {}
+    assert not app.tenants.tenants[CLIENT_KEY].installed
 
 
 @pytest.mark.parametrize("event", SHARED_SECRET_EVENTS)
