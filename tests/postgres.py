@@ -138,8 +138,11 @@ def _run(command: list[str], **kwargs: Any) -> None:
 
 
 @contextmanager
-def running_server(directory: Path) -> Iterator[PostgresServer]:
-    """Initialise a cluster in `directory`, start it on a socket there, stop it on exit."""
+def running_server(directory: Path, *, durable: bool = False) -> Iterator[PostgresServer]:
+    """Initialise a cluster in `directory`, start it on a socket there, stop it on exit.
+
+    Tests run without `fsync`; `durable` keeps PostgreSQL's defaults, for benchmarks.
+    """
     binaries = server_binaries()
     if binaries is None:
         raise FileNotFoundError(SKIP_REASON)
@@ -151,7 +154,9 @@ def running_server(directory: Path) -> Iterator[PostgresServer]:
         [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         **owner,
     )
-    options = f"-c listen_addresses='' -k {directory} -c fsync=off -c full_page_writes=off -c max_connections=200"
+    options = f"-c listen_addresses='' -k {directory} -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
     log = directory / "server.log"
     _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"], **owner)
     try:
