@@ -47,6 +47,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import jwt  # noqa: E402
 from app import BASE_URL, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
+from load import cpu_seconds  # noqa: E402
 
 from fastapi_connect_auth import RequestTarget  # noqa: E402
 
@@ -192,7 +193,8 @@ class WrkLoad:
     def describe(self) -> str:
         return f"wrk -t1 -c{self.connections} -d<seconds>s -s <POST script with 'Authorization: JWT <token>'>"
 
-    def run(self, url: str, token: str, seconds: float) -> float:
+    def run(self, url: str, token: str, seconds: float) -> tuple[float, int]:
+        """Requests per second, and how many requests were answered."""
         script = self.workdir / "post.lua"
         script.write_text(
             'wrk.method = "POST"\n'
@@ -208,9 +210,10 @@ class WrkLoad:
         if "Non-2xx or 3xx responses" in text or "Socket errors" in text:
             raise RuntimeError(f"wrk saw failed requests on {url}:\n{text}")
         match = re.search(r"Requests/sec:\s+([\d.]+)", text)
-        if match is None:
+        count = re.search(r"(\d+) requests in", text)
+        if match is None or count is None:
             raise RuntimeError(f"unexpected wrk output:\n{text}")
-        return float(match.group(1))
+        return float(match.group(1)), int(count.group(1))
 
 
 class PythonLoad:
@@ -224,7 +227,8 @@ class PythonLoad:
     def describe(self) -> str:
         return f"python keep-alive client ({self.connections} connections, separate process; wrk not found)"
 
-    def run(self, url: str, token: str, seconds: float) -> float:
+    def run(self, url: str, token: str, seconds: float) -> tuple[float, int]:
+        """Requests per second, and how many requests were answered."""
         command = [sys.executable, __file__, "--load-client", url, str(seconds), str(self.connections)]
         output = subprocess.run(  # noqa: S603
             command, input=token, capture_output=True, text=True, check=True, timeout=seconds + 30
@@ -232,7 +236,7 @@ class PythonLoad:
         result = json.loads(output)
         if result["failed"]:
             raise RuntimeError(f"{result['failed']} requests failed on {url}")
-        return float(result["ok"]) / float(result["seconds"])
+        return float(result["ok"]) / float(result["seconds"]), int(result["ok"])
 
 
 async def _client_connection(port: int, request: bytes, deadline: float, counts: list[int]) -> None:
@@ -273,11 +277,18 @@ def load_client_main(url: str, seconds: float, connections: int, token: str) -> 
     print(json.dumps({"ok": counts[0], "failed": counts[1], "seconds": elapsed}))
 
 
-def measure_load(rounds: int, seconds: float, connections: int) -> tuple[str, dict[str, dict[str, list[float]]]]:
-    """RPS of each route under each server, both servers up at once and measured in interleaved rounds.
+Measures = dict[str, dict[str, list[float]]]
+"""server -> route -> one figure per round."""
 
-    Each round visits every server and every route once, in an order that rotates
-    from round to round, so drift (other load on the machine) hits all alike.
+
+def measure_load(rounds: int, seconds: float, connections: int) -> tuple[str, Measures, Measures]:
+    """RPS, and the server's CPU microseconds per request, of each route under each server, in interleaved rounds.
+
+    Both servers are up at once. Each round visits every server and every route
+    once, in an order that rotates from round to round, so drift (other load on
+    the machine) hits all alike. The CPU the server process used per request does
+    not depend on how much CPU other processes left it, so its ratios stay
+    readable on a busy machine where requests per second swing from run to run.
     """
     tokens = {path: webhook_token(path) for path in ("/webhook", "/webhook-naive")}
     # The open and floor routes get the same header bytes, so every request is the same size.
@@ -288,10 +299,12 @@ def measure_load(rounds: int, seconds: float, connections: int) -> tuple[str, di
             WrkLoad(executable, connections, Path(workdir)) if executable else PythonLoad(connections)
         )
         ports = {name: free_port() for name in SERVERS}
+        pids = {}
         for name, options in SERVERS.items():
-            servers.enter_context(benchmark_server(ports[name], options))
+            pids[name] = servers.enter_context(benchmark_server(ports[name], options)).pid
             check_routes(ports[name], {path: tokens[path] for path in ROUTES.values()})
-        results: dict[str, dict[str, list[float]]] = {name: {route: [] for route in ROUTES} for name in SERVERS}
+        results: Measures = {name: {route: [] for route in ROUTES} for name in SERVERS}
+        cpu: Measures = {name: {route: [] for route in ROUTES} for name in SERVERS}
         runs = [(server, route) for server in SERVERS for route in ROUTES]
         for server, route in runs:  # warm-up
             load.run(f"http://{HOST}:{ports[server]}{ROUTES[route]}?{QUERY}", tokens[ROUTES[route]], 1)
@@ -299,9 +312,11 @@ def measure_load(rounds: int, seconds: float, connections: int) -> tuple[str, di
             shift = round_index % len(runs)
             for server, route in runs[shift:] + runs[:shift]:
                 path = ROUTES[route]
-                rps = load.run(f"http://{HOST}:{ports[server]}{path}?{QUERY}", tokens[path], seconds)
+                used = cpu_seconds(pids[server])
+                rps, count = load.run(f"http://{HOST}:{ports[server]}{path}?{QUERY}", tokens[path], seconds)
                 results[server][route].append(rps)
-        return load.describe(), results
+                cpu[server][route].append((cpu_seconds(pids[server]) - used) / count * 1e6)
+        return load.describe(), results, cpu
 
 
 # -- report ----------------------------------------------------------------------------
@@ -351,7 +366,7 @@ def main() -> None:
     if args.skip_load:
         return
 
-    described, by_server = measure_load(args.load_rounds, args.seconds, args.connections)
+    described, by_server, cpu_by_server = measure_load(args.load_rounds, args.seconds, args.connections)
     print(
         f"(b) loopback load, uvicorn 1 worker, both servers up side by side, {args.load_rounds} interleaved rounds "
         f"x {args.seconds:g} s per route and server, median requests/s"
@@ -359,12 +374,12 @@ def main() -> None:
     print(f"    load: {described}")
     headline = []
     for server, rps in by_server.items():
-        report_server(server, rps, headline)
+        report_server(server, rps, cpu_by_server[server], headline)
     print()
     print("headline: " + "; ".join(headline))
 
 
-def report_server(server: str, rps: dict[str, list[float]], headline: list[str]) -> None:
+def report_server(server: str, rps: dict[str, list[float]], cpu: dict[str, list[float]], headline: list[str]) -> None:
     median = statistics.median
     open_rps, floor_rps, library_rps, naive_rps = (median(rps[route]) for route in ROUTES)
     ratio, target = library_rps / open_rps, TARGETS_B[server]
@@ -385,7 +400,21 @@ def report_server(server: str, rps: dict[str, list[float]], headline: list[str])
     print(
         f"    cost per authenticated request over an open one: {extra:.1f} us, of which FastAPI's floor {floor:.1f} us"
     )
-    headline.append(f"{server} {ratio:.2f} (rounds {min(paired):.2f}-{max(paired):.2f}, target {target:.2f})")
+    cpu_open, cpu_floor, cpu_library, cpu_naive = (median(cpu[route]) for route in ROUTES)
+    print(
+        f"    server CPU per request: open {cpu_open:.1f} us, floor {cpu_floor:.1f} us, "
+        f"authenticated {cpu_library:.1f} us, naive {cpu_naive:.1f} us"
+    )
+    by_cpu = [base / auth for base, auth in zip(cpu["open"], cpu["library"], strict=True)]
+    ratio_cpu = cpu_open / cpu_library
+    print(
+        f"    ratio by CPU, open / authenticated                    {ratio_cpu:10.2f}  {verdict(ratio_cpu, target, False)}"
+    )
+    print(f"    per-round ratio by CPU: {', '.join(f'{value:.2f}' for value in by_cpu)}")
+    headline.append(
+        f"{server} {ratio:.2f} by requests/s (rounds {min(paired):.2f}-{max(paired):.2f}), "
+        f"{ratio_cpu:.2f} by server CPU (rounds {min(by_cpu):.2f}-{max(by_cpu):.2f}), target {target:.2f}"
+    )
 
 
 if __name__ == "__main__":
