@@ -42,6 +42,17 @@ No message contains a token, an assertion or a shared secret.
 from ._app_auth import ConnectAppAuth, context_token
 from ._clients import product_client, sync_product_client
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
+from ._forge import (
+    FORGE_GRAPHQL_URL,
+    ForgeBearerAuth,
+    ForgeStoredToken,
+    ForgeTokenStore,
+    InMemoryForgeTokenStore,
+    OfflineUserTokens,
+    forge_product_client,
+    remember_forge_tokens,
+    stored_forge_client,
+)
 from ._retries import RateLimitedError, RateLimitInfo, RetryPolicy
 from ._user_auth import (
     AUTHORIZATION_SERVERS,
@@ -54,9 +65,15 @@ from ._user_auth import (
 
 __all__ = [
     "AUTHORIZATION_SERVERS",
+    "FORGE_GRAPHQL_URL",
     "JWT_BEARER_GRANT_TYPE",
     "ConnectAppAuth",
     "ConnectUserAuth",
+    "ForgeBearerAuth",
+    "ForgeStoredToken",
+    "ForgeTokenStore",
+    "InMemoryForgeTokenStore",
+    "OfflineUserTokens",
     "ProductAPIError",
     "RateLimitInfo",
     "RateLimitedError",
@@ -68,6 +85,9 @@ __all__ = [
     "UserTokenProvider",
     "authorization_server_for",
     "context_token",
+    "forge_product_client",
     "product_client",
+    "remember_forge_tokens",
+    "stored_forge_client",
     "sync_product_client",
 ]

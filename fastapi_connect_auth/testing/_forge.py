@@ -271,10 +271,10 @@ class FakeForge:
         if kind is None:
             return None
         try:
-            jwt.decode(token, self._token_secret, algorithms=["HS256"], options={"verify_aud": False})
+            claims = jwt.decode(token, self._token_secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.PyJWTError:
             return None
-        return kind
+        return kind if claims["exp"] > self.clock() else None  # expiry by the fake's own clock
 
     def answer_api_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one call to the product API (`api_transport`); 401 without a live token of this fake."""
@@ -297,7 +297,7 @@ class FakeForge:
 
     def _offline_token(self, request: httpx.Request, kind: str) -> httpx.Response:
         body = json.loads(request.content or b"{}")
-        variables = body.get("variables") or {}
+        variables = (body.get("variables") or {}).get("input") or {}
         if kind != "system" or "offlineUserAuthToken" not in str(body.get("query", "")):
             return httpx.Response(200, json={"data": None, "errors": [{"message": "Not allowed"}]})
         if not variables.get("userId") or not variables.get("contextIds"):

@@ -1,0 +1,403 @@
+"""Calling the product with Forge's tokens: the bearer auth, a per-installation token store, offline user tokens.
+
+A Forge Remote call brings an app system token (`x-forge-oauth-system`) and,
+with a user in session, an app user token (`x-forge-oauth-user`). Both are sent
+as `Authorization: Bearer` to the invocation's verified `app.apiBaseUrl` and
+nowhere else (origin pinning and redirect refusal as for Connect's clients).
+Forge has no refresh endpoint: keep tokens per installation until they expire
+(`ForgeTokenStore`), and act as a user offline with the GraphQL mutation
+`offlineUserAuthToken` (`OfflineUserTokens`).
+
+Tokens are opaque: the only thing read from one is its `exp`, to know how long
+it may be kept; identity always comes from the verified FIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+from cachetools import LRUCache
+from pydantic import SecretStr
+
+from .._forge_models import ForgeInvocation
+from ._errors import ProductAPIError, TokenRequestError
+from ._origin import TenantAuth
+from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy
+from ._user_auth import _scrub
+
+__all__ = [
+    "FORGE_GRAPHQL_URL",
+    "ForgeBearerAuth",
+    "ForgeStoredToken",
+    "ForgeTokenStore",
+    "InMemoryForgeTokenStore",
+    "OfflineUserTokens",
+    "forge_product_client",
+    "remember_forge_tokens",
+    "stored_forge_client",
+    "token_expiry",
+]
+
+logger = logging.getLogger("fastapi_connect_auth")
+
+FORGE_GRAPHQL_URL = "https://api.atlassian.com/graphql"
+"""Atlassian's GraphQL gateway, where `offlineUserAuthToken` is asked for."""
+
+_OFFLINE_MUTATION = (
+    "mutation offlineUserAuthToken($input: OfflineUserAuthTokenInput!) {"
+    " offlineUserAuthToken(input: $input) { success errors { message } authToken { token ttl } } }"
+)
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` of a JWT-shaped Forge token, read without verification (only to know how long to keep it).
+
+    `None` if the token has no readable numeric `exp`: such a token is not kept.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 8192:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(binascii.a2b_base64(padded.translate(str.maketrans("-_", "+/"))))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp != exp or exp in (float("inf"), float("-inf")):
+        return None
+    return float(exp)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeStoredToken:
+    """A product token kept for an installation: where it may be sent, and until when."""
+
+    token: str = field(repr=False)
+    api_base_url: str
+    expires_at: float
+
+
+@runtime_checkable
+class ForgeTokenStore(Protocol):
+    """Where Forge's tokens are kept per installation, for calls made outside a Forge invocation.
+
+    `account_id` is `None` for the app's system token, else the user's account id.
+    """
+
+    async def get(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        """A token that stays valid for a while yet, or `None`."""
+        ...
+
+    async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        """Keep `token` unless the one kept already expires later."""
+        ...
+
+    async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
+        """Forget `token` (the product answered 401 to it), if it is still the one kept."""
+        ...
+
+
+class InMemoryForgeTokenStore:
+    """A process-local `ForgeTokenStore`: bounded, keeps the later-expiring token, never returns a nearly expired one.
+
+    `leeway` seconds before expiry a token is no longer handed out, so a call does
+    not start with a token that dies on the way.
+    """
+
+    def __init__(self, *, leeway: float = 60.0, max_size: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        self.leeway = leeway
+        self.clock = clock
+        self._tokens: LRUCache[tuple[str, str | None], ForgeStoredToken] = LRUCache(max_size)
+
+    async def get(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        stored = self._tokens.get((installation_id, account_id))
+        if stored is None or stored.expires_at - self.leeway <= self.clock():
+            return None
+        return stored
+
+    async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        current = self._tokens.get((installation_id, account_id))
+        if current is None or token.expires_at >= current.expires_at:
+            self._tokens[(installation_id, account_id)] = token
+
+    async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
+        current = self._tokens.get((installation_id, account_id))
+        if current is not None and current.token == token:
+            del self._tokens[(installation_id, account_id)]
+
+
+async def remember_forge_tokens(store: ForgeTokenStore, invocation: ForgeInvocation) -> None:
+    """Keep the invocation's system token (and user token, under its principal) for later calls."""
+    tokens: list[tuple[str | None, SecretStr | None]] = [(None, invocation.system_token)]
+    if invocation.principal is not None:
+        tokens.append((invocation.principal, invocation.user_token))
+    for account_id, secret in tokens:
+        if secret is None:
+            continue
+        value = secret.get_secret_value()
+        expires_at = token_expiry(value)
+        if expires_at is not None:
+            stored = ForgeStoredToken(value, invocation.api_base_url, expires_at)
+            await store.put(invocation.installation_id, account_id, stored)
+
+
+class ForgeBearerAuth(TenantAuth):
+    """`Authorization: Bearer <Forge token>`, to the `api_base_url`'s origin only; redirects re-checked per hop.
+
+    `on_unauthorized` runs when the product answers 401 (to drop the token from a store).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_base_url: str,
+        token: str,
+        on_unauthorized: Callable[[], Awaitable[None]] | None = None,
+        follow_redirects: bool = True,
+        max_redirects: int = 20,
+    ) -> None:
+        super().__init__(api_base_url, follow_redirects=follow_redirects, max_redirects=max_redirects)
+        if not token:
+            raise ValueError("token must be a non-empty string")
+        self._authorization = f"Bearer {token}"
+        self._on_unauthorized = on_unauthorized
+
+    def __repr__(self) -> str:
+        return f"ForgeBearerAuth(api_base_url={str(self.base_url)!r})"
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield from self._hops(request, lambda _: self._authorization)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        hops = self._hops(request, lambda _: self._authorization)
+        request = next(hops)
+        while True:
+            response = yield request
+            if response.status_code == 401 and self._on_unauthorized is not None:
+                await self._on_unauthorized()
+            try:
+                request = hops.send(response)
+            except StopIteration:
+                return
+
+
+def _client(
+    api_base_url: str,
+    token: str,
+    on_unauthorized: Callable[[], Awaitable[None]] | None,
+    retries: RetryPolicy | None,
+    options: dict[str, Any],
+) -> httpx.AsyncClient:
+    if options.pop("follow_redirects", False):
+        raise ValueError("the Forge auth follows redirects itself, checking each hop: leave follow_redirects off")
+    if "auth" in options or "base_url" in options:
+        raise ValueError("auth and base_url are set by the factory")
+    auth = ForgeBearerAuth(api_base_url=api_base_url, token=token, on_unauthorized=on_unauthorized)
+    return AsyncRetryingClient(
+        retries=retries, auth=auth, **{"timeout": 30.0, **options, "base_url": api_base_url.rstrip("/")}
+    )
+
+
+def _discarder(
+    store: ForgeTokenStore | None, installation_id: str, account_id: str | None, token: str
+) -> Callable[[], Awaitable[None]] | None:
+    if store is None:
+        return None
+
+    async def discard() -> None:
+        await store.discard(installation_id, account_id, token)
+
+    return discard
+
+
+def forge_product_client(
+    invocation: ForgeInvocation,
+    *,
+    as_user: bool = False,
+    store: ForgeTokenStore | None = None,
+    retries: RetryPolicy | None = ATLASSIAN_RETRIES,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` for the product of a verified invocation, as the app (system token) or the user.
+
+    Paths are relative to `app.apiBaseUrl` (`/rest/api/3/myself`). With a
+    `store`, a token the product answers 401 to is dropped from it.
+    """
+    secret = invocation.user_token if as_user else invocation.system_token
+    if secret is None:
+        header = "x-forge-oauth-user" if as_user else "x-forge-oauth-system"
+        raise ProductAPIError(f"The invocation carries no {header} token (see the manifest's remotes auth settings).")
+    token = secret.get_secret_value()
+    account_id = invocation.principal if as_user else None
+    on_unauthorized = _discarder(store, invocation.installation_id, account_id, token)
+    return _client(invocation.api_base_url, token, on_unauthorized, retries, client_options)
+
+
+async def stored_forge_client(
+    store: ForgeTokenStore,
+    installation_id: str,
+    *,
+    account_id: str | None = None,
+    retries: RetryPolicy | None = ATLASSIAN_RETRIES,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """A client with the installation's kept system token (or `account_id`'s user token), outside any invocation.
+
+    Raises `ProductAPIError` when no live token is kept: Forge has no refresh
+    endpoint, a new one arrives with the next invocation (an hourly scheduled
+    trigger keeps one at hand).
+    """
+    stored = await store.get(installation_id, account_id)
+    if stored is None:
+        raise ProductAPIError("No live Forge token is kept for this installation; one comes with the next invocation.")
+    on_unauthorized = _discarder(store, installation_id, account_id, stored.token)
+    return _client(stored.api_base_url, stored.token, on_unauthorized, retries, client_options)
+
+
+@dataclass(frozen=True, slots=True)
+class _OfflineToken:
+    token: str = field(repr=False)
+    expires_at: float
+
+
+class OfflineUserTokens:
+    """Act as a user with no user in session: `offlineUserAuthToken`, cached per installation and account.
+
+    Make one per app and share it. Tokens are asked for with the installation's
+    system token at `graphql_url`, kept for their `ttl` less `leeway`, and
+    concurrent callers wanting the same one share a single request.
+
+    ```python
+    tokens = OfflineUserTokens()
+    async with await tokens.client(invocation, account_id, context_ids=[f"ari:cloud:jira::site/{cloud_id}"]) as jira:
+        me = (await jira.get("/rest/api/3/myself")).json()
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        graphql_url: str = FORGE_GRAPHQL_URL,
+        leeway: float = 60.0,
+        max_size: int = 10_000,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.graphql_url = graphql_url
+        self.leeway = leeway
+        self.timeout = timeout
+        self.clock = clock
+        self._tokens: LRUCache[tuple[str, str], _OfflineToken] = LRUCache(max_size)
+        self._inflight: dict[tuple[str, str], asyncio.Future[_OfflineToken]] = {}
+
+    async def token(
+        self, *, system_token: str, installation_id: str, account_id: str, context_ids: Sequence[str]
+    ) -> str:
+        """A user token for `account_id` in the installation, from the cache or the GraphQL mutation."""
+        key = (installation_id, account_id)
+        cached = self._tokens.get(key)
+        if cached is not None and cached.expires_at - self.leeway > self.clock():
+            return cached.token
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return (await asyncio.shield(inflight)).token
+        future: asyncio.Future[_OfflineToken] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            fetched = await self._fetch(system_token, account_id, context_ids)
+        except BaseException as exc:
+            failure = (
+                exc if isinstance(exc, TokenRequestError) else TokenRequestError("The token request was cancelled.")
+            )
+            future.set_exception(failure)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._inflight[key]
+        self._tokens[key] = fetched
+        future.set_result(fetched)
+        return fetched.token
+
+    def forget(self, installation_id: str, account_id: str) -> None:
+        """Drop a cached user token (the product answered 401 to it)."""
+        self._tokens.pop((installation_id, account_id), None)
+
+    async def client(
+        self,
+        invocation: ForgeInvocation,
+        account_id: str,
+        *,
+        context_ids: Sequence[str],
+        retries: RetryPolicy | None = ATLASSIAN_RETRIES,
+        **client_options: Any,
+    ) -> httpx.AsyncClient:
+        """A client for the invocation's product acting as `account_id`; a 401 drops the cached token."""
+        if invocation.system_token is None:
+            raise ProductAPIError("Offline user tokens are asked for with the system token, which this call lacks.")
+        token = await self.token(
+            system_token=invocation.system_token.get_secret_value(),
+            installation_id=invocation.installation_id,
+            account_id=account_id,
+            context_ids=context_ids,
+        )
+
+        async def forget() -> None:
+            self.forget(invocation.installation_id, account_id)
+
+        return _client(invocation.api_base_url, token, forget, retries, client_options)
+
+    async def _fetch(self, system_token: str, account_id: str, context_ids: Sequence[str]) -> _OfflineToken:
+        body = {
+            "query": _OFFLINE_MUTATION,
+            "variables": {"input": {"contextIds": list(context_ids), "userId": account_id}},
+        }
+        headers = {"Authorization": f"Bearer {system_token}"}
+        try:
+            if self._client is not None:
+                response = await self._client.post(self.graphql_url, json=body, headers=headers, timeout=self.timeout)
+            else:
+                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                    response = await client.post(self.graphql_url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TokenRequestError(f"The GraphQL gateway could not be reached ({type(exc).__name__}).") from None
+        return self._read(response, system_token)
+
+    def _read(self, response: httpx.Response, system_token: str) -> _OfflineToken:
+        if response.status_code != 200:
+            raise TokenRequestError(
+                f"The GraphQL gateway answered {response.status_code} to offlineUserAuthToken.",
+                status_code=response.status_code,
+            )
+        document: Any = None
+        try:
+            document = response.json()
+            result = document["data"]["offlineUserAuthToken"]
+        except (ValueError, KeyError, TypeError):
+            result = None
+        if not isinstance(result, dict) or result.get("success") is not True:
+            reason = _first_error(document if result is None else result, system_token)
+            raise TokenRequestError(
+                f"offlineUserAuthToken did not issue a token{': ' + reason if reason else ''}.", status_code=200
+            )
+        auth = result.get("authToken")
+        token, ttl = (auth.get("token"), auth.get("ttl")) if isinstance(auth, dict) else (None, None)
+        if not isinstance(token, str) or not token or isinstance(ttl, bool) or not isinstance(ttl, int | float):
+            raise TokenRequestError("offlineUserAuthToken's answer has no token and numeric ttl.", status_code=200)
+        return _OfflineToken(token, self.clock() + float(ttl))
+
+
+def _first_error(document: Any, secret: str) -> str | None:
+    """The first error message of a GraphQL answer, safe to log: printable, short, no secret."""
+    errors = document.get("errors") if isinstance(document, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return _scrub(first.get("message") if isinstance(first, dict) else None, (secret,))

@@ -1,0 +1,329 @@
+"""Integration tests of calling the product with Forge tokens: bearer clients, the token store, offline user tokens.
+
+The product API and the GraphQL gateway are `FakeForge`'s (`httpx.MockTransport`);
+invocations come from verifying FITs the kit minted with PyJWT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fastapi_connect_auth import (
+    ForgeBearerAuth,
+    ForgeInvocation,
+    ForgeStoredToken,
+    InMemoryForgeTokenStore,
+    OfflineUserTokens,
+    ProductAPIError,
+    TokenRequestError,
+    UnsafeRedirectError,
+    UnsafeRequestError,
+    forge_product_client,
+    remember_forge_tokens,
+    stored_forge_client,
+)
+from fastapi_connect_auth._outbound._forge import token_expiry
+from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
+
+NOW = 1_700_000_000.0
+INSTALLATION = "ari:cloud:ecosystem::installation/1"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return generate_rsa_key()
+
+
+@pytest.fixture
+def forge(signing_key: rsa.RSAPrivateKey) -> FakeForge:
+    return FakeForge(private_key=signing_key, clock=lambda: NOW)
+
+
+async def invocation(forge: FakeForge, *, system: str | None = None, user: str | None = None) -> ForgeInvocation:
+    config = forge.forge_auth(clock=lambda: NOW)
+    return await config.verify_invocation(forge.mint_fit("ui"), system_token=system, user_token=user)
+
+
+# -- clients --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_system_and_user_tokens_reach_the_product(forge: FakeForge) -> None:
+    call = await invocation(forge, system=forge.system_token(), user=forge.user_token())
+    async with forge_product_client(call, transport=forge.api_transport) as app:
+        as_app = await app.get("/rest/api/3/myself")
+    async with forge_product_client(call, as_user=True, transport=forge.api_transport) as user:
+        as_user = await user.get("/rest/api/3/myself")
+    assert as_app.json() == {"accountId": "app-system-user", "tokenKind": "system"}
+    assert as_user.json() == {"accountId": forge.account_id, "tokenKind": "user"}
+    assert forge.api_calls == [
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
+    ]
+
+
+@pytest.mark.anyio
+async def test_missing_token_is_a_clear_error(forge: FakeForge) -> None:
+    call = await invocation(forge, system=forge.system_token())
+    with pytest.raises(ProductAPIError, match="x-forge-oauth-user"):
+        forge_product_client(call, as_user=True)
+    with pytest.raises(ProductAPIError, match="x-forge-oauth-system"):
+        forge_product_client(await invocation(forge))
+
+
+@pytest.mark.anyio
+async def test_token_goes_to_the_api_origin_only(forge: FakeForge) -> None:
+    system = forge.system_token()
+    call = await invocation(forge, system=system)
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/moved"):
+            return httpx.Response(302, headers={"Location": "https://attacker.example/steal"})
+        return httpx.Response(200)
+
+    async with forge_product_client(call, transport=httpx.MockTransport(handle), retries=None) as client:
+        with pytest.raises(UnsafeRequestError) as refused:
+            await client.get("https://attacker.example/rest/api/3/myself")
+        with pytest.raises(UnsafeRedirectError) as redirected:
+            await client.get("/moved")
+    assert [request.url.host for request in seen] == ["api.atlassian.com"]
+    assert system not in str(refused.value)
+    assert system not in str(redirected.value)
+    assert redirected.value.location == "https://attacker.example/steal"
+
+
+def test_factory_options_and_repr_hide_the_token() -> None:
+    auth = ForgeBearerAuth(api_base_url="https://api.atlassian.com/ex/jira/c", token="secret-token")
+    assert "secret-token" not in repr(auth)
+    with pytest.raises(ValueError, match="non-empty"):
+        ForgeBearerAuth(api_base_url="https://api.atlassian.com/ex/jira/c", token="")
+    with pytest.raises(UnsafeRequestError):
+        ForgeBearerAuth(api_base_url="http://api.atlassian.com/ex/jira/c", token="t")
+
+
+@pytest.mark.anyio
+async def test_factory_refuses_options_it_sets(forge: FakeForge) -> None:
+    call = await invocation(forge, system=forge.system_token())
+    with pytest.raises(ValueError, match="follow_redirects"):
+        forge_product_client(call, follow_redirects=True)
+    with pytest.raises(ValueError, match="set by the factory"):
+        forge_product_client(call, base_url="https://elsewhere.example")
+
+
+def test_sync_client_with_the_auth(forge: FakeForge) -> None:
+    auth = ForgeBearerAuth(api_base_url=forge.api_base_url, token=forge.system_token())
+    with httpx.Client(auth=auth, transport=forge.api_transport, base_url=forge.api_base_url) as client:
+        assert client.get("/rest/api/3/myself").json()["tokenKind"] == "system"
+
+
+# -- the token store ------------------------------------------------------------------------
+
+
+def stored(token: str, expires_at: float, base: str = "https://api.atlassian.com/ex/jira/c") -> ForgeStoredToken:
+    return ForgeStoredToken(token, base, expires_at)
+
+
+@pytest.mark.anyio
+async def test_store_keeps_the_later_token_and_never_returns_a_nearly_expired_one() -> None:
+    clock = [NOW]
+    store = InMemoryForgeTokenStore(leeway=60, clock=lambda: clock[0])
+    await store.put(INSTALLATION, None, stored("later", NOW + 3600))
+    await store.put(INSTALLATION, None, stored("sooner", NOW + 600))
+    assert (await store.get(INSTALLATION, None)) == stored("later", NOW + 3600)
+    assert await store.get(INSTALLATION, "someone") is None
+    clock[0] = NOW + 3541
+    assert await store.get(INSTALLATION, None) is None
+    assert "later" not in repr(stored("later", NOW))
+
+
+@pytest.mark.anyio
+async def test_store_discards_only_the_token_that_failed() -> None:
+    store = InMemoryForgeTokenStore(clock=lambda: NOW)
+    await store.put(INSTALLATION, None, stored("old", NOW + 600))
+    await store.put(INSTALLATION, None, stored("new", NOW + 3600))
+    await store.discard(INSTALLATION, None, "old")
+    assert (await store.get(INSTALLATION, None)) is not None
+    await store.discard(INSTALLATION, None, "new")
+    assert await store.get(INSTALLATION, None) is None
+
+
+@pytest.mark.anyio
+async def test_remembered_tokens_serve_calls_later_and_a_401_drops_them(forge: FakeForge) -> None:
+    system, user = forge.system_token(exp=NOW + 3600), forge.user_token(exp=NOW + 1800)
+    call = await invocation(forge, system=system, user=user)
+    store = InMemoryForgeTokenStore(clock=lambda: NOW)
+    await remember_forge_tokens(store, call)
+    assert (await store.get(call.installation_id, None)) == ForgeStoredToken(system, forge.api_base_url, NOW + 3600)
+    assert (await store.get(call.installation_id, forge.account_id)) == ForgeStoredToken(
+        user, forge.api_base_url, NOW + 1800
+    )
+
+    async with await stored_forge_client(store, call.installation_id, transport=forge.api_transport) as later:
+        assert (await later.get("/rest/api/3/myself")).status_code == 200
+        forge.revoke(system)
+        assert (await later.get("/rest/api/3/myself")).status_code == 401
+    assert await store.get(call.installation_id, None) is None
+    with pytest.raises(ProductAPIError, match="next invocation"):
+        await stored_forge_client(store, call.installation_id)
+
+
+@pytest.mark.anyio
+async def test_invocation_client_with_a_store_drops_a_rejected_token(forge: FakeForge) -> None:
+    system = forge.system_token()
+    call = await invocation(forge, system=system)
+    store = InMemoryForgeTokenStore(clock=lambda: NOW)
+    await remember_forge_tokens(store, call)
+    forge.revoke(system)
+    async with forge_product_client(call, store=store, transport=forge.api_transport) as client:
+        assert (await client.get("/rest/api/3/myself")).status_code == 401
+    assert await store.get(call.installation_id, None) is None
+
+
+@pytest.mark.anyio
+async def test_tokens_without_a_readable_exp_are_not_kept(forge: FakeForge) -> None:
+    call = await invocation(forge, system="opaque-token", user="also.not.jwt")
+    store = InMemoryForgeTokenStore(clock=lambda: NOW)
+    await remember_forge_tokens(store, call)
+    assert await store.get(call.installation_id, None) is None
+    assert await store.get(call.installation_id, forge.account_id) is None
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (jwt.encode({"exp": 123}, "k" * 32, "HS256"), 123.0),
+        (jwt.encode({"exp": 1.5}, "k" * 32, "HS256"), 1.5),
+        (jwt.encode({"exp": "soon"}, "k" * 32, "HS256"), None),
+        (jwt.encode({"exp": True}, "k" * 32, "HS256"), None),
+        (jwt.encode({"sub": "x"}, "k" * 32, "HS256"), None),
+        ("a.!!!.c", None),
+        ("a.W10.c", None),  # a JSON list
+        ("opaque", None),
+        ("a." + "A" * 9000 + ".c", None),
+    ],
+)
+def test_token_expiry(token: str, expected: float | None) -> None:
+    assert token_expiry(token) == expected
+
+
+# -- offline user tokens --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_offline_user_token_is_cached_and_acts_as_the_user(forge: FakeForge) -> None:
+    call = await invocation(forge, system=forge.system_token())
+    clock = [NOW]
+    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=forge.api_transport), clock=lambda: clock[0])
+    contexts = [f"ari:cloud:jira::site/{forge.cloud_id}"]
+    async with await tokens.client(call, "557058:other", context_ids=contexts, transport=forge.api_transport) as jira:
+        assert (await jira.get("/rest/api/3/myself")).json()["tokenKind"] == "offline"
+    await tokens.client(call, "557058:other", context_ids=contexts)
+    graphql = [entry for entry in forge.api_calls if entry[1] == "/graphql"]
+    assert len(graphql) == 1
+    clock[0] = NOW + 3600
+    await tokens.client(call, "557058:other", context_ids=contexts)
+    assert len([entry for entry in forge.api_calls if entry[1] == "/graphql"]) == 2
+
+
+@pytest.mark.anyio
+async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) -> None:
+    requests = 0
+    gate = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        await gate.wait()
+        return forge.answer_api_request(request)
+
+    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)), clock=lambda: NOW)
+    system = forge.system_token()
+    ask = dict(system_token=system, installation_id=INSTALLATION, account_id="a1", context_ids=["ari:x"])
+    waiting = [asyncio.ensure_future(tokens.token(**ask)) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*waiting)
+    assert requests == 1
+    assert len(set(results)) == 1
+
+    call = await invocation(forge, system=system)
+    forge.revoke(results[0])
+    tokens_for_call = OfflineUserTokens(client=httpx.AsyncClient(transport=forge.api_transport), clock=lambda: NOW)
+    async with await tokens_for_call.client(call, "a1", context_ids=["ari:x"], transport=forge.api_transport) as jira:
+        first = await tokens_for_call.token(
+            system_token=system, installation_id=call.installation_id, account_id="a1", context_ids=["ari:x"]
+        )
+        forge.revoke(first)
+        assert (await jira.get("/rest/api/3/myself")).status_code == 401
+    assert (call.installation_id, "a1") not in tokens_for_call._tokens
+
+
+def graphql_answer(status: int, body: Any) -> OfflineUserTokens:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    return OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)), clock=lambda: NOW)
+
+
+SYSTEM = "system-token-that-must-never-leak"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (500, {}, "answered 500"),
+        (200, {"data": None, "errors": [{"message": f"bad token {SYSTEM}\n"}]}, "bad token [redacted]?"),
+        (
+            200,
+            {"data": {"offlineUserAuthToken": {"success": False, "errors": [{"message": "no consent"}]}}},
+            "no consent",
+        ),
+        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "t"}}}}, "numeric ttl"),
+        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": None}}}, "numeric ttl"),
+        (200, ["not", "an", "object"], "did not issue a token."),
+    ],
+)
+async def test_offline_token_errors_name_the_cause_without_secrets(
+    status: int, body: Any, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = graphql_answer(status, body)
+    with caplog.at_level(logging.DEBUG), pytest.raises(TokenRequestError) as refused:
+        await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["ari:x"])
+    assert message in str(refused.value)
+    assert SYSTEM not in str(refused.value)
+    assert SYSTEM not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_offline_token_unreachable_gateway() -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    with pytest.raises(TokenRequestError, match="could not be reached"):
+        await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
+    with pytest.raises(TokenRequestError, match="could not be reached"):
+        await OfflineUserTokens(graphql_url="http://127.0.0.1:9/graphql", timeout=1).token(
+            system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"]
+        )
+
+
+@pytest.mark.anyio
+async def test_offline_client_needs_the_system_token(forge: FakeForge) -> None:
+    with pytest.raises(ProductAPIError, match="system token"):
+        await OfflineUserTokens().client(await invocation(forge), "a1", context_ids=["x"])
