@@ -18,10 +18,10 @@ from alembic.config import Config
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import DateTime, ForeignKey, String, insert, inspect, select
+from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint, insert, inspect, or_, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.event import listen
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -55,6 +55,9 @@ class Installation(Base):
     installed: Mapped[bool] = mapped_column(default=True)
     enabled: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    installation_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    """Connect on Forge: the Forge installation (`installationId` of `installed`), as FITs name it."""
+    cloud_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class Event(Base):
@@ -66,6 +69,20 @@ class Event(Base):
     client_key: Mapped[str] = mapped_column(ForeignKey("installations.client_key"), index=True)
     event: Mapped[str] = mapped_column(String(255))
     issue_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ForgeEvent(Base):
+    """A verified Forge product event or trigger; `delivery_key` (its FIT's jti and body) makes a redelivery a no-op."""
+
+    __tablename__ = "forge_events"
+    __table_args__ = (UniqueConstraint("delivery_key", name="uq_forge_events_delivery_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    installation_id: Mapped[str] = mapped_column(String(255), index=True)
+    delivery_key: Mapped[str] = mapped_column(String(64))
+    module_key: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
@@ -317,6 +334,7 @@ class Store:
                 row = Installation(client_key=payload.client_key)
                 session.add(row)
             row.base_url, row.encrypted_shared_secret = record["baseUrl"], secret
+            row.installation_id, row.cloud_id = payload.installation_id, payload.cloud_id
             row.installed = row.enabled = True
 
     async def set_state(self, client_key: str, *, installed: bool | None = None, enabled: bool | None = None) -> None:
@@ -342,5 +360,34 @@ class Store:
     async def events(self, client_key: str, limit: int = 50) -> list[Event]:
         """The tenant's events, newest first."""
         query = select(Event).where(Event.client_key == client_key).order_by(Event.id.desc()).limit(limit)
+        async with self.sessions() as session:
+            return list(await session.scalars(query))
+
+    async def connect_tenant(self, installation_id: str, cloud_id: str | None) -> Installation | None:
+        """The installed Connect tenant of a Forge invocation: by installation id, else by cloud id."""
+        match = Installation.installation_id == installation_id
+        if cloud_id:
+            match = or_(match, Installation.cloud_id == cloud_id)
+        query = select(Installation).where(match, Installation.installed)
+        async with self.sessions() as session:
+            rows = list(await session.scalars(query))
+        return next((row for row in rows if row.installation_id == installation_id), rows[0] if rows else None)
+
+    async def add_forge_event(
+        self, installation_id: str, delivery_key: str, module_key: str | None, payload: Any
+    ) -> bool:
+        """Store a verified Forge event once per delivery key; `False` if it was already stored (a redelivery)."""
+        event = ForgeEvent(
+            installation_id=installation_id, delivery_key=delivery_key, module_key=module_key, payload=payload
+        )
+        try:
+            async with self._transaction() as session:
+                session.add(event)
+        except IntegrityError:
+            return False
+        return True
+
+    async def forge_events(self, installation_id: str) -> list[ForgeEvent]:
+        query = select(ForgeEvent).where(ForgeEvent.installation_id == installation_id).order_by(ForgeEvent.id)
         async with self.sessions() as session:
             return list(await session.scalars(query))

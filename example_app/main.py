@@ -6,16 +6,19 @@ environment variables of `Settings`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
 
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
@@ -23,6 +26,11 @@ from fastapi_connect_auth import (
     ConnectInstall,
     ConnectLifecycle,
     ConnectRequest,
+    ForgeAuth,
+    ForgeInvocation,
+    ForgeKeyProvider,
+    ForgeRequest,
+    JwksKeyProvider,
     ProductHosts,
     PublicKeyProvider,
     VerifiedInstallation,
@@ -48,6 +56,11 @@ WebhookCall = Annotated[
     VerifiedRequest[Installation], Depends(ConnectRequest(body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES))
 ]
 """A webhook: verified like a page load, then its JSON object read (at most MAX_WEBHOOK_BYTES) into `call.body`."""
+
+ForgeEventCall = Annotated[ForgeInvocation, Depends(ForgeRequest(read_body=True, max_body_size=MAX_WEBHOOK_BYTES))]
+"""A Forge product event or trigger: its FIT verified, then its body read (at most MAX_WEBHOOK_BYTES)."""
+ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
+"""A call from the app's Forge UI (`requestRemote`)."""
 
 
 def page_headers(product_hosts: ProductHosts) -> dict[str, str]:
@@ -80,15 +93,29 @@ class EventOut(BaseModel):
         return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+class ForgeWhoAmI(BaseModel):
+    """Who a Forge UI call is from, and the Connect tenant it is linked to (Connect on Forge). Never any token."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    installation_id: str
+    cloud_id: str | None
+    account_id: str | None
+    environment: str | None
+    connect_client_key: str | None
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     key_provider: PublicKeyProvider | None = None,
     product_transport: httpx.AsyncBaseTransport | None = None,
+    forge_key_provider: ForgeKeyProvider | None = None,
 ) -> FastAPI:
     """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan.
 
-    `product_transport` carries the calls to tenants' REST APIs instead of the network (tests).
+    `product_transport` carries the calls to tenants' REST APIs instead of the network (tests);
+    `forge_key_provider` resolves Forge's signing keys instead of fetching `FORGE_JWKS_URL`.
     """
     settings = settings or Settings.from_env()
     store = Store(settings.database_url, settings.secret_encryption_key)
@@ -113,17 +140,31 @@ def create_app(
             transport=product_transport,
         )
 
+    forge = None
+    if settings.forge_app_id:
+        forge = ForgeAuth(
+            app_id=settings.forge_app_id,
+            key_provider=forge_key_provider or JwksKeyProvider(),
+            api_hosts=settings.forge_api_hosts,
+            **({"jwks_url": settings.forge_jwks_url} if settings.forge_jwks_url else {}),
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open(migrate=settings.migrate_on_start)
         try:
-            async with connect.lifespan(app):
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(connect.lifespan(app))
+                if forge is not None:
+                    await stack.enter_async_context(forge.lifespan(app))
                 yield
         finally:
             await store.close()
 
     app = FastAPI(title="FastAPI Connect example", lifespan=lifespan)
     connect.install(app)
+    if forge is not None:
+        forge.install(app)
     redact_access_logs()
     answer_database_outages(app)
 
@@ -173,7 +214,39 @@ def create_app(
             listed.append(out)
         return listed
 
+    if forge is not None:
+        add_forge_routes(app, store, forge)
     return app
+
+
+def add_forge_routes(app: FastAPI, store: Store, forge: ForgeAuth) -> None:
+    """Connect on Forge: Forge events and UI calls, verified by their Forge Invocation Token."""
+
+    @app.post("/forge/events", status_code=204)
+    async def forge_event(call: ForgeEventCall) -> None:
+        """A product event or scheduled trigger, stored once: Forge redelivers, and may send one FIT twice."""
+        body = call.body or b""
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            payload = None
+        if not isinstance(payload, dict):
+            raise HTTPException(400, "A Forge event body must be a JSON object.")
+        delivery = hashlib.sha256(call.jti.encode() + b"\0" + body).hexdigest()
+        module_key = call.module.key if call.module else None
+        await store.add_forge_event(call.installation_id, delivery, module_key, payload)
+
+    @app.get("/forge/whoami")
+    async def forge_whoami(call: ForgeUiCall) -> ForgeWhoAmI:
+        """Who called from the app's Forge UI, and the Connect tenant of that installation."""
+        tenant = await store.connect_tenant(call.installation_id, call.cloud_id)
+        return ForgeWhoAmI(
+            installation_id=call.installation_id,
+            cloud_id=call.cloud_id,
+            account_id=call.principal,
+            environment=call.environment.type if call.environment else None,
+            connect_client_key=tenant.client_key if tenant else None,
+        )
 
 
 app = create_app()

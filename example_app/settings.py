@@ -25,6 +25,12 @@ class Settings:
     product_api_timeout: float = 3.0
     """CONNECT_PRODUCT_API_TIMEOUT: seconds the inbox waits for Jira's REST API before showing the summaries
     the webhooks carried; 0 never calls Jira."""
+    forge_app_id: str | None = None
+    """FORGE_APP_ID: the Forge app's id (ARI or UUID) for Connect on Forge; unset, the /forge routes answer 404."""
+    forge_jwks_url: str | None = None
+    """FORGE_JWKS_URL: a mirror of Forge's JWKS; unset, Forge's production JWKS is used."""
+    forge_api_hosts: tuple[str, ...] = ()
+    """FORGE_API_HOSTS: comma-separated API hosts allowed in FITs besides Atlassian's (a local fake product)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,7 +42,12 @@ class Settings:
             secret_encryption_key=env.get("SECRET_ENCRYPTION_KEY") or None,
             migrate_on_start=env.get("MIGRATE_ON_START", "1") != "0",
             product_api_timeout=float(env.get("CONNECT_PRODUCT_API_TIMEOUT", cls.product_api_timeout)),
-            extra_product_hosts=tuple(
-                host.strip() for host in env.get("CONNECT_EXTRA_PRODUCT_HOSTS", "").split(",") if host.strip()
-            ),
+            extra_product_hosts=_hosts(env.get("CONNECT_EXTRA_PRODUCT_HOSTS", "")),
+            forge_app_id=env.get("FORGE_APP_ID") or None,
+            forge_jwks_url=env.get("FORGE_JWKS_URL") or None,
+            forge_api_hosts=_hosts(env.get("FORGE_API_HOSTS", "")),
         )
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    return tuple(host.strip() for host in value.split(",") if host.strip())

@@ -7,10 +7,13 @@ framework-free `ForgeAuth.verify_invocation`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
+from ._bodies import read_capped
 from ._errors import AuthError
 from ._forge import ForgeAuth
 from ._forge_models import ForgeInvocation
@@ -32,13 +35,24 @@ class ForgeRequest(SecurityBase):
     A rejected call is answered 401 with `WWW-Authenticate: Bearer` (503 when
     Forge's keys cannot be had), with `{"detail", "code"}` once
     `ForgeAuth.install(app)` has run.
+
+    `read_body=True` puts the raw body in `ForgeInvocation.body`, read only once
+    the token is verified, streamed and capped at `max_body_size` bytes (413 above).
     """
 
     def __init__(
-        self, *, scheme_name: str | None = None, description: str | None = None, config: ForgeAuth | None = None
+        self,
+        *,
+        read_body: bool = False,
+        max_body_size: int = 1024 * 1024,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        config: ForgeAuth | None = None,
     ) -> None:
         self.model = HTTPBearerModel(bearerFormat="JWT", description=description or _DESCRIPTION)
         self.scheme_name = scheme_name or _SCHEME_NAME
+        self.read_body = read_body
+        self.max_body_size = max_body_size
         self.config = config
 
     @staticmethod
@@ -53,7 +67,7 @@ class ForgeRequest(SecurityBase):
         headers = request.headers
         config = self.config or ForgeAuth.of(request)
         try:
-            return await config.verify_invocation(
+            invocation = await config.verify_invocation(
                 self.extract_token(request),
                 system_token=headers.get("x-forge-oauth-system"),
                 user_token=headers.get("x-forge-oauth-user"),
@@ -64,3 +78,6 @@ class ForgeRequest(SecurityBase):
             if exc.status_code == 401:
                 exc.headers = {"WWW-Authenticate": "Bearer"}
             raise
+        if not self.read_body:
+            return invocation
+        return dataclasses.replace(invocation, body=await read_capped(request, self.max_body_size))

@@ -153,6 +153,8 @@ class ForgeInvocation:
     user_token: SecretStr | None = field(default=None, repr=False)
     trace_id: str | None = None
     span_id: str | None = None
+    body: bytes | None = field(default=None, repr=False)
+    """The raw request body, read after verification when the dependency asks for it (`ForgeRequest(read_body=True)`)."""
 
     @property
     def app_id(self) -> str:

@@ -19,11 +19,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from example_app.db import Base, create_engine, migrations_config, upgrade_schema
+from example_app.db import FIRST_REVISION, Base, create_engine, migrations_config, upgrade_schema
 from tests.postgres import Database
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"installations", "events"}
+TABLES = {"installations", "events", "forge_events"}
+HEAD = "0002"
 
 
 def on(database: Database, work: Any) -> Any:
@@ -52,7 +53,7 @@ def test_an_empty_database_is_migrated_to_the_models(database: Database) -> None
     on(database, upgrade_schema)
     assert on(database, tables) == TABLES
     assert on(database, schema_diff) == []
-    assert database.rows("SELECT version_num FROM alembic_version") == [("0001",)]
+    assert database.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 def test_a_downgrade_and_upgrade_round_trip(database: Database) -> None:
@@ -62,17 +63,19 @@ def test_a_downgrade_and_upgrade_round_trip(database: Database) -> None:
     on(database, upgrade_schema)
     assert on(database, schema_diff) == []
     on(database, upgrade_schema)  # already at head: nothing to do
-    assert database.rows("SELECT version_num FROM alembic_version") == [("0001",)]
+    assert database.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 def test_a_database_made_before_migrations_is_adopted_with_its_data(database: Database) -> None:
-    on(database, Base.metadata.create_all)  # what the app did before it had migrations
+    # What the app made before it had migrations: revision 0001's tables, with no record of a revision.
+    on(database, lambda connection: command.upgrade(migrations_config(connection), FIRST_REVISION))
+    database.rows("DROP TABLE alembic_version")
     database.rows(
         "INSERT INTO installations VALUES ('tenant', 'https://t.atlassian.net', 'x', true, true, '2026-01-01')"
     )
     on(database, upgrade_schema)
     assert database.rows("SELECT client_key FROM installations") == [("tenant",)]
-    assert database.rows("SELECT version_num FROM alembic_version") == [("0001",)]
+    assert database.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 def test_the_production_command_migrates_database_url(database: Database) -> None:

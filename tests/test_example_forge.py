@@ -1,0 +1,169 @@
+"""The example app's Forge routes (Connect on Forge), driven by the test kit's `FakeForge` and fake Jira.
+
+The pinned contract: FORGE_APP_ID enables `POST /forge/events` (stored once per
+FIT jti and body) and `GET /forge/whoami` (linked to the Connect tenant by
+installation id); 401 / 503 with `{"detail", "code"}` and nothing stored on any
+rejection. The database is read back with SQL, not the app's store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+
+from example_app.main import create_app
+from example_app.settings import Settings
+from fastapi_connect_auth.testing import FakeForge, FakeProduct, generate_rsa_key
+from tests.postgres import Database
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+APP_URL = "https://connect-app.example.test"
+
+
+@pytest.fixture(scope="module")
+def forge_key() -> rsa.RSAPrivateKey:
+    return generate_rsa_key()
+
+
+@pytest.fixture
+def forge(forge_key: rsa.RSAPrivateKey) -> FakeForge:
+    return FakeForge(private_key=forge_key)
+
+
+@pytest.fixture
+def settings(database: Database, forge: FakeForge) -> Settings:
+    key = None if database.path is not None else Fernet.generate_key().decode()
+    return Settings(base_url=APP_URL, database_url=database.url, secret_encryption_key=key, forge_app_id=forge.app_id)
+
+
+@pytest.fixture
+def client(settings: Settings, forge: FakeForge, fake_product: FakeProduct) -> Iterator[TestClient]:
+    app = create_app(settings, key_provider=fake_product.key_provider(), forge_key_provider=forge.key_provider())
+    with TestClient(app, base_url=APP_URL) as client:
+        yield client
+
+
+def forge_events(database: Database) -> list[tuple[Any, ...]]:
+    return database.rows("SELECT installation_id, module_key, payload FROM forge_events ORDER BY id")
+
+
+def test_event_is_stored_once_per_delivery(forge: FakeForge, client: TestClient, database: Database) -> None:
+    driver = forge.drive(client)
+    fit = forge.mint_fit("event")
+    assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204
+    assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204  # redelivered
+    assert driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit).status_code == 204  # another body
+    assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT
+    assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
+    rows = forge_events(database)
+    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 3 + [
+        (forge.installation_id, "hourly-sync")
+    ]
+
+
+def test_whoami_links_the_connect_tenant(forge: FakeForge, fake_product: FakeProduct, client: TestClient) -> None:
+    driver = forge.drive(client)
+    unlinked = driver.ui_call("/forge/whoami", system_token=forge.system_token())
+    assert unlinked.json() == {
+        "installationId": forge.installation_id,
+        "cloudId": forge.cloud_id,
+        "accountId": forge.account_id,
+        "environment": "PRODUCTION",
+        "connectClientKey": None,
+    }
+    assert fake_product.drive(client).install(installationId=forge.installation_id).status_code == 204
+    system, user = forge.system_token(), forge.user_token()
+    linked = driver.ui_call("/forge/whoami", system_token=system, user_token=user)
+    assert linked.status_code == 200
+    assert linked.json()["connectClientKey"] == fake_product.client_key
+    assert system not in linked.text
+    assert user not in linked.text
+
+
+def test_whoami_falls_back_to_the_cloud_id(forge: FakeForge, fake_product: FakeProduct, client: TestClient) -> None:
+    assert fake_product.drive(client).install(cloudId=forge.cloud_id).status_code == 204
+    assert forge.drive(client).ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+
+
+REFUSED = {
+    "no token": ({"Authorization": None}, "MISSING_JWT"),
+    "another app": ({"aud": "ari:cloud:ecosystem::app/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"}, "WRONG_AUDIENCE"),
+    "forged key": ({"key": "forged"}, "INVALID_SIGNATURE"),
+    "expired": ({"exp": 1}, "TOKEN_EXPIRED"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_refused_events_store_nothing(case: str, forge: FakeForge, client: TestClient, database: Database) -> None:
+    change, code = REFUSED[case]
+    if change.get("key") == "forged":
+        fit = forge.mint_fit("event", key=generate_rsa_key())
+    elif "Authorization" in change:
+        fit = None
+    else:
+        fit = forge.mint_fit("event", **change)
+    headers = forge.drive(client).headers(fit) if fit else {}
+    response = client.post("/forge/events", json={"n": 1}, headers=headers)
+    assert (response.status_code, response.json()["code"]) == (401, code), response.text
+    assert forge_events(database) == []
+
+
+def test_bad_bodies_are_4xx_and_store_nothing(forge: FakeForge, client: TestClient, database: Database) -> None:
+    headers = forge.drive(client).headers(forge.mint_fit("event"))
+    assert client.post("/forge/events", content=b"[1, 2]", headers=headers).status_code == 400
+    assert client.post("/forge/events", content=b"{not json", headers=headers).status_code == 400
+    too_big = client.post("/forge/events", content=b" " * (1024 * 1024 + 1), headers=headers)
+    assert (too_big.status_code, too_big.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert forge_events(database) == []
+
+
+def test_jwks_outage_is_503(forge: FakeForge, client: TestClient, database: Database) -> None:
+    forge.jwks_outage = True
+    response = forge.drive(client).event("/forge/events", {"n": 1})
+    assert (response.status_code, response.json()["code"]) == (503, "FAILED_TO_OBTAIN_PUBLIC_KEY")
+    assert forge_events(database) == []
+
+
+def test_without_forge_app_id_the_routes_are_404(database: Database, fake_product: FakeProduct) -> None:
+    settings = Settings(
+        base_url=APP_URL, database_url=database.url, secret_encryption_key=Fernet.generate_key().decode()
+    )
+    with TestClient(create_app(settings, key_provider=fake_product.key_provider()), base_url=APP_URL) as client:
+        assert client.post("/forge/events", json={}).status_code == 404
+        assert client.get("/forge/whoami").status_code == 404
+
+
+def test_settings_read_the_forge_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORGE_APP_ID", "6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77")
+    monkeypatch.setenv("FORGE_JWKS_URL", "http://127.0.0.1:9/jwks.json")
+    monkeypatch.setenv("FORGE_API_HOSTS", "127.0.0.1, localhost,")
+    settings = Settings.from_env()
+    assert settings.forge_app_id == "6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
+    assert settings.forge_jwks_url == "http://127.0.0.1:9/jwks.json"
+    assert settings.forge_api_hosts == ("127.0.0.1", "localhost")
+
+
+def test_loopback_jwks_from_the_environment(forge: FakeForge, database: Database) -> None:
+    """FORGE_JWKS_URL and FORGE_API_HOSTS as a loopback test sets them: the app fetches the kit's served JWKS."""
+    fit = forge.mint_fit("event", app={"apiBaseUrl": "http://127.0.0.1:8123/ex/jira/x"})
+    with forge.serve_jwks() as served:
+        settings = Settings(
+            base_url=APP_URL,
+            database_url=database.url,
+            secret_encryption_key=Fernet.generate_key().decode(),
+            forge_app_id=forge.app_id,
+            forge_jwks_url=served.url,
+            forge_api_hosts=("127.0.0.1",),
+        )
+        with TestClient(create_app(settings), base_url=APP_URL) as client:
+            response = client.post("/forge/events", json={"n": 1}, headers=forge.drive(client).headers(fit))
+    assert response.status_code == 204, response.text
+    assert served.requests == 1
+    assert isinstance(httpx.URL(served.url).port, int)
