@@ -177,7 +177,7 @@ async def run_phase(
     phase.seconds = time.perf_counter() - started
 
 
-async def _read_status(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """The status and body of one HTTP/1.1 response (with a Content-Length, as uvicorn sends)."""
     status = int((await reader.readline()).split()[1])
     length = 0
@@ -204,7 +204,7 @@ async def deliver(phase: Phase, base_url: str, requests: Sequence[bytes], concur
                 started = time.perf_counter()
                 try:
                     writer.write(request)
-                    status, body = await asyncio.wait_for(_read_status(reader), REQUEST_TIMEOUT)
+                    status, body = await asyncio.wait_for(read_response(reader), REQUEST_TIMEOUT)
                 except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
                     phase.failures.append(type(exc).__name__)
                     writer.close()

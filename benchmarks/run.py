@@ -47,7 +47,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import jwt  # noqa: E402
 from app import BASE_URL, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
-from load import cpu_seconds  # noqa: E402
+from load import cpu_seconds, read_response  # noqa: E402
 
 from fastapi_connect_auth import RequestTarget  # noqa: E402
 
@@ -244,13 +244,7 @@ async def _client_connection(port: int, request: bytes, deadline: float, counts:
     try:
         while time.perf_counter() < deadline:
             writer.write(request)
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            status, _ = await read_response(reader)
             counts[0 if 200 <= status < 300 else 1] += 1
     finally:
         writer.close()
