@@ -2,8 +2,11 @@
 
 The default provider checks the `kid` before building any URL, tries the
 environment's primary CDN and then its fallback, bounds every fetch in time,
-keeps keys in a bounded TTL cache, remembers failures briefly, and lets
-concurrent requests for one kid share a single fetch.
+keeps keys in a bounded TTL cache, remembers outages briefly and unknown kids
+for minutes, lets concurrent requests for one kid share a single fetch, and
+rate-limits fetches of new kids per environment: anyone can POST a forged
+install naming a random kid, and must not turn the app into an amplifier
+against Atlassian's CDN (nor get its address rate-limited there).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -67,6 +72,54 @@ class _KeyUnavailable(Exception):
         self.outage = outage
 
 
+class _RateLimited(_KeyUnavailable):
+    def __init__(self) -> None:
+        super().__init__("too many new key ids were asked for; retry shortly", outage=True)
+
+
+class _FetchBudget:
+    """A token bucket of key fetches for one environment: `burst` at once, then `rate` a second.
+
+    A fetch that finds the bucket empty waits for the next token only if no other
+    fetch is already waiting and the token comes within `wait` seconds; any other is
+    refused at once. So a burst of forged installs costs the CDN at most `burst` plus
+    `rate` fetches a second, and a genuine install after the burst waits at most
+    `1 / rate` seconds for its fetch.
+    """
+
+    def __init__(self, burst: int, rate: float, wait: float, clock: Callable[[], float]) -> None:
+        self._burst = float(burst)
+        self._rate = rate
+        self._wait = wait
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+        self._waiting = False
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+
+    async def take(self) -> bool:
+        """Take a token, waiting for one as described above; `False` if refused."""
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        delay = (1 - self._tokens) / self._rate if self._rate > 0 else float("inf")
+        if self._waiting or delay > self._wait:
+            return False
+        self._waiting = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._waiting = False
+        self._refill()
+        self._tokens = max(self._tokens - 1, 0.0)
+        return True
+
+
 class AtlassianKeyProvider(OwnedClient):
     """Fetches install keys from Atlassian's CDN of the install's environment.
 
@@ -75,6 +128,15 @@ class AtlassianKeyProvider(OwnedClient):
     short-lived one serves each fetch, which the cache makes rare.
 
     `base_url` replaces every environment's CDN (a mirror, or a test key server).
+
+    * `failure_ttl`: seconds an outage (timeout, 5xx, bad answer) is remembered.
+    * `unknown_kid_ttl`: seconds a kid every host answered 404 for is remembered
+      (up to `unknown_kid_cache_size` of them): a forged kid, asked again, costs nothing.
+    * `new_kid_burst`, `new_kid_rate`: fetches of kids not in the cache, per
+      environment: `new_kid_burst` at once, then `new_kid_rate` a second. Beyond
+      that an install is answered 503 (`FAILED_TO_OBTAIN_PUBLIC_KEY`) without a
+      fetch, except the one that can wait at most `new_kid_wait` seconds for the
+      next slot. Each fetch asks at most two hosts (primary and fallback).
     """
 
     def __init__(
@@ -86,6 +148,12 @@ class AtlassianKeyProvider(OwnedClient):
         cache_ttl: float = 3600.0,
         cache_size: int = 256,
         failure_ttl: float = 5.0,
+        unknown_kid_ttl: float = 600.0,
+        unknown_kid_cache_size: int = 4096,
+        new_kid_burst: int = 10,
+        new_kid_rate: float = 1.0,
+        new_kid_wait: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._owns_client = False
@@ -93,6 +161,13 @@ class AtlassianKeyProvider(OwnedClient):
         self._timeout = timeout
         self._keys: TTLCache[tuple[ConnectEnvironment, str], RSAPublicKey] = TTLCache(cache_size, cache_ttl)
         self._failures: TTLCache[tuple[ConnectEnvironment, str], _KeyUnavailable] = TTLCache(cache_size, failure_ttl)
+        self._unknown: TTLCache[tuple[ConnectEnvironment, str], _KeyUnavailable] = TTLCache(
+            unknown_kid_cache_size, unknown_kid_ttl
+        )
+        self._budgets = {
+            environment: _FetchBudget(new_kid_burst, new_kid_rate, new_kid_wait, clock)
+            for environment in ConnectEnvironment
+        }
         self._inflight: dict[tuple[ConnectEnvironment, str], asyncio.Future[RSAPublicKey]] = {}
 
     def urls_for(self, kid: str, environment: ConnectEnvironment) -> list[str]:
@@ -107,7 +182,7 @@ class AtlassianKeyProvider(OwnedClient):
         key = self._keys.get(cache_key)
         if key is not None:
             return key
-        failure = self._failures.get(cache_key)
+        failure = self._failures.get(cache_key) or self._unknown.get(cache_key)
         if failure is not None:
             raise self._error(kid, failure)
         inflight = self._inflight.get(cache_key)
@@ -116,9 +191,12 @@ class AtlassianKeyProvider(OwnedClient):
         future: asyncio.Future[RSAPublicKey] = asyncio.get_running_loop().create_future()
         self._inflight[cache_key] = future
         try:
+            if not await self._budgets[environment].take():
+                raise _RateLimited()
             key = await self._fetch(kid, environment)
         except _KeyUnavailable as exc:
-            self._failures[cache_key] = exc
+            if not isinstance(exc, _RateLimited):  # a refusal of ours says nothing about the kid
+                (self._failures if exc.outage else self._unknown)[cache_key] = exc
             error = self._error(kid, exc)
             future.set_exception(error)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited

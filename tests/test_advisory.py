@@ -6,18 +6,34 @@ with the right code, and where it matters that Atlassian's CDN was never asked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
-from fastapi_connect_auth import AuthorizationMethod, ConnectEnvironment, ConnectRequest, VerifiedRequest
+from fastapi_connect_auth import (
+    AtlassianKeyProvider,
+    AuthError,
+    AuthorizationMethod,
+    ConnectAuth,
+    ConnectEnvironment,
+    ConnectRequest,
+    UnsafeRequestError,
+    VerifiedRequest,
+    product_client,
+    sync_product_client,
+)
+from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
+    BASE_URL,
     CLIENT_KEY,
     KID,
     MIB,
@@ -27,8 +43,10 @@ from tests.conftest import (
     SHARED_SECRET,
     ConnectApp,
     ConnectAppFactory,
+    TenantStore,
     Tokens,
     Upload,
+    add_lifecycle_routes,
     asgi_post,
     auth_header,
     install_body,
@@ -36,6 +54,7 @@ from tests.conftest import (
     public_pem,
     qsh_for,
 )
+from tests.test_outbound import product_replies, serve
 
 LIFECYCLE_EVENTS = ["uninstalled", "enabled", "disabled"]
 
@@ -391,3 +410,128 @@ def test_malformed_issuers_never_reach_the_loader(app: ConnectApp, tokens: Token
     # WRONG_ISSUER: `enabled`'s body names the real clientKey; pydantic refuses lone surrogates (FAILED_TO_DECODE).
     assert codes <= {(401, "UNKNOWN_ISSUER"), (401, "WRONG_ISSUER"), (401, "FAILED_TO_DECODE")}, codes
     assert app.tenants.asked == []
+
+
+async def send_following_redirects(client: httpx.AsyncClient, how: str) -> None:
+    if how == "per-request":
+        await client.get("/rest/away", follow_redirects=True)
+    elif how == "per-stream":
+        async with client.stream("GET", "/rest/away", follow_redirects=True):
+            pass
+    else:
+        client.follow_redirects = True
+        await client.get("/rest/away")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["per-request", "per-stream", "client-attribute"])
+async def test_per_request_follow_redirects_sent_the_next_hop_cross_origin(how: str) -> None:
+    """`client.get(url, follow_redirects=True)` made httpx send the redirect's next hop, to any origin, before we raised.
+
+    Now the product client refuses it before anything is sent: neither the product
+    nor the other origin receives a byte.
+    """
+    with serve(product_replies()) as outsider, serve(product_replies({"/rest/away": outsider.url})) as product:
+        client = product_client(app_key="app", client_key="client", base_url=product.url, shared_secret=SHARED_SECRET)
+        async with client:
+            with pytest.raises(UnsafeRequestError, match="follow_redirects"):
+                await send_following_redirects(client, how)
+        assert product.received == []
+        assert outsider.received == []
+
+
+def test_per_request_follow_redirects_refused_by_the_sync_client_too() -> None:
+    with serve(product_replies()) as product:
+        client = sync_product_client(
+            app_key="app", client_key="client", base_url=product.url, shared_secret=SHARED_SECRET
+        )
+        with client:
+            with pytest.raises(UnsafeRequestError, match="follow_redirects"):
+                client.get("/rest/api/3/myself", follow_redirects=True)
+            assert client.get("/rest/api/3/myself", follow_redirects=False).status_code == 200
+        assert len(product.received) == 1
+
+
+@pytest.fixture
+def cdn() -> Iterator[KeyServer]:
+    with serve_keys() as server:
+        yield server
+
+
+def forged_install_app(provider: AtlassianKeyProvider, tenants: TenantStore) -> FastAPI:
+    connect = ConnectAuth(base_url=BASE_URL, credentials_loader=tenants.load, key_provider=provider, clock=lambda: NOW)
+    app = FastAPI()
+    connect.install(app)
+    add_lifecycle_routes(app, tenants)
+    return app
+
+
+def test_forged_installs_with_random_kids_amplified_into_cdn_requests(
+    cdn: KeyServer, signing_key: RSAPrivateKey, tokens: Tokens, tenants: TenantStore
+) -> None:
+    """Each forged install naming a new kid made the app ask Atlassian's CDN (100 installs: 200 requests).
+
+    Now unknown kids are remembered for minutes and fetches of new kids are rate-limited per
+    environment: 1,000 concurrent forged installs cost a few dozen requests, and a genuine
+    install right after the burst still succeeds (it waits at most `1 / new_kid_rate` seconds).
+    """
+    cdn.serve_key(KID, public_pem(signing_key))
+    app = forged_install_app(AtlassianKeyProvider(base_url=cdn.url), tenants)
+    qsh = qsh_for("POST", "/installed")
+    body = json.dumps(install_body()).encode()
+
+    async def burst_then_genuine() -> tuple[list[httpx.Response], httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            forged = await asyncio.gather(
+                *(
+                    client.post("/installed", content=body, headers=auth_header(tokens.rs256(qsh, kid=f"forged/{i}")))
+                    for i in range(1000)
+                )
+            )
+            genuine = await client.post("/installed", content=body, headers=auth_header(tokens.rs256(qsh)))
+        return forged, genuine
+
+    forged, genuine = anyio.run(burst_then_genuine)
+
+    assert {response.status_code for response in forged} <= {401, 503}
+    assert {response.json()["code"] for response in forged} == {"FAILED_TO_OBTAIN_PUBLIC_KEY"}
+    forged_fetches = [path for path in cdn.requests if path.startswith("/forged/")]
+    print(f"\n1,000 forged installs: {len(forged_fetches)} CDN requests")
+    assert len(forged_fetches) <= 36, len(forged_fetches)
+    assert genuine.status_code == 200, genuine.text
+    assert cdn.count(KID) == 1
+
+
+@pytest.mark.anyio
+async def test_an_unknown_kid_is_remembered_for_minutes(cdn: KeyServer) -> None:
+    """A kid every host answered 404 for is not asked again within `unknown_kid_ttl` (outages: `failure_ttl`)."""
+    provider = AtlassianKeyProvider(base_url=cdn.url, failure_ttl=0.01)
+
+    for _ in range(3):
+        with pytest.raises(AuthError) as caught:
+            await provider.get_public_key("forged/kid")
+        assert caught.value.status_code == 401
+        await asyncio.sleep(0.02)  # past failure_ttl: an outage would be retried by now
+
+    assert cdn.count("forged/kid") == 1
+
+
+@pytest.mark.anyio
+async def test_new_kid_fetches_are_rate_limited_per_environment(cdn: KeyServer) -> None:
+    """Past the burst, a new kid is refused (503, not cached) unless it can wait for the next slot."""
+    clock = [0.0]
+    provider = AtlassianKeyProvider(
+        base_url=cdn.url, new_kid_burst=2, new_kid_rate=0.5, new_kid_wait=0.0, clock=lambda: clock[0]
+    )
+
+    async def status(kid: str, environment: ConnectEnvironment = ConnectEnvironment.PRODUCTION) -> int:
+        with pytest.raises(AuthError) as caught:
+            await provider.get_public_key(kid, environment)
+        return caught.value.status_code
+
+    assert [await status("a"), await status("b"), await status("c")] == [401, 401, 503]
+    assert await status("d", ConnectEnvironment.STAGING) == 401  # another environment, another budget
+    clock[0] += 2.0  # one more slot
+    assert [await status("c"), await status("e")] == [401, 503]  # "c" was not remembered as refused
+    assert sorted(cdn.requests) == ["/a", "/b", "/c", "/d"]

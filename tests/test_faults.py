@@ -182,7 +182,10 @@ def test_a_key_server_fault_refuses_the_install_stores_nothing_and_recovers(
     installed = tenant(INSTALLED_KID, 0, "installed-site")
     newcomer = tenant(ROTATED_KID, 1, "new-site")
     key_server.serve(installed)
-    provider = AtlassianKeyProvider(base_url=key_server.url, timeout=KEY_TIMEOUT, failure_ttl=FAILURE_TTL)
+    # An unknown kid (404) is remembered for minutes by default; here as briefly as an outage, to see recovery.
+    provider = AtlassianKeyProvider(
+        base_url=key_server.url, timeout=KEY_TIMEOUT, failure_ttl=FAILURE_TTL, unknown_kid_ttl=FAILURE_TTL
+    )
     with running_app(settings, provider) as client:
         installed_driver, newcomer_driver = installed.drive(client), newcomer.drive(client)
         assert installed_driver.install().status_code == 204

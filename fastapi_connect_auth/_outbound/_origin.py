@@ -41,6 +41,21 @@ def safe_base_url(base_url: str, what: str) -> httpx.URL:
     return url
 
 
+def refuse_client_redirects(client: httpx.Client | httpx.AsyncClient, follow_redirects: object) -> None:
+    """Raise `UnsafeRequestError` before sending if httpx itself would follow redirects.
+
+    httpx follows a redirect before the auth flow sees it: the next hop, to any
+    origin, would be sent (without credentials, but with the path and query the
+    product chose) before the library could refuse it. The Connect auth follows
+    same-origin redirects itself, re-signing each hop.
+    """
+    if follow_redirects is True or (follow_redirects is httpx.USE_CLIENT_DEFAULT and client.follow_redirects):
+        raise UnsafeRequestError(
+            "Refused to send with follow_redirects=True: the Connect auth follows same-origin redirects itself, "
+            "re-signing each hop; leave follow_redirects off."
+        )
+
+
 def required(value: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string")

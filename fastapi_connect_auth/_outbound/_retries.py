@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from ._errors import ProductAPIError
+from ._origin import refuse_client_redirects
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods that may be retried whatever the answer (RFC 9110, section 9.2.2)."""
@@ -346,6 +347,7 @@ class RetryingClient(httpx.Client):
         self.retries = retries
 
     def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        refuse_client_redirects(self, options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT))
         send = super().send
         return send_with_retries(
             _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
@@ -360,6 +362,7 @@ class AsyncRetryingClient(httpx.AsyncClient):
         self.retries = retries
 
     async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        refuse_client_redirects(self, options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT))
         send = super().send
         return await send_with_retries_async(
             _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
