@@ -66,5 +66,6 @@ run: install
 	$(BIN)/uvicorn example_app.main:app --host 127.0.0.1 --port 8000
 
 # A simulated Jira installs the example app, sends webhooks, loads its page, updates and uninstalls it.
+# On a fresh SQLite file, or on DATABASE_URL when given: `make demo DATABASE_URL=postgresql://…`.
 demo: install
 	$(BIN)/python -m example_app.demo

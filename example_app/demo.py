@@ -1,7 +1,7 @@
 """`make demo`: a simulated Jira installs the example app and calls it; the library verifies every step.
 
 The app runs in its own process (uvicorn, a fresh SQLite database in a temporary
-folder), fetching install keys from the test kit's loopback key server. The
+folder, or DATABASE_URL when set: `make demo DATABASE_URL=postgresql://…`), fetching install keys from the test kit's loopback key server. The
 simulated Jira's REST API runs on loopback too (allow-listed for the app with
 CONNECT_EXTRA_PRODUCT_HOSTS), and answers the app only with a valid app JWT.
 Exits non-zero if any step misbehaves, and always stops the app.
@@ -9,6 +9,7 @@ Exits non-zero if any step misbehaves, and always stops the app.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -21,7 +22,10 @@ from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from example_app.db import create_engine
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
 
 READY_TIMEOUT = 30.0
@@ -231,7 +235,34 @@ def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
     )
 
 
+def database_problem(url: str) -> str | None:
+    """`None` if the database at `url` answers a query within 10 seconds, else one line saying why not."""
+
+    async def probe() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(asyncio.wait_for(probe(), timeout=10))
+    except Exception as exc:  # whatever the driver raises, the demo says it in one line
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"make demo: cannot reach DATABASE_URL {where}: {type(exc).__name__}: {reason}"
+    return None
+
+
 def main() -> int:
+    database_url = os.environ.get("DATABASE_URL")
+    if database_url:
+        problem = database_problem(database_url)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+        print(f"Database: {make_url(database_url).render_as_string(hide_password=True)}")
     product = FakeProduct()
     product.issues["DEMO-1"] = LIVE_SUMMARY
     steps = Steps()
@@ -239,7 +270,10 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="connect-demo-") as folder,
         product.serve_api() as jira_url,
         product.serve_keys() as key_server,
-        run_app(Path(folder), key_server.url) as (app_url, _),
+        run_app(Path(folder), key_server.url, env={"DATABASE_URL": database_url} if database_url else None) as (
+            app_url,
+            _,
+        ),
         httpx.Client(base_url=app_url, timeout=10.0) as client,
     ):
         print(f"Simulated Jira (REST API) at {jira_url} (client key {product.client_key})")

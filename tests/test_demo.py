@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from example_app.demo import Steps
+from tests._keyserver import free_loopback_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,34 @@ def test_a_step_that_misbehaves_is_marked_and_counted(capsys: pytest.CaptureFixt
     assert printed[0] == "  ✓ refused as expected (401 UNKNOWN_ISSUER)"
     assert printed[1].startswith("  ✗ accepted when it should be refused: expected 401 UNKNOWN_ISSUER, got 204")
     assert [line[:3] for line in printed[2:]] == ["  ✗", "  ✗"]
+
+
+def run_demo(database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "example_app.demo"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", "DATABASE_URL": database_url},
+        capture_output=True,
+        encoding="utf-8",
+        timeout=90,
+        check=False,
+    )
+
+
+def test_the_demo_runs_on_the_database_url_it_is_given(postgres_url: str) -> None:
+    """`make demo DATABASE_URL=postgresql://…`: the app runs on PostgreSQL, and every step passes there too."""
+    result = run_demo(postgres_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Database: postgresql://postgres@/" in result.stdout
+    assert "✗" not in result.stdout
+    assert "✓ All " in result.stdout
+
+
+def test_an_unreachable_database_fails_the_demo_in_one_line() -> None:
+    port = free_loopback_port()  # nothing listens there
+    result = run_demo(f"postgresql://demo:hunter2-password@127.0.0.1:{port}/connect")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"make demo: cannot reach DATABASE_URL postgresql://demo:***@127.0.0.1:{port}/connect: ")
+    assert "hunter2" not in line
