@@ -83,8 +83,11 @@ class RequestTarget:
     """What the QSH covers: the method, the path as sent (percent-encoded) and the raw query."""
 
     method: str
+    """The HTTP method, as sent."""
     path: str
+    """The path as sent, still percent-encoded."""
     query: str = ""
+    """The raw query string, without the `?`."""
 
 
 def _is_async_callable(function: Any) -> bool:
@@ -127,7 +130,9 @@ class ConnectAuth(AppConfig):
     """
 
     state_name = "connect_auth"
+    """The `app.state` attribute `install(app)` sets."""
     install_hint = "call connect.install(app)"
+    """What an error says to do when no `ConnectAuth` is installed."""
 
     def __init__(
         self,
@@ -148,15 +153,23 @@ class ConnectAuth(AppConfig):
         if authorization_method not in _ALGORITHMS_BY_METHOD:
             raise ValueError(f"authorization_method must be one of {sorted(_ALGORITHMS_BY_METHOD)}")
         self.base_urls: tuple[str, ...] = tuple(dict.fromkeys(_normalise_base_url(url) for url in urls))
+        """The app's base URLs, normalised (no trailing slash): the only accepted `aud`."""
         self._base_paths = tuple(dict.fromkeys(urlsplit(url).path for url in self.base_urls))
         self.credentials_loader = credentials_loader
+        """`loader(client_key)` returning the tenant's `Credentials` or `None`."""
         self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(credentials_loader)
         self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
+        """Where Atlassian's install keys come from (`AtlassianKeyProvider` by default)."""
         self.authorization_method: AuthorizationMethod = authorization_method
+        """How `installed`/`uninstalled` are verified: `publicKey`, `sharedSecret` or `any`."""
         self.product_hosts = product_hosts or ProductHosts()
+        """The allow-list of product hosts that may install the app."""
         self.leeway = leeway
+        """Seconds of clock skew tolerated on `exp` and `nbf`."""
         self.max_body_size = max_body_size
+        """The largest lifecycle body accepted, in bytes."""
         self.clock = clock
+        """The clock tokens are checked against (seconds since the epoch)."""
 
     def install(self, app: FastAPI) -> None:
         """Attach this configuration to `app`, answer `AuthError`s as JSON with their code, and document them.

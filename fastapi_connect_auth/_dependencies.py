@@ -62,8 +62,11 @@ def request_target(request: Request) -> RequestTarget:
 class _ConnectSecurity(SecurityBase, DocumentedDependency):
     def __init__(self, *, scheme_name: str | None, description: str | None, config: ConnectAuth | None) -> None:
         self.model = APIKey(**{"in": APIKeyIn.header}, name="Authorization", description=description or _DESCRIPTION)
+        """The OpenAPI security scheme: an `Authorization` header carrying a JWT."""
         self.scheme_name = scheme_name or _SCHEME_NAME
+        """The scheme's name in OpenAPI."""
         self.config = config
+        """The `ConnectAuth` to use; `None` takes the one installed on the app."""
 
     def extract_token(self, request: Request) -> str | None:
         """The JWT from `Authorization: JWT <token>`, else from the one `jwt` query parameter."""
@@ -78,6 +81,7 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         return values[0] if values else None
 
     def connect_auth(self, request: Request) -> ConnectAuth:
+        """The `ConnectAuth` this dependency checks with: its own `config`, else the app's."""
         return self.config or ConnectAuth.of(request)
 
     def read_callback(self, request: Request) -> tuple[ConnectAuth, str | None, RequestTarget, BodySource]:
@@ -142,16 +146,23 @@ class ConnectRequest(_ConnectSecurity):
             raise ValueError("a route that takes a body needs a token: body= and auto_error=False do not mix")
         super().__init__(scheme_name=scheme_name, description=description, config=config)
         self.qsh: QshMode = qsh
+        """How the token is bound to the request: `computed`, `context`, `any` or `skip`."""
         self.authorization_method: AuthorizationMethod = authorization_method
+        """`sharedSecret` (HS256) or, opting in, `publicKey`/`any` for RS256 tokens."""
         self.auto_error = auto_error
+        """Whether a missing token is an error (else the dependency gives `None`)."""
         self.body: TypeAdapter[Any] | None = None if body is None else TypeAdapter(body)
+        """The pydantic model the body is validated into, read only after the token is verified."""
         self.max_body_size = max_body_size
+        """The largest body read for `body`, in bytes."""
 
     def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        """401; 503 when RS256 is accepted; 413 and 422 when it reads a `body`."""
         signed = {503} if self.authorization_method != "sharedSecret" else set()
         return {401} | signed | ({413, 422} if self.body is not None else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
+        """The `body` model, if any."""
         return self.body
 
     async def __call__(self, request: Request) -> VerifiedRequest[Any] | None:
@@ -194,11 +205,13 @@ class ConnectInstall(_ConnectSecurity):
         super().__init__(scheme_name=scheme_name, description=description, config=config)
 
     def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        """400, 401, 413; 503 when installs are signed (Atlassian's key is fetched)."""
         config = self.config or config
         signed = config is None or config.authorization_method != "sharedSecret"
         return {400, 401, 413} | ({503} if signed else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
+        """The install payload."""
         return _INSTALL_BODY
 
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
@@ -227,13 +240,16 @@ class ConnectLifecycle(_ConnectSecurity):
             raise ValueError(f"event must be one of {_LIFECYCLE_EVENTS}; 'installed' is ConnectInstall's")
         super().__init__(scheme_name=scheme_name, description=description, config=config)
         self.event: LifecycleEvent = event
+        """The lifecycle event this route takes: `uninstalled`, `enabled` or `disabled`."""
 
     def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        """400, 401, 413; 503 for a signed `uninstalled`."""
         config = self.config or config
         signed = self.event == "uninstalled" and (config is None or config.authorization_method != "sharedSecret")
         return {400, 401, 413} | ({503} if signed else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
+        """The lifecycle payload."""
         return _LIFECYCLE_BODY
 
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:

@@ -20,9 +20,13 @@ class ConnectEnvironment(str, enum.Enum):
     """An Atlassian cloud environment, with its own product hosts and install-keys CDN."""
 
     PRODUCTION = "production"
+    """Atlassian Cloud: `*.atlassian.net`, `*.jira.com`, Bitbucket Cloud."""
     STAGING = "staging"
+    """Atlassian's staging environment: `*.jira-dev.com`."""
     FEDRAMP = "fedramp"
+    """Atlassian Government Cloud (FedRAMP Moderate): `*.atlassian-us-gov-mod.net`."""
     FEDRAMP_STAGING = "fedramp-staging"
+    """Atlassian Government Cloud's staging environment: `*.atlassian-stg-fedm.net`."""
 
 
 # Host suffixes (a leading dot: the bare domain itself is not a tenant) and exact hosts,
@@ -69,8 +73,11 @@ class ProductHosts:
     """
 
     environments: frozenset[ConnectEnvironment] = frozenset({ConnectEnvironment.PRODUCTION})
+    """The environments whose Atlassian product hosts may install the app."""
     extra_hosts: tuple[str, ...] = ()
+    """Hosts of your own (exact, or `*.example.com`) that may install the app."""
     extra_hosts_environment: ConnectEnvironment = ConnectEnvironment.PRODUCTION
+    """The environment (and so the key CDN) that `extra_hosts` count as."""
 
     @classmethod
     def of(
@@ -79,6 +86,7 @@ class ProductHosts:
         extra_hosts: Iterable[str] = (),
         extra_hosts_environment: ConnectEnvironment | str = ConnectEnvironment.PRODUCTION,
     ) -> ProductHosts:
+        """Build the allow-list from plain values: environment names as strings are accepted."""
         return cls(
             frozenset(ConnectEnvironment(env) for env in environments),
             tuple(host.lower() for host in extra_hosts),

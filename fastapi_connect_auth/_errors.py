@@ -31,28 +31,49 @@ class AuthErrorCode(str, enum.Enum):
     """
 
     MISSING_JWT = "MISSING_JWT"
+    """No token: neither `Authorization: JWT <token>` nor a `jwt` query parameter."""
     UNAUTHORIZED_REQUEST = "UNAUTHORIZED_REQUEST"
+    """Legacy installs: an `installed` callback for a stored tenant came without a token."""
     FAILED_TO_DECODE = "FAILED_TO_DECODE"
+    """The token is not a well-formed JWT, its claims have the wrong types, or it is too large."""
     UNKNOWN_ISSUER = "UNKNOWN_ISSUER"
+    """The credentials loader knows no tenant for the token's `iss`."""
     WRONG_ISSUER = "WRONG_ISSUER"
+    """A lifecycle token's `iss` is not the payload's `clientKey`."""
     WRONG_AUDIENCE = "WRONG_AUDIENCE"
+    """A signed token's `aud` is missing or is not one of the app's base URLs."""
     MISSING_QSH = "MISSING_QSH"
+    """The token has no `qsh` claim."""
     INVALID_QSH = "INVALID_QSH"
+    """The `qsh` does not match this request, or the token's kind is wrong for the route."""
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    """The signature does not match the tenant's shared secret or Atlassian's key."""
     TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    """`exp` has passed, beyond the leeway."""
     FAILED_TO_OBTAIN_PUBLIC_KEY = "FAILED_TO_OBTAIN_PUBLIC_KEY"
+    """Atlassian's key for the token's `kid` could not be fetched (503 on an outage)."""
     MISSING_KID = "MISSING_KID"
+    """A signed token has no `kid` header."""
     # Ours.
     TOKEN_NOT_YET_VALID = "TOKEN_NOT_YET_VALID"
+    """`nbf` is in the future, beyond the leeway."""
     INVALID_KID = "INVALID_KID"
+    """The `kid` is not a safe key id (path traversal, `%`, `?`, too long)."""
     INVALID_ALGORITHM = "INVALID_ALGORITHM"
+    """The token's `alg` is not the one the route requires (RS256 or HS256)."""
     INVALID_INSTALL_PAYLOAD = "INVALID_INSTALL_PAYLOAD"
+    """The lifecycle body is malformed or is for another event (400)."""
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    """The lifecycle body exceeds `ConnectAuth.max_body_size` (413)."""
     UNTRUSTED_PRODUCT_HOST = "UNTRUSTED_PRODUCT_HOST"
+    """The payload's `baseUrl` is not on the `ProductHosts` allow-list."""
     # Forge Remote.
     UNTRUSTED_API_HOST = "UNTRUSTED_API_HOST"
+    """Forge: the FIT's `app.apiBaseUrl` is not on `ForgeAuth.api_hosts`."""
     INVALID_IC_LABEL = "INVALID_IC_LABEL"
+    """Forge: the FIT's `icLabel` is malformed, or Isolated Cloud is not configured."""
     INSTALLATION_MISMATCH = "INSTALLATION_MISMATCH"
+    """Forge: `app.installation.id` is not the FIT's `app.installationId`."""
 
     def __str__(self) -> str:
         return self.value
@@ -77,7 +98,9 @@ class AuthError(HTTPException):
         headers = {"WWW-Authenticate": "JWT"} if status_code == 401 else None
         super().__init__(status_code=status_code, detail=message, headers=headers)
         self.code = code
+        """Why the call was rejected."""
         self.message = message
+        """A human-readable reason, safe to return and to log: never a token or a secret."""
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.message}"

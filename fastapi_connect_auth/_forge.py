@@ -34,6 +34,7 @@ __all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
 logger = logging.getLogger("fastapi_connect_auth")
 
 FORGE_ISSUER = "forge/invocation-token"
+"""The `iss` of every Forge Invocation Token."""
 FORGE_API_HOSTS = frozenset({"api.atlassian.com", "api.bitbucket.org"})
 """Hosts a FIT's `app.apiBaseUrl` may name: the app sends its tokens there."""
 _STAGING_API_HOST = "api.stg.atlassian.com"
@@ -89,7 +90,9 @@ class ForgeAuth(AppConfig):
     """
 
     state_name = "forge_auth"
+    """The `app.state` attribute `install(app)` sets."""
     install_hint = "call forge.install(app)"
+    """What an error says to do when no `ForgeAuth` is installed."""
 
     def __init__(
         self,
@@ -110,16 +113,25 @@ class ForgeAuth(AppConfig):
         if isolated_cloud_jwks_url is not None and "{ic_label}" not in isolated_cloud_jwks_url:
             raise ValueError("isolated_cloud_jwks_url must contain '{ic_label}'")
         self.app_ids: frozenset[str] = frozenset(forge_app_ari(value) for value in ids)
+        """The app ids (ARIs) a FIT's `aud` and `app.id` may name."""
         self.key_provider: ForgeKeyProvider = key_provider or JwksKeyProvider()
+        """Resolves Forge's signing keys (a `JwksKeyProvider` by default)."""
         self.jwks_url = jwks_url
+        """The production JWKS URL."""
         self.staging = staging
+        """Whether tokens of Forge's staging environment are accepted."""
         self.staging_jwks_url = staging_jwks_url
+        """The staging JWKS URL, used only when `staging` is on."""
         self.isolated_cloud_jwks_url = isolated_cloud_jwks_url
+        """A template with `{ic_label}` for Isolated Cloud keys; `None` refuses them."""
         extra = {host.strip().lower() for host in api_hosts if host.strip()}
         self.api_hosts: frozenset[str] = FORGE_API_HOSTS | extra | ({_STAGING_API_HOST} if staging else set())
+        """Hosts a FIT's `app.apiBaseUrl` may name."""
         self._loopback_hosts = extra & _LOOPBACK_HOSTS
         self.leeway = leeway
+        """Seconds of clock skew tolerated on `exp`, `nbf` and `iat`."""
         self.clock = clock
+        """The clock tokens are checked against (seconds since the epoch)."""
 
     # -- the flow -----------------------------------------------------------------------
 

@@ -50,10 +50,15 @@ class ForgeRequest(SecurityBase):
         config: ForgeAuth | None = None,
     ) -> None:
         self.model = HTTPBearerModel(bearerFormat="JWT", description=description or _DESCRIPTION)
+        """The OpenAPI security scheme: a JWT bearer token."""
         self.scheme_name = scheme_name or _SCHEME_NAME
+        """The scheme's name in OpenAPI."""
         self.read_body = read_body
+        """Whether the body is read (after the token is verified) and kept on the invocation."""
         self.max_body_size = max_body_size
+        """The largest body read, in bytes."""
         self.config = config
+        """The `ForgeAuth` to use; `None` takes the one installed on the app."""
 
     @staticmethod
     def extract_token(request: Request) -> str | None:

@@ -48,7 +48,9 @@ class ForgeEnvironment(BaseModel):
     model_config = _CONFIG
 
     type: _Text | None = None
+    """`DEVELOPMENT`, `STAGING` or `PRODUCTION`."""
     id: _Text | None = None
+    """The environment's id."""
 
 
 class ForgeModule(BaseModel):
@@ -57,7 +59,9 @@ class ForgeModule(BaseModel):
     model_config = _CONFIG
 
     type: _Text | None = None
+    """The module's type, as in the manifest (e.g. `jira:issuePanel`)."""
     key: _Text | None = None
+    """The module's key, as in the manifest."""
 
 
 class ForgeLicense(BaseModel):
@@ -66,8 +70,11 @@ class ForgeLicense(BaseModel):
     model_config = _CONFIG
 
     active: StrictBool | None = Field(default=None, validation_alias=AliasChoices("active", "isActive"))
+    """Whether the license is active (`isActive` in older tokens)."""
     is_evaluation: StrictBool | None = None
+    """Whether the license is an evaluation."""
     type: _Text | None = None
+    """The license type, as sent."""
 
 
 class ForgeInstallationContext(BaseModel):
@@ -76,9 +83,13 @@ class ForgeInstallationContext(BaseModel):
     model_config = _CONFIG
 
     name: _Text | None = None
+    """The context's ARI (a site or workspace)."""
     api_base_url: _Text | None = None
+    """Where the app calls this context's product."""
     cloud_id: _Text | None = None
+    """The site's cloud id (Atlassian sites)."""
     workspace_id: _Text | None = None
+    """The workspace id (Bitbucket)."""
 
 
 class ForgeInstallation(BaseModel):
@@ -87,7 +98,9 @@ class ForgeInstallation(BaseModel):
     model_config = _CONFIG
 
     id: _Id | None = None
+    """The installation's id: must equal `app.installationId`."""
     contexts: list[ForgeInstallationContext] = Field(default_factory=list, max_length=100)
+    """The sites or workspaces the app is installed in."""
 
 
 class ForgeApp(BaseModel):
@@ -96,13 +109,21 @@ class ForgeApp(BaseModel):
     model_config = _CONFIG
 
     id: _Id
+    """The app's id (an ARI): must be one of `ForgeAuth.app_ids`."""
     installation_id: _Id
+    """The installation's id."""
     api_base_url: _Text
+    """Where the app calls the product with the tokens sent alongside."""
     app_version: _Text | None = Field(default=None, validation_alias=AliasChoices("appVersion", "version"))
+    """The app's deployed version."""
     environment: ForgeEnvironment | None = None
+    """The app's environment."""
     module: ForgeModule | None = None
+    """The module that was invoked."""
     license: ForgeLicense | None = None
+    """The app's license (paid production apps only)."""
     installation: ForgeInstallation | None = None
+    """The installation and its contexts."""
 
 
 class ForgeContext(BaseModel):
@@ -111,11 +132,17 @@ class ForgeContext(BaseModel):
     model_config = _CONFIG
 
     cloud_id: _Text | None = None
+    """The site's cloud id."""
     workspace_id: _Text | None = None
+    """The Bitbucket workspace's id."""
     site_url: _Text | None = None
+    """The site's URL."""
     local_id: _Text | None = None
+    """The id of the module's instance on the page."""
     module_key: _Text | None = None
+    """The key of the module that called."""
     extension: dict[str, Any] | None = None
+    """What the product says about where the module runs (the issue, the space...)."""
 
 
 class ForgeClaims(BaseModel):
@@ -124,15 +151,25 @@ class ForgeClaims(BaseModel):
     model_config = _CONFIG
 
     iss: StrictStr
+    """The issuer: always `forge/invocation-token`."""
     aud: list[StrictStr] = Field(max_length=16)
+    """The audience: the app's id (ARI), as a list."""
     exp: _NumericDate
+    """Expiry, seconds since the epoch."""
     iat: _NumericDate
+    """Issued at, seconds since the epoch."""
     nbf: _NumericDate
+    """Not before, seconds since the epoch."""
     jti: _Id
+    """The token's unique id."""
     app: ForgeApp
+    """The app, its installation and where to call the product."""
     context: ForgeContext | None = None
+    """The UI context (calls from the UI only)."""
     principal: _Text | None = None
+    """The account id of the user who acted, if any."""
     ic_label: _Text | None = None
+    """The Isolated Cloud label, for tokens from an Isolated Cloud."""
 
     @field_validator("aud", mode="before")
     @classmethod
@@ -149,19 +186,26 @@ class ForgeInvocation:
     """
 
     claims: ForgeClaims
+    """The verified FIT's claims."""
     system_token: SecretStr | None = field(default=None, repr=False)
+    """The app's system token (`x-forge-oauth-system`), if sent."""
     user_token: SecretStr | None = field(default=None, repr=False)
+    """The user's token (`x-forge-oauth-user`), if sent."""
     trace_id: str | None = None
+    """The call's trace id (`x-b3-traceid`), when well-formed."""
     span_id: str | None = None
+    """The call's span id (`x-b3-spanid`), when well-formed."""
     body: bytes | None = field(default=None, repr=False)
     """The raw request body, read after verification when the dependency asks for it (`ForgeRequest(read_body=True)`)."""
 
     @property
     def app_id(self) -> str:
+        """The app's id (ARI)."""
         return self.claims.app.id
 
     @property
     def installation_id(self) -> str:
+        """The installation's id."""
         return self.claims.app.installation_id
 
     @property
@@ -171,26 +215,32 @@ class ForgeInvocation:
 
     @property
     def jti(self) -> str:
+        """The FIT's unique id."""
         return self.claims.jti
 
     @property
     def app_version(self) -> str | None:
+        """The app's deployed version."""
         return self.claims.app.app_version
 
     @property
     def environment(self) -> ForgeEnvironment | None:
+        """The app's environment."""
         return self.claims.app.environment
 
     @property
     def module(self) -> ForgeModule | None:
+        """The module that was invoked."""
         return self.claims.app.module
 
     @property
     def license(self) -> ForgeLicense | None:
+        """The app's license, if any."""
         return self.claims.app.license
 
     @property
     def installation_contexts(self) -> list[ForgeInstallationContext]:
+        """The sites or workspaces of the installation."""
         installation = self.claims.app.installation
         return list(installation.contexts) if installation else []
 

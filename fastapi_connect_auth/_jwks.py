@@ -33,7 +33,9 @@ __all__ = ["FORGE_JWKS_URL", "FORGE_STAGING_JWKS_URL", "ForgeKeyProvider", "Jwks
 logger = logging.getLogger("fastapi_connect_auth")
 
 FORGE_JWKS_URL = "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
+"""Where Forge publishes the keys that sign production FITs."""
 FORGE_STAGING_JWKS_URL = "https://forge.cdn.stg.atlassian-dev.net/.well-known/jwks.json"
+"""Where Forge publishes the keys that sign staging FITs."""
 
 _MAX_JWKS_BYTES = 64 * 1024
 _MIN_RSA_BITS = 2048
@@ -47,7 +49,9 @@ class ForgeKeyProvider(Protocol):
     not have, 503 when the keys cannot be had at all.
     """
 
-    async def get_signing_key(self, kid: str, jwks_url: str) -> RSAPublicKey: ...
+    async def get_signing_key(self, kid: str, jwks_url: str) -> RSAPublicKey:
+        """The RSA key for `kid` from the JWKS at `jwks_url`; raises `AuthError` when it cannot."""
+        ...
 
 
 class _Unavailable(Exception):
@@ -94,6 +98,7 @@ class JwksKeyProvider(OwnedClient):
         """How many JWKS fetches were attempted (for monitoring and tests)."""
 
     async def get_signing_key(self, kid: str, jwks_url: str) -> RSAPublicKey:
+        """The key for `kid` from the JWKS at `jwks_url`: cached, refetched at most once per unknown kid."""
         key_set = self._sets.get(jwks_url)
         if key_set is None:
             key_set = self._sets[jwks_url] = _KeySet()

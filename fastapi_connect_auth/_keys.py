@@ -63,7 +63,9 @@ class PublicKeyProvider(Protocol):
     Raise `AuthError(FAILED_TO_OBTAIN_PUBLIC_KEY)` when the key cannot be had.
     """
 
-    async def get_public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey: ...
+    async def get_public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
+        """Atlassian's RSA public key for `kid` in `environment`; raises `AuthError` when it cannot."""
+        ...
 
 
 class _KeyUnavailable(Exception):
@@ -178,6 +180,7 @@ class AtlassianKeyProvider(OwnedClient):
     async def get_public_key(
         self, kid: str, environment: ConnectEnvironment = ConnectEnvironment.PRODUCTION
     ) -> RSAPublicKey:
+        """Atlassian's key for `kid` in `environment`: cached, fetched once for concurrent callers."""
         cache_key = (environment, check_kid(kid))
         key = self._keys.get(cache_key)
         if key is not None:

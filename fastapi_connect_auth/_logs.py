@@ -39,6 +39,7 @@ class RedactTokens(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; always keep it."""
         if isinstance(record.msg, str):
             record.msg = redact_tokens(record.msg)
         if isinstance(record.args, tuple):

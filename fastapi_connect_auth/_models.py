@@ -49,10 +49,14 @@ class ConnectUser(BaseModel):
     model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     account_id: StrictStr | None = None
+    """The user's Atlassian account id."""
     account_type: StrictStr | None = None
+    """The kind of account (`atlassian`, `app`, `customer`)."""
     # Deprecated by Atlassian's GDPR migration, still sent by some products.
     user_key: StrictStr | None = None
+    """Deprecated by Atlassian's GDPR migration, still sent by some products."""
     username: StrictStr | None = None
+    """Deprecated by Atlassian's GDPR migration, still sent by some products."""
 
 
 class ConnectContext(BaseModel):
@@ -61,6 +65,7 @@ class ConnectContext(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     user: ConnectUser | None = None
+    """The user the product acts for, if any."""
 
 
 class ConnectClaims(BaseModel):
@@ -76,13 +81,21 @@ class ConnectClaims(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     iss: StrictStr
+    """The issuer: the tenant's `clientKey`."""
     sub: StrictStr | None = None
+    """The subject: the acting user's account id, when a user acts."""
     aud: list[StrictStr] = Field(default_factory=list)
+    """The audience, always a list (a single string is wrapped); signed installs name the app."""
     exp: _NumericDate
+    """Expiry, seconds since the epoch; required."""
     iat: _NumericDate | None = None
+    """Issued at, seconds since the epoch."""
     nbf: _NumericDate | None = None
+    """Not before, seconds since the epoch."""
     qsh: StrictStr | None = None
+    """The query string hash binding the token to a request, or `context-qsh`."""
     context: ConnectContext | None = None
+    """The `context` claim: the user, and product keys (`jira`, `confluence`) as sent."""
 
     @field_validator("aud", mode="before")
     @classmethod
@@ -146,22 +159,37 @@ class LifecyclePayload(BaseModel):
     model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     key: _Identifier
+    """The app's key, as its descriptor declares it."""
     client_key: _Identifier
+    """The tenant's identifier: the `iss` of its tokens."""
     shared_secret: SecretStr | None = Field(default=None, max_length=1024)
+    """The tenant's HS256 secret (`installed` only); never shown in a repr."""
     base_url: _ShortText
+    """The product's base URL (`https://<site>.atlassian.net`, with `/wiki` for Confluence)."""
     display_url: _ShortText | None = None
+    """The URL users see the product at, when it differs from `base_url`."""
     product_type: _ShortText | None = None
+    """`jira`, `confluence` or `bitbucket`."""
     description: _ShortText | None = None
+    """The product's description of the tenant."""
     service_entitlement_number: _ShortText | None = None
+    """The app's entitlement (license) number, for a paid app."""
     oauth_client_id: _ShortText | None = Field(
         default=None, validation_alias=AliasChoices("oauthClientId", "oauth_client_id")
     )
+    """The app's OAuth client id, used to act as a user."""
     event_type: _Identifier
+    """`installed`, `uninstalled`, `enabled` or `disabled`."""
     server_version: _ShortText | None = None
+    """The product's build number."""
     plugins_version: _ShortText | None = None
+    """The Connect framework's version in the product."""
     cloud_id: _ShortText | None = None
+    """The site's cloud id."""
     installation_id: _ShortText | None = None
+    """The installation's id (an ARI), on newer products."""
     public_key: StrictStr | None = Field(default=None, deprecated="Atlassian no longer sends usable public keys.")
+    """Deprecated: Atlassian no longer sends a usable public key."""
 
     @field_validator("base_url", "display_url")
     @classmethod
@@ -175,6 +203,7 @@ class InstallPayload(LifecyclePayload):
     """The body of an `installed` callback: the tenant's shared secret is required."""
 
     shared_secret: SecretStr = Field(max_length=1024)
+    """The tenant's HS256 secret: required in an `installed` callback."""
 
     def dump_for_storage(self) -> dict[str, Any]:
         """The install as the product sent it (camelCase, JSON types), shared secret in clear: what a store keeps.
@@ -209,16 +238,22 @@ class Credentials(Generic[EntityT]):
     """
 
     shared_secret: str = field(repr=False)
+    """The tenant's shared secret, as received in its last `installed` callback."""
     stored_entity: EntityT | None = None
+    """Whatever the loader wants the route to get back (a row, a model)."""
     base_url: str | None = None
+    """The product's base URL: picks the key environment for RS256 request tokens."""
     installed: bool = True
+    """`False` for a tenant that uninstalled the app: its calls are refused, its re-install is new."""
 
 
 class InstallationType(str, enum.Enum):
     """Whether an `installed` callback is for a new tenant or a known one."""
 
     NEW_INSTALLATION = "newInstallation"
+    """The loader knew no such tenant: a first install."""
     UPDATE = "update"
+    """The loader knew the tenant: a re-install, upgrade or re-enable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +265,17 @@ class VerifiedInstallation(Generic[EntityT]):
     """
 
     type: InstallationType
+    """A new installation or an update of a known tenant."""
     payload: InstallPayload
+    """The verified body, with the tenant's shared secret."""
     claims: ConnectClaims | None
+    """The verified token's claims (`None` for a legacy unsigned first install)."""
     stored_entity: EntityT | None = None
+    """The loader's entity for a known tenant (an update), else `None`."""
 
     @property
     def client_key(self) -> str:
+        """The tenant's client key, from the verified payload."""
         return self.payload.client_key
 
 
@@ -247,12 +287,17 @@ class VerifiedLifecycle(Generic[EntityT]):
     """A verified `uninstalled`, `enabled` or `disabled` callback for a known tenant."""
 
     event: LifecycleEvent
+    """`uninstalled`, `enabled` or `disabled`."""
     payload: LifecyclePayload
+    """The verified body."""
     claims: ConnectClaims
+    """The verified token's claims."""
     stored_entity: EntityT | None = None
+    """The loader's entity for the tenant."""
 
     @property
     def client_key(self) -> str:
+        """The tenant's client key, from the verified payload."""
         return self.payload.client_key
 
 
@@ -261,12 +306,15 @@ class VerifiedRequest(Generic[EntityT]):
     """A verified webhook, page load or iframe call."""
 
     claims: ConnectClaims
+    """The verified token's claims."""
     stored_entity: EntityT | None = None
+    """The loader's entity for the tenant."""
     body: Any = None
     """The validated body of a `ConnectRequest(body=Model)` route, read only after the token was verified."""
 
     @property
     def client_key(self) -> str:
+        """The tenant's client key: the verified token's `iss`."""
         return self.claims.iss
 
     @property

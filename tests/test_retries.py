@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
@@ -221,7 +221,7 @@ def test_after_the_last_retry_a_typed_error_tells_the_status_reason_and_limits()
         reason="jira-burst-based",
         limit=100,
         remaining=0,
-        reset=datetime(2023, 11, 14, 22, 14, tzinfo=UTC),
+        reset=datetime(2023, 11, 14, 22, 14, tzinfo=timezone.utc),
         near_limit=True,
         retry_after=3.0,
     )
@@ -464,7 +464,7 @@ def test_rate_limit_information_is_read_from_any_response() -> None:
     )
     info = RateLimitInfo.from_response(response)
     assert (info.limit, info.remaining, info.near_limit, info.reason, info.retry_after) == (350, 42, True, None, None)
-    assert info.reset == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert info.reset == datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
     assert info.policy == '"global-app-quota";q=65000;w=3600'
     assert info.quota == '"global-app-quota";r=64000;t=1800'
 

@@ -48,16 +48,21 @@ class ConnectAppAuth(TenantAuth):
     ) -> None:
         super().__init__(base_url, follow_redirects=follow_redirects, max_redirects=max_redirects)
         self.app_key = required(app_key, "app_key")
+        """The app's key: the `iss` of its tokens."""
         self.client_key = required(client_key, "client_key")
+        """The tenant's client key: the `aud` of its tokens (`sub` on Bitbucket)."""
         self._shared_secret = required(shared_secret, "shared_secret")
         self.token_lifetime = token_lifetime
+        """Seconds each token is valid for."""
         self.clock = clock
+        """The clock tokens are dated by (seconds since the epoch)."""
         self._tenant_claim = "sub" if self.base_url.host in _BITBUCKET_HOSTS else "aud"
 
     def __repr__(self) -> str:
         return f"ConnectAppAuth(app_key={self.app_key!r}, base_url={str(self.base_url)!r})"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Sign each request (and each pinned redirect hop) with a token bound to its URL."""
         yield from self._hops(request, self._authorization)
 
     def token_for(self, method: str, url: httpx.URL | str) -> str:

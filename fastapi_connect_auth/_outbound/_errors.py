@@ -19,6 +19,7 @@ class UnsafeRedirectError(UnsafeRequestError):
     def __init__(self, message: str, *, location: str) -> None:
         super().__init__(message)
         self.location = location
+        """Where the refused redirect pointed."""
 
 
 class TokenRequestError(ProductAPIError):
@@ -31,4 +32,6 @@ class TokenRequestError(ProductAPIError):
     def __init__(self, message: str, *, status_code: int | None = None, error: str | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        """The token endpoint's HTTP status."""
         self.error = error
+        """The OAuth `error` code the endpoint answered, if any."""

@@ -81,8 +81,11 @@ class ForgeStoredToken:
     """A product token kept for an installation: where it may be sent, and until when."""
 
     token: str = field(repr=False)
+    """The product token; never shown in a repr."""
     api_base_url: str
+    """The only base URL the token may be sent to."""
     expires_at: float
+    """When the token expires, seconds since the epoch."""
 
 
 @runtime_checkable
@@ -114,21 +117,26 @@ class InMemoryForgeTokenStore:
 
     def __init__(self, *, leeway: float = 60.0, max_size: int = 10_000, clock: Callable[[], float] = time.time) -> None:
         self.leeway = leeway
+        """Seconds before expiry from which a token is no longer handed out."""
         self.clock = clock
+        """The clock expiries are checked against."""
         self._tokens: LRUCache[tuple[str, str | None], ForgeStoredToken] = LRUCache(max_size)
 
     async def get(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        """A token that stays valid for `leeway` seconds yet, or `None`."""
         stored = self._tokens.get((installation_id, account_id))
         if stored is None or stored.expires_at - self.leeway <= self.clock():
             return None
         return stored
 
     async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        """Keep `token` unless the one kept already expires later."""
         current = self._tokens.get((installation_id, account_id))
         if current is None or token.expires_at >= current.expires_at:
             self._tokens[(installation_id, account_id)] = token
 
     async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
+        """Forget `token` if it is still the one kept."""
         current = self._tokens.get((installation_id, account_id))
         if current is not None and current.token == token:
             del self._tokens[(installation_id, account_id)]
@@ -174,9 +182,11 @@ class ForgeBearerAuth(TenantAuth):
         return f"ForgeBearerAuth(api_base_url={str(self.base_url)!r})"
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send the request with the bearer token, to the pinned origin only."""
         yield from self._hops(request, lambda _: self._authorization)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Send the request with the bearer token, to the pinned origin only."""
         hops = self._hops(request, lambda _: self._authorization)
         request = next(hops)
         while True:
@@ -294,9 +304,13 @@ class OfflineUserTokens:
     ) -> None:
         self._client = client
         self.graphql_url = graphql_url
+        """Where `offlineUserAuthToken` is asked for."""
         self.leeway = leeway
+        """Seconds before expiry at which a cached token is replaced."""
         self.timeout = timeout
+        """Seconds a token request may take."""
         self.clock = clock
+        """The clock expiries are checked against."""
         self._tokens: LRUCache[tuple[str, str], _OfflineToken] = LRUCache(max_size)
         self._inflight: dict[tuple[str, str], asyncio.Future[_OfflineToken]] = {}
 

@@ -67,8 +67,11 @@ class TenantAuth(httpx.Auth):
 
     def __init__(self, base_url: str, *, follow_redirects: bool, max_redirects: int) -> None:
         self.base_url = safe_base_url(base_url, "base_url")
+        """The tenant's base URL: the only origin that receives the credentials."""
         self.follow_redirects = follow_redirects
+        """Whether redirects within that origin are followed (and signed again)."""
         self.max_redirects = max_redirects
+        """The most redirects followed for one call."""
         self._pinned_origin = origin(self.base_url)
 
     def check_destination(self, url: httpx.URL) -> None:

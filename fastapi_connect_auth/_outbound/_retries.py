@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -58,13 +58,21 @@ class RateLimitInfo:
     """
 
     reason: str | None = None
+    """`RateLimit-Reason`: which limit was hit."""
     limit: int | None = None
+    """`X-RateLimit-Limit`."""
     remaining: int | None = None
+    """`X-RateLimit-Remaining`."""
     reset: datetime | None = None
+    """`X-RateLimit-Reset`, an aware `datetime`."""
     near_limit: bool = False
+    """`X-RateLimit-NearLimit: true`: under 20% of the limit left."""
     retry_after: float | None = None
+    """Seconds the product asks to wait (`Retry-After`), at least 0."""
     policy: str | None = None
+    """`RateLimit-Policy` (or `Beta-RateLimit-Policy`), as sent."""
     quota: str | None = None
+    """`RateLimit` (or `Beta-RateLimit`), as sent."""
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitInfo:
@@ -108,7 +116,7 @@ def _timestamp(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat((value or "").strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -122,7 +130,7 @@ def _retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if moment.tzinfo is None:  # an HTTP-date is always GMT
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, moment.timestamp() - now)
 
 
@@ -140,14 +148,21 @@ class RateLimitedError(ProductAPIError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        """The status of the last answer (429)."""
         self.method = method
+        """The call's method."""
         self.path = path
+        """The call's path."""
         self.rate_limit = rate_limit
+        """What the last answer said about the limits."""
         self.retry_after = rate_limit.retry_after
+        """Seconds the product asked to wait, `None` if it did not say."""
         self.attempts = attempts
+        """How many times the call was sent."""
 
     @classmethod
     def of(cls, response: httpx.Response, *, attempts: int, now: float) -> RateLimitedError:
+        """The error for `response`, the last 429 after `attempts` sends."""
         info = RateLimitInfo.from_response(response, now=now)
         method, path = response.request.method, response.request.url.path
         reason = f", reason {info.reason}" if info.reason else ""
@@ -186,19 +201,33 @@ class RetryPolicy:
     """
 
     max_retries: int = 4
+    """Retries at most, after the first attempt."""
     base_delay: float = 5.0
+    """Seconds before the first retry; doubled for each next one."""
     max_delay: float = 30.0
+    """The longest backoff, in seconds."""
     jitter: tuple[float, float] = (0.7, 1.3)
+    """The range of the random factor applied to each wait."""
     max_retry_after: float = 60.0
+    """The longest `Retry-After` waited for, in seconds."""
     budget: float | None = None
+    """Seconds from the first attempt after which no retry starts; `None` for no limit."""
     idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
+    """Methods retried on `statuses` and `errors`."""
     statuses: frozenset[int] = frozenset({408, 429, 503})
+    """Statuses that retry an idempotent call."""
     other_statuses: frozenset[int] = frozenset()
+    """Statuses that retry any other call (none by default)."""
     errors: tuple[type[httpx.TransportError], ...] = (httpx.TimeoutException, httpx.ConnectError)
+    """Transport errors that retry an idempotent call."""
     sleep: Callable[[float], object] = field(default=time.sleep, repr=False, compare=False)
+    """How a sync client waits."""
     async_sleep: Callable[[float], Awaitable[object]] = field(default=asyncio.sleep, repr=False, compare=False)
+    """How an async client waits."""
     random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    """A float in [0, 1) for the jitter."""
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    """Seconds since the epoch, for the budget."""
 
     def __post_init__(self) -> None:
         low, high = self.jitter

@@ -58,12 +58,19 @@ class UserGrant:
     """
 
     authorization_server: str
+    """The token endpoint's base URL."""
     base_url: str
+    """The product's base URL (the token's audience)."""
     oauth_client_id: str
+    """The app's OAuth client id, from the install payload."""
     account_id: str
+    """The user to act as."""
     scopes: tuple[str, ...]
+    """The scopes asked for, sorted."""
     secret_digest: bytes = field(repr=False)
+    """A digest of the shared secret: part of the cache key, never the secret."""
     shared_secret: str = field(repr=False, compare=False)
+    """The tenant's shared secret, which signs the grant; left out of comparisons."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +110,19 @@ class UserTokenProvider:
         self.authorization_server = (
             str(safe_base_url(authorization_server, "authorization_server")) if authorization_server else None
         )
+        """The token endpoint's base URL when overridden, else `None` (Atlassian's)."""
         self.client = client
+        """The httpx client for async token requests, if given."""
         self.sync_client = sync_client
+        """The httpx client for sync token requests, if given."""
         self.timeout = timeout
+        """Seconds a token request may take."""
         self.refresh_margin = refresh_margin
+        """Seconds before expiry at which a cached token is replaced."""
         self.clock = clock
+        """The clock expiries are checked against."""
         self.retries = retries
+        """When a token request is sent again (Atlassian's numbers by default)."""
         self._cache: LRUCache[UserGrant, _AccessToken] = LRUCache(maxsize=cache_size)
         self._cache_lock = threading.Lock()
         self._pending: dict[UserGrant, asyncio.Task[str]] = {}
@@ -345,6 +359,7 @@ class ConnectUserAuth(TenantAuth):
     ) -> None:
         super().__init__(base_url, follow_redirects=follow_redirects, max_redirects=max_redirects)
         self.tokens = tokens or default_user_tokens
+        """The provider the user's access tokens come from."""
         self._grant = self.tokens.grant(
             base_url=str(self.base_url),
             oauth_client_id=oauth_client_id,
@@ -357,6 +372,7 @@ class ConnectUserAuth(TenantAuth):
         return f"ConnectUserAuth(base_url={str(self.base_url)!r}, account_id={self._grant.account_id!r})"
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send the request with the user's bearer token (fetched or cached)."""
         self.check_destination(request.url)
         authorization = "Bearer " + self.tokens.access_token_sync(self._grant)
         hops = self._hops(request, lambda _: authorization)
@@ -369,6 +385,7 @@ class ConnectUserAuth(TenantAuth):
                 return
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Send the request with the user's bearer token (fetched or cached)."""
         self.check_destination(request.url)
         authorization = "Bearer " + await self.tokens.access_token(self._grant)
         hops = self._hops(request, lambda _: authorization)

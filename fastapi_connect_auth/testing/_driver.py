@@ -52,8 +52,11 @@ class ConnectAppDriver:
         descriptor_url: str = "/atlassian-connect.json",
     ) -> None:
         self.product = product
+        """The fake product whose calls are sent."""
         self.client = client
+        """The client that reaches the app (a `TestClient` or an `httpx.Client`)."""
         self.descriptor_url = descriptor_url
+        """Where the app serves its descriptor, relative to the client's base URL."""
         self._app_base_url = app_base_url.rstrip("/") if app_base_url else None
         self._descriptor: dict[str, Any] | None = None
         self._installed_secret: str | None = None

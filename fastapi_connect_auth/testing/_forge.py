@@ -57,8 +57,11 @@ class JwksServer:
     """A running loopback JWKS server: point the app at `url`. `requests` counts the fetches."""
 
     url: str
+    """The server's base URL (`http://127.0.0.1:<port>`)."""
     requests: int = 0
+    """How many times the JWKS was fetched."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Guards `requests` across the server's threads."""
 
 
 class FakeForge:
@@ -91,21 +94,32 @@ class FakeForge:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_id = forge_app_ari(app_id or str(uuid.uuid4()))
+        """The app's id (an ARI)."""
         self.installation_id = installation_id or f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+        """The installation's id (an ARI)."""
         self.cloud_id = cloud_id or str(uuid.uuid4())
+        """The site's cloud id."""
         self.api_base_url = (api_base_url or f"https://api.atlassian.com/ex/jira/{self.cloud_id}").rstrip("/")
+        """Where the app calls the product (`app.apiBaseUrl` of the FITs)."""
         self.account_id = account_id
+        """The user the FITs name as `principal` unless told otherwise."""
         self.kid = kid
+        """The key id FITs are signed with now."""
         self.signing_keys: dict[str, rsa.RSAPrivateKey] = {kid: private_key or generate_rsa_key()}
+        """`{kid: key}`: every key served in the JWKS."""
         self.clock = clock
+        """The platform's clock: FITs and tokens are dated by it."""
         self.jwks_outage = False
+        """While true, the JWKS answers 503."""
         self.jwks_requests = 0
+        """How many times the JWKS was fetched in-process."""
         self.issued_tokens: dict[str, str] = {}
         """Product tokens this fake issued: token → `"system"`, `"user"` or `"offline"`."""
         self.api_calls: list[tuple[str, str, int]] = []
         """`(method, path, status)` of each call its product API answered."""
         self._token_secret = secrets.token_bytes(32)
         self.lock = threading.Lock()
+        """Guards the counters and records across threads."""
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -329,7 +343,9 @@ class ForgeAppDriver:
 
     def __init__(self, forge: FakeForge, client: httpx.Client) -> None:
         self.forge = forge
+        """The fake Forge platform whose calls are sent."""
         self.client = client
+        """The client that reaches the app."""
 
     def headers(self, fit: str, *, system_token: str | None = None, user_token: str | None = None) -> dict[str, str]:
         """The headers of a call from Forge: the FIT, trace ids, and the OAuth tokens when given."""

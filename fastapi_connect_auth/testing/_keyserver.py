@@ -20,9 +20,13 @@ class KeyServer:
     """
 
     url: str
+    """The server's base URL (`http://127.0.0.1:<port>`)."""
     keys: dict[str, bytes]
+    """`{kid: PEM}` served at `/<kid>`."""
     requests: list[str] = field(default_factory=list)
+    """The paths asked for, in order."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Guards `requests` across the server's threads."""
 
 
 class _Handler(BaseHTTPRequestHandler):

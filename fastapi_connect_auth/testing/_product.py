@@ -65,7 +65,9 @@ class FakeProduct(FakeTenant):
             clock=clock,
         )
         self.issues: dict[str, str] = {}
+        """`{issue key: summary}` that a fake Jira's `GET /rest/api/3/issue/{key}` answers."""
         self.api = FakeRestAPI(self)
+        """The product's REST API: add routes with `api.route(method, path)`."""
         if self.product_type == "jira":
             self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues))
 

@@ -46,10 +46,15 @@ class ProductAPICall:
     """
 
     method: str
+    """The request's method."""
     url: str
+    """The request's path and query."""
     status: int
+    """The status the API answered."""
     claims: dict[str, Any] | None = None
+    """The verified token's claims, `None` when it was refused."""
     refusal: str | None = None
+    """Why a call got 401, else `None`."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,11 @@ class APIRequest:
     """
 
     request: httpx.Request
+    """The request as the API received it."""
     params: dict[str, str]
+    """The path parameters the route named (`{key}` gives `params["key"]`)."""
     claims: dict[str, Any]
+    """The claims of the app's verified token."""
 
 
 RouteHandler = Callable[[APIRequest], httpx.Response]
@@ -125,8 +133,11 @@ class FakeRestAPI:
 
     def __init__(self, tenant: FakeTenant) -> None:
         self.tenant = tenant
+        """The tenant whose secret, client key and installed app the tokens are checked against."""
         self.calls: list[ProductAPICall] = []
+        """Every call received, in order."""
         self.lock = threading.Lock()
+        """Guards `calls` when the API is served on a thread."""
         self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
         self._throttles: list[_Throttle] = []
 

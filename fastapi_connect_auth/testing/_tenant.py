@@ -32,8 +32,6 @@ __all__ = ["FAKE_KEYS_URL", "FakeTenant", "generate_rsa_key"]
 FAKE_KEYS_URL = "https://install-keys.fake-product.test"
 """Where `FakeProduct.key_provider()` looks for keys; `key_transport` answers it in-process."""
 
-_LIFETIME = 180
-
 
 def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
     """A field or claim passed as `None` is left out: how a test builds a payload missing something."""
@@ -65,15 +63,25 @@ class FakeTenant:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.profile = profile_of(product_type)
+        """What differs between products: default base URL, install signing, webhook bodies."""
         self.product_type: ProductType = product_type
+        """`jira`, `confluence` or `bitbucket`."""
         self.base_url = (base_url or self.profile.base_url).rstrip("/")
+        """The product's base URL, as its install payload says it."""
         self.client_key = client_key or f"fake-{product_type}-{secrets.token_hex(8)}"
+        """The tenant's client key: the `iss` of the product's tokens."""
         self.shared_secret = shared_secret or self.new_shared_secret()
+        """The tenant's current shared secret."""
         self.previous_shared_secrets: list[str] = []
+        """Secrets replaced by `rotate_shared_secret`, oldest first."""
         self.kid = kid or f"fake-{product_type}/install-key-1"
+        """The key id of the product's install key."""
         self.private_key = private_key or generate_rsa_key()
+        """The RSA key that signs installs."""
         self.clock = clock
+        """The product's clock: tokens are dated by it and the REST API checks `exp` with it."""
         self.app_key: str | None = None
+        """The app the tenant has installed (`None` before): its REST API accepts only this app."""
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -170,7 +178,7 @@ class FakeTenant:
         app_base_url: str,
         private_key: rsa.RSAPrivateKey | None = None,
         kid: str | None = None,
-        lifetime: int = _LIFETIME,
+        lifetime: int = 180,
         **claims: Any,
     ) -> str:
         """A signed lifecycle token (`installed`, `uninstalled`): RS256 with the `kid` header, `aud` the app.
@@ -190,7 +198,7 @@ class FakeTenant:
         app_base_url: str = "",
         shared_secret: str | None = None,
         account_id: str | None = None,
-        lifetime: int = _LIFETIME,
+        lifetime: int = 180,
         **claims: Any,
     ) -> str:
         """An HS256 token bound to `method` and `url` (webhooks, page loads, `enabled`/`disabled`).
@@ -210,7 +218,7 @@ class FakeTenant:
         account_id: str = DEFAULT_ACCOUNT_ID,
         context: Mapping[str, Any] | None = None,
         shared_secret: str | None = None,
-        lifetime: int = _LIFETIME,
+        lifetime: int = 180,
         **claims: Any,
     ) -> str:
         """What `AP.context.getToken()` returns in the app's iframe: HS256, `qsh` `context-qsh`, the user.
