@@ -7,6 +7,7 @@ arrived while the previous call was in flight: a lone request goes straight
 through, and under load the batches grow by themselves. Each caller still waits
 for its own item: a webhook is answered only once its batch is committed, and a
 failed batch fails every caller in it (the app answers 503, the product retries).
+`run` may instead answer one item with an exception, which only its caller gets.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ ResultT = TypeVar("ResultT")
 
 
 class Batcher(Generic[ItemT, ResultT]):
-    """`await batcher.submit(item)`: `run(items)` returns one result per item, in order."""
+    """`await batcher.submit(item)`: `run(items)` returns one result (or exception) per item, in order."""
 
-    def __init__(self, run: Callable[[list[ItemT]], Awaitable[Sequence[ResultT]]], *, max_batch: int = 256) -> None:
+    def __init__(
+        self, run: Callable[[list[ItemT]], Awaitable[Sequence[ResultT | Exception]]], *, max_batch: int = 256
+    ) -> None:
         self._run = run
         self._max_batch = max_batch
         self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
@@ -49,7 +52,11 @@ class Batcher(Generic[ItemT, ResultT]):
                             future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():  # a caller that gave up (its client left) is skipped
+                    if future.done():  # a caller that gave up (its client left) is skipped
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._draining = None

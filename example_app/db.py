@@ -303,10 +303,27 @@ class Store:
             rows = {row.client_key: row for row in await session.scalars(query)}
         return [rows.get(client_key) for client_key in client_keys]
 
-    async def _insert_events(self, events: list[dict[str, Any]]) -> list[None]:
-        async with self._transaction() as session:
-            await session.execute(insert(Event), events)
+    async def _insert_events(self, events: list[dict[str, Any]]) -> list[DBAPIError | None]:
+        """Insert `events` in one transaction; if the database refuses one of them, insert each on its own.
+
+        A payload PostgreSQL's `json` refuses (a NaN) must fail its own webhook, not those it was batched with.
+        """
+        try:
+            async with self._transaction() as session:
+                await session.execute(insert(Event), events)
+        except DBAPIError as exc:
+            if len(events) == 1 or is_outage(exc):
+                raise
+            return [await self._insert_alone(event) for event in events]
         return [None] * len(events)
+
+    async def _insert_alone(self, event: dict[str, Any]) -> DBAPIError | None:
+        try:
+            async with self._transaction() as session:
+                await session.execute(insert(Event), [event])
+        except DBAPIError as exc:  # this event's own outcome: those stored before it stay stored
+            return exc
+        return None
 
     async def credentials(self, client_key: str) -> Credentials[Installation] | None:
         """The tenant's credentials, `installed=False` once it uninstalled; `None` if never seen.

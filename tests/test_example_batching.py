@@ -90,3 +90,26 @@ def test_batches_are_bounded() -> None:
     anyio.run(main)
     assert sum(sizes) == 10
     assert max(sizes) == 3
+
+
+def test_run_can_fail_one_item_and_only_its_caller_gets_the_error() -> None:
+    async def refuse_three(items: list[int]) -> list[int | Exception]:
+        await anyio.sleep(0.01)
+        return [ValueError(f"refused {item}") if item == 3 else item for item in items]
+
+    async def main() -> dict[int, int | str]:
+        batcher = Batcher(refuse_three)
+        outcomes: dict[int, int | str] = {}
+
+        async def call(item: int) -> None:
+            try:
+                outcomes[item] = await batcher.submit(item)
+            except ValueError as exc:
+                outcomes[item] = str(exc)
+
+        async with anyio.create_task_group() as group:
+            for item in range(1, 6):
+                group.start_soon(call, item)
+        return outcomes
+
+    assert anyio.run(main) == {1: 1, 2: 2, 3: "refused 3", 4: 4, 5: 5}
