@@ -26,7 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from example_app.db import create_engine
-from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
+from fastapi_connect_auth import ForgeAuth, forge_product_client
+from fastapi_connect_auth.testing import ConnectAppDriver, FakeForge, FakeProduct, generate_rsa_key
 
 READY_TIMEOUT = 30.0
 LIVE_SUMMARY = "Live summary from Jira's REST API"
@@ -255,6 +256,77 @@ def database_problem(url: str) -> str | None:
     return None
 
 
+async def _call_product_as_the_app(forge: FakeForge) -> httpx.Response:
+    """Verify a FIT as the app does, then call the fake product with the system token it came with."""
+    config = ForgeAuth(app_id=forge.app_id, key_provider=forge.key_provider())
+    invocation = await config.verify_invocation(forge.mint_fit("ui"), system_token=forge.system_token())
+    async with forge_product_client(invocation, transport=forge.api_transport) as product:
+        return await product.get("/rest/api/3/myself")
+
+
+def _forge_events_stored(database_url: str, installation_id: str) -> int:
+    """How many Forge events the app stored for the installation, read back from its database."""
+
+    async def count() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                query = text("SELECT count(*) FROM forge_events WHERE installation_id = :id")
+                return int((await connection.execute(query, {"id": installation_id})).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx.Client, steps: Steps, database_url: str) -> None:
+    """Connect on Forge: the Connect tenant installed with its Forge installation id, then Forge's own calls."""
+    product, driver = jira.product, forge.drive(client)
+    print("\nConnect on Forge")
+    steps.expect(
+        "Connect-on-Forge install (installationId in the installed payload) accepted",
+        jira.install(installationId=forge.installation_id),
+        204,
+    )
+    fit = forge.mint_fit("event")
+    steps.expect(
+        "Forge product event (FIT: RS256, kid, iss, aud, app) accepted and stored",
+        driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=fit),
+        204,
+    )
+    steps.expect(
+        "The same delivery again (Forge retries) accepted, stored once (jti + body)",
+        driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=fit),
+        204,
+        check=lambda response: _forge_events_stored(database_url, forge.installation_id) == 1,
+    )
+    steps.expect(
+        "Forge UI call GET /forge/whoami linked to the Connect tenant",
+        driver.ui_call("/forge/whoami"),
+        200,
+        check=lambda response: response.json()["connectClientKey"] == product.client_key,
+    )
+    steps.expect(
+        "The system token calls the fake product API (Bearer, pinned to app.apiBaseUrl)",
+        asyncio.run(_call_product_as_the_app(forge)),
+        200,
+        check=lambda response: response.json()["tokenKind"] == "system",
+    )
+    steps.expect(
+        "FIT signed with another key refused",
+        driver.event("/forge/events", {}, fit=forge.mint_fit("event", key=generate_rsa_key())),
+        401,
+        "INVALID_SIGNATURE",
+    )
+    other_app = "ari:cloud:ecosystem::app/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+    steps.expect(
+        "Another Forge app's FIT refused (the audience is configured, never read from the token)",
+        driver.event("/forge/events", {}, fit=forge.mint_fit("event", aud=other_app, app={"id": other_app})),
+        401,
+        "WRONG_AUDIENCE",
+    )
+
+
 def main() -> int:
     database_url = os.environ.get("DATABASE_URL")
     if database_url:
@@ -265,12 +337,22 @@ def main() -> int:
         print(f"Database: {make_url(database_url).render_as_string(hide_password=True)}")
     product = FakeProduct()
     product.issues["DEMO-1"] = LIVE_SUMMARY
+    forge = FakeForge()
     steps = Steps()
     with (
         tempfile.TemporaryDirectory(prefix="connect-demo-") as folder,
         product.serve_api() as jira_url,
         product.serve_keys() as key_server,
-        run_app(Path(folder), key_server.url, env={"DATABASE_URL": database_url} if database_url else None) as (
+        forge.serve_jwks() as jwks,
+        run_app(
+            Path(folder),
+            key_server.url,
+            env={
+                "FORGE_APP_ID": forge.app_id,
+                "FORGE_JWKS_URL": jwks.url,
+                **({"DATABASE_URL": database_url} if database_url else {}),
+            },
+        ) as (
             app_url,
             _,
         ),
@@ -278,7 +360,12 @@ def main() -> int:
     ):
         print(f"Simulated Jira (REST API) at {jira_url} (client key {product.client_key})")
         print(f"Install keys served at {key_server.url}; example app running at {app_url}")
+        print(f"Simulated Forge: app {forge.app_id}, JWKS at {jwks.url}")
         run_lifecycle(product.drive(client), steps)
+        run_forge(forge, product.drive(client), client, steps, database_url or f"sqlite:///{Path(folder) / 'demo.db'}")
+        print(
+            f"\nThe app fetched Forge's JWKS {jwks.requests} time(s) for every FIT, then served its keys from its cache."
+        )
         fetched = len(key_server.requests)
         print(
             f"\nThe app fetched the install key {fetched} time(s) from the key server, then served it from its cache."

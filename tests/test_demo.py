@@ -43,7 +43,12 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "The app fetched the install key 1 time(s)",
         "The fake Jira verified the app's JWT on 4 of 4 REST call(s).",
         "Stopped the example app, the key server and the fake Jira.",
-        "✓ All 20 steps verified.",
+        "✓ Connect-on-Forge install (installationId in the installed payload) accepted (204)",
+        "✓ Forge UI call GET /forge/whoami linked to the Connect tenant (200)",
+        "✓ The system token calls the fake product API (Bearer, pinned to app.apiBaseUrl) (200)",
+        "✓ Another Forge app's FIT refused (the audience is configured, never read from the token) (401 WRONG_AUDIENCE)",
+        "The app fetched Forge's JWKS 1 time(s)",
+        "✓ All 27 steps verified.",
     ):
         assert line in output
 
