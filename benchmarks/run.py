@@ -4,6 +4,10 @@
      plain `jwt.decode(token, secret, algorithms=["HS256"])`: target ratio <= 0.40;
 (a') a naive FastAPI + PyJWT verification (decode unverified for `iss`, decode
      verified, compute the QSH) against the same `jwt.decode`, for context;
+(c)  one Forge Invocation Token verification (`ForgeAuth.verify_invocation`, key
+     cached) against one plain `jwt.decode(token, key, algorithms=["RS256"],
+     audience=...)` of the same token: target ratio <= 1.10 (RSA dominates; the
+     extra checks must cost almost nothing);
 (b)  requests per second of `POST /webhook` (`Depends(ConnectRequest())`) against
      its unauthenticated twin `POST /webhook-open` in the same uvicorn app under a
      loopback load, under both servers side by side: uvicorn with uvloop and
@@ -41,6 +45,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -49,11 +54,14 @@ import jwt  # noqa: E402
 from app import BASE_URL, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
 from load import cpu_seconds, read_response  # noqa: E402
 
-from fastapi_connect_auth import RequestTarget  # noqa: E402
+from fastapi_connect_auth import ForgeAuth, RequestTarget  # noqa: E402
+from fastapi_connect_auth.testing import FakeForge  # noqa: E402
 
 HOST = "127.0.0.1"
 BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
 TARGET_A = 0.40
+TARGET_C = 1.10
+FORGE_APP = "ari:cloud:ecosystem::app/6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
 SERVERS = {
     "uvloop+httptools": ("--loop", "uvloop", "--http", "httptools"),
     "asyncio+h11": ("--loop", "asyncio", "--http", "h11"),
@@ -113,6 +121,46 @@ async def measure_verification(rounds: int, number: int) -> dict[str, list[float
     names = list(contenders)
     for round_index in range(rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            results[name].append(await _timed(contenders[name]) / number)
+    return results
+
+
+# -- (c) one Forge Invocation Token verification against one jwt.decode RS256 ----------------
+
+
+class _CachedKey:
+    """A key provider whose key is already cached: what `JwksKeyProvider` is after its first fetch."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    async def get_signing_key(self, kid: str, jwks_url: str) -> Any:
+        return self.key
+
+
+async def measure_forge(rounds: int, number: int) -> dict[str, list[float]]:
+    """Per-call seconds of `ForgeAuth.verify_invocation` and of a plain RS256 `jwt.decode` of the same FIT."""
+    forge = FakeForge(app_id=FORGE_APP)
+    key = forge.signing_keys[forge.kid].public_key()
+    config = ForgeAuth(app_id=FORGE_APP, key_provider=_CachedKey(key))
+    token = forge.mint_fit("event", exp=int(time.time()) + 3600)  # alive for the whole run
+    verify = config.verify_invocation
+    assert (await verify(token)).installation_id == forge.installation_id
+    assert jwt.decode(token, key, algorithms=["RS256"], audience=forge.app_id)["jti"]
+
+    async def library() -> None:
+        for _ in range(number):
+            await verify(token)
+
+    def plain_decode() -> None:
+        for _ in range(number):
+            jwt.decode(token, key, algorithms=["RS256"], audience=forge.app_id)
+
+    contenders: dict[str, Callable[[], Awaitable[None] | None]] = {"library": library, "jwt.decode": plain_decode}
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(rounds):
+        order = list(contenders) if round_index % 2 == 0 else list(reversed(contenders))
         for name in order:
             results[name].append(await _timed(contenders[name]) / number)
     return results
@@ -356,6 +404,18 @@ def main() -> None:
     )
     print(f"(a') naive FastAPI+PyJWT verification (2 decodes + QSH)    {naive * 1e6:8.2f} us")
     print(f"    ratio naive / jwt.decode                               {naive / decode:8.2f}  (context)")
+    print()
+    forge_times = asyncio.run(measure_forge(args.rounds, max(1, args.number // 4)))
+    rs256, fit = median(forge_times["jwt.decode"]), median(forge_times["library"])
+    ratio_c = fit / rs256
+    print(
+        f"(c) one FIT verification vs one jwt.decode RS256 ({args.rounds} interleaved rounds x {max(1, args.number // 4)} calls)"
+    )
+    print(f"    jwt.decode(token, key, algorithms=['RS256'], audience=...) {rs256 * 1e6:8.2f} us")
+    print(f"    await forge.verify_invocation(token)  (key cached)     {fit * 1e6:8.2f} us")
+    print(
+        f"    ratio verify_invocation / jwt.decode                   {ratio_c:8.2f}  {verdict(ratio_c, TARGET_C, True)}"
+    )
     print()
     if args.skip_load:
         return

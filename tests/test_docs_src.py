@@ -651,3 +651,30 @@ async def test_an_interactive_call_gives_up_when_the_wait_would_pass_its_budget(
     assert [call.status for call in product.api_calls] == [429]  # a 10 s wait would pass the 5 s budget
     assert "Rate limited (jira-burst-based); try again in 10.0 s." in caplog.text
     assert SECRET not in caplog.text
+
+
+# -- forge_remote.py --------------------------------------------------------------------------
+
+
+@exercises("forge_remote.py")
+@pytest.mark.anyio
+async def test_forge_remote_sample_verifies_calls_and_calls_the_product_with_their_tokens() -> None:
+    from fastapi_connect_auth import InMemoryForgeTokenStore, ProductAPIError
+    from fastapi_connect_auth.testing import FakeForge
+
+    module = sample("forge_remote")
+    forge, tokens = FakeForge(), InMemoryForgeTokenStore()
+    app = module.create_app(forge.forge_auth(), tokens, product_transport=forge.api_transport)
+    with pytest.raises(ProductAPIError, match="next invocation"):
+        await module.sync(tokens, forge.installation_id)
+    with TestClient(app) as client:
+        driver = forge.drive(client)
+        me = driver.ui_call("/forge/me", user_token=forge.user_token())
+        refused = client.get("/forge/me")
+        kept = driver.event("/forge/hourly", {}, shape="trigger", system_token=forge.system_token())
+    synced = await module.sync(tokens, forge.installation_id, transport=forge.api_transport)
+
+    assert me.json() == {"accountId": forge.account_id, "tokenKind": "user"}
+    assert (refused.status_code, refused.json()["code"]) == (401, "MISSING_JWT")
+    assert kept.status_code == 204
+    assert synced == {"accountId": "app-system-user", "tokenKind": "system"}
