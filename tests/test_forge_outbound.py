@@ -22,6 +22,7 @@ from fastapi_connect_auth import (
     InMemoryForgeTokenStore,
     OfflineUserTokens,
     ProductAPIError,
+    RetryPolicy,
     TokenRequestError,
     UnsafeRedirectError,
     UnsafeRequestError,
@@ -314,13 +315,55 @@ async def test_offline_token_unreachable_gateway() -> None:
     async def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    tokens = OfflineUserTokens(
+        client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+        retries=RetryPolicy(async_sleep=wait, random=lambda: 0.5),
+    )
     with pytest.raises(TokenRequestError, match="could not be reached"):
         await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
+    assert waits == [5.0, 10.0, 20.0, 30.0]  # retried as Atlassian asks before giving up
     with pytest.raises(TokenRequestError, match="could not be reached"):
-        await OfflineUserTokens(graphql_url="http://127.0.0.1:9/graphql", timeout=1).token(
+        await OfflineUserTokens(graphql_url="http://127.0.0.1:9/graphql", timeout=1, retries=None).token(
             system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"]
         )
+
+
+@pytest.mark.anyio
+async def test_a_rate_limited_gateway_and_product_are_retried(forge: FakeForge) -> None:
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    retries = RetryPolicy(async_sleep=wait, random=lambda: 0.0)
+    gateway = iter([httpx.Response(429, headers={"Retry-After": "2"})])
+    answer = {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "user-1", "ttl": 900}}}}
+
+    async def graphql(request: httpx.Request) -> httpx.Response:
+        return next(gateway, httpx.Response(200, json=answer))
+
+    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(graphql)), retries=retries)
+    token = await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
+    assert (token, waits) == ("user-1", [2.0])
+
+    product = iter([httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(503)])
+    sent: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Authorization"])
+        return next(product, httpx.Response(200, json={"ok": True}))
+
+    call = await invocation(forge, system=forge.system_token())
+    async with forge_product_client(call, transport=httpx.MockTransport(api), retries=retries) as client:
+        assert (await client.get("/rest/api/3/myself")).json() == {"ok": True}
+    assert waits == [2.0, 1.0, 7.0]  # Retry-After 1, then the second backoff (10 s) at its lowest jitter
+    assert call.system_token is not None
+    assert sent == [f"Bearer {call.system_token.get_secret_value()}"] * 3
 
 
 @pytest.mark.anyio

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from .._forge_models import ForgeInvocation
 from ._errors import ProductAPIError, TokenRequestError
 from ._origin import TenantAuth
-from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy
+from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy, send_with_retries_async
 from ._user_auth import _scrub
 
 __all__ = [
@@ -283,7 +283,8 @@ class OfflineUserTokens:
 
     Make one per app and share it. Tokens are asked for with the installation's
     system token at `graphql_url`, kept for their `ttl` less `leeway`, and
-    concurrent callers wanting the same one share a single request.
+    concurrent callers wanting the same one share a single request, retried
+    as `retries` says when the gateway is rate limited or unreachable.
 
     ```python
     tokens = OfflineUserTokens()
@@ -301,8 +302,10 @@ class OfflineUserTokens:
         max_size: int = 10_000,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     ) -> None:
         self._client = client
+        self.retries = retries
         self.graphql_url = graphql_url
         """Where `offlineUserAuthToken` is asked for."""
         self.leeway = leeway
@@ -376,12 +379,23 @@ class OfflineUserTokens:
             "variables": {"input": {"contextIds": list(context_ids), "userId": account_id}},
         }
         headers = {"Authorization": f"Bearer {system_token}"}
-        try:
+
+        async def attempt() -> httpx.Response:
             if self._client is not None:
-                response = await self._client.post(self.graphql_url, json=body, headers=headers, timeout=self.timeout)
-            else:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.post(self.graphql_url, json=body, headers=headers)
+                return await self._client.post(self.graphql_url, json=body, headers=headers, timeout=self.timeout)
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                return await client.post(self.graphql_url, json=body, headers=headers)
+
+        try:
+            # Asking again for a token is safe: the mutation counts as idempotent.
+            response = await send_with_retries_async(
+                self.retries,
+                "POST",
+                httpx.URL(self.graphql_url).path,
+                attempt,
+                idempotent=True,
+                raise_rate_limited=False,
+            )
         except httpx.HTTPError as exc:
             raise TokenRequestError(f"The GraphQL gateway could not be reached ({type(exc).__name__}).") from None
         return self._read(response, system_token)
