@@ -197,6 +197,12 @@ def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
     )
     product.issues["DEMO-1"] = live_summary
     steps.expect(
+        "Context call with an anonymous context token (no user) refused",
+        jira.request("GET", "/api/events", token=product.shared_secret_token("GET", "/api/events", qsh="context-qsh")),
+        403,
+        "UNAUTHORIZED_REQUEST",
+    )
+    steps.expect(
         "Page URL with a context token refused",
         jira.request("GET", "/inbox", token=product.context_token()),
         401,

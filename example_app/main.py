@@ -22,6 +22,8 @@ from pydantic.alias_generators import to_camel
 
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
+    AuthError,
+    AuthErrorCode,
     ConnectAuth,
     ConnectInstall,
     ConnectLifecycle,
@@ -50,6 +52,31 @@ TenantCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest())]
 """A webhook or page load: HS256 with the tenant's shared secret, bound to this method and URL."""
 IframeCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest(qsh="context"))]
 """A call from the app's own iframe, with a token from `AP.context.getToken()`."""
+
+
+async def user_call(call: IframeCall) -> VerifiedRequest[Installation]:
+    """An iframe call made for a user. A context token naming no user (anonymous access) is refused (403).
+
+    What a tenant's users may see differs per user: an answer built for "nobody" would have
+    to be built with the app's own permissions, which see everything.
+    """
+    if call.account_id is None:
+        raise AuthError(
+            AuthErrorCode.UNAUTHORIZED_REQUEST,
+            "This API answers only calls made for a user; the token names none.",
+            status_code=403,
+        )
+    return call
+
+
+UserIframeCall = Annotated[VerifiedRequest[Installation], Depends(user_call)]
+"""An iframe call for a known user (`call.account_id` is set)."""
+NO_USER = {
+    403: {
+        "description": "The context token names no user (`UNAUTHORIZED_REQUEST`).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectAuthError"}}},
+    }
+}
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 WebhookCall = Annotated[
@@ -198,8 +225,8 @@ def create_app(
     async def inbox(call: TenantCall) -> HTMLResponse:
         return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"), headers=framed_page_headers)
 
-    @app.get("/api/events")
-    async def events(call: IframeCall) -> list[EventOut]:
+    @app.get("/api/events", responses=NO_USER)
+    async def events(call: UserIframeCall) -> list[EventOut]:
         """The tenant's events, newest first, each issue's summary fetched live from Jira when it answers."""
         stored = await store.events(call.client_key)
         live = await live_summaries(call.client_key, [event.issue_key for event in stored if event.issue_key])

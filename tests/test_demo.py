@@ -48,7 +48,8 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ The system token calls the fake product API (Bearer, pinned to app.apiBaseUrl) (200)",
         "✓ Another Forge app's FIT refused (the audience is configured, never read from the token) (401 WRONG_AUDIENCE)",
         "The app fetched Forge's JWKS 1 time(s)",
-        "✓ All 27 steps verified.",
+        "✓ Context call with an anonymous context token (no user) refused (403 UNAUTHORIZED_REQUEST)",
+        "✓ All 28 steps verified.",
     ):
         assert line in output
 

@@ -514,3 +514,19 @@ def test_a_planted_dev_key_symlink_is_refused_and_production_never_reads_it(tmp_
     with pytest.raises(RuntimeError, match="symlink"):
         load_cipher(None, f"sqlite:///{tmp_path / 'other.db'}")
     assert not (tmp_path / "nowhere").exists()  # nothing was written through it
+
+
+def test_an_anonymous_context_token_gets_no_events(jira: Jira, fake_product: FakeProduct) -> None:
+    """`/api/events` answered every stored issue summary to a context token naming no user; now 403 with a code."""
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+        anonymous = fake_product.shared_secret_token("GET", "/api/events", qsh="context-qsh")
+
+        refused = driver.request("GET", "/api/events", token=anonymous)
+        for_a_user = driver.context_call("GET", "/api/events", account_id="557058:user-a")
+
+    assert_refused(refused, "UNAUTHORIZED_REQUEST", 403)
+    assert "issue" not in refused.text.lower()
+    assert for_a_user.status_code == 200
+    assert len(for_a_user.json()) == 1
