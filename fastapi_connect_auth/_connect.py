@@ -20,7 +20,6 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -38,7 +37,6 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
-from ._openapi import document_errors
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
 from ._wiring import AppConfig
@@ -170,15 +168,6 @@ class ConnectAuth(AppConfig):
         """The largest lifecycle body accepted, in bytes."""
         self.clock = clock
         """The clock tokens are checked against (seconds since the epoch)."""
-
-    def install(self, app: FastAPI) -> None:
-        """Attach this configuration to `app`, answer `AuthError`s as JSON with their code, and document them.
-
-        Each route guarded by a Connect dependency lists in OpenAPI the error
-        statuses it can answer and the request body it reads.
-        """
-        super().install(app)
-        document_errors(app)
 
     # -- flows --------------------------------------------------------------------------
 

@@ -8,15 +8,21 @@ framework-free `ForgeAuth.verify_invocation`.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
+from pydantic import TypeAdapter
 
 from ._bodies import read_capped
 from ._errors import AuthError
 from ._forge import ForgeAuth
 from ._forge_models import ForgeInvocation
+from ._openapi import DocumentedDependency
+
+if TYPE_CHECKING:
+    from ._connect import ConnectAuth
 
 __all__ = ["ForgeRequest"]
 
@@ -24,7 +30,7 @@ _SCHEME_NAME = "ForgeInvocationToken"
 _DESCRIPTION = "A Forge Invocation Token (FIT), sent by Forge as `Authorization: Bearer <token>`."
 
 
-class ForgeRequest(SecurityBase):
+class ForgeRequest(SecurityBase, DocumentedDependency):
     """Verify a Forge Remote call (UI call, product event, scheduled trigger); returns a `ForgeInvocation`.
 
     ```python
@@ -59,6 +65,14 @@ class ForgeRequest(SecurityBase):
         """The largest body read, in bytes."""
         self.config = config
         """The `ForgeAuth` to use; `None` takes the one installed on the app."""
+
+    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+        """401, 503 (Forge's keys unavailable), and 413 when it reads the body."""
+        return {401, 503} | ({413} if self.read_body else set())
+
+    def openapi_body(self) -> TypeAdapter[Any] | None:
+        """The body is read as bytes, for the route to parse: it declares none."""
+        return None
 
     @staticmethod
     def extract_token(request: Request) -> str | None:

@@ -55,7 +55,10 @@ class DocumentedDependency:
 
 
 def document_errors(app: FastAPI) -> None:
-    """Make `app.openapi()` document the errors and bodies of its Connect-guarded routes."""
+    """Make `app.openapi()` document the errors and bodies of its guarded routes (once per app)."""
+    if getattr(app.state, "auth_errors_documented", False):
+        return
+    app.state.auth_errors_documented = True
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ._errors import AuthError
+from ._openapi import document_errors
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
@@ -41,9 +42,14 @@ class AppConfig:
     key_provider: object
 
     def install(self, app: FastAPI) -> None:
-        """Attach this configuration to `app` and answer `AuthError`s as JSON with their code."""
+        """Attach this configuration to `app`, answer `AuthError`s as JSON with their code, and document them.
+
+        Each route guarded by one of the library's dependencies lists in OpenAPI
+        the error statuses it can answer and the request body it reads.
+        """
         setattr(app.state, self.state_name, self)
         app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+        document_errors(app)
 
     @asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:

@@ -167,3 +167,18 @@ def test_loopback_jwks_from_the_environment(forge: FakeForge, database: Database
     assert response.status_code == 204, response.text
     assert served.requests == 1
     assert isinstance(httpx.URL(served.url).port, int)
+
+
+def test_openapi_documents_the_forge_routes(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    events = schema["paths"]["/forge/events"]["post"]
+    assert events["security"] == [{"ForgeInvocationToken": []}]
+    assert {"401", "413", "503"} <= set(events["responses"])
+    assert {"401", "503"} <= set(schema["paths"]["/forge/whoami"]["get"]["responses"])
+    assert set(schema["components"]["schemas"]["ForgeWhoAmI"]["properties"]) == {
+        "installationId",
+        "cloudId",
+        "accountId",
+        "environment",
+        "connectClientKey",
+    }

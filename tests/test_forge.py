@@ -430,3 +430,8 @@ def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
         }
     }
     assert schema["paths"]["/forge/events"]["post"]["security"] == [{"ForgeInvocationToken": []}]
+    assert {"401", "503"} <= set(schema["paths"]["/forge/events"]["post"]["responses"])
+    assert "413" not in schema["paths"]["/forge/events"]["post"]["responses"]
+    assert schema["components"]["schemas"]["ConnectAuthError"]["properties"]["code"] == {
+        "$ref": "#/components/schemas/AuthErrorCode"
+    }
