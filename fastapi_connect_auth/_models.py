@@ -138,6 +138,8 @@ def claims_from_token(payload: bytes, alg: str, kid: str | None) -> ConnectClaim
 
 
 def _is_web_url(value: str) -> bool:
+    if not value.isprintable():  # NUL and control characters: no product sends them, PostgreSQL refuses NUL
+        return False
     parts = urlsplit(value)
     return (
         parts.scheme in ("https", "http")
@@ -195,7 +197,7 @@ class LifecyclePayload(BaseModel):
     @classmethod
     def _web_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_web_url(value):
-            raise ValueError("must be an http(s) URL without credentials, query or fragment")
+            raise ValueError("must be an http(s) URL without credentials, query, fragment or control characters")
         return value
 
 

@@ -92,8 +92,22 @@ def test_base_url_accepts_http_and_https_urls(base_url: str) -> None:
         "https://tenant.atlassian.net/?redirect=evil",
         "https://tenant.atlassian.net/#fragment",
         "https://tenant.atlassian.net/" + "x" * 3000,
+        "https://tenant.atlassian.net/\x00",
+        "https://tenant.atlassian.net/wiki\x1b[2J",
     ],
-    ids=["ftp", "javascript", "no-scheme", "no-host", "user", "user-password", "query", "fragment", "oversize"],
+    ids=[
+        "ftp",
+        "javascript",
+        "no-scheme",
+        "no-host",
+        "user",
+        "user-password",
+        "query",
+        "fragment",
+        "oversize",
+        "nul",
+        "escape",
+    ],
 )
 def test_base_url_must_be_http_without_userinfo_query_or_fragment(base_url: str) -> None:
     with pytest.raises(ValidationError, match="baseUrl"):
