@@ -306,6 +306,7 @@ class OfflineUserTokens:
     ) -> None:
         self._client = client
         self.retries = retries
+        """How a token request is retried when the gateway is rate limited or unreachable; `None`: never."""
         self.graphql_url = graphql_url
         """Where `offlineUserAuthToken` is asked for."""
         self.leeway = leeway
