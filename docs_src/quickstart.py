@@ -1,4 +1,5 @@
-"""Quickstart: a Connect app whose installs, uninstalls, webhooks and iframe calls are all verified."""
+"""Quickstart: a Connect app whose installs, uninstalls, webhooks and iframe calls
+are all verified."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ from fastapi_connect_auth import (
     VerifiedRequest,
 )
 
-BASE_URL = "https://my-app.example.com"  # where Atlassian reaches the app (an https tunnel in development)
+# where Atlassian reaches the app (an https tunnel in development)
+BASE_URL = "https://my-app.example.com"
 
-tenants: dict[str, Credentials[None]] = {}  # in memory for the quickstart; see "Storing installations"
+tenants: dict[
+    str, Credentials[None]
+] = {}  # in memory for the quickstart; see "Storing installations"
 
 connect = ConnectAuth(base_url=BASE_URL, credentials_loader=tenants.get)
-app = FastAPI(lifespan=connect.lifespan)  # opens the HTTP client that fetches Atlassian's install keys
-connect.install(app)  # config on app.state, and AuthErrors answered as JSON 401s with a code
+app = FastAPI(
+    lifespan=connect.lifespan
+)  # opens the HTTP client that fetches Atlassian's install keys
+connect.install(
+    app
+)  # config on app.state, and AuthErrors answered as JSON 401s with a code
 
 
 @app.get("/atlassian-connect.json")
@@ -38,17 +46,27 @@ def descriptor() -> dict[str, Any]:
         "apiMigrations": {"signed-install": True, "context-qsh": True, "gdpr": True},
         "lifecycle": {"installed": "/installed", "uninstalled": "/uninstalled"},
         "scopes": ["READ"],
-        "modules": {"webhooks": [{"event": "jira:issue_created", "url": "/webhooks/issue-created"}]},
+        "modules": {
+            "webhooks": [
+                {"event": "jira:issue_created", "url": "/webhooks/issue-created"}
+            ]
+        },
     }
 
 
 @app.post("/installed", status_code=204)
-async def installed(install: Annotated[VerifiedInstallation, Depends(ConnectInstall())]) -> None:
-    tenants[install.client_key] = Credentials(install.payload.shared_secret.get_secret_value())
+async def installed(
+    install: Annotated[VerifiedInstallation, Depends(ConnectInstall())],
+) -> None:
+    tenants[install.client_key] = Credentials(
+        install.payload.shared_secret.get_secret_value()
+    )
 
 
 @app.post("/uninstalled", status_code=204)
-async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]) -> None:
+async def uninstalled(
+    event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))],
+) -> None:
     tenants.pop(event.client_key, None)
 
 
@@ -61,8 +79,10 @@ class IssueEvent(BaseModel):
     issue: Issue
 
 
-# The body is read only once the token is verified, at most max_body_size bytes, then validated:
-# an unsigned call gets 401 before a byte of it is read. Never take a webhook body as a route parameter.
+# The body is read only once the token is verified, at most max_body_size bytes, then
+# validated:
+# an unsigned call gets 401 before a byte of it is read. Never take a webhook body as a
+# route parameter.
 IssueWebhook = Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))]
 
 
@@ -73,5 +93,7 @@ async def issue_created(call: IssueWebhook) -> None:
 
 
 @app.get("/api/me")
-async def me(call: Annotated[VerifiedRequest, Depends(ConnectRequest(qsh="context"))]) -> dict[str, str | None]:
+async def me(
+    call: Annotated[VerifiedRequest, Depends(ConnectRequest(qsh="context"))],
+) -> dict[str, str | None]:
     return {"tenant": call.client_key, "user": call.account_id}

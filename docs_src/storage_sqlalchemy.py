@@ -36,15 +36,21 @@ class Installation(Base):
     base_url: Mapped[str] = mapped_column(String(2048))
     encrypted_shared_secret: Mapped[bytes]
     installed: Mapped[bool]
-    install: Mapped[dict[str, Any]] = mapped_column(JSON)  # the latest install body, secret left out
+    install: Mapped[dict[str, Any]] = mapped_column(
+        JSON
+    )  # the latest install body, secret left out
 
 
 class InstallationStore:
-    """Loads and saves tenants; the loader is what `ConnectAuth` calls for every request."""
+    """Loads and saves tenants; the loader is what `ConnectAuth` calls for every
+    request."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: MultiFernet) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], cipher: MultiFernet
+    ) -> None:
         self.sessions = sessions
-        self.cipher = cipher  # MultiFernet: encrypt with the first key, decrypt with any (key rotation)
+        # MultiFernet: encrypt with the first key, decrypt with any (key rotation)
+        self.cipher = cipher
 
     async def load(self, client_key: str) -> Credentials[Installation] | None:
         async with self.sessions() as session:
@@ -52,11 +58,16 @@ class InstallationStore:
         if row is None:
             return None  # never installed
         secret = self.cipher.decrypt(row.encrypted_shared_secret).decode()
-        # installed=False: its calls are refused, and its clientKey can only be installed again signed
-        return Credentials(secret, stored_entity=row, base_url=row.base_url, installed=row.installed)
+        # installed=False: its calls are refused, and its clientKey can only be
+        # installed again signed
+        return Credentials(
+            secret, stored_entity=row, base_url=row.base_url, installed=row.installed
+        )
 
     async def save(self, install: VerifiedInstallation[Installation]) -> None:
-        record = install.payload.dump_for_storage()  # not model_dump_json: that masks the secret
+        record = (
+            install.payload.dump_for_storage()
+        )  # not model_dump_json: that masks the secret
         secret = record.pop("sharedSecret").encode()
         row = Installation(
             client_key=install.client_key,
@@ -71,21 +82,36 @@ class InstallationStore:
     async def uninstall(self, client_key: str) -> None:
         async with self.sessions.begin() as session:
             await session.execute(
-                update(Installation).where(Installation.client_key == client_key).values(installed=False)
+                update(Installation)
+                .where(Installation.client_key == client_key)
+                .values(installed=False)
             )
 
 
 def create_app(
-    *, database_url: str, encryption_keys: list[bytes], base_url: str, key_provider: PublicKeyProvider | None = None
+    *,
+    database_url: str,
+    encryption_keys: list[bytes],
+    base_url: str,
+    key_provider: PublicKeyProvider | None = None,
 ) -> FastAPI:
-    engine = create_async_engine(database_url, hide_parameters=True)  # no secret in an error's message
-    store = InstallationStore(async_sessionmaker(engine), MultiFernet([Fernet(key) for key in encryption_keys]))
-    connect = ConnectAuth(base_url=base_url, credentials_loader=store.load, key_provider=key_provider)
+    engine = create_async_engine(
+        database_url, hide_parameters=True
+    )  # no secret in an error's message
+    store = InstallationStore(
+        async_sessionmaker(engine),
+        MultiFernet([Fernet(key) for key in encryption_keys]),
+    )
+    connect = ConnectAuth(
+        base_url=base_url, credentials_loader=store.load, key_provider=key_provider
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)  # use migrations (Alembic) in production
+            await connection.run_sync(
+                Base.metadata.create_all
+            )  # use migrations (Alembic) in production
         async with connect.lifespan(app):
             yield
         await engine.dispose()
@@ -94,11 +120,15 @@ def create_app(
     connect.install(app)
 
     @app.post("/installed", status_code=204)
-    async def installed(install: Annotated[VerifiedInstallation, Depends(ConnectInstall())]) -> None:
+    async def installed(
+        install: Annotated[VerifiedInstallation, Depends(ConnectInstall())],
+    ) -> None:
         await store.save(install)
 
     @app.post("/uninstalled", status_code=204)
-    async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]) -> None:
+    async def uninstalled(
+        event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))],
+    ) -> None:
         await store.uninstall(event.client_key)
 
     @app.post("/webhooks/issue-created")

@@ -1,4 +1,5 @@
-"""An app built to be tested: `create_app` takes the key provider, so a test can hand it a fake product's."""
+"""An app built to be tested: `create_app` takes the key provider, so a test can hand
+it a fake product's."""
 
 from __future__ import annotations
 
@@ -33,10 +34,13 @@ class IssueEvent(BaseModel):
 
 
 def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
-    """The app, with its own tenants: `key_provider` defaults to Atlassian's install-keys CDN."""
+    """The app, with its own tenants: `key_provider` defaults to Atlassian's install-
+    keys CDN."""
     tenants: dict[str, Credentials[None]] = {}
     created_issues: list[str] = []
-    connect = ConnectAuth(base_url=BASE_URL, credentials_loader=tenants.get, key_provider=key_provider)
+    connect = ConnectAuth(
+        base_url=BASE_URL, credentials_loader=tenants.get, key_provider=key_provider
+    )
     app = FastAPI(lifespan=connect.lifespan)
     connect.install(app)
 
@@ -48,20 +52,34 @@ def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
             "authentication": {"type": "jwt"},
             "apiMigrations": {"signed-install": True, "context-qsh": True},
             "lifecycle": {"installed": "/installed", "uninstalled": "/uninstalled"},
-            "modules": {"webhooks": [{"event": "jira:issue_created", "url": "/webhooks/issue-created"}]},
+            "modules": {
+                "webhooks": [
+                    {"event": "jira:issue_created", "url": "/webhooks/issue-created"}
+                ]
+            },
         }
 
     @app.post("/installed", status_code=204)
-    async def installed(install: Annotated[VerifiedInstallation, Depends(ConnectInstall())]) -> None:
-        tenants[install.client_key] = Credentials(install.payload.shared_secret.get_secret_value())
+    async def installed(
+        install: Annotated[VerifiedInstallation, Depends(ConnectInstall())],
+    ) -> None:
+        tenants[install.client_key] = Credentials(
+            install.payload.shared_secret.get_secret_value()
+        )
 
     @app.post("/uninstalled", status_code=204)
-    async def uninstalled(event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))]) -> None:
+    async def uninstalled(
+        event: Annotated[VerifiedLifecycle, Depends(ConnectLifecycle("uninstalled"))],
+    ) -> None:
         tenants.pop(event.client_key, None)
 
     @app.post("/webhooks/issue-created", status_code=204)
-    async def issue_created(call: Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))]) -> None:
-        created_issues.append(call.body.issue.key)  # the body, read and validated once the call was verified
+    async def issue_created(
+        call: Annotated[VerifiedRequest, Depends(ConnectRequest(body=IssueEvent))],
+    ) -> None:
+        created_issues.append(
+            call.body.issue.key
+        )  # the body, read and validated once the call was verified
 
     @app.get("/api/created-issues")
     async def list_created_issues(
@@ -73,8 +91,11 @@ def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
 
 
 def key_provider_from_env() -> AtlassianKeyProvider:
-    """Atlassian's CDN, unless CONNECT_KEYS_URL names a mirror (in tests: a fake product's key server)."""
+    """Atlassian's CDN, unless CONNECT_KEYS_URL names a mirror (in tests: a fake
+    product's key server)."""
     return AtlassianKeyProvider(base_url=os.environ.get("CONNECT_KEYS_URL") or None)
 
 
-app = create_app(key_provider=key_provider_from_env())  # uvicorn docs_src.testing_app:app
+app = create_app(
+    key_provider=key_provider_from_env()
+)  # uvicorn docs_src.testing_app:app

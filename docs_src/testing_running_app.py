@@ -1,4 +1,5 @@
-"""Testing the app as it runs (uvicorn, another process): the fake product serves its key on a loopback port."""
+"""Testing the app as it runs (uvicorn, another process): the fake product serves its
+key on a loopback port."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(keys_url: str) -> Iterator[httpx.Client]:
-    """`uvicorn docs_src.testing_app:app` with CONNECT_KEYS_URL set, and a client to it once it answers."""
+    """`uvicorn docs_src.testing_app:app` with CONNECT_KEYS_URL set, and a client to
+    it once it answers."""
     port = free_port()
     command = [
         sys.executable,
@@ -35,7 +37,8 @@ def running_app(keys_url: str) -> Iterator[httpx.Client]:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, env={**os.environ, "CONNECT_KEYS_URL": keys_url})  # noqa: S603
+    environment = {**os.environ, "CONNECT_KEYS_URL": keys_url}
+    server = subprocess.Popen(command, env=environment)  # noqa: S603
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 20
@@ -53,9 +56,13 @@ def running_app(keys_url: str) -> Iterator[httpx.Client]:
         server.wait(timeout=10)
 
 
-def test_running_app_fetches_the_install_key_over_http(fake_product: FakeProduct) -> None:
+def test_running_app_fetches_the_install_key_over_http(
+    fake_product: FakeProduct,
+) -> None:
     with fake_product.serve_keys() as key_server, running_app(key_server.url) as client:
         jira = fake_product.drive(client)
         assert jira.install().status_code == 204
-        assert key_server.requests == [f"/{fake_product.kid}"]  # the app asked the key server, not Atlassian
+        assert key_server.requests == [
+            f"/{fake_product.kid}"
+        ]  # the app asked the key server, not Atlassian
         assert jira.webhook("jira:issue_created").status_code == 204

@@ -392,12 +392,20 @@ def migration(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @exercises("migration.py")
 def test_custom_token_extraction(migration: ModuleType) -> None:
-    path = "/api/hooks/jira/project/created"
+    path = "/api/projects"
     token = tenant_token("context-qsh")["Authorization"].removeprefix("JWT ")
     with TestClient(migration.app) as client:
-        assert client.post(path, headers={"X-Connect-JWT": token}).json() == {"accountId": "account-1"}
-        assert client.post(path, headers={"Authorization": f"JWT {token}"}).json() == {"accountId": "account-1"}
-        assert_rejected(client.post(path), "MISSING_JWT")
+        assert client.get(path, headers={"X-Connect-JWT": token}).json() == {"accountId": "account-1"}
+        assert client.get(path, headers={"Authorization": f"JWT {token}"}).json() == {"accountId": "account-1"}
+        assert_rejected(client.get(path), "MISSING_JWT")
+
+
+@exercises("migration.py")
+def test_the_migration_webhook_takes_the_products_token_not_a_context_token(migration: ModuleType) -> None:
+    path = "/api/hooks/jira/project/created"
+    with TestClient(migration.app) as client:
+        assert client.post(path, headers=tenant_token(f"POST&{path}&")).status_code == 204
+        assert_rejected(client.post(path, headers=tenant_token("context-qsh")), "INVALID_QSH")
 
 
 @exercises("migration.py")
@@ -424,10 +432,10 @@ def test_plain_401_handler(migration: ModuleType) -> None:
 # -- testing with the test kit ------------------------------------------------------------
 
 
-@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py")
+@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
 def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
-    """The sample tests run as a user runs them: pytest, with the kit's plugin giving `fake_product`."""
-    samples = ["docs_src/testing_test_app.py", "docs_src/testing_running_app.py"]
+    """The sample tests run as a user runs them: pytest, with the kit's plugin giving its fixtures."""
+    samples = ["docs_src/testing_test_app.py", "docs_src/testing_running_app.py", "docs_src/testing_confluence.py"]
     plugin = ["-p", "fastapi_connect_auth.testing.plugin"]  # this repo's pytest config turns the entry point off
     result = subprocess.run(  # noqa: S603 -- this interpreter's pytest on files of this repo
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *samples],
@@ -438,7 +446,7 @@ def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout, result.stdout
+    assert "5 passed" in result.stdout, result.stdout
 
 
 # -- calling the product's REST API -------------------------------------------------------

@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,7 @@ def test_sqlite_runs_in_wal_mode_so_reads_never_wait_for_the_writer(jira: Jira, 
     with jira() as driver:
         assert driver.install().status_code == 204
         assert driver.webhook("jira:issue_created").status_code == 204
-    with sqlite3.connect(sqlite_file) as connection:  # the mode is kept in the file once set
+    with closing(sqlite3.connect(sqlite_file)) as connection:  # the mode is kept in the file once set
         assert connection.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
 
 

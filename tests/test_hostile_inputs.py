@@ -15,6 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ class Target:
 
     def snapshot(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every stored installation and event, whole rows: any write shows up here."""
-        with sqlite3.connect(self.database) as connection:
+        with closing(sqlite3.connect(self.database)) as connection:
             tenants = connection.execute("SELECT * FROM installations ORDER BY client_key").fetchall()
             events = connection.execute("SELECT * FROM events ORDER BY id").fetchall()
         return tenants, events
