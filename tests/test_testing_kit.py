@@ -737,3 +737,131 @@ def test_the_kits_modules_import_one_another_in_one_direction() -> None:
     order = list(graphlib.TopologicalSorter(imports).static_order())  # raises CycleError on a cycle
     assert order.index("_tenant") < order.index("_driver") < order.index("_product")
     assert order.index("_tenant") < order.index("_restapi") < order.index("_product")
+
+
+# -- acting as a user: the fake authorization server and per-user visibility ---------------------------------------
+
+ALICE, BOB = "account-alice", "account-bob"
+
+
+def user_assertion(product: FakeProduct, account_id: str = ALICE, **claims: Any) -> str:
+    """A JWT bearer grant assertion made with PyJWT, as Atlassian's libraries sign it."""
+    now = int(product.clock())
+    payload = {
+        "iss": f"urn:atlassian:connect:clientid:{product.oauth_client_id}",
+        "sub": f"urn:atlassian:connect:useraccountid:{account_id}",
+        "tnt": product.base_url,
+        "aud": product.api.authorization_server,
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, product.shared_secret, algorithm="HS256")
+
+
+def request_user_token(product: FakeProduct, assertion: str) -> httpx.Response:
+    form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+    with httpx.Client(transport=product.api_transport) as client:
+        return client.post(product.api.authorization_server + "/oauth2/token", data=form)
+
+
+def test_install_payload_carries_the_oauth_client_id(fake_product: FakeProduct) -> None:
+    payload = fake_product.install_payload()
+    assert payload["oauthClientId"] == fake_product.oauth_client_id
+    assert InstallPayload.model_validate(payload).oauth_client_id == fake_product.oauth_client_id
+
+
+def test_authorization_server_issues_a_token_bound_to_the_grants_user(fake_product: FakeProduct) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.issues["DEMO-7"] = "Visible to Alice only"
+    fake_product.api.restrict("DEMO-7", ALICE)
+    answers = {}
+    for account_id in (ALICE, BOB):
+        granted = request_user_token(fake_product, user_assertion(fake_product, account_id))
+        assert granted.status_code == 200
+        assert granted.json()["token_type"] == "Bearer"
+        assert granted.json()["expires_in"] > 0
+        with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+            headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+            answers[account_id] = client.get("/rest/api/3/issue/DEMO-7", headers=headers)
+    assert answers[ALICE].json()["fields"]["summary"] == "Visible to Alice only"
+    assert answers[BOB].status_code == 404  # Jira's answer: not "forbidden", so existence is not revealed
+    assert answers[BOB].json()["errorMessages"] == ["Issue does not exist or you do not have permission to see it."]
+    assert [(call.account_id, call.status) for call in fake_product.api_calls] == [
+        (ALICE, 200),
+        (ALICE, 200),
+        (BOB, 200),
+        (BOB, 404),
+    ]
+    # The app's own JWT still sees every issue.
+    app_token = app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-7&")
+    assert call_api(fake_product, "/rest/api/3/issue/DEMO-7", app_token).status_code == 200
+    assert fake_product.api_calls[-1].account_id is None
+
+
+@pytest.mark.parametrize(
+    ("claims", "refusal"),
+    [
+        pytest.param({"iss": "urn:atlassian:connect:clientid:other"}, "invalid assertion", id="iss"),
+        pytest.param({"aud": "https://elsewhere.test"}, "invalid assertion", id="aud"),
+        pytest.param({"tnt": "https://other.atlassian.net"}, "tnt is not", id="tnt"),
+        pytest.param({"sub": "urn:atlassian:connect:useraccountid:"}, "sub names no", id="no-account"),
+        pytest.param({"sub": None}, "invalid assertion", id="no-sub"),
+        pytest.param({"exp": 1, "iat": 0}, "assertion expired", id="expired"),
+        pytest.param({"exp": 2**40}, "assertion lives too long", id="long-lived"),
+    ],
+)
+def test_authorization_server_refuses_any_other_assertion(
+    fake_product: FakeProduct, claims: dict[str, Any], refusal: str
+) -> None:
+    fake_product.app_key = "my-app"
+    response = request_user_token(fake_product, user_assertion(fake_product, **claims))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    (call,) = fake_product.api_calls
+    assert call.refusal is not None
+    assert call.refusal.startswith(refusal)
+
+
+def test_authorization_server_refuses_another_secret_and_unknown_bearer_tokens(fake_product: FakeProduct) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.issues["DEMO-7"] = "Secret"
+    forged = jwt.encode(jwt.decode(user_assertion(fake_product), options={"verify_signature": False}), "x" * 43)
+    assert request_user_token(fake_product, forged).status_code == 400
+    with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+        guessed = client.get("/rest/api/3/issue/DEMO-7", headers={"Authorization": "Bearer guessed"})
+    assert guessed.status_code == 401
+    assert fake_product.api_calls[-1].refusal == "unknown Bearer token"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("served", [False, True], ids=["in-process", "loopback"])
+async def test_the_librarys_user_client_sees_only_what_its_user_may_see(
+    fake_product: FakeProduct, served: bool
+) -> None:
+    fake_product.app_key = "my-app"
+    fake_product.issues.update({"DEMO-7": "Alice's", "DEMO-8": "Everyone's"})
+    fake_product.api.restrict("DEMO-7", ALICE)
+
+    async def fetch(base_url: str, account_id: str, transport: httpx.AsyncBaseTransport | None) -> list[int]:
+        async with product_client(
+            app_key="my-app",
+            client_key=fake_product.client_key,
+            base_url=base_url,
+            shared_secret=fake_product.shared_secret,
+            as_user=account_id,
+            oauth_client_id=fake_product.oauth_client_id,
+            tokens=fake_product.user_tokens(),
+            transport=transport,
+        ) as jira:
+            return [(await jira.get(f"/rest/api/3/issue/{key}")).status_code for key in ("DEMO-7", "DEMO-8")]
+
+    if served:
+        with fake_product.serve_api() as base_url:
+            seen = {account: await fetch(base_url, account, None) for account in (ALICE, BOB)}
+    else:
+        seen = {
+            account: await fetch(fake_product.base_url, account, fake_product.api_transport) for account in (ALICE, BOB)
+        }
+    assert seen == {ALICE: [200, 200], BOB: [404, 200]}
+    assert [call.url for call in fake_product.api_calls if call.url == "/oauth2/token"] == ["/oauth2/token"] * 2

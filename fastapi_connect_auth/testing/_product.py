@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .._outbound import UserTokenProvider
 from ._driver import ConnectAppDriver
 from ._profiles import ProductType
-from ._restapi import FakeRestAPI, ProductAPICall, issue_route
+from ._restapi import FAKE_AUTHORIZATION_SERVER, FakeRestAPI, ProductAPICall, issue_route
 from ._tenant import FakeTenant
 
 __all__ = ["FakeProduct"]
@@ -33,7 +35,9 @@ class FakeProduct(FakeTenant):
     (`api_transport`) or on a loopback port (`serve_api()`): it answers only a
     valid app JWT and records every call in `api_calls`. A fake Jira answers
     `GET /rest/api/3/issue/{key}` with the summaries in `issues`; add routes of
-    your own with `api.route(...)`.
+    your own with `api.route(...)`. It also issues user access tokens (the app
+    acting as a user, `user_tokens()`), and `api.restrict(key, *account_ids)`
+    hides an issue from every other user, with Jira's 404.
 
     ```python
     product = FakeProduct(product_type="confluence")
@@ -69,7 +73,20 @@ class FakeProduct(FakeTenant):
         self.api = FakeRestAPI(self)
         """The product's REST API: add routes with `api.route(method, path)`."""
         if self.product_type == "jira":
-            self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues))
+            self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues, self.api.viewers))
+
+    def user_tokens(self, **options: Any) -> UserTokenProvider:
+        """A `UserTokenProvider` that gets user access tokens from this product's fake authorization server.
+
+        In-process through `api_transport`; inside `serve_api()`, from the served
+        API over loopback. `options` go to `UserTokenProvider` (e.g. `clock`).
+        """
+        client = (
+            None
+            if self.api.authorization_server != FAKE_AUTHORIZATION_SERVER
+            else httpx.AsyncClient(transport=self.api.transport)
+        )
+        return UserTokenProvider(authorization_server=self.api.authorization_server, client=client, **options)
 
     @property
     def api_calls(self) -> list[ProductAPICall]:

@@ -6,6 +6,12 @@ with the tenant's current shared secret, `iss` the installed app's key, `aud` th
 tenant's client key, not expired by the product's clock, and a `qsh` of this
 very request relative to the product's base URL. Anything else gets 401.
 
+It is also the tenant's OAuth 2.0 authorization server (`POST /oauth2/token`,
+the JWT bearer grant an app uses to act as a user): the assertion is checked as
+Atlassian checks it, and the access token it answers is accepted as
+`Authorization: Bearer` for that user only, who sees only the issues
+`FakeRestAPI.restrict` lets them see.
+
 Behind that check, routes answer: a fake Jira has `GET /rest/api/{2,3}/issue/{key}`,
 and a test adds its own with `FakeRestAPI.route`. `FakeRestAPI.throttle` makes
 the next calls answer 429 or 503 with the headers a test chooses, as a
@@ -16,13 +22,14 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -31,9 +38,21 @@ from .._qsh import query_string_hash
 from ._keyserver import running
 from ._tenant import FakeTenant
 
-__all__ = ["APIRequest", "FakeRestAPI", "ProductAPICall", "RouteHandler", "issue_route"]
+__all__ = ["FAKE_AUTHORIZATION_SERVER", "APIRequest", "FakeRestAPI", "ProductAPICall", "RouteHandler", "issue_route"]
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+FAKE_AUTHORIZATION_SERVER = "https://oauth-2-authorization-server.fake-product.test"
+"""The fake authorization server's URL in-process (`FakeRestAPI.transport`); served, it is the API's own origin."""
+
+USER_TOKEN_LIFETIME = 900
+"""Seconds an access token from the fake authorization server is valid (Atlassian's: 15 minutes)."""
+
+_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_CLIENT_ID_PREFIX = "urn:atlassian:connect:clientid:"
+_ACCOUNT_PREFIX = "urn:atlassian:connect:useraccountid:"
+_MAX_ASSERTION_LIFETIME = 60
+_NOT_FOUND = {"errorMessages": ["Issue does not exist or you do not have permission to see it."]}
 
 
 @dataclass(frozen=True)
@@ -54,7 +73,9 @@ class ProductAPICall:
     claims: dict[str, Any] | None = None
     """The verified token's claims, `None` when it was refused."""
     refusal: str | None = None
-    """Why a call got 401, else `None`."""
+    """Why a call got 401 (or a token request 400), else `None`."""
+    account_id: str | None = None
+    """The user the call acted as (a Bearer user token), `None` for the app's JWT."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +91,9 @@ class APIRequest:
     params: dict[str, str]
     """The path parameters the route named (`{key}` gives `params["key"]`)."""
     claims: dict[str, Any]
-    """The claims of the app's verified token."""
+    """The claims of the verified token (for a user token: `sub`, the account id, and `exp`)."""
+    account_id: str | None = None
+    """The user the call acts as (a Bearer user token); `None` for the app's JWT, which sees everything."""
 
 
 RouteHandler = Callable[[APIRequest], httpx.Response]
@@ -101,16 +124,21 @@ class _Throttle:
         )
 
 
-def issue_route(issues: Mapping[str, str]) -> RouteHandler:
-    """Jira's `GET /rest/api/{version}/issue/{key}`: the summary in `issues`, else Jira's 404."""
+def issue_route(issues: Mapping[str, str], viewers: Mapping[str, Collection[str]] | None = None) -> RouteHandler:
+    """Jira's `GET /rest/api/{version}/issue/{key}`: the summary in `issues`, else Jira's 404.
+
+    An issue in `viewers` is restricted: a user not listed for it gets the same
+    404 as for a missing issue (Jira does not say which). The app's JWT sees all.
+    """
 
     def answer(call: APIRequest) -> httpx.Response:
-        summary = issues.get(call.params["key"])
-        if call.params["version"] not in ("2", "3") or summary is None:
-            return httpx.Response(
-                404, json={"errorMessages": ["Issue does not exist or you do not have permission to see it."]}
-            )
-        return httpx.Response(200, json={"key": call.params["key"], "fields": {"summary": summary}})
+        key = call.params["key"]
+        summary = issues.get(key)
+        allowed = (viewers or {}).get(key)
+        hidden = call.account_id is not None and allowed is not None and call.account_id not in allowed
+        if call.params["version"] not in ("2", "3") or summary is None or hidden:
+            return httpx.Response(404, json=_NOT_FOUND)
+        return httpx.Response(200, json={"key": key, "fields": {"summary": summary}})
 
     return answer
 
@@ -138,8 +166,18 @@ class FakeRestAPI:
         """Every call received, in order."""
         self.lock = threading.Lock()
         """Guards `calls` when the API is served on a thread."""
+        self.viewers: dict[str, set[str]] = {}
+        """`{issue key: account ids}` of restricted issues (`restrict`); an issue not here is seen by every user."""
+        self.authorization_server = FAKE_AUTHORIZATION_SERVER
+        """Where `POST /oauth2/token` is answered: `FAKE_AUTHORIZATION_SERVER`, or the server's URL while served."""
+        self._user_tokens: dict[str, tuple[str, int]] = {}
         self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
         self._throttles: list[_Throttle] = []
+
+    def restrict(self, issue_key: str, *account_ids: str) -> None:
+        """Let only `account_ids` see `issue_key` when acting as users; others get Jira's 404."""
+        with self.lock:
+            self.viewers[issue_key] = set(account_ids)
 
     def add_route(self, method: str, path: str, handler: RouteHandler) -> None:
         """Answer `method path` (`{name}` placeholders allowed) with `handler`, once the token is verified."""
@@ -196,9 +234,11 @@ class FakeRestAPI:
         return register
 
     def _verified_claims(self, request: httpx.Request) -> dict[str, Any] | str:
-        """The claims of the request's app JWT if the product would accept it, else why not."""
+        """The claims of the request's app JWT or user token if the product would accept it, else why not."""
         tenant = self.tenant
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme == "Bearer" and token:
+            return self._user_claims(token)
         if scheme != "JWT" or not token:
             return "no Authorization: JWT header"
         if tenant.app_key is None:
@@ -221,7 +261,79 @@ class FakeRestAPI:
             return "qsh does not match the request"
         return claims
 
-    def _route(self, request: httpx.Request, claims: dict[str, Any]) -> httpx.Response:
+    def _user_claims(self, token: str) -> dict[str, Any] | str:
+        """`sub` (the account id) and `exp` of a user access token this server issued and that is still valid."""
+        with self.lock:
+            issued = self._user_tokens.get(token)
+        if issued is None:
+            return "unknown Bearer token"
+        account_id, expires = issued
+        if expires <= self.tenant.clock():
+            return "Bearer token expired"
+        return {"sub": account_id, "exp": expires}
+
+    def _grant(self, request: httpx.Request) -> dict[str, Any] | str:
+        """The account id of a JWT bearer grant the authorization server accepts, else why not."""
+        tenant = self.tenant
+        form = {name: values[0] for name, values in parse_qs(request.content.decode("ascii", "replace")).items()}
+        if form.get("grant_type") != _GRANT_TYPE or not form.get("assertion"):
+            return "not a JWT bearer grant"
+        if tenant.app_key is None:
+            return "no app is installed"
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                form["assertion"],
+                tenant.shared_secret,
+                algorithms=["HS256"],
+                audience=self.authorization_server,
+                issuer=_CLIENT_ID_PREFIX + tenant.oauth_client_id,
+                options={
+                    "require": ["iss", "sub", "tnt", "aud", "iat", "exp"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidTokenError as exc:
+            return f"invalid assertion ({type(exc).__name__})"
+        now, expires, issued = tenant.clock(), claims["exp"], claims["iat"]
+        if not isinstance(expires, int) or not isinstance(issued, int) or expires <= now:
+            return "assertion expired"
+        if expires - issued > _MAX_ASSERTION_LIFETIME:
+            return "assertion lives too long"
+        if claims["tnt"] != tenant.base_url:
+            return "tnt is not this tenant"
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.startswith(_ACCOUNT_PREFIX) or subject == _ACCOUNT_PREFIX:
+            return "sub names no account"
+        return {"sub": subject.removeprefix(_ACCOUNT_PREFIX), "scope": form.get("scope", "")}
+
+    def _token(self, request: httpx.Request) -> tuple[httpx.Response, ProductAPICall]:
+        """Answer `POST /oauth2/token`: an access token bound to the grant's account, or 400 `invalid_grant`."""
+        url = request.url.raw_path.decode("ascii")
+        grant = self._grant(request)
+        if isinstance(grant, str):
+            refused = {"error": "invalid_grant", "error_description": "The assertion was refused."}
+            return httpx.Response(400, json=refused), ProductAPICall(request.method, url, 400, refusal=grant)
+        token, expires = secrets.token_urlsafe(32), int(self.tenant.clock()) + USER_TOKEN_LIFETIME
+        with self.lock:
+            self._user_tokens[token] = (grant["sub"], expires)
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": USER_TOKEN_LIFETIME,
+            "scope": grant["scope"],
+        }
+        return httpx.Response(200, json=body), ProductAPICall(request.method, url, 200, grant, account_id=grant["sub"])
+
+    def _is_token_request(self, request: httpx.Request) -> bool:
+        server = httpx.URL(self.authorization_server)
+        return (
+            request.method == "POST"
+            and request.url.path == "/oauth2/token"
+            and (request.url.scheme, request.url.host, request.url.port) == (server.scheme, server.host, server.port)
+        )
+
+    def _route(self, request: httpx.Request, claims: dict[str, Any], account_id: str | None) -> httpx.Response:
         base_path = urlsplit(self.tenant.base_url).path.rstrip("/")
         path = request.url.path
         if path.startswith(base_path + "/"):
@@ -229,21 +341,23 @@ class FakeRestAPI:
             for method, pattern, handler in reversed(self._routes):
                 match = pattern.fullmatch(relative)
                 if method == request.method and match:
-                    return handler(APIRequest(request, match.groupdict(), claims))
+                    return handler(APIRequest(request, match.groupdict(), claims, account_id))
         return httpx.Response(404, json={"errorMessages": [f"The fake product has no route for {request.method}."]})
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         """Answer `request` as the product's REST API would, and record it in `calls`."""
         url = request.url.raw_path.decode("ascii")
-        verified = self._verified_claims(request)
-        if isinstance(verified, str):
+        if self._is_token_request(request):
+            response, call = self._token(request)
+        elif isinstance(verified := self._verified_claims(request), str):
             call = ProductAPICall(request.method, url, 401, refusal=verified)
             response = httpx.Response(
                 401, json={"errorMessages": ["Authentication failed."]}, headers={"WWW-Authenticate": "JWT"}
             )
         else:
-            response = self._throttled(request) or self._route(request, verified)
-            call = ProductAPICall(request.method, url, response.status_code, claims=verified)
+            account_id = verified["sub"] if request.headers["Authorization"].startswith("Bearer ") else None
+            response = self._throttled(request) or self._route(request, verified, account_id)
+            call = ProductAPICall(request.method, url, response.status_code, claims=verified, account_id=account_id)
         with self.lock:
             self.calls.append(call)
         return response
@@ -257,13 +371,14 @@ class FakeRestAPI:
     def serve(self) -> Iterator[str]:
         """Serve this API on 127.0.0.1; within the block the tenant's `base_url` is there (same path)."""
         server = _APIServer(self)
-        original = self.tenant.base_url
+        original, original_server = self.tenant.base_url, self.authorization_server
         self.tenant.base_url = server.url + urlsplit(original).path
+        self.authorization_server = server.url
         try:
             with running(server):
                 yield self.tenant.base_url
         finally:
-            self.tenant.base_url = original
+            self.tenant.base_url, self.authorization_server = original, original_server
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -82,6 +82,8 @@ class FakeTenant:
         """The product's clock: tokens are dated by it and the REST API checks `exp` with it."""
         self.app_key: str | None = None
         """The app the tenant has installed (`None` before): its REST API accepts only this app."""
+        self.oauth_client_id = f"fake-oauth-client-{secrets.token_hex(8)}"
+        """The app's OAuth client id on this tenant (`oauthClientId` of installs): the `iss` of user grants."""
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -145,6 +147,7 @@ class FakeTenant:
             "baseUrl": self.base_url,
             "displayUrl": self.base_url,
             "productType": self.product_type,
+            "oauthClientId": self.oauth_client_id,
             "description": f"Atlassian {self.profile.name} at {self.base_url}",
             **self.profile.payload_fields,
             "eventType": event,
