@@ -58,6 +58,8 @@ class Installation(Base):
     installation_id: Mapped[str | None] = mapped_column(String(255), index=True)
     """Connect on Forge: the Forge installation (`installationId` of `installed`), as FITs name it."""
     cloud_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    oauth_client_id: Mapped[str | None] = mapped_column(String(255))
+    """The app's OAuth client id on this tenant (`oauthClientId` of `installed`): needed to act as a user."""
 
 
 class Event(Base):
@@ -352,6 +354,7 @@ class Store:
                 session.add(row)
             row.base_url, row.encrypted_shared_secret = record["baseUrl"], secret
             row.installation_id, row.cloud_id = payload.installation_id, payload.cloud_id
+            row.oauth_client_id = payload.oauth_client_id
             row.installed = row.enabled = True
 
     async def set_state(self, client_key: str, *, installed: bool | None = None, enabled: bool | None = None) -> None:

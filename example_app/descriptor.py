@@ -21,7 +21,7 @@ def connect_descriptor(settings: Settings) -> dict[str, Any]:
             "disabled": "/disabled",
         },
         "apiMigrations": {"signed-install": True, "context-qsh": True, "gdpr": True},
-        "scopes": ["READ"],
+        "scopes": ["READ", "ACT_AS_USER"],
         "modules": {
             "webhooks": [
                 {"event": "jira:issue_created", "url": "/webhooks"},

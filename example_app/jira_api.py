@@ -1,7 +1,11 @@
-"""Current issue summaries from the tenant's Jira REST API, called as the app.
+"""Current issue summaries from the tenant's Jira REST API, called as the user who asks.
 
-The inbox must load even when Jira is slow, down or refuses: every issue Jira
-does not answer for in time keeps the summary its webhook carried. Calls run
+Every call acts as that user (`ConnectUserAuth`, the app's `ACT_AS_USER` scope),
+so Jira answers only for issues the user may see. Fail closed: an issue counts
+as visible only when Jira answered 200 to that user; an issue Jira hides from
+them (404) and one it could not answer for in time (down, slow, rate limited,
+refusing) are both left out, so a user never sees an issue they cannot see in
+Jira, even while Jira is down. Calls run
 concurrently (at most `MAX_CONCURRENT_CALLS` at once) under one overall
 deadline, and only to a tenant whose base URL is on the app's allow-list. A
 rate-limited call is retried only while the deadline allows the wait Jira asks
@@ -20,9 +24,16 @@ from urllib.parse import quote
 
 import httpx
 
-from fastapi_connect_auth import ProductAPIError, ProductHosts, RateLimitedError, RetryPolicy, product_client
+from fastapi_connect_auth import (
+    ProductAPIError,
+    ProductHosts,
+    RateLimitedError,
+    RetryPolicy,
+    UserTokenProvider,
+    product_client,
+)
 
-__all__ = ["MAX_CONCURRENT_CALLS", "SummarySource", "Tenant", "current_summaries", "webhook_summary"]
+__all__ = ["MAX_CONCURRENT_CALLS", "SummarySource", "Tenant", "visible_summaries", "webhook_summary"]
 
 logger = logging.getLogger("example_app")
 
@@ -34,12 +45,14 @@ SummarySource = Literal["live", "webhook"]
 
 @dataclass(frozen=True)
 class Tenant:
-    """What calling a tenant's REST API as the app takes."""
+    """What calling a tenant's REST API as one of its users takes."""
 
     app_key: str
     client_key: str
     base_url: str
     shared_secret: str = field(repr=False)
+    oauth_client_id: str | None = None
+    """`oauthClientId` of the tenant's install; without it the app cannot act as a user."""
 
 
 def webhook_summary(payload: dict[str, Any]) -> str | None:
@@ -50,22 +63,25 @@ def webhook_summary(payload: dict[str, Any]) -> str | None:
     return summary if isinstance(summary, str) else None
 
 
-async def current_summaries(
+async def visible_summaries(
     tenant: Tenant,
     issue_keys: Iterable[str],
     *,
+    account_id: str,
+    tokens: UserTokenProvider,
     product_hosts: ProductHosts,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
     retries: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so safe to share
-) -> dict[str, str]:
-    """The summaries Jira answers for `issue_keys`, all fetched within `timeout` seconds.
+) -> dict[str, str | None]:
+    """The issues of `issue_keys` that Jira confirmed `account_id` may see, with their summary (`None`: none given).
 
-    An issue Jira did not answer for (unreachable, too slow, 401, 404, 500...)
-    is left out; so is every issue of a tenant whose host `product_hosts` does
-    not allow. A `timeout` of 0 turns live summaries off. `retries` (Atlassian's
-    by default) gets `timeout` as its time budget. `transport` replaces the
-    network (tests).
+    Fetched as that user, all within `timeout` seconds. An issue Jira hid from the
+    user (404), or did not answer for (unreachable, too slow, 401, 429, 500...),
+    is left out; so is every issue of a tenant whose host `product_hosts` does not
+    allow, or that sent no `oauthClientId`, and every issue when `timeout` is 0.
+    `retries` (Atlassian's by default) gets `timeout` as its time budget. `tokens`
+    gives the user's access tokens; `transport` replaces the network (tests).
     """
     keys = list(dict.fromkeys(issue_keys))
     if not keys or timeout <= 0:
@@ -73,12 +89,18 @@ async def current_summaries(
     if product_hosts.environment_of(tenant.base_url) is None:
         logger.warning("Not calling %s: the host is not on the product allow-list.", tenant.base_url)
         return {}
+    if tenant.oauth_client_id is None:
+        logger.warning("Not calling %s: its install gave no oauthClientId to act as a user with.", tenant.base_url)
+        return {}
     try:
         jira = product_client(
             app_key=tenant.app_key,
             client_key=tenant.client_key,
             base_url=tenant.base_url,
             shared_secret=tenant.shared_secret,
+            as_user=account_id,
+            oauth_client_id=tenant.oauth_client_id,
+            tokens=tokens,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             retries=replace(retries, budget=timeout),  # never wait past the page's deadline
@@ -88,7 +110,7 @@ async def current_summaries(
         return {}
     in_flight = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
 
-    async def fetch(key: str) -> str | None:
+    async def fetch(key: str) -> _Answer:
         async with in_flight:
             return await _summary(jira, tenant, key)
 
@@ -100,12 +122,22 @@ async def current_summaries(
         if pending:
             await asyncio.wait(pending)
             logger.warning("%s did not answer %d issue(s) within %ss.", tenant.base_url, len(pending), timeout)
-    summaries = {key: task.result() for key, task in tasks.items() if task in done}
-    return {key: summary for key, summary in summaries.items() if summary is not None}
+    answers = {key: task.result() for key, task in tasks.items() if task in done}
+    return {key: answer.summary for key, answer in answers.items() if answer.visible}
 
 
-async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> str | None:
-    """`GET /rest/api/3/issue/{key}?fields=summary` as the app; `None` (logged) if Jira did not answer with one."""
+@dataclass(frozen=True)
+class _Answer:
+    visible: bool
+    """Jira answered 200 to the user: they may see the issue."""
+    summary: str | None = None
+
+
+_UNCONFIRMED = _Answer(visible=False)
+
+
+async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> _Answer:
+    """`GET /rest/api/3/issue/{key}?fields=summary` as the user; not visible (logged) unless Jira answered 200."""
     try:
         response = await jira.get(f"/rest/api/3/issue/{quote(key, safe='')}", params={"fields": "summary"})
     except RateLimitedError as exc:
@@ -116,17 +148,17 @@ async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> str | N
             exc.rate_limit.reason,
             exc.retry_after,
         )
-        return None
+        return _UNCONFIRMED
     except (httpx.HTTPError, ProductAPIError) as exc:
         logger.warning("Could not fetch issue %s from %s: %s.", key, tenant.base_url, type(exc).__name__)
-        return None
+        return _UNCONFIRMED
     if response.status_code != 200:
         logger.warning("%s answered HTTP %d for issue %s.", tenant.base_url, response.status_code, key)
-        return None
+        return _UNCONFIRMED
     try:
         summary = webhook_summary({"issue": response.json()})
     except ValueError:
         summary = None
     if summary is None:
         logger.warning("%s answered issue %s without a summary.", tenant.base_url, key)
-    return summary
+    return _Answer(visible=True, summary=summary)

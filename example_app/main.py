@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -35,6 +35,7 @@ from fastapi_connect_auth import (
     JwksKeyProvider,
     ProductHosts,
     PublicKeyProvider,
+    UserTokenProvider,
     VerifiedInstallation,
     VerifiedLifecycle,
     VerifiedRequest,
@@ -43,7 +44,7 @@ from fastapi_connect_auth import (
 
 from .db import Installation, Store, answer_database_outages
 from .descriptor import connect_descriptor
-from .jira_api import SummarySource, Tenant, current_summaries, webhook_summary
+from .jira_api import SummarySource, Tenant, visible_summaries, webhook_summary
 from .settings import Settings
 
 INBOX_PAGE = Path(__file__).with_name("inbox.html")
@@ -69,13 +70,23 @@ async def user_call(call: IframeCall) -> VerifiedRequest[Installation]:
     return call
 
 
+WITHHELD_HEADER = "X-Events-Withheld"
 UserIframeCall = Annotated[VerifiedRequest[Installation], Depends(user_call)]
 """An iframe call for a known user (`call.account_id` is set)."""
-NO_USER = {
+NO_USER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The tenant's events this user may see (an issue's only once Jira confirms it to them).",
+        "headers": {
+            WITHHELD_HEADER: {
+                "description": "How many events about issues were left out: hidden from this user, or unconfirmed.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
     403: {
         "description": "The context token names no user (`UNAUTHORIZED_REQUEST`).",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectAuthError"}}},
-    }
+    },
 }
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -110,7 +121,7 @@ class EventOut(BaseModel):
     webhook_summary: str | None = None
     """The issue's summary when the webhook was sent."""
     current_summary: str | None = None
-    """The issue's summary now, from Jira's REST API (`summary_source` "live"), else the webhook's."""
+    """The issue's summary now, from Jira's REST API as the user (`summary_source` "live"), else the webhook's."""
     summary_source: SummarySource | None = None
 
     @field_validator("received_at")
@@ -138,11 +149,13 @@ def create_app(
     key_provider: PublicKeyProvider | None = None,
     product_transport: httpx.AsyncBaseTransport | None = None,
     forge_key_provider: ForgeKeyProvider | None = None,
+    user_tokens: UserTokenProvider | None = None,
 ) -> FastAPI:
     """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan.
 
     `product_transport` carries the calls to tenants' REST APIs instead of the network (tests);
-    `forge_key_provider` resolves Forge's signing keys instead of fetching `FORGE_JWKS_URL`.
+    `forge_key_provider` resolves Forge's signing keys instead of fetching `FORGE_JWKS_URL`;
+    `user_tokens` gives users' access tokens (by default from `settings.authorization_server`, else Atlassian's).
     """
     settings = settings or Settings.from_env()
     store = Store(settings.database_url, settings.secret_encryption_key)
@@ -153,15 +166,26 @@ def create_app(
         product_hosts=ProductHosts.of(extra_hosts=settings.extra_product_hosts),
     )
 
-    async def live_summaries(client_key: str, issue_keys: list[str]) -> dict[str, str]:
-        """Current summaries from the tenant's Jira, as the app; missing for issues Jira did not answer for."""
-        credentials = await store.credentials(client_key)
-        if credentials is None or credentials.base_url is None:
+    tokens = user_tokens or UserTokenProvider(authorization_server=settings.authorization_server)
+
+    async def live_summaries(call: VerifiedRequest[Installation], issue_keys: list[str]) -> dict[str, str | None]:
+        """The issues Jira confirms the caller may see, with their current summaries, fetched as that user."""
+        credentials = await store.credentials(call.client_key)
+        if credentials is None or credentials.base_url is None or call.account_id is None:
             return {}
-        tenant = Tenant(settings.app_key, client_key, credentials.base_url, credentials.shared_secret)
-        return await current_summaries(
+        row = credentials.stored_entity
+        tenant = Tenant(
+            settings.app_key,
+            call.client_key,
+            credentials.base_url,
+            credentials.shared_secret,
+            row.oauth_client_id if row is not None else None,
+        )
+        return await visible_summaries(
             tenant,
             issue_keys,
+            account_id=call.account_id,
+            tokens=tokens,
             product_hosts=connect.product_hosts,
             timeout=settings.product_api_timeout,
             transport=product_transport,
@@ -226,19 +250,30 @@ def create_app(
         return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"), headers=framed_page_headers)
 
     @app.get("/api/events", responses=NO_USER)
-    async def events(call: UserIframeCall) -> list[EventOut]:
-        """The tenant's events, newest first, each issue's summary fetched live from Jira when it answers."""
+    async def events(call: UserIframeCall, response: Response) -> list[EventOut]:
+        """The tenant's events this user may see, newest first, each issue's summary fetched live as that user.
+
+        Fail closed: an event about an issue is listed only if Jira answered 200 for that issue
+        to this user. Hidden issues (404) and unconfirmed ones (Jira down, slow or rate limited)
+        are left out, counted in `X-Events-Withheld`; the webhook's stored summary is shown only
+        for an issue Jira confirmed but answered without a summary.
+        """
         stored = await store.events(call.client_key)
-        live = await live_summaries(call.client_key, [event.issue_key for event in stored if event.issue_key])
-        listed = []
+        visible = await live_summaries(call, [event.issue_key for event in stored if event.issue_key])
+        listed, withheld = [], 0
         for event in stored:
+            if event.issue_key is not None and event.issue_key not in visible:
+                withheld += 1
+                continue
             out = EventOut.model_validate(event, from_attributes=True)
             out.webhook_summary = webhook_summary(event.payload)
-            if event.issue_key in live:
-                out.current_summary, out.summary_source = live[event.issue_key], "live"
+            live = visible.get(event.issue_key) if event.issue_key is not None else None
+            if live is not None:
+                out.current_summary, out.summary_source = live, "live"
             elif out.webhook_summary is not None:
                 out.current_summary, out.summary_source = out.webhook_summary, "webhook"
             listed.append(out)
+        response.headers[WITHHELD_HEADER] = str(withheld)
         return listed
 
     if forge is not None:

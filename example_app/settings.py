@@ -25,6 +25,8 @@ class Settings:
     product_api_timeout: float = 3.0
     """CONNECT_PRODUCT_API_TIMEOUT: seconds the inbox waits for Jira's REST API before showing the summaries
     the webhooks carried; 0 never calls Jira."""
+    authorization_server: str | None = None
+    """CONNECT_AUTHORIZATION_SERVER: where user access tokens come from; unset, Atlassian's (per environment)."""
     forge_app_id: str | None = None
     """FORGE_APP_ID: the Forge app's id (ARI or UUID) for Connect on Forge; unset, the /forge routes answer 404."""
     forge_jwks_url: str | None = None
@@ -43,6 +45,7 @@ class Settings:
             migrate_on_start=env.get("MIGRATE_ON_START", "1") != "0",
             product_api_timeout=float(env.get("CONNECT_PRODUCT_API_TIMEOUT", cls.product_api_timeout)),
             extra_product_hosts=_hosts(env.get("CONNECT_EXTRA_PRODUCT_HOSTS", "")),
+            authorization_server=env.get("CONNECT_AUTHORIZATION_SERVER") or None,
             forge_app_id=env.get("FORGE_APP_ID") or None,
             forge_jwks_url=env.get("FORGE_JWKS_URL") or None,
             forge_api_hosts=_hosts(env.get("FORGE_API_HOSTS", "")),

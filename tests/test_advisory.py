@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,8 +18,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from example_app.main import create_app
+from example_app.settings import Settings
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
     AuthError,
@@ -31,6 +35,7 @@ from fastapi_connect_auth import (
     product_client,
     sync_product_client,
 )
+from fastapi_connect_auth.testing import FakeProduct
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -535,3 +540,32 @@ async def test_new_kid_fetches_are_rate_limited_per_environment(cdn: KeyServer) 
     clock[0] += 2.0  # one more slot
     assert [await status("c"), await status("e")] == [401, 503]  # "c" was not remembered as refused
     assert sorted(cdn.requests) == ["/a", "/b", "/c", "/d"]
+
+
+def test_iframe_api_listed_issues_the_user_may_not_see(tmp_path: Path) -> None:
+    """The example's `/api/events` listed every stored issue to any user of the tenant, fetched as the app.
+
+    Now each issue is fetched as the calling user and listed only when Jira shows it to
+    them: Bob never sees Alice's restricted issue, neither its summary nor its key.
+    """
+    jira = FakeProduct()
+    jira.issues.update({"DEMO-1": "Alice's restricted issue"})
+    jira.api.restrict("DEMO-1", "account-alice")
+    settings = Settings(base_url="https://app.example.test", database_url=f"sqlite:///{tmp_path / 'app.db'}")
+    app = create_app(
+        settings, key_provider=jira.key_provider(), product_transport=jira.api_transport, user_tokens=jira.user_tokens()
+    )
+    with TestClient(app, base_url=settings.base_url) as client:
+        driver = jira.drive(client)
+        assert driver.install().status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+        alice = driver.context_call("GET", "/api/events", account_id="account-alice")
+        bob = driver.context_call("GET", "/api/events", account_id="account-bob")
+    assert [event["current_summary"] for event in alice.json()] == ["Alice's restricted issue"]
+    assert bob.status_code == 200
+    assert bob.json() == []
+    assert "DEMO-1" not in bob.text
+    assert "A fake issue" not in bob.text  # nor the webhook's copy of its summary
+    assert bob.headers["X-Events-Withheld"] == "1"
+    issue_calls = [(call.account_id, call.status) for call in jira.api_calls if call.url.startswith("/rest/")]
+    assert issue_calls == [("account-alice", 200), ("account-bob", 404)]

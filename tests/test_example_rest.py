@@ -1,10 +1,12 @@
-"""The example app's inbox shows each issue's current summary from the tenant's Jira REST API, called as the app.
+"""The example app's inbox shows each issue's current summary from the tenant's Jira REST API, called as the user.
 
-The test kit's fake Jira answers that API only to a valid app JWT (HS256 with the
-tenant's shared secret, `iss` the app key, `aud` the client key, and the QSH of
-the request); the QSH it received is compared here with a hash of the canonical
-request written out by hand. Whenever Jira cannot answer, the webhook's summary
-is shown instead, and the inbox still loads.
+The test kit's fake Jira issues a user access token only for a valid JWT bearer
+grant (HS256 with the tenant's shared secret, `iss` the tenant's oauthClientId,
+`sub` the user) and answers each issue only to a user allowed to see it. Fail
+closed: whenever Jira cannot confirm an issue to the user (hidden, down, slow,
+rate limited), the event is left out and counted in `X-Events-Withheld`; the
+inbox still loads. (These tests once expected the webhook's summary in those
+cases: shown without Jira's word, it could reveal an issue the user may not see.)
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from example_app.jira_api import Tenant, current_summaries
+from example_app.jira_api import Tenant, visible_summaries
 from example_app.main import create_app
 from example_app.settings import Settings
 from fastapi_connect_auth import ProductHosts, RetryPolicy
-from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct
+from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, ConnectAppDriver, FakeProduct, ProductAPICall
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -53,7 +55,12 @@ def start(fake_product: FakeProduct, settings: Settings) -> Start:
     def started(
         transport: httpx.AsyncBaseTransport | None = None, app_settings: Settings = settings
     ) -> Iterator[ConnectAppDriver]:
-        app = create_app(app_settings, key_provider=fake_product.key_provider(), product_transport=transport)
+        app = create_app(
+            app_settings,
+            key_provider=fake_product.key_provider(),
+            product_transport=transport,
+            user_tokens=fake_product.user_tokens(),  # made here: inside serve_api() the served token endpoint
+        )
         with TestClient(app, base_url=APP_URL) as client:
             yield fake_product.drive(client)
 
@@ -81,25 +88,32 @@ def install_with_an_issue_event(driver: ConnectAppDriver) -> None:
     assert driver.webhook("jira:issue_created").status_code == 204
 
 
-def assert_verified_app_token(product: FakeProduct, call_index: int = -1) -> None:
-    """The fake Jira accepted the app's token for `GET ISSUE_URL`, whose claims are the app's, for this tenant."""
-    call = product.api_calls[call_index]
+def issue_calls(product: FakeProduct) -> list[ProductAPICall]:
+    """The calls to Jira's REST API, without those to its authorization server."""
+    return [call for call in product.api_calls if call.url != "/oauth2/token"]
+
+
+def assert_verified_user_token(product: FakeProduct, call_index: int = -1) -> None:
+    """The fake Jira got `GET ISSUE_URL` with a user token it issued, for the user of the context token."""
+    call = issue_calls(product)[call_index]
     assert (call.method, call.url, call.refusal) == ("GET", ISSUE_URL, None)
-    assert call.claims is not None
-    assert call.claims["iss"] == APP_KEY
-    assert call.claims["aud"] == [product.client_key]
-    assert call.claims["qsh"] == ISSUE_QSH
-    assert 0 < call.claims["exp"] - call.claims["iat"] <= 180
+    assert call.account_id == DEFAULT_ACCOUNT_ID
+    (grant,) = [call for call in product.api_calls if call.url == "/oauth2/token"][:1]
+    assert (grant.status, grant.account_id) == (200, DEFAULT_ACCOUNT_ID)
 
 
-def fallback_only(driver: ConnectAppDriver) -> None:
-    assert summaries(driver) == [("DEMO-1", WEBHOOK_SUMMARY, "webhook")]
+def withheld_only(driver: ConnectAppDriver) -> None:
+    """Jira did not confirm the issue to the user: its event is left out, and counted."""
+    response = driver.context_call("GET", "/api/events")
+    assert response.status_code == 200
+    assert response.json() == []
+    assert response.headers["X-Events-Withheld"] == "1"
 
 
 # -- Jira answers -------------------------------------------------------------------------
 
 
-def test_inbox_shows_the_live_summary_fetched_with_a_verified_app_token(
+def test_inbox_shows_the_live_summary_fetched_with_a_verified_user_token(
     start: Start, fake_product: FakeProduct
 ) -> None:
     fake_product.issues["DEMO-1"] = "Live summary"
@@ -108,8 +122,8 @@ def test_inbox_shows_the_live_summary_fetched_with_a_verified_app_token(
         (event,) = listed_events(driver)
     assert event["webhook_summary"] == WEBHOOK_SUMMARY
     assert (event["current_summary"], event["summary_source"]) == ("Live summary", "live")
-    assert [call.status for call in fake_product.api_calls] == [200]
-    assert_verified_app_token(fake_product)
+    assert [call.status for call in issue_calls(fake_product)] == [200]
+    assert_verified_user_token(fake_product)
 
 
 def test_each_issue_is_fetched_once_and_the_new_secret_is_used_after_an_update(
@@ -130,7 +144,7 @@ def test_each_issue_is_fetched_once_and_the_new_secret_is_used_after_an_update(
         ("DEMO-1", "First, now renamed", "live"),
         ("DEMO-1", "First, now renamed", "live"),
     ]
-    assert sorted(call.url for call in fake_product.api_calls) == [ISSUE_URL, ISSUE_URL.replace("DEMO-1", "DEMO-2")]
+    assert sorted(call.url for call in issue_calls(fake_product)) == [ISSUE_URL, ISSUE_URL.replace("DEMO-1", "DEMO-2")]
     assert all(call.status == 200 for call in fake_product.api_calls)
 
 
@@ -142,7 +156,7 @@ def test_a_loopback_jira_is_called_over_real_http_when_its_host_is_allow_listed(
         assert jira_url.startswith("http://127.0.0.1:")
         install_with_an_issue_event(driver)
         assert summaries(driver) == [("DEMO-1", "Live over HTTP", "live")]
-    assert_verified_app_token(fake_product)
+    assert_verified_user_token(fake_product)
 
 
 # -- Jira does not answer -----------------------------------------------------------------
@@ -169,8 +183,7 @@ async def never_answer(request: httpx.Request) -> httpx.Response:
     [
         pytest.param(answering(500), id="500"),
         pytest.param(answering(503), id="503"),
-        pytest.param(httpx.MockTransport(lambda request: httpx.Response(200, text="<html>")), id="not-json"),
-        pytest.param(httpx.MockTransport(lambda request: httpx.Response(200, json={"fields": {}})), id="no-summary"),
+        pytest.param(answering(403), id="403"),
         pytest.param(raising(httpx.ConnectError), id="connect-error"),
         pytest.param(raising(httpx.ReadTimeout), id="read-timeout"),
         pytest.param(
@@ -179,46 +192,73 @@ async def never_answer(request: httpx.Request) -> httpx.Response:
         ),
     ],
 )
-def test_the_webhooks_summary_is_shown_when_jira_fails(start: Start, transport: httpx.MockTransport) -> None:
+def test_an_issue_jira_does_not_confirm_is_left_out(start: Start, transport: httpx.MockTransport) -> None:
+    """Fail closed: without Jira's 200 to this user, the app cannot know the user may see the issue."""
     with start(transport) as driver:
         install_with_an_issue_event(driver)
-        fallback_only(driver)
+        withheld_only(driver)
 
 
-def test_an_unknown_issue_falls_back_after_a_verified_404(start: Start, fake_product: FakeProduct) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda: httpx.Response(200, text="<html>"), id="not-json"),
+        pytest.param(lambda: httpx.Response(200, json={"fields": {}}), id="no-summary"),
+    ],
+)
+def test_the_webhooks_summary_is_shown_for_a_confirmed_issue_answered_without_one(
+    start: Start, answer: Callable[[], httpx.Response]
+) -> None:
+    with start(httpx.MockTransport(lambda request: answer())) as driver:
+        install_with_an_issue_event(driver)
+        assert summaries(driver) == [("DEMO-1", WEBHOOK_SUMMARY, "webhook")]
+
+
+def test_an_unknown_issue_is_left_out_after_a_verified_404(start: Start, fake_product: FakeProduct) -> None:
     with start(fake_product.api_transport) as driver:
         install_with_an_issue_event(driver)
-        fallback_only(driver)
-    assert [call.status for call in fake_product.api_calls] == [404]
-    assert_verified_app_token(fake_product)
+        withheld_only(driver)
+    assert [call.status for call in issue_calls(fake_product)] == [404]
+    assert_verified_user_token(fake_product)
 
 
-def test_a_token_jira_refuses_falls_back(start: Start, fake_product: FakeProduct) -> None:
-    """Jira rotated the secret without a re-install reaching the app: the app's token is refused with 401."""
+def test_a_grant_jira_refuses_leaves_the_issue_out(start: Start, fake_product: FakeProduct) -> None:
+    """Jira rotated the secret without a re-install reaching the app: the user grant is refused, Jira never asked."""
     fake_product.issues["DEMO-1"] = "Live summary"
     with start(fake_product.api_transport) as driver:
         install_with_an_issue_event(driver)
         fake_product.rotate_shared_secret()
         response = driver.context_call("GET", "/api/events", shared_secret=fake_product.previous_shared_secrets[-1])
-    assert [event["summary_source"] for event in response.json()] == ["webhook"]
-    (call,) = fake_product.api_calls
-    assert (call.status, call.refusal, call.claims) == (401, "invalid token (InvalidSignatureError)", None)
+    assert response.json() == []
+    assert response.headers["X-Events-Withheld"] == "1"
+    assert issue_calls(fake_product) == []
+    assert {call.refusal for call in fake_product.api_calls} == {"invalid assertion (InvalidSignatureError)"}
 
 
-def test_a_jira_that_never_answers_falls_back_within_the_deadline(start: Start, settings: Settings) -> None:
+def test_a_tenant_installed_without_an_oauth_client_id_shows_no_issue(start: Start, fake_product: FakeProduct) -> None:
+    """Installed before the app stored oauthClientId (or the product sent none): it cannot act as the user."""
+    fake_product.issues["DEMO-1"] = "Live summary"
+    with start(fake_product.api_transport) as driver:
+        assert driver.install(oauthClientId=None).status_code == 204
+        assert driver.webhook("jira:issue_created").status_code == 204
+        withheld_only(driver)
+    assert fake_product.api_calls == []
+
+
+def test_a_jira_that_never_answers_is_left_out_within_the_deadline(start: Start, settings: Settings) -> None:
     with start(httpx.MockTransport(never_answer), app_settings=replace(settings, product_api_timeout=0.2)) as driver:
         install_with_an_issue_event(driver)
-        fallback_only(driver)
+        withheld_only(driver)
 
 
-def test_an_unreachable_jira_falls_back(start: Start, fake_product: FakeProduct, settings: Settings) -> None:
+def test_an_unreachable_jira_is_left_out(start: Start, fake_product: FakeProduct, settings: Settings) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
     fake_product.base_url = f"http://127.0.0.1:{port}"
     with start(app_settings=loopback_allowed(settings)) as driver:
         install_with_an_issue_event(driver)
-        fallback_only(driver)
+        withheld_only(driver)
 
 
 def test_a_tenant_whose_host_is_no_longer_allowed_is_never_called(
@@ -231,25 +271,25 @@ def test_a_tenant_whose_host_is_no_longer_allowed_is_never_called(
             assert summaries(driver) == [("DEMO-1", "Live summary", "live")]
         with start(app_settings=settings) as driver:
             refused = driver.install()
-            fallback_only(driver)
+            withheld_only(driver)
     assert refused.status_code == 401
     assert refused.json()["code"] == "UNTRUSTED_PRODUCT_HOST"
-    assert [call.status for call in fake_product.api_calls] == [200]  # only while it was allowed
+    assert [call.status for call in issue_calls(fake_product)] == [200]  # only while it was allowed
 
 
 # -- rate limits --------------------------------------------------------------------------
 
 
-def test_a_rate_limited_jira_falls_back_at_once_when_the_wait_would_pass_the_deadline(
+def test_a_rate_limited_issue_is_left_out_at_once_when_the_wait_would_pass_the_deadline(
     start: Start, fake_product: FakeProduct, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_product.issues["DEMO-1"] = "Live summary"
     fake_product.api.throttle(429, times=10, retry_after=30, headers={"RateLimit-Reason": "jira-burst-based"})
     with caplog.at_level(logging.WARNING), start(fake_product.api_transport) as driver:
         install_with_an_issue_event(driver)
-        fallback_only(driver)
-    assert [call.status for call in fake_product.api_calls] == [429]  # no retry: 30 s is past the 3 s budget
-    assert_verified_app_token(fake_product)
+        withheld_only(driver)
+    assert [call.status for call in issue_calls(fake_product)] == [429]  # no retry: 30 s is past the 3 s budget
+    assert_verified_user_token(fake_product)
     assert "rate limited issue DEMO-1 (reason jira-burst-based, retry after 30.0s)" in caplog.text
     assert fake_product.shared_secret not in caplog.text
 
@@ -265,10 +305,18 @@ async def test_a_short_rate_limit_is_waited_out_within_the_deadline(fake_product
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    tenant = Tenant(APP_KEY, fake_product.client_key, fake_product.base_url, fake_product.shared_secret)
-    found = await current_summaries(
+    tenant = Tenant(
+        APP_KEY,
+        fake_product.client_key,
+        fake_product.base_url,
+        fake_product.shared_secret,
+        fake_product.oauth_client_id,
+    )
+    found = await visible_summaries(
         tenant,
         ["DEMO-1"],
+        account_id=DEFAULT_ACCOUNT_ID,
+        tokens=fake_product.user_tokens(),
         product_hosts=ProductHosts.of(),
         timeout=8.0,
         transport=fake_product.api_transport,
@@ -276,7 +324,7 @@ async def test_a_short_rate_limit_is_waited_out_within_the_deadline(fake_product
     )
     assert found == {"DEMO-1": "Live after a pause"}
     assert waits == [1.0, 7.0]  # Retry-After, then the second backoff (10 s) at its lowest jitter: within 8 s
-    assert [call.status for call in fake_product.api_calls] == [429, 503, 200]
+    assert [call.status for call in issue_calls(fake_product)] == [429, 503, 200]
 
 
 # -- secrets ------------------------------------------------------------------------------
@@ -291,9 +339,9 @@ def test_no_secret_or_token_reaches_the_logs(
             install_with_an_issue_event(driver)
             assert summaries(driver)[0][2] == "live"
             fake_product.issues.clear()
-            fallback_only(driver)
+            withheld_only(driver)
         with start(raising(httpx.ConnectError)) as driver:
-            fallback_only(driver)
+            withheld_only(driver)
     assert "answered HTTP 404 for issue DEMO-1" in caplog.text
     assert "Could not fetch issue DEMO-1" in caplog.text
     assert fake_product.shared_secret not in caplog.text

@@ -24,7 +24,7 @@ from tests.postgres import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"installations", "events", "forge_events"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 def on(database: Database, work: Any) -> Any:
