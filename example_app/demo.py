@@ -27,11 +27,11 @@ from sqlalchemy.engine import make_url
 
 from example_app.db import create_engine
 from fastapi_connect_auth import ForgeAuth, forge_product_client
-from fastapi_connect_auth.testing import ConnectAppDriver, FakeForge, FakeProduct, generate_rsa_key
+from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, ConnectAppDriver, FakeForge, FakeProduct, generate_rsa_key
 
 READY_TIMEOUT = 30.0
 LIVE_SUMMARY = "Live summary from Jira's REST API"
-WEBHOOK_SUMMARY = "A fake issue"  # what the kit's default webhook body carries
+OTHER_USER = "account-of-another-user"  # a user of the same tenant, whom Jira does not show DEMO-1 to
 
 
 def free_port() -> int:
@@ -131,11 +131,16 @@ def _summaries_are(summary: str, source: str) -> Callable[[httpx.Response], bool
     )
 
 
-def _jira_verified_the_app(product: FakeProduct, status: int) -> bool:
-    """The fake Jira's last REST call carried a valid app JWT (signature, iss, aud, exp, QSH) and got `status`."""
-    return (
-        bool(product.api_calls) and product.api_calls[-1].claims is not None and product.api_calls[-1].status == status
+def _jira_answered_the_user(product: FakeProduct, account_id: str, status: int) -> bool:
+    """The fake Jira's last REST call carried a user token it issued for `account_id`, and got `status`."""
+    return bool(product.api_calls) and (product.api_calls[-1].account_id, product.api_calls[-1].status) == (
+        account_id,
+        status,
     )
+
+
+def _withheld(count: int) -> Callable[[httpx.Response], bool]:
+    return lambda response: response.json() == [] and response.headers.get("X-Events-Withheld") == str(count)
 
 
 def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
@@ -181,19 +186,34 @@ def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
         check=lambda response: _event_names(response) == ["jira:issue_updated", "jira:issue_created"],
     )
     steps.expect(
-        "Inbox shows the live issue summary fetched from Jira's REST API (signed JWT verified by the fake Jira)",
-        jira.context_call("GET", "/api/events"),
-        200,
-        check=lambda response: _summaries_are(LIVE_SUMMARY, "live")(response) and _jira_verified_the_app(product, 200),
-    )
-    live_summary = product.issues.pop("DEMO-1")
-    steps.expect(
-        "Jira's REST API cannot find the issue (404): the inbox falls back to the webhook's summary",
+        "Inbox shows the live issue summary fetched from Jira's REST API as the user (user token from the JWT bearer grant)",
         jira.context_call("GET", "/api/events"),
         200,
         check=lambda response: (
-            _summaries_are(WEBHOOK_SUMMARY, "webhook")(response) and _jira_verified_the_app(product, 404)
+            _summaries_are(LIVE_SUMMARY, "live")(response) and _jira_answered_the_user(product, DEFAULT_ACCOUNT_ID, 200)
         ),
+    )
+    product.api.restrict("DEMO-1", DEFAULT_ACCOUNT_ID)
+    steps.expect(
+        "User A, allowed to see the restricted issue, sees it in the inbox",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: (
+            _summaries_are(LIVE_SUMMARY, "live")(response) and _jira_answered_the_user(product, DEFAULT_ACCOUNT_ID, 200)
+        ),
+    )
+    steps.expect(
+        "User B, whom Jira hides the issue from (404 as that user), does not see it (nor the webhook's copy)",
+        jira.context_call("GET", "/api/events", account_id=OTHER_USER),
+        200,
+        check=lambda response: _withheld(2)(response) and _jira_answered_the_user(product, OTHER_USER, 404),
+    )
+    live_summary = product.issues.pop("DEMO-1")
+    steps.expect(
+        "Jira's REST API cannot find the issue (404): its events are left out, never shown from the webhook",
+        jira.context_call("GET", "/api/events"),
+        200,
+        check=lambda response: _withheld(2)(response) and _jira_answered_the_user(product, DEFAULT_ACCOUNT_ID, 404),
     )
     product.issues["DEMO-1"] = live_summary
     steps.expect(
@@ -356,6 +376,7 @@ def main() -> int:
             env={
                 "FORGE_APP_ID": forge.app_id,
                 "FORGE_JWKS_URL": jwks.url,
+                "CONNECT_AUTHORIZATION_SERVER": product.api.authorization_server,
                 **({"DATABASE_URL": database_url} if database_url else {}),
             },
         ) as (
@@ -377,7 +398,7 @@ def main() -> int:
             f"\nThe app fetched the install key {fetched} time(s) from the key server, then served it from its cache."
         )
         verified = sum(call.claims is not None for call in product.api_calls)
-        print(f"The fake Jira verified the app's JWT on {verified} of {len(product.api_calls)} REST call(s).")
+        print(f"The fake Jira verified the app's token on {verified} of {len(product.api_calls)} call(s).")
     print("Stopped the example app, the key server and the fake Jira.")
     if steps.failed:
         print(f"\n✗ {steps.failed} of {steps.passed + steps.failed} steps misbehaved.")

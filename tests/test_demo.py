@@ -35,13 +35,16 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ jira:issue_created accepted and stored (204)",
         "✓ Inbox page loads with Jira's query parameters (computed QSH) (200)",
         "✓ Context call GET /api/events lists both events, newest first (200)",
-        "✓ Inbox shows the live issue summary fetched from Jira's REST API (signed JWT verified by the fake Jira) (200)",
-        "✓ Jira's REST API cannot find the issue (404): the inbox falls back to the webhook's summary (200)",
+        "✓ Inbox shows the live issue summary fetched from Jira's REST API as the user "
+        "(user token from the JWT bearer grant) (200)",
+        "✓ User A, allowed to see the restricted issue, sees it in the inbox (200)",
+        "✓ User B, whom Jira hides the issue from (404 as that user), does not see it (nor the webhook's copy) (200)",
+        "✓ Jira's REST API cannot find the issue (404): its events are left out, never shown from the webhook (200)",
         "✓ Webhook signed with the old secret refused (401 INVALID_SIGNATURE)",
         "✓ Webhook from the uninstalled tenant refused (401 UNKNOWN_ISSUER)",
         "✓ Signed install accepted again (204)",
         "The app fetched the install key 1 time(s)",
-        "The fake Jira verified the app's JWT on 4 of 4 REST call(s).",
+        "The fake Jira verified the app's token on 9 of 9 call(s).",
         "Stopped the example app, the key server and the fake Jira.",
         "✓ Connect-on-Forge install (installationId in the installed payload) accepted (204)",
         "✓ Forge UI call GET /forge/whoami linked to the Connect tenant (200)",
@@ -49,7 +52,7 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ Another Forge app's FIT refused (the audience is configured, never read from the token) (401 WRONG_AUDIENCE)",
         "The app fetched Forge's JWKS 1 time(s)",
         "✓ Context call with an anonymous context token (no user) refused (403 UNAUTHORIZED_REQUEST)",
-        "✓ All 28 steps verified.",
+        "✓ All 30 steps verified.",
     ):
         assert line in output
 

@@ -59,8 +59,15 @@ def jira(fake_product: FakeProduct, settings: Settings) -> Jira:
 
     @contextmanager
     def start(product: FakeProduct = fake_product, app_settings: Settings = settings) -> Iterator[ConnectAppDriver]:
-        # The fake Jira's REST API answers in-process: no call ever leaves the machine.
-        app = create_app(app_settings, key_provider=product.key_provider(), product_transport=product.api_transport)
+        # The fake Jira's REST API and its token endpoint answer in-process: no call ever leaves the machine.
+        # The webhooks' issue exists there, so /api/events (which lists only issues Jira confirms) lists them.
+        product.issues.setdefault("DEMO-1", "A fake issue")
+        app = create_app(
+            app_settings,
+            key_provider=product.key_provider(),
+            product_transport=product.api_transport,
+            user_tokens=product.user_tokens(),
+        )
         with TestClient(app, base_url=APP_URL) as client:
             yield product.drive(client)
 
@@ -153,7 +160,7 @@ def test_descriptor_is_a_jira_connect_descriptor(jira: Jira) -> None:
         "disabled": "/disabled",
     }
     assert descriptor["apiMigrations"] == {"signed-install": True, "context-qsh": True, "gdpr": True}
-    assert descriptor["scopes"] == ["READ"]
+    assert descriptor["scopes"] == ["READ", "ACT_AS_USER"]  # /api/events fetches issues as the user
     webhooks = descriptor["modules"]["webhooks"]
     assert {webhook["event"] for webhook in webhooks} == {"jira:issue_created", "jira:issue_updated"}
     (page,) = descriptor["modules"]["generalPages"]
