@@ -73,6 +73,7 @@ def api_schema(product: FakeProduct, settings_for_fuzz: Settings) -> Iterator[An
         replace(settings_for_fuzz, product_api_timeout=1.0),
         key_provider=product.key_provider(),
         product_transport=product.api_transport,
+        user_tokens=product.user_tokens(),  # /api/events acts as the user: tokens from the fake, in-process
     )
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     shutdown_lifespans()
