@@ -34,7 +34,10 @@ def test_concurrent_installs_and_webhooks_for_many_tenants_lose_and_misfile_noth
 def test_the_read_back_catches_lost_and_misattributed_events(fake_product: FakeProduct) -> None:
     """The check is not vacuous: an app that files one tenant's event under another is caught."""
     other = FakeProduct(private_key=fake_product.private_key)
-    listed: dict[str, list[dict[str, str]]] = {fake_product.client_key: [], other.client_key: [{"issue_key": "LOAD-0"}]}
+    listed: dict[str, list[dict[str, str]]] = {
+        fake_product.client_key: [],
+        other.client_key: [{"webhook_summary": "LOAD-0"}],
+    }
 
     def events_of(request: httpx.Request) -> httpx.Response:
         token = request.headers["Authorization"].removeprefix("JWT ")
