@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -255,7 +255,7 @@ async def read_back(
 
 
 def stored_rows(database: Path) -> int:
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection:
         (count,) = connection.execute("SELECT COUNT(*) FROM events").fetchone()
     return int(count)
 
