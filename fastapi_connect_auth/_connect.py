@@ -192,7 +192,7 @@ class ConnectAuth(AppConfig):
             if alg == "HS256":  # the cheap checks before the loader's I/O; a signed token's come in _verify_signed
                 check_times(claims, self.clock(), self.leeway)
                 self._check_qsh(claims.qsh, target, qsh)
-            credentials = await self._load_known(claims.iss)
+            credentials = _installed(await self._load(claims.iss))
             if alg == "RS256":
                 environment = self._environment(credentials.base_url) if credentials.base_url else None
                 kid = self._precheck_signed(parsed, target, "skip" if qsh == "skip" else "computed")
@@ -272,10 +272,10 @@ class ConnectAuth(AppConfig):
             if signed:
                 environment = self._environment(payload.base_url)
                 await self._verify_signed(parsed, kid, payload.client_key, environment)
-                credentials = await self._load_known(payload.client_key)
+                credentials = _installed(await self._load(payload.client_key))
             else:
                 self._check_issuer(parsed, payload.client_key)
-                credentials = await self._load_known(payload.client_key)
+                credentials = _installed(await self._load(payload.client_key))
                 verify_signature(parsed, credentials.shared_secret)
             return VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
         except AuthError as exc:
@@ -323,12 +323,6 @@ class ConnectAuth(AppConfig):
         if inspect.isawaitable(result):
             result = await result
         return result
-
-    async def _load_known(self, client_key: str) -> Credentials[Any]:
-        credentials = await self._load(client_key)
-        if credentials is None or not credentials.installed:
-            raise AuthError(AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not an installed tenant.")
-        return credentials
 
     def _environment(self, product_base_url: str) -> ConnectEnvironment:
         environment = self.product_hosts.environment_of(product_base_url)
@@ -447,6 +441,13 @@ class ConnectAuth(AppConfig):
     def _log_rejection(kind: str, exc: AuthError, parsed: ParsedToken | None) -> None:
         issuer = parsed.claims.iss[:64] if parsed is not None else None
         logger.warning("Rejected Connect %s: %s (iss=%r): %s", kind, exc.code.value, issuer, exc.message)
+
+
+def _installed(credentials: Credentials[Any] | None) -> Credentials[Any]:
+    """The loader's answer for a tenant that must be installed; a plain function, not another coroutine per request."""
+    if credentials is None or not credentials.installed:
+        raise AuthError(AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not an installed tenant.")
+    return credentials
 
 
 async def _read(body: bytes | BodySource) -> bytes:

@@ -6,6 +6,7 @@ so "stored" and "nothing stored" are checked independently.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import stat
@@ -260,6 +261,15 @@ def test_sqlite_runs_in_wal_mode_so_reads_never_wait_for_the_writer(jira: Jira, 
         assert driver.webhook("jira:issue_created").status_code == 204
     with closing(sqlite3.connect(sqlite_file)) as connection:  # the mode is kept in the file once set
         assert connection.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+
+
+def test_startup_objects_are_kept_out_of_full_collections_only_while_the_app_runs(settings: Settings) -> None:
+    """No full-collection pauses over startup's objects under load; handed back to the collector at shutdown."""
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(settings), base_url=APP_URL) as client:
+        assert client.get("/atlassian-connect.json").status_code == 200
+        assert gc.get_freeze_count() > 1000  # the modules, models and routes made at startup
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_configured_key_is_used_and_a_changed_key_fails_closed(
