@@ -148,6 +148,7 @@ VALID_PAYLOAD = b64url_json(CLAIMS)
         pytest.param(raw_token(VALID_HEADER + "=", VALID_PAYLOAD), id="padding-character"),
         pytest.param(raw_token(VALID_HEADER.replace("e", "+", 1), VALID_PAYLOAD), id="standard-base64-alphabet"),
         pytest.param(raw_token(VALID_HEADER, VALID_PAYLOAD) + "é", id="non-ascii"),
+        pytest.param(raw_token(VALID_HEADER, VALID_PAYLOAD[:8] + "\n" + VALID_PAYLOAD[8:]), id="whitespace-inside"),
         pytest.param(raw_token(b64url(b"not json"), VALID_PAYLOAD), id="header-not-json"),
         pytest.param(raw_token(b64url(b"\xff\xfe"), VALID_PAYLOAD), id="header-not-utf8"),
         pytest.param(raw_token(b64url_json(["HS256"]), VALID_PAYLOAD), id="header-a-list"),
@@ -265,6 +266,20 @@ def test_hs256_with_a_non_ascii_secret_verifies() -> None:
 def test_wrong_keys_do_not_verify(token: str, key: Any) -> None:
     with expect_error(AuthErrorCode.INVALID_SIGNATURE):
         verify_signature(parse_token(token), key)
+
+
+def test_a_secret_keyed_once_checks_each_token_afresh_and_only_with_that_secret() -> None:
+    """The keyed HMAC kept per secret is copied for each token: no state carries over, no secret stands in for another."""
+    mine, theirs = parse_token(hs256()), parse_token(hs256(secret=OTHER_SECRET))
+    for _ in range(3):
+        verify_signature(mine, SECRET)
+        verify_signature(theirs, OTHER_SECRET)
+    for parsed, key in ((mine, OTHER_SECRET), (theirs, SECRET)):
+        with expect_error(AuthErrorCode.INVALID_SIGNATURE):
+            verify_signature(parsed, key)
+    for number in range(600):  # more secrets than are kept keyed: SECRET's is pushed out and keyed again
+        verify_signature(parse_token(hs256(secret=f"{SECRET}-{number}")), f"{SECRET}-{number}")
+    verify_signature(mine, SECRET)
 
 
 def test_rs256_with_the_right_key_verifies() -> None:
