@@ -1,0 +1,174 @@
+"""What FastAPI charges for any dependency, against what `ConnectRequest` costs: the ASGI app called in-process.
+
+No server and no sockets, so none of their noise: each variant is a one-route app
+of its own (route matching costs the same for all), called `--number` times in a
+row with the same request, `POST /webhook?a=1&b=x+y` with the benchmark's token
+and body, in `--rounds` interleaved rounds; the fastest round of each is reported.
+
+* `open`: no dependency;
+* `floor`: a no-op `SecurityBase` dependency that takes `Request`, as `ConnectRequest` is;
+* `function`: a no-op `async def` dependency that takes `Request`;
+* `library`: `Depends(ConnectRequest())`.
+
+`open / floor` is the most any dependency can reach against the open route with
+this FastAPI: (b) of `run.py` cannot be above it whatever the dependency does.
+
+    .venv/bin/python benchmarks/floor.py [--rounds 9 --number 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated, Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from app import QUERY, FloorDependency, connect, handle, webhook_token  # noqa: E402
+from fastapi import Depends, FastAPI, Request  # noqa: E402
+
+from fastapi_connect_auth import ConnectRequest, VerifiedRequest  # noqa: E402
+
+PATH = "/webhook"
+BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
+VARIANTS = ("open", "floor", "function", "library")
+Message = MutableMapping[str, Any]
+
+
+async def _no_op(request: Request) -> None:
+    return None
+
+
+def variant_app(kind: str) -> FastAPI:
+    """A one-route app: the same handler behind the `kind` of dependency."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    connect.install(app)
+    if kind == "open":
+
+        @app.post(PATH)
+        async def webhook_open() -> dict[str, str]:
+            return handle()
+
+    elif kind == "floor":
+
+        @app.post(PATH)
+        async def webhook_floor(call: Annotated[None, Depends(FloorDependency())]) -> dict[str, str]:
+            return handle()
+
+    elif kind == "function":
+
+        @app.post(PATH)
+        async def webhook_function(call: Annotated[None, Depends(_no_op)]) -> dict[str, str]:
+            return handle()
+
+    else:
+
+        @app.post(PATH)
+        async def webhook(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> dict[str, str]:
+            return handle()
+
+    return app
+
+
+def request_scope(token: str) -> dict[str, Any]:
+    """The ASGI scope uvicorn would build for the benchmark's webhook."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "root_path": "",
+        "query_string": QUERY.encode(),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", b"JWT " + token.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def time_calls(app: FastAPI, scope: dict[str, Any], number: int) -> float:
+    """Microseconds per call of the app on `scope`; every answer must be 200."""
+    statuses: set[int] = set()
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    call: Callable[[], Awaitable[None]] = lambda: app(dict(scope), receive, send)  # noqa: E731
+    started = time.perf_counter()
+    for _ in range(number):
+        await call()
+    elapsed = time.perf_counter() - started
+    if statuses != {200}:
+        raise RuntimeError(f"unexpected answers {sorted(statuses)}: the route is not answering 200")
+    return elapsed / number * 1e6
+
+
+async def measure(rounds: int, number: int) -> dict[str, list[float]]:
+    """Per-call times of every variant, in interleaved rounds (after a warm-up call of each)."""
+    scope = request_scope(webhook_token(PATH))
+    apps = {kind: variant_app(kind) for kind in VARIANTS}
+    times: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
+    for app in apps.values():
+        await time_calls(app, scope, 100)
+    gc.collect()
+    gc.disable()  # as timeit does: collections land on whichever variant is running
+    try:
+        for _ in range(rounds):
+            for kind, app in apps.items():
+                times[kind].append(await time_calls(app, scope, number))
+    finally:
+        gc.enable()
+    return times
+
+
+def report(times: dict[str, list[float]]) -> str:
+    best = {kind: min(values) for kind, values in times.items()}
+    lines = [
+        f"FastAPI {version('fastapi')}, Starlette {version('starlette')}, pydantic {version('pydantic')}, "
+        f"Python {sys.version.split()[0]}; fastest of {len(times['open'])} rounds, microseconds per request",
+    ]
+    for kind in VARIANTS:
+        lines.append(f"    {kind:10} {best[kind]:7.1f} us   open / {kind:10} {best['open'] / best[kind]:.2f}")
+    lines.append(
+        f"the most any dependency can reach: {best['open'] / best['floor']:.2f}; "
+        f"ConnectRequest over the no-op dependency: {best['library'] - best['floor']:.1f} us"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--number", type=int, default=5000)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        runner: Callable[[Any], Any] = uvloop.run
+    except ImportError:  # the loop uvicorn[standard] uses, when it is there
+        runner = asyncio.run
+    print(report(runner(measure(args.rounds, args.number))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The in-process benchmark (`benchmarks/floor.py`) at CI size: it runs and every variant answers 200; never speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FLOOR = Path(__file__).resolve().parent.parent / "benchmarks" / "floor.py"
+
+
+def test_floor_benchmark_reports_every_variant_and_the_reachable_ratio() -> None:
+    done = subprocess.run(  # noqa: S603 -- a fixed command: this Python on our own script
+        [sys.executable, str(FLOOR), "--rounds", "1", "--number", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr  # a variant that answered anything but 200 raises
+    for variant in ("open", "floor", "function", "library"):
+        assert f"open / {variant}" in done.stdout
+    assert "the most any dependency can reach:" in done.stdout
