@@ -150,8 +150,8 @@ def _startup_objects_frozen() -> Iterator[None]:
 
     Those objects live as long as the app, yet every full collection walks all of
     them: under a burst of webhooks, a pause of about 90 ms every second or so that
-    all the requests in flight wait through (`benchmarks/load.py`, SQLite: p99 about
-    100 ms without the freeze, 25-30 ms with it). They go back to the collector when
+    all the requests in flight wait through (`benchmarks/load.py`, SQLite: p99 92-109 ms
+    without the freeze, 20-36 ms with it). They go back to the collector when
     the app stops, so nothing is kept for good when one process runs several apps in
     turn (tests, reloads).
     """

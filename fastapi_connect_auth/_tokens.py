@@ -3,8 +3,9 @@
 Verification needs the unverified `iss` (to load the tenant's secret) or `kid`
 (to fetch Atlassian's public key) before the signature can be checked, so a
 token is parsed once into `ParsedToken` and every later step reads from it:
-no second decode, no second base64 or JSON pass. Signatures are checked by
-PyJWT's algorithm objects.
+no second decode, no second base64 or JSON pass. RS256 signatures are checked
+by PyJWT's algorithm object, HS256 ones by the standard library's `hmac`, keyed
+once per shared secret.
 """
 
 from __future__ import annotations
