@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy --strict fastapi_connect_auth
+	$(BIN)/mypy --strict fastapi_connect_auth example_app benchmarks
 
 # The sdist and wheel, built with the standard tools and checked as PyPI would.
 dist: install

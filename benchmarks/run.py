@@ -426,7 +426,7 @@ def main() -> None:
         f"x {args.seconds:g} s per route and server, median requests/s"
     )
     print(f"    load: {described}")
-    headline = []
+    headline: list[str] = []
     for server, rps in by_server.items():
         report_server(server, rps, cpu_by_server[server], headline)
     print()

@@ -145,6 +145,8 @@ def _withheld(count: int) -> Callable[[httpx.Response], bool]:
 
 def run_lifecycle(jira: ConnectAppDriver, steps: Steps) -> None:
     product = jira.product
+    if not isinstance(product, FakeProduct):  # its fake REST API answers the app's calls to Jira
+        raise TypeError("the demo drives a FakeProduct")
     descriptor = jira.descriptor
     print(f"Jira read the descriptor of {descriptor['key']!r} at {jira.app_base_url}\n")
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
 from fastapi_connect_auth import (
+    FORGE_JWKS_URL,
     AtlassianKeyProvider,
     AuthError,
     AuthErrorCode,
@@ -216,7 +217,7 @@ def create_app(
             app_id=settings.forge_app_id,
             key_provider=forge_key_provider or JwksKeyProvider(),
             api_hosts=settings.forge_api_hosts,
-            **({"jwks_url": settings.forge_jwks_url} if settings.forge_jwks_url else {}),
+            jwks_url=settings.forge_jwks_url or FORGE_JWKS_URL,
         )
 
     @asynccontextmanager
