@@ -87,6 +87,12 @@ def _b64url(data: bytes) -> str:
     return base64url_encode(data).decode("ascii")
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """The async tests run on asyncio, as FastAPI under uvicorn does (anyio would add trio when installed)."""
+    return "asyncio"
+
+
 # -- keys ---------------------------------------------------------------------------------
 
 

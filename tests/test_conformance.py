@@ -290,11 +290,6 @@ KEY_SERVER = "https://keys.example.test"
 TRICKY_URL = f"{APP_BASE_URL}/webhook/a&b/?issue=PRJ-1&q=a+b&q=%F0%9F%98%80&q=Z&r=a%2Bb&empty=&flag&s=!'()*~"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def private_pem(key: rsa.RSAPrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -344,11 +344,6 @@ def json_bytes(body: dict[str, Any]) -> bytes:
     return httpx.Request("POST", "/", json=body).content
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- proxies ------------------------------------------------------------------------------
 
 

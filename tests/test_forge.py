@@ -40,11 +40,6 @@ APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"
 OTHER_APP_ARI = "ari:cloud:ecosystem::app/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def signing_key() -> rsa.RSAPrivateKey:
     return generate_rsa_key()

@@ -37,11 +37,6 @@ NOW = 1_700_000_000.0
 INSTALLATION = "ari:cloud:ecosystem::installation/1"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def signing_key() -> rsa.RSAPrivateKey:
     return generate_rsa_key()

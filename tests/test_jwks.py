@@ -23,11 +23,6 @@ from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
 URL = "https://forge.example.test/.well-known/jwks.json"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def keys() -> dict[str, rsa.RSAPrivateKey]:
     return {"k1": generate_rsa_key(), "k2": generate_rsa_key()}

@@ -44,11 +44,6 @@ Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def key_server() -> Iterator[KeyServer]:
     with serve_keys() as server:
         yield server

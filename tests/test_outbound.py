@@ -56,11 +56,6 @@ TENANT = "https://tenant.atlassian.net"
 NOW = 1_700_000_000.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def sha256_hex(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

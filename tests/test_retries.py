@@ -39,11 +39,6 @@ TENANT = "https://tenant.atlassian.net"
 NOW = 1_700_000_000.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Waits:
     """An injected clock that moves only when the code under test sleeps; records each sleep."""
 

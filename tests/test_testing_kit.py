@@ -51,11 +51,6 @@ APP_URL = "https://app.example.test"
 TenantCall = Annotated[VerifiedRequest[None], Depends(ConnectRequest())]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def sha256_hex(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
