@@ -24,6 +24,8 @@ SECRET = "bench-shared-secret-0123456789abcdef-0123456789"  # >= 32 bytes, as At
 CLIENT_KEY = "jira:7c6a1f3e-1b2d-4c5e-9f80-1a2b3c4d5e6f"
 BASE_URL = "https://bench-app.example.com"
 QUERY = "a=1&b=x+y"
+BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
+"""The webhook body every route is sent (none of them reads it)."""
 TENANTS = {CLIENT_KEY: Credentials(shared_secret=SECRET, stored_entity={"tenant": "bench"})}
 
 

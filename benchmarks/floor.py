@@ -31,13 +31,12 @@ from typing import Annotated, Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from app import QUERY, FloorDependency, connect, handle, webhook_token  # noqa: E402
+from app import BODY, QUERY, FloorDependency, connect, handle, webhook_token  # noqa: E402
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 
 from fastapi_connect_auth import ConnectRequest, VerifiedRequest  # noqa: E402
 
 PATH = "/webhook"
-BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
 VARIANTS = ("open", "floor", "function", "library")
 Message = MutableMapping[str, Any]
 

@@ -51,14 +51,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import jwt  # noqa: E402
-from app import BASE_URL, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
+from app import BASE_URL, BODY, QUERY, SECRET, connect, naive_verify, webhook_token  # noqa: E402
 from load import cpu_seconds, read_response  # noqa: E402
 
 from fastapi_connect_auth import ForgeAuth, RequestTarget  # noqa: E402
 from fastapi_connect_auth.testing import FakeForge  # noqa: E402
 
 HOST = "127.0.0.1"
-BODY = b'{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"BENCH-1"}}'
 TARGET_A = 0.40
 TARGET_C = 1.10
 FORGE_APP = "ari:cloud:ecosystem::app/6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
