@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import httpx  # noqa: E402
+import httpx2  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 
 from example_app.db import create_engine, upgrade_schema  # noqa: E402
@@ -152,20 +152,20 @@ def resident_kib(pid: int) -> dict[str, int]:
 
 async def run_phase(
     phase: Phase,
-    requests: Sequence[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]],
+    requests: Sequence[Callable[[httpx2.AsyncClient], Awaitable[httpx2.Response]]],
     concurrency: int,
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     """Send `requests` with at most `concurrency` in flight; record each latency and every non-204 answer."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def send(request: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]) -> None:
+    async def send(request: Callable[[httpx2.AsyncClient], Awaitable[httpx2.Response]]) -> None:
         async with gate:
             phase.sent += 1
             started = time.perf_counter()
             try:
                 response = await request(client)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 phase.failures.append(type(exc).__name__)
                 return
             phase.latencies.append(time.perf_counter() - started)
@@ -231,13 +231,15 @@ def raw_post(base_url: str, path: str, token: str, body: Mapping[str, object]) -
     return head.encode() + content
 
 
-def post(url: str, token: str, body: Mapping[str, object]) -> Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]:
+def post(
+    url: str, token: str, body: Mapping[str, object]
+) -> Callable[[httpx2.AsyncClient], Awaitable[httpx2.Response]]:
     headers = {"Authorization": f"JWT {token}"}
     return lambda client: client.post(url, json=body, headers=headers)
 
 
 async def read_back(
-    client: httpx.AsyncClient, base_url: str, products: Sequence[FakeProduct], sent: dict[str, int]
+    client: httpx2.AsyncClient, base_url: str, products: Sequence[FakeProduct], sent: dict[str, int]
 ) -> tuple[int, int]:
     """(lost, misattributed): markers sent but listed nowhere, and markers listed under another tenant."""
     seen: set[str] = set()
@@ -296,8 +298,8 @@ def migrate(url: str) -> None:
 async def drive(
     base_url: str, pid: int, products: Sequence[FakeProduct], webhooks: int, concurrency: int
 ) -> tuple[Phase, Phase, int, int, dict[str, int], dict[str, float]]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
         descriptor = (await client.get(f"{base_url}/atlassian-connect.json")).json()
         app_key = descriptor["key"]
         install_url = descriptor["lifecycle"]["installed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 from fastapi import Depends, FastAPI
 
 from fastapi_connect_auth import (
@@ -25,7 +25,7 @@ ForgeCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
 def create_app(
     forge: ForgeAuth,
     tokens: ForgeTokenStore,
-    product_transport: httpx.AsyncBaseTransport | None = None,
+    product_transport: httpx2.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """`forge = ForgeAuth(app_id="ari:cloud:ecosystem::app/<uuid>")` in production;
     `transport` only in tests."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from fastapi_connect_auth import UserTokenProvider, context_token, product_client
 
@@ -30,7 +30,7 @@ class Tenant:
 
 def tenant_client(
     tenant: Tenant, *, as_user: str | None = None, **options: Any
-) -> httpx.AsyncClient:
+) -> httpx2.AsyncClient:
     """A client for the tenant's REST API: as the app, or as the user whose account
     id is `as_user`."""
     return product_client(
@@ -43,7 +43,7 @@ def tenant_client(
         # The scopes the user's token is asked for (the app must declare ACT_AS_USER).
         scopes=["READ"],
         tokens=user_tokens,
-        **options,  # anything httpx.AsyncClient takes: timeout, transport...
+        **options,  # anything httpx2.AsyncClient takes: timeout, transport...
     )
 
 

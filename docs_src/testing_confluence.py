@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
@@ -24,7 +24,7 @@ BASE_URL = "https://wiki-app.example.com"
 APP_KEY = "wiki-app"
 
 
-def create_app(key_provider: PublicKeyProvider, api: httpx.MockTransport) -> FastAPI:
+def create_app(key_provider: PublicKeyProvider, api: httpx2.MockTransport) -> FastAPI:
     """A space page that shows a page's title, read from Confluence's REST API."""
     tenants: dict[str, Credentials[str]] = {}  # clientKey -> secret, and the base URL
     connect = ConnectAuth(
@@ -88,8 +88,8 @@ def create_app(key_provider: PublicKeyProvider, api: httpx.MockTransport) -> Fas
 def test_a_confluence_app_end_to_end(fake_confluence: FakeProduct) -> None:
     # The fake REST API answers the route the app calls, to a valid app JWT only.
     @fake_confluence.api.route("GET", "/rest/api/content/{id}")
-    def content(call: APIRequest) -> httpx.Response:
-        return httpx.Response(200, json={"id": call.params["id"], "title": "Home"})
+    def content(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(200, json={"id": call.params["id"], "title": "Home"})
 
     app = create_app(fake_confluence.key_provider(), fake_confluence.api_transport)
     with TestClient(app, base_url=BASE_URL) as client:

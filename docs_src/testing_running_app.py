@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
+import httpx2
 
 from fastapi_connect_auth.testing import FakeProduct
 
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(keys_url: str) -> Iterator[httpx.Client]:
+def running_app(keys_url: str) -> Iterator[httpx2.Client]:
     """`uvicorn docs_src.testing_app:app` with CONNECT_KEYS_URL set, and a client to
     it once it answers."""
     port = free_port()
@@ -40,13 +40,13 @@ def running_app(keys_url: str) -> Iterator[httpx.Client]:
     environment = {**os.environ, "CONNECT_KEYS_URL": keys_url}
     server = subprocess.Popen(command, env=environment)  # noqa: S603
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 20
             while True:
                 try:
                     client.get("/atlassian-connect.json")
                     break
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise
                     time.sleep(0.1)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+import httpx2
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -85,9 +85,9 @@ def wait_until_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"The app exited with code {process.returncode} before it was ready.")
         try:
-            httpx.get(f"{base_url}/atlassian-connect.json", timeout=1.0)
+            httpx2.get(f"{base_url}/atlassian-connect.json", timeout=1.0)
             return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"The app did not answer within {READY_TIMEOUT:.0f} seconds.")
 
@@ -101,10 +101,10 @@ class Steps:
     def expect(
         self,
         title: str,
-        response: httpx.Response,
+        response: httpx2.Response,
         status: int,
         code: str | None = None,
-        check: Callable[[httpx.Response], bool] = lambda response: True,
+        check: Callable[[httpx2.Response], bool] = lambda response: True,
     ) -> None:
         """The step went as expected if the app answered `status`, the error `code` (when refused) and `check`."""
         outcome = f"{status}" + (f" {code}" if code else "")
@@ -121,11 +121,11 @@ class Steps:
             print(f"  ✗ {title}: expected {outcome}, got {response.status_code} {response.text[:200]}")
 
 
-def _event_names(response: httpx.Response) -> list[str]:
+def _event_names(response: httpx2.Response) -> list[str]:
     return [event["event"] for event in response.json()]
 
 
-def _summaries_are(summary: str, source: str) -> Callable[[httpx.Response], bool]:
+def _summaries_are(summary: str, source: str) -> Callable[[httpx2.Response], bool]:
     return lambda response: all(
         (event["current_summary"], event["summary_source"]) == (summary, source) for event in response.json()
     )
@@ -139,7 +139,7 @@ def _jira_answered_the_user(product: FakeProduct, account_id: str, status: int) 
     )
 
 
-def _withheld(count: int) -> Callable[[httpx.Response], bool]:
+def _withheld(count: int) -> Callable[[httpx2.Response], bool]:
     return lambda response: response.json() == [] and response.headers.get("X-Events-Withheld") == str(count)
 
 
@@ -284,7 +284,7 @@ def database_problem(url: str) -> str | None:
     return None
 
 
-async def _call_product_as_the_app(forge: FakeForge) -> httpx.Response:
+async def _call_product_as_the_app(forge: FakeForge) -> httpx2.Response:
     """Verify a FIT as the app does, then call the fake product with the system token it came with."""
     config = ForgeAuth(app_id=forge.app_id, key_provider=forge.key_provider())
     invocation = await config.verify_invocation(forge.mint_fit("ui"), system_token=forge.system_token())
@@ -307,7 +307,7 @@ def _forge_events_stored(database_url: str, installation_id: str) -> int:
     return asyncio.run(count())
 
 
-def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx.Client, steps: Steps, database_url: str) -> None:
+def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx2.Client, steps: Steps, database_url: str) -> None:
     """Connect on Forge: the Connect tenant installed with its Forge installation id, then Forge's own calls."""
     product, driver = jira.product, forge.drive(client)
     print("\nConnect on Forge")
@@ -385,7 +385,7 @@ def main() -> int:
             app_url,
             _,
         ),
-        httpx.Client(base_url=app_url, timeout=10.0) as client,
+        httpx2.Client(base_url=app_url, timeout=10.0) as client,
     ):
         print(f"Simulated Jira (REST API) at {jira_url} (client key {product.client_key})")
         print(f"Install keys served at {key_server.url}; example app running at {app_url}")

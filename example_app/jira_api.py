@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from fastapi_connect_auth import (
     ProductAPIError,
@@ -71,7 +71,7 @@ async def visible_summaries(
     tokens: UserTokenProvider,
     product_hosts: ProductHosts,
     timeout: float,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
     retries: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so safe to share
 ) -> dict[str, str | None]:
     """The issues of `issue_keys` that Jira confirmed `account_id` may see, with their summary (`None`: none given).
@@ -101,7 +101,7 @@ async def visible_summaries(
             as_user=account_id,
             oauth_client_id=tenant.oauth_client_id,
             tokens=tokens,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx2.Timeout(timeout),
             transport=transport,
             retries=replace(retries, budget=timeout),  # never wait past the page's deadline
         )
@@ -136,7 +136,7 @@ class _Answer:
 _UNCONFIRMED = _Answer(visible=False)
 
 
-async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> _Answer:
+async def _summary(jira: httpx2.AsyncClient, tenant: Tenant, key: str) -> _Answer:
     """`GET /rest/api/3/issue/{key}?fields=summary` as the user; not visible (logged) unless Jira answered 200."""
     try:
         response = await jira.get(f"/rest/api/3/issue/{quote(key, safe='')}", params={"fields": "summary"})
@@ -149,7 +149,7 @@ async def _summary(jira: httpx.AsyncClient, tenant: Tenant, key: str) -> _Answer
             exc.retry_after,
         )
         return _UNCONFIRMED
-    except (httpx.HTTPError, ProductAPIError) as exc:
+    except (httpx2.HTTPError, ProductAPIError) as exc:
         logger.warning("Could not fetch issue %s from %s: %s.", key, tenant.base_url, type(exc).__name__)
         return _UNCONFIRMED
     if response.status_code != 200:

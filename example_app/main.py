@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -167,7 +167,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     key_provider: PublicKeyProvider | None = None,
-    product_transport: httpx.AsyncBaseTransport | None = None,
+    product_transport: httpx2.AsyncBaseTransport | None = None,
     forge_key_provider: ForgeKeyProvider | None = None,
     user_tokens: UserTokenProvider | None = None,
 ) -> FastAPI:

@@ -5,27 +5,11 @@ to a Connect app: signed lifecycle callbacks, webhooks, page loads and calls
 from the app's own iframe, each verified by a FastAPI dependency.
 """
 
-from ._connect import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
-from ._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
-from ._environments import ConnectEnvironment, ProductHosts
-from ._errors import AuthError, AuthErrorCode
-from ._forge import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
-from ._forge_dependencies import ForgeRequest
-from ._forge_models import (
-    ForgeApp,
-    ForgeClaims,
-    ForgeContext,
-    ForgeEnvironment,
-    ForgeInstallation,
-    ForgeInstallationContext,
-    ForgeInvocation,
-    ForgeLicense,
-    ForgeModule,
-)
-from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
-from ._keys import AtlassianKeyProvider, PublicKeyProvider
-from ._logs import RedactTokens, redact_access_logs
-from ._models import (
+from ._connect._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
+from ._connect._environments import ConnectEnvironment, ProductHosts
+from ._connect._flow import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
+from ._connect._keys import AtlassianKeyProvider, PublicKeyProvider
+from ._connect._models import (
     ConnectClaims,
     ConnectContext,
     ConnectUser,
@@ -37,6 +21,23 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
+from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
+from ._errors import AuthError, AuthErrorCode
+from ._forge._dependencies import ForgeRequest
+from ._forge._flow import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
+from ._forge._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
+from ._forge._models import (
+    ForgeApp,
+    ForgeClaims,
+    ForgeContext,
+    ForgeEnvironment,
+    ForgeInstallation,
+    ForgeInstallationContext,
+    ForgeInvocation,
+    ForgeLicense,
+    ForgeModule,
+)
+from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
     ConnectAppAuth,
@@ -63,7 +64,6 @@ from ._outbound import (
     stored_forge_client,
     sync_product_client,
 )
-from ._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 
 __all__ = [
     "CONTEXT_QSH",

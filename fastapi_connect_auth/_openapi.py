@@ -9,7 +9,7 @@ request body it reads, which FastAPI cannot see since it never parses it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -18,9 +18,6 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter
 
 from ._errors import AuthErrorCode
-
-if TYPE_CHECKING:
-    from ._connect import ConnectAuth
 
 __all__ = ["ConnectAuthError", "DocumentedDependency", "document_errors"]
 
@@ -45,8 +42,8 @@ class ConnectAuthError(BaseModel):
 class DocumentedDependency:
     """A dependency that says which error statuses it can answer, and which body it reads."""
 
-    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
-        """The statuses this dependency may answer under `config` (`None`: the app has none installed)."""
+    def openapi_statuses(self, app: FastAPI) -> set[int]:
+        """The statuses this dependency may answer on `app` (with the configuration installed there, if any)."""
         raise NotImplementedError
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
@@ -78,14 +75,13 @@ def _dependencies(dependant: Dependant) -> list[DocumentedDependency]:
 
 def _document(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    config = getattr(app.state, "connect_auth", None)
     for route in app.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         dependencies = _dependencies(route.dependant)
         if not dependencies:
             continue
-        statuses = set().union(*(dependency.openapi_statuses(config) for dependency in dependencies))
+        statuses = set().union(*(dependency.openapi_statuses(app) for dependency in dependencies))
         bodies = [body for dependency in dependencies if (body := dependency.openapi_body()) is not None]
         for method in route.methods or ():
             operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())

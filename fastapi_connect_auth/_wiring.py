@@ -3,7 +3,7 @@
 * `AppConfig.install(app)` puts the configuration on `app.state` and answers
   `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
 * `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime.
-* `OwnedClient` is a key provider's `httpx.AsyncClient`: one passed in, or its
+* `OwnedClient` is a key provider's `httpx2.AsyncClient`: one passed in, or its
   own, opened by `async with` and closed by `aclose()`.
 """
 
@@ -14,9 +14,10 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
+import httpx2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 
 from ._errors import AuthError
 from ._openapi import document_errors
@@ -60,10 +61,16 @@ class AppConfig:
             yield
 
     @classmethod
+    def installed_on(cls, app: Starlette) -> Self | None:
+        """The configuration `install()` attached to `app`, if any."""
+        config = getattr(app.state, cls.state_name, None)
+        return config if isinstance(config, cls) else None
+
+    @classmethod
     def of(cls, request: Request) -> Self:
         """The configuration `install()` attached to the request's app."""
-        config = getattr(request.app.state, cls.state_name, None)
-        if not isinstance(config, cls):
+        config = cls.installed_on(request.app)
+        if config is None:
             raise RuntimeError(f"No {cls.__name__} on this app: {cls.install_hint}, or pass config= to the dependency.")
         return config
 
@@ -71,13 +78,13 @@ class AppConfig:
 class OwnedClient:
     """A key provider's HTTP client: the one passed in, else its own while open (`async with provider:`)."""
 
-    _client: httpx.AsyncClient | None
+    _client: httpx2.AsyncClient | None
     _owns_client: bool
     _timeout: float
 
     async def __aenter__(self) -> Self:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._client = httpx2.AsyncClient(timeout=self._timeout)
             self._owns_client = True
         return self
 

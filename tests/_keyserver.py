@@ -1,7 +1,7 @@
 """Test helpers for install keys: real RSA keys and a loopback HTTP key server.
 
 The server is a plain `http.server` on 127.0.0.1 in a background thread, so the
-key provider under test talks real HTTP through a real httpx client. Each path
+key provider under test talks real HTTP through a real httpx2 client. Each path
 can answer with a status, a body, a delay or a redirect; every request is counted.
 """
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import anyio
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import settings
 from jwt.utils import base64url_encode
 
@@ -45,10 +45,6 @@ from fastapi_connect_auth import (
 # property tests on a loaded machine (CI shares its cores), so no test here has one.
 settings.register_profile("no-deadline", deadline=None)
 settings.load_profile("no-deadline")
-
-with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
-    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated", UserWarning)
-    from fastapi.testclient import TestClient
 
 pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server, for the tests that ask for it
 
@@ -110,7 +106,7 @@ def foreign_key() -> rsa.RSAPrivateKey:
 
 @dataclass
 class KeyServer:
-    """Atlassian's install-keys CDN, stood in for by `httpx.MockTransport` on every host.
+    """Atlassian's install-keys CDN, stood in for by `httpx2.MockTransport` on every host.
 
     Serves `pems[kid]` at `/{kid}` (the raw path, so no decoding can smuggle a
     path past it) and records the full URL of every request it receives.
@@ -121,12 +117,12 @@ class KeyServer:
     outage_status: int | None = None
     """When set, every request is answered with this status (a CDN outage)."""
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(str(request.url))
         if self.outage_status is not None:
-            return httpx.Response(self.outage_status, text="Unavailable")
+            return httpx2.Response(self.outage_status, text="Unavailable")
         pem = self.pems.get(request.url.raw_path.decode("ascii").removeprefix("/"))
-        return httpx.Response(200, content=pem) if pem is not None else httpx.Response(404, text="Not found")
+        return httpx2.Response(200, content=pem) if pem is not None else httpx2.Response(404, text="Not found")
 
 
 @pytest.fixture
@@ -137,7 +133,7 @@ def key_server(signing_key: rsa.RSAPrivateKey) -> KeyServer:
 @pytest.fixture
 def key_provider(key_server: KeyServer) -> Iterator[AtlassianKeyProvider]:
     """The real key provider with its default CDN URLs, its HTTP answered by `key_server`."""
-    client = httpx.AsyncClient(transport=httpx.MockTransport(key_server.handle))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(key_server.handle))
     yield AtlassianKeyProvider(client=client)
     anyio.run(client.aclose)
 
@@ -348,26 +344,26 @@ class ConnectApp:
         *,
         headers: dict[str, str] | None = None,
         content: str | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send a request under the app's prefix, with `Authorization: JWT <token>` when a token is given."""
         all_headers = {**(auth_header(token) if token is not None else {}), **(headers or {})}
-        response: httpx.Response = self.client.request(
+        response: httpx2.Response = self.client.request(
             method, f"{self.prefix}{path}", headers=all_headers, content=content
         )
         return response
 
     def install(
         self, body: dict[str, Any], token: str | None = None, *, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         return self.send("POST", "/installed", token, headers=headers, content=json.dumps(body))
 
-    def lifecycle(self, event: str, token: str | None, body: dict[str, Any] | None = None) -> httpx.Response:
+    def lifecycle(self, event: str, token: str | None, body: dict[str, Any] | None = None) -> httpx2.Response:
         return self.send("POST", f"/{event}", token, content=json.dumps(body or lifecycle_body(event)))
 
-    def get(self, path: str, token: str | None = None, *, headers: dict[str, str] | None = None) -> httpx.Response:
+    def get(self, path: str, token: str | None = None, *, headers: dict[str, str] | None = None) -> httpx2.Response:
         return self.send("GET", path, token, headers=headers)
 
-    def post(self, path: str, token: str | None = None) -> httpx.Response:
+    def post(self, path: str, token: str | None = None) -> httpx2.Response:
         return self.send("POST", path, token)
 
 

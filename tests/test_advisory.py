@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
@@ -320,7 +320,7 @@ class FailingKeyProvider:
     "error",
     [
         RuntimeError("vault at https://admin:hunter2-secret@vault.internal is sealed"),
-        httpx.ConnectError("hunter2-secret: connection refused"),
+        httpx2.ConnectError("hunter2-secret: connection refused"),
         KeyError("hunter2-secret"),
     ],
     ids=["runtime-error", "httpx-error", "key-error"],
@@ -417,7 +417,7 @@ def test_malformed_issuers_never_reach_the_loader(app: ConnectApp, tokens: Token
     assert app.tenants.asked == []
 
 
-async def send_following_redirects(client: httpx.AsyncClient, how: str) -> None:
+async def send_following_redirects(client: httpx2.AsyncClient, how: str) -> None:
     if how == "per-request":
         await client.get("/rest/away", follow_redirects=True)
     elif how == "per-stream":
@@ -431,7 +431,7 @@ async def send_following_redirects(client: httpx.AsyncClient, how: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("how", ["per-request", "per-stream", "client-attribute"])
 async def test_per_request_follow_redirects_sent_the_next_hop_cross_origin(how: str) -> None:
-    """`client.get(url, follow_redirects=True)` made httpx send the redirect's next hop, to any origin, before we raised.
+    """`client.get(url, follow_redirects=True)` made httpx2 send the redirect's next hop, to any origin, before we raised.
 
     Now the product client refuses it before anything is sent: neither the product
     nor the other origin receives a byte.
@@ -485,9 +485,9 @@ def test_forged_installs_with_random_kids_amplified_into_cdn_requests(
     qsh = qsh_for("POST", "/installed")
     body = json.dumps(install_body()).encode()
 
-    async def burst_then_genuine() -> tuple[list[httpx.Response], httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async def burst_then_genuine() -> tuple[list[httpx2.Response], httpx2.Response]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             forged = await asyncio.gather(
                 *(
                     client.post("/installed", content=body, headers=auth_header(tokens.rs256(qsh, kid=f"forged/{i}")))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -40,7 +40,7 @@ from fastapi_connect_auth import (
     RequestTarget,
     query_string_hash,
 )
-from fastapi_connect_auth._qsh import canonical_request
+from fastapi_connect_auth._connect._qsh import canonical_request
 from tests._keyserver import public_pem, rsa_key
 
 CONFORMANCE_DIR = Path(__file__).parent / "conformance"
@@ -306,7 +306,7 @@ def target_of(method: str, url: str) -> RequestTarget:
     return RequestTarget(method, parts.path, parts.query)
 
 
-def connect_auth(key_client: httpx.AsyncClient | None = None) -> ConnectAuth:
+def connect_auth(key_client: httpx2.AsyncClient | None = None) -> ConnectAuth:
     def load(client_key: str) -> Credentials[None] | None:
         return Credentials(SHARED_SECRET, base_url=PRODUCT_BASE_URL) if client_key == CLIENT_KEY else None
 
@@ -317,16 +317,16 @@ def connect_auth(key_client: httpx.AsyncClient | None = None) -> ConnectAuth:
     )
 
 
-def key_server_client() -> httpx.AsyncClient:
-    """An httpx client whose transport serves the public key for `KID` and 404s anything else."""
+def key_server_client() -> httpx2.AsyncClient:
+    """An httpx2 client whose transport serves the public key for `KID` and 404s anything else."""
     pem = public_pem(rsa_key())
 
-    def serve(request: httpx.Request) -> httpx.Response:
-        if request.url == httpx.URL(f"{KEY_SERVER}/{KID}"):
-            return httpx.Response(200, content=pem)
-        return httpx.Response(404)
+    def serve(request: httpx2.Request) -> httpx2.Response:
+        if request.url == httpx2.URL(f"{KEY_SERVER}/{KID}"):
+            return httpx2.Response(200, content=pem)
+        return httpx2.Response(404)
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(serve))
 
 
 INSTALL_BODY = json.dumps(

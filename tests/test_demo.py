@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from example_app.demo import Steps
@@ -59,10 +59,10 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
 
 def test_a_step_that_misbehaves_is_marked_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
     steps = Steps()
-    steps.expect("refused as expected", httpx.Response(401, json={"code": "UNKNOWN_ISSUER"}), 401, "UNKNOWN_ISSUER")
-    steps.expect("accepted when it should be refused", httpx.Response(204), 401, "UNKNOWN_ISSUER")
-    steps.expect("refused with another code", httpx.Response(401, json={"code": "INVALID_QSH"}), 401, "UNKNOWN_ISSUER")
-    steps.expect("not JSON", httpx.Response(200, text="<html>"), 200, check=lambda response: response.json() == [])
+    steps.expect("refused as expected", httpx2.Response(401, json={"code": "UNKNOWN_ISSUER"}), 401, "UNKNOWN_ISSUER")
+    steps.expect("accepted when it should be refused", httpx2.Response(204), 401, "UNKNOWN_ISSUER")
+    steps.expect("refused with another code", httpx2.Response(401, json={"code": "INVALID_QSH"}), 401, "UNKNOWN_ISSUER")
+    steps.expect("not JSON", httpx2.Response(200, text="<html>"), 200, check=lambda response: response.json() == [])
     assert (steps.passed, steps.failed) == (1, 3)
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "  ✓ refused as expected (401 UNKNOWN_ISSUER)"

@@ -1,7 +1,7 @@
 """Every code sample of the documentation, run: the docs cannot rot.
 
 Tokens are made with PyJWT directly and QSHs from canonical strings written out
-by hand; Atlassian's key CDN is an `httpx.MockTransport` serving a real RSA key.
+by hand; Atlassian's key CDN is an `httpx2.MockTransport` serving a real RSA key.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +21,12 @@ from types import ModuleType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from example_app.db import async_database_url
 from fastapi_connect_auth import (
@@ -43,10 +43,6 @@ from fastapi_connect_auth import (
 from fastapi_connect_auth.testing import APIRequest, FakeProduct
 from tests._keyserver import public_pem, rsa_key
 from tests.postgres import Database
-
-with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWarning the ini filter misses
-    warnings.simplefilter("ignore", UserWarning)
-    from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_SRC = ROOT / "docs_src"
@@ -88,13 +84,13 @@ class KeyCdn:
 
     def __init__(self) -> None:
         self.requested: list[str] = []
-        self.client = httpx.AsyncClient(transport=httpx.MockTransport(self._serve))
+        self.client = httpx2.AsyncClient(transport=httpx2.MockTransport(self._serve))
 
-    def _serve(self, request: httpx.Request) -> httpx.Response:
+    def _serve(self, request: httpx2.Request) -> httpx2.Response:
         self.requested.append(str(request.url))
         if request.url.path == f"/{KID}":
-            return httpx.Response(200, content=public_pem(rsa_key()))
-        return httpx.Response(404)
+            return httpx2.Response(200, content=public_pem(rsa_key()))
+        return httpx2.Response(404)
 
     def provider(self) -> AtlassianKeyProvider:
         return AtlassianKeyProvider(client=self.client)
@@ -132,7 +128,7 @@ def tenant_token(canonical: str | None, *, secret: str = SECRET, **extra: Any) -
     return {"Authorization": f"JWT {jwt.encode(claims, secret, algorithm='HS256')}"}
 
 
-def assert_rejected(response: httpx.Response, code: str, status: int = 401) -> None:
+def assert_rejected(response: httpx2.Response, code: str, status: int = 401) -> None:
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
 
 
@@ -341,7 +337,7 @@ async def test_public_keys_sample_fetches_staging_keys_for_staging_tenants(cdn: 
 
 
 def json_bytes(body: dict[str, Any]) -> bytes:
-    return httpx.Request("POST", "/", json=body).content
+    return httpx2.Request("POST", "/", json=body).content
 
 
 # -- proxies ------------------------------------------------------------------------------
@@ -462,15 +458,15 @@ class TenantAPI:
     def __init__(self, body: dict[str, Any], redirects: dict[str, str] | None = None) -> None:
         self.body = body
         self.redirects = redirects or {}
-        self.seen: list[httpx.Request] = []
-        self.transport = httpx.MockTransport(self._answer)
+        self.seen: list[httpx2.Request] = []
+        self.transport = httpx2.MockTransport(self._answer)
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
+    def _answer(self, request: httpx2.Request) -> httpx2.Response:
         self.seen.append(request)
         location = self.redirects.get(request.url.path)
         if location is not None:
-            return httpx.Response(302, headers={"Location": location})
-        return httpx.Response(200, json=self.body)
+            return httpx2.Response(302, headers={"Location": location})
+        return httpx2.Response(200, json=self.body)
 
     def app_claims(self) -> list[dict[str, Any]]:
         """The verified claims of each request's app JWT."""
@@ -545,14 +541,14 @@ async def test_redirects_off_the_tenants_origin_are_refused(location: str) -> No
 @pytest.mark.anyio
 async def test_acting_as_a_user_fetches_one_access_token_and_reuses_it(monkeypatch: pytest.MonkeyPatch) -> None:
     module = sample("rest_client")
-    token_requests: list[httpx.Request] = []
+    token_requests: list[httpx2.Request] = []
 
-    def token_endpoint(request: httpx.Request) -> httpx.Response:
+    def token_endpoint(request: httpx2.Request) -> httpx2.Response:
         token_requests.append(request)
-        return httpx.Response(200, json={"access_token": "user-access-token-1", "expires_in": 900})
+        return httpx2.Response(200, json={"access_token": "user-access-token-1", "expires_in": 900})
 
     api = TenantAPI({"accountId": "account-1"})
-    async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as token_client:
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(token_endpoint)) as token_client:
         monkeypatch.setattr(module, "user_tokens", UserTokenProvider(client=token_client))
         for _ in range(2):
             user = await module.current_user(rest_tenant(), "account-1", transport=api.transport)
@@ -593,8 +589,8 @@ def rate_limited_jira() -> FakeProduct:
     product.app_key = "my-connect-app"  # the app the product has installed
 
     @product.api.route("POST", "/rest/api/3/issue")
-    def create(call: APIRequest) -> httpx.Response:
-        return httpx.Response(
+    def create(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(
             201,
             json={"key": f"DEMO-{len(product.api_calls) + 1}"},
             headers={"X-RateLimit-NearLimit": "true", "X-RateLimit-Remaining": "3"},

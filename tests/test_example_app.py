@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -83,12 +83,12 @@ def stored_events(database: Database) -> list[tuple[Any, ...]]:
     return database.rows("SELECT client_key, event, issue_key FROM events ORDER BY id")
 
 
-def assert_refused(response: httpx.Response, code: str, status: int = 401) -> None:
+def assert_refused(response: httpx2.Response, code: str, status: int = 401) -> None:
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
 
 
-def event_names(response: httpx.Response) -> list[str]:
+def event_names(response: httpx2.Response) -> list[str]:
     assert response.status_code == 200, response.text
     return [event["event"] for event in response.json()]
 
@@ -363,7 +363,7 @@ def forged_token(product: FakeProduct) -> str:
 def test_a_refused_install_stores_nothing(
     jira: Jira,
     database: Database,
-    send: Callable[[ConnectAppDriver], httpx.Response],
+    send: Callable[[ConnectAppDriver], httpx2.Response],
     status: int,
     code: str,
     message: str,
@@ -399,7 +399,7 @@ def test_a_refused_install_stores_nothing(
     ],
 )
 def test_a_refused_webhook_stores_nothing(
-    jira: Jira, database: Database, send: Callable[[ConnectAppDriver], httpx.Response]
+    jira: Jira, database: Database, send: Callable[[ConnectAppDriver], httpx2.Response]
 ) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204

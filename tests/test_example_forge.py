@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -166,7 +166,7 @@ def test_loopback_jwks_from_the_environment(forge: FakeForge, database: Database
             response = client.post("/forge/events", json={"n": 1}, headers=forge.drive(client).headers(fit))
     assert response.status_code == 204, response.text
     assert served.requests == 1
-    assert isinstance(httpx.URL(served.url).port, int)
+    assert isinstance(httpx2.URL(served.url).port, int)
 
 
 def test_openapi_documents_the_forge_routes(client: TestClient) -> None:

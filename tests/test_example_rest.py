@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -53,7 +53,7 @@ def start(fake_product: FakeProduct, settings: Settings) -> Start:
 
     @contextmanager
     def started(
-        transport: httpx.AsyncBaseTransport | None = None, app_settings: Settings = settings
+        transport: httpx2.AsyncBaseTransport | None = None, app_settings: Settings = settings
     ) -> Iterator[ConnectAppDriver]:
         app = create_app(
             app_settings,
@@ -162,18 +162,18 @@ def test_a_loopback_jira_is_called_over_real_http_when_its_host_is_allow_listed(
 # -- Jira does not answer -----------------------------------------------------------------
 
 
-def answering(status: int) -> httpx.MockTransport:
-    return httpx.MockTransport(lambda request: httpx.Response(status, json={"errorMessages": ["No."]}))
+def answering(status: int) -> httpx2.MockTransport:
+    return httpx2.MockTransport(lambda request: httpx2.Response(status, json={"errorMessages": ["No."]}))
 
 
-def raising(error: type[httpx.TransportError]) -> httpx.MockTransport:
-    def handle(request: httpx.Request) -> httpx.Response:
+def raising(error: type[httpx2.TransportError]) -> httpx2.MockTransport:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         raise error("simulated", request=request)
 
-    return httpx.MockTransport(handle)
+    return httpx2.MockTransport(handle)
 
 
-async def never_answer(request: httpx.Request) -> httpx.Response:
+async def never_answer(request: httpx2.Request) -> httpx2.Response:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
 
@@ -184,15 +184,15 @@ async def never_answer(request: httpx.Request) -> httpx.Response:
         pytest.param(answering(500), id="500"),
         pytest.param(answering(503), id="503"),
         pytest.param(answering(403), id="403"),
-        pytest.param(raising(httpx.ConnectError), id="connect-error"),
-        pytest.param(raising(httpx.ReadTimeout), id="read-timeout"),
+        pytest.param(raising(httpx2.ConnectError), id="connect-error"),
+        pytest.param(raising(httpx2.ReadTimeout), id="read-timeout"),
         pytest.param(
-            httpx.MockTransport(lambda request: httpx.Response(302, headers={"Location": "https://evil.example/x"})),
+            httpx2.MockTransport(lambda request: httpx2.Response(302, headers={"Location": "https://evil.example/x"})),
             id="redirect-elsewhere",
         ),
     ],
 )
-def test_an_issue_jira_does_not_confirm_is_left_out(start: Start, transport: httpx.MockTransport) -> None:
+def test_an_issue_jira_does_not_confirm_is_left_out(start: Start, transport: httpx2.MockTransport) -> None:
     """Fail closed: without Jira's 200 to this user, the app cannot know the user may see the issue."""
     with start(transport) as driver:
         install_with_an_issue_event(driver)
@@ -202,14 +202,14 @@ def test_an_issue_jira_does_not_confirm_is_left_out(start: Start, transport: htt
 @pytest.mark.parametrize(
     "answer",
     [
-        pytest.param(lambda: httpx.Response(200, text="<html>"), id="not-json"),
-        pytest.param(lambda: httpx.Response(200, json={"fields": {}}), id="no-summary"),
+        pytest.param(lambda: httpx2.Response(200, text="<html>"), id="not-json"),
+        pytest.param(lambda: httpx2.Response(200, json={"fields": {}}), id="no-summary"),
     ],
 )
 def test_the_webhooks_summary_is_shown_for_a_confirmed_issue_answered_without_one(
-    start: Start, answer: Callable[[], httpx.Response]
+    start: Start, answer: Callable[[], httpx2.Response]
 ) -> None:
-    with start(httpx.MockTransport(lambda request: answer())) as driver:
+    with start(httpx2.MockTransport(lambda request: answer())) as driver:
         install_with_an_issue_event(driver)
         assert summaries(driver) == [("DEMO-1", WEBHOOK_SUMMARY, "webhook")]
 
@@ -246,7 +246,7 @@ def test_a_tenant_installed_without_an_oauth_client_id_shows_no_issue(start: Sta
 
 
 def test_a_jira_that_never_answers_is_left_out_within_the_deadline(start: Start, settings: Settings) -> None:
-    with start(httpx.MockTransport(never_answer), app_settings=replace(settings, product_api_timeout=0.2)) as driver:
+    with start(httpx2.MockTransport(never_answer), app_settings=replace(settings, product_api_timeout=0.2)) as driver:
         install_with_an_issue_event(driver)
         withheld_only(driver)
 
@@ -340,7 +340,7 @@ def test_no_secret_or_token_reaches_the_logs(
             assert summaries(driver)[0][2] == "live"
             fake_product.issues.clear()
             withheld_only(driver)
-        with start(raising(httpx.ConnectError)) as driver:
+        with start(raising(httpx2.ConnectError)) as driver:
             withheld_only(driver)
     assert "answered HTTP 404 for issue DEMO-1" in caplog.text
     assert "Could not fetch issue DEMO-1" in caplog.text

@@ -19,7 +19,7 @@ from dataclasses import replace
 from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 
-import httpx
+import httpx2
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -161,7 +161,7 @@ def repair_key_server(server: RestartableKeyServer, product: FakeProduct, fault:
     server.serve(product)
 
 
-def install_when_recovered(driver: ConnectAppDriver) -> httpx.Response:
+def install_when_recovered(driver: ConnectAppDriver) -> httpx2.Response:
     """Retry the install as the product would, until accepted or the deadline passes."""
     deadline = time.monotonic() + RECOVERY_DEADLINE
     response = driver.install()
@@ -230,7 +230,7 @@ def test_a_hanging_key_server_holds_up_only_the_install_waiting_for_it(
         assert installed_driver.install().status_code == 204
         break_key_server(key_server, newcomer, "timeout")
         key_server.state.received.clear()
-        answers: list[httpx.Response] = []
+        answers: list[httpx2.Response] = []
         waiting_install = threading.Thread(target=lambda: answers.append(newcomer.drive(client).install()))
         started = time.monotonic()
         waiting_install.start()
@@ -273,7 +273,7 @@ def database_locked(database: Database, mode: LockMode) -> Iterator[None]:
         connection.close()
 
 
-def assert_database_unavailable(response: httpx.Response) -> None:
+def assert_database_unavailable(response: httpx2.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json() == {
         "detail": "The database is unavailable; try again later.",

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -75,7 +75,7 @@ def setup(forge: FakeForge) -> Iterator[tuple[TestClient, list[ForgeInvocation]]
         yield client, stored
 
 
-def assert_refused(response: httpx.Response, code: str, stored: list[ForgeInvocation], status: int = 401) -> None:
+def assert_refused(response: httpx2.Response, code: str, stored: list[ForgeInvocation], status: int = 401) -> None:
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
     if status == 401:
         assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -176,11 +176,11 @@ def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.
     )
     urls: list[str] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         urls.append(str(request.url))
-        return httpx.Response(200, json=staging.jwks())
+        return httpx2.Response(200, json=staging.jwks())
 
-    keys = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    keys = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
     app, _stored = make_app(ForgeAuth(app_id=APP_UUID, key_provider=keys, staging=True, clock=lambda: NOW))
     with TestClient(app) as client:
         assert staging.drive(client).event("/forge/events", {}).status_code == 200
@@ -190,13 +190,13 @@ def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.
 def test_isolated_cloud_uses_the_configured_template(forge: FakeForge) -> None:
     urls: list[str] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         urls.append(str(request.url))
-        return httpx.Response(200, json=forge.jwks())
+        return httpx2.Response(200, json=forge.jwks())
 
     config = ForgeAuth(
         app_id=APP_UUID,
-        key_provider=JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle))),
+        key_provider=JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle))),
         isolated_cloud_jwks_url="https://keys.example.test/{ic_label}/jwks.json",
         clock=lambda: NOW,
     )

@@ -1,6 +1,6 @@
 """Integration tests of calling the product with Forge tokens: bearer clients, the token store, offline user tokens.
 
-The product API and the GraphQL gateway are `FakeForge`'s (`httpx.MockTransport`);
+The product API and the GraphQL gateway are `FakeForge`'s (`httpx2.MockTransport`);
 invocations come from verifying FITs the kit minted with PyJWT.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -83,15 +83,15 @@ async def test_missing_token_is_a_clear_error(forge: FakeForge) -> None:
 async def test_token_goes_to_the_api_origin_only(forge: FakeForge) -> None:
     system = forge.system_token()
     call = await invocation(forge, system=system)
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
         if request.url.path.endswith("/moved"):
-            return httpx.Response(302, headers={"Location": "https://attacker.example/steal"})
-        return httpx.Response(200)
+            return httpx2.Response(302, headers={"Location": "https://attacker.example/steal"})
+        return httpx2.Response(200)
 
-    async with forge_product_client(call, transport=httpx.MockTransport(handle), retries=None) as client:
+    async with forge_product_client(call, transport=httpx2.MockTransport(handle), retries=None) as client:
         with pytest.raises(UnsafeRequestError) as refused:
             await client.get("https://attacker.example/rest/api/3/myself")
         with pytest.raises(UnsafeRedirectError) as redirected:
@@ -122,7 +122,7 @@ async def test_factory_refuses_options_it_sets(forge: FakeForge) -> None:
 
 def test_sync_client_with_the_auth(forge: FakeForge) -> None:
     auth = ForgeBearerAuth(api_base_url=forge.api_base_url, token=forge.system_token())
-    with httpx.Client(auth=auth, transport=forge.api_transport, base_url=forge.api_base_url) as client:
+    with httpx2.Client(auth=auth, transport=forge.api_transport, base_url=forge.api_base_url) as client:
         assert client.get("/rest/api/3/myself").json()["tokenKind"] == "system"
 
 
@@ -223,7 +223,7 @@ def test_token_expiry(token: str, expected: float | None) -> None:
 async def test_offline_user_token_is_cached_and_acts_as_the_user(forge: FakeForge) -> None:
     call = await invocation(forge, system=forge.system_token())
     clock = [NOW]
-    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=forge.api_transport), clock=lambda: clock[0])
+    tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=forge.api_transport), clock=lambda: clock[0])
     contexts = [f"ari:cloud:jira::site/{forge.cloud_id}"]
     async with await tokens.client(call, "557058:other", context_ids=contexts, transport=forge.api_transport) as jira:
         assert (await jira.get("/rest/api/3/myself")).json()["tokenKind"] == "offline"
@@ -240,13 +240,13 @@ async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) ->
     requests = 0
     gate = asyncio.Event()
 
-    async def handle(request: httpx.Request) -> httpx.Response:
+    async def handle(request: httpx2.Request) -> httpx2.Response:
         nonlocal requests
         requests += 1
         await gate.wait()
         return forge.answer_api_request(request)
 
-    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)), clock=lambda: NOW)
+    tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), clock=lambda: NOW)
     system = forge.system_token()
     ask = dict(system_token=system, installation_id=INSTALLATION, account_id="a1", context_ids=["ari:x"])
     waiting = [asyncio.ensure_future(tokens.token(**ask)) for _ in range(10)]
@@ -258,7 +258,7 @@ async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) ->
 
     call = await invocation(forge, system=system)
     forge.revoke(results[0])
-    tokens_for_call = OfflineUserTokens(client=httpx.AsyncClient(transport=forge.api_transport), clock=lambda: NOW)
+    tokens_for_call = OfflineUserTokens(client=httpx2.AsyncClient(transport=forge.api_transport), clock=lambda: NOW)
     async with await tokens_for_call.client(call, "a1", context_ids=["ari:x"], transport=forge.api_transport) as jira:
         first = await tokens_for_call.token(
             system_token=system, installation_id=call.installation_id, account_id="a1", context_ids=["ari:x"]
@@ -269,10 +269,10 @@ async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) ->
 
 
 def graphql_answer(status: int, body: Any) -> OfflineUserTokens:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json=body)
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, json=body)
 
-    return OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)), clock=lambda: NOW)
+    return OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), clock=lambda: NOW)
 
 
 SYSTEM = "system-token-that-must-never-leak"
@@ -307,8 +307,8 @@ async def test_offline_token_errors_name_the_cause_without_secrets(
 
 @pytest.mark.anyio
 async def test_offline_token_unreachable_gateway() -> None:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("refused", request=request)
 
     waits: list[float] = []
 
@@ -316,7 +316,7 @@ async def test_offline_token_unreachable_gateway() -> None:
         waits.append(seconds)
 
     tokens = OfflineUserTokens(
-        client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+        client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)),
         retries=RetryPolicy(async_sleep=wait, random=lambda: 0.5),
     )
     with pytest.raises(TokenRequestError, match="could not be reached"):
@@ -336,25 +336,25 @@ async def test_a_rate_limited_gateway_and_product_are_retried(forge: FakeForge) 
         waits.append(seconds)
 
     retries = RetryPolicy(async_sleep=wait, random=lambda: 0.0)
-    gateway = iter([httpx.Response(429, headers={"Retry-After": "2"})])
+    gateway = iter([httpx2.Response(429, headers={"Retry-After": "2"})])
     answer = {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "user-1", "ttl": 900}}}}
 
-    async def graphql(request: httpx.Request) -> httpx.Response:
-        return next(gateway, httpx.Response(200, json=answer))
+    async def graphql(request: httpx2.Request) -> httpx2.Response:
+        return next(gateway, httpx2.Response(200, json=answer))
 
-    tokens = OfflineUserTokens(client=httpx.AsyncClient(transport=httpx.MockTransport(graphql)), retries=retries)
+    tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(graphql)), retries=retries)
     token = await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
     assert (token, waits) == ("user-1", [2.0])
 
-    product = iter([httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(503)])
+    product = iter([httpx2.Response(429, headers={"Retry-After": "1"}), httpx2.Response(503)])
     sent: list[str] = []
 
-    def api(request: httpx.Request) -> httpx.Response:
+    def api(request: httpx2.Request) -> httpx2.Response:
         sent.append(request.headers["Authorization"])
-        return next(product, httpx.Response(200, json={"ok": True}))
+        return next(product, httpx2.Response(200, json={"ok": True}))
 
     call = await invocation(forge, system=forge.system_token())
-    async with forge_product_client(call, transport=httpx.MockTransport(api), retries=retries) as client:
+    async with forge_product_client(call, transport=httpx2.MockTransport(api), retries=retries) as client:
         assert (await client.get("/rest/api/3/myself")).json() == {"ok": True}
     assert waits == [2.0, 1.0, 7.0]  # Retry-After 1, then the second backoff (10 s) at its lowest jitter
     assert call.system_token is not None

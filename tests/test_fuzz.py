@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from fastapi_connect_auth import AuthError, AuthErrorCode, ConnectAuth, InstallPayload
-from fastapi_connect_auth._tokens import parse_token, verify_signature
+from fastapi_connect_auth._connect._tokens import parse_token, verify_signature
 
 SECRET = "a-shared-secret-long-enough-for-hs256-" * 2
 CLAIMS = {"iss": "fake-jira-1234", "iat": 1_700_000_000, "exp": 1_700_000_180, "qsh": "0" * 64}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -113,7 +113,7 @@ class Target:
         token: str | None,
         content: bytes | Iterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if token is not None:
             all_headers["Authorization"] = f"JWT {token}"
@@ -122,31 +122,31 @@ class Target:
     def install_body(self, **fields: Any) -> bytes:
         return json.dumps(self.product.install_payload(app_key=APP_KEY, **fields)).encode()
 
-    def install(self, token: Any = VALID, body: Any = VALID, **fields: Any) -> httpx.Response:
+    def install(self, token: Any = VALID, body: Any = VALID, **fields: Any) -> httpx2.Response:
         token = self.rs256() if token is VALID else token
         return self.send("POST", "/installed", token, self.install_body(**fields) if body is VALID else body)
 
-    def uninstall(self, token: Any = VALID, body: Any = VALID, **fields: Any) -> httpx.Response:
+    def uninstall(self, token: Any = VALID, body: Any = VALID, **fields: Any) -> httpx2.Response:
         token = self.rs256("/uninstalled") if token is VALID else token
         if body is VALID:
             body = json.dumps(self.product.lifecycle_payload("uninstalled", app_key=APP_KEY, **fields)).encode()
         return self.send("POST", "/uninstalled", token, body)
 
-    def enable(self, token: str) -> httpx.Response:
+    def enable(self, token: str) -> httpx2.Response:
         body = json.dumps(self.product.lifecycle_payload("enabled", app_key=APP_KEY)).encode()
         return self.send("POST", "/enabled", token, body)
 
-    def webhook(self, token: Any = VALID, body: Any = VALID, *, query: str = "") -> httpx.Response:
+    def webhook(self, token: Any = VALID, body: Any = VALID, *, query: str = "") -> httpx2.Response:
         token = self.webhook_token() if token is VALID else token
         if body is VALID:
             body = json.dumps({"webhookEvent": "jira:issue_created", "issue": {"key": "HOSTILE-1"}}).encode()
         return self.send("POST", "/webhooks" + (f"?{query}" if query else ""), token, body)
 
-    def page(self, query: str) -> httpx.Response:
+    def page(self, query: str) -> httpx2.Response:
         """Load the inbox page with a raw query string (the `jwt` parameter included by the caller)."""
         return self.client.get(f"/inbox?{query}")
 
-    def events(self, token: str | None) -> httpx.Response:
+    def events(self, token: str | None) -> httpx2.Response:
         return self.send("GET", "/api/events", token)
 
     # -- the database -------------------------------------------------------------------
@@ -167,12 +167,12 @@ def target(tmp_path_factory: pytest.TempPathFactory, fake_product_signing_key: r
     key_requests: list[str] = []
     key_transport = product.key_transport
 
-    def key_server(request: httpx.Request) -> httpx.Response:
+    def key_server(request: httpx2.Request) -> httpx2.Response:
         key_requests.append(request.url.raw_path.decode("ascii"))
         return key_transport.handle_request(request)
 
     key_provider = AtlassianKeyProvider(
-        client=httpx.AsyncClient(transport=httpx.MockTransport(key_server)), base_url=FAKE_KEYS_URL
+        client=httpx2.AsyncClient(transport=httpx2.MockTransport(key_server)), base_url=FAKE_KEYS_URL
     )
     settings = Settings(base_url=APP_URL, database_url=f"sqlite:///{database}", product_api_timeout=0)
     app = create_app(settings, key_provider=key_provider, product_transport=product.api_transport)
@@ -187,7 +187,7 @@ def target(tmp_path_factory: pytest.TempPathFactory, fake_product_signing_key: r
 
 # -- the corpus ---------------------------------------------------------------------------
 
-Send = Callable[[Target], httpx.Response]
+Send = Callable[[Target], httpx2.Response]
 NOT_JSON_CODE = None
 """FastAPI's 422 format for a verified webhook body that does not validate (no `code`): `ConnectRequest(body=...)`."""
 

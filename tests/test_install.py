@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 
-import httpx
+import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -36,7 +36,7 @@ STAGING_KEY_URL = f"https://asap-distribution.us-west-2.staging.atl-asap.net/{KI
 TokenMaker = Callable[[Tokens], str]
 
 
-def assert_rejected(response: httpx.Response, code: str, status: int = 401) -> None:
+def assert_rejected(response: httpx2.Response, code: str, status: int = 401) -> None:
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     if status == 401:

@@ -1,6 +1,6 @@
 """Unit tests of `JwksKeyProvider`: one fetch for every kid, rotation, junk kids, outages, weak keys.
 
-The JWKS is served by `httpx.MockTransport` (or a loopback server) from real RSA
+The JWKS is served by `httpx2.MockTransport` (or a loopback server) from real RSA
 keys; time is a fake monotonic clock the tests move forward.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -49,16 +49,16 @@ class Server:
         self.requests = 0
         self.delay = 0.0
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests += 1
         if self.delay:
             await anyio.sleep(self.delay)
         if self.status != 200:
-            return httpx.Response(self.status, text="down")
-        return httpx.Response(200, json=self.jwks)
+            return httpx2.Response(self.status, text="down")
+        return httpx2.Response(200, json=self.jwks)
 
     def provider(self, clock: Callable[[], float], **options: Any) -> JwksKeyProvider:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+        client = httpx2.AsyncClient(transport=httpx2.MockTransport(self.handle))
         return JwksKeyProvider(client=client, clock=clock, **options)
 
 
@@ -170,23 +170,23 @@ async def test_outage_without_keys_is_503(keys: dict[str, rsa.RSAPrivateKey]) ->
     assert server.requests == 1
 
 
-async def _unreachable(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("refused", request=request)
+async def _unreachable(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("refused", request=request)
 
 
-async def _slow(request: httpx.Request) -> httpx.Response:
+async def _slow(request: httpx2.Request) -> httpx2.Response:
     await anyio.sleep(1)
-    return httpx.Response(200, json={"keys": []})
+    return httpx2.Response(200, json={"keys": []})
 
 
-async def _huge(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=b" " * (65 * 1024))
+async def _huge(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, content=b" " * (65 * 1024))
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("handler", [_unreachable, _slow, _huge], ids=["unreachable", "timeout", "huge"])
 async def test_unreachable_slow_or_huge_endpoint_is_503(handler: Any) -> None:
-    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), timeout=0.1)
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)), timeout=0.1)
     assert (await refused(provider, "k1")).status_code == 503
 
 
@@ -203,10 +203,10 @@ async def test_unreachable_slow_or_huge_endpoint_is_503(handler: Any) -> None:
     ],
 )
 async def test_unusable_documents_are_an_outage(document: bytes) -> None:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=document)
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=document)
 
-    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
     assert (await refused(provider, "k1")).status_code == 503
 
 
@@ -233,10 +233,10 @@ async def test_weak_keys_wrong_use_and_private_keys_are_dropped(keys: dict[str, 
 
 @pytest.mark.anyio
 async def test_redirects_are_not_followed(keys: dict[str, rsa.RSAPrivateKey]) -> None:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(302, headers={"Location": "https://attacker.example/jwks.json"})
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(302, headers={"Location": "https://attacker.example/jwks.json"})
 
-    provider = JwksKeyProvider(client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
     assert (await refused(provider, "k1")).status_code == 503
 
 

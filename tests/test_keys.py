@@ -1,6 +1,6 @@
 """Install-key fetching: kid checks, CDN choice and fallback, caching, single flight, and refusals.
 
-HTTP is real: either httpx's MockTransport (to stand in for Atlassian's CDN hosts,
+HTTP is real: either httpx2's MockTransport (to stand in for Atlassian's CDN hosts,
 routing by host) or a loopback server on 127.0.0.1 (`tests/_keyserver.py`).
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 
-import httpx
+import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fastapi_connect_auth import AtlassianKeyProvider, AuthError, AuthErrorCode, ConnectEnvironment, PublicKeyProvider
-from fastapi_connect_auth._keys import check_kid
+from fastapi_connect_auth._tokens import check_kid
 from tests._keyserver import KeyServer, Reply, ec_public_pem, free_loopback_port, public_pem, rsa_key, serve_keys
 
 KID = "prod/connect/2024-11/key_1.pem"
@@ -40,7 +40,7 @@ CDN_URLS = {
 }
 """Primary and fallback CDNs per environment, copied from atlassian-connect-express 11.5.3."""
 
-Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+Handler = Callable[[httpx2.Request], httpx2.Response | Awaitable[httpx2.Response]]
 
 
 @pytest.fixture
@@ -65,40 +65,40 @@ class FakeCdn:
         self.by_host = by_host
         self.requested: list[str] = []
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requested.append(str(request.url))
         answer = self.by_host.get(request.url.host, not_found)(request)
-        return answer if isinstance(answer, httpx.Response) else await answer
+        return answer if isinstance(answer, httpx2.Response) else await answer
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+    def client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(transport=httpx2.MockTransport(self))
 
 
 def host_of(url: str) -> str:
-    return httpx.URL(url).host
+    return httpx2.URL(url).host
 
 
-def serve_pem(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=PEM)
+def serve_pem(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, content=PEM)
 
 
-def not_found(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(404, text="no such key")
+def not_found(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(404, text="no such key")
 
 
-def server_error(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(500)
+def server_error(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(500)
 
 
-def too_many_requests(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(429)
+def too_many_requests(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(429)
 
 
-def refuse_connection(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
+def refuse_connection(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("connection refused", request=request)
 
 
-async def hang(request: httpx.Request) -> httpx.Response:
+async def hang(request: httpx2.Request) -> httpx2.Response:
     await asyncio.sleep(30)
     raise AssertionError("the provider should have timed out")
 
@@ -434,7 +434,7 @@ async def test_owned_client_is_opened_by_async_with_and_closed_after(key_server:
     async with provider as opened:
         assert opened is provider
         client = provider._client
-        assert isinstance(client, httpx.AsyncClient)
+        assert isinstance(client, httpx2.AsyncClient)
         assert not client.is_closed
         assert is_our_key(await provider.get_public_key("k"))
     assert client.is_closed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import (
@@ -27,7 +27,7 @@ SHARED_SECRET_EVENTS = ["enabled", "disabled"]
 ALL_EVENTS = ["uninstalled", *SHARED_SECRET_EVENTS]
 
 
-def assert_rejected(response: httpx.Response, code: str, status: int = 401) -> None:
+def assert_rejected(response: httpx2.Response, code: str, status: int = 401) -> None:
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
 

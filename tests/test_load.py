@@ -8,7 +8,7 @@ the one signing key must be fetched once.
 from __future__ import annotations
 
 import anyio
-import httpx
+import httpx2
 import jwt
 import pytest
 
@@ -39,13 +39,13 @@ def test_the_read_back_catches_lost_and_misattributed_events(fake_product: FakeP
         other.client_key: [{"webhook_summary": "LOAD-0"}],
     }
 
-    def events_of(request: httpx.Request) -> httpx.Response:
+    def events_of(request: httpx2.Request) -> httpx2.Response:
         token = request.headers["Authorization"].removeprefix("JWT ")
         issuer = jwt.decode(token, options={"verify_signature": False})["iss"]
-        return httpx.Response(200, json=listed[issuer])
+        return httpx2.Response(200, json=listed[issuer])
 
     async def check() -> tuple[int, int]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(events_of)) as client:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(events_of)) as client:
             return await read_back(client, "http://app.test", [fake_product, other], {"LOAD-0": 0, "LOAD-1": 1})
 
     assert anyio.run(check) == (1, 1)  # LOAD-1 never listed; LOAD-0 listed under the wrong tenant

@@ -11,7 +11,7 @@ import threading
 from typing import Annotated, Any
 
 import anyio
-import httpx
+import httpx2
 import jwt
 from fastapi import Depends, FastAPI
 
@@ -45,7 +45,7 @@ def page_status(app: FastAPI) -> int:
     """One verified page load, answered by `app` in this thread's event loop."""
 
     async def main() -> int:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE_URL) as client:
             return (await client.get("/page", headers={"Authorization": f"JWT {page_token()}"})).status_code
 
     return anyio.run(main)
@@ -67,8 +67,8 @@ def test_blocking_sync_loaders_run_side_by_side_and_the_event_loop_stays_free() 
     answers: list[int] = []
 
     async def main() -> str:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url=BASE_URL) as client:
 
             async def call_page() -> None:
                 response = await client.get("/page", headers={"Authorization": f"JWT {page_token()}"})

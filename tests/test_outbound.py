@@ -3,7 +3,7 @@
 Every token is checked independently: decoded with PyJWT and its `qsh` compared
 with `hashlib.sha256` of a canonical request written out by hand (several are
 Atlassian's published vectors). The product and the token endpoint are real
-loopback HTTP servers, or `httpx.MockTransport` where https hosts are needed.
+loopback HTTP servers, or `httpx2.MockTransport` where https hosts are needed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from fastapi import Depends, FastAPI
@@ -210,7 +210,7 @@ def user_setup(
 
 def user_client(
     product: LoopbackServer, tokens: UserTokenProvider, account_id: str = ACCOUNT_ID, scopes: tuple[str, ...] = ()
-) -> httpx.AsyncClient:
+) -> httpx2.AsyncClient:
     return product_client(
         app_key=APP_KEY,
         client_key=CLIENT_KEY,
@@ -231,15 +231,15 @@ class MockProduct:
 
     def __init__(self, redirects: dict[str, tuple[int, str]] | None = None) -> None:
         self.redirects = redirects or {}
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         redirect = self.redirects.get(str(request.url))
         if redirect is not None:
             status, location = redirect
-            return httpx.Response(status, headers={"Location": location})
-        return httpx.Response(200, json={"ok": True})
+            return httpx2.Response(status, headers={"Location": location})
+        return httpx2.Response(200, json={"ok": True})
 
     def hosts(self) -> list[str]:
         return [request.url.host for request in self.requests]
@@ -251,8 +251,10 @@ def app_auth(base_url: str = TENANT, clock: Callable[[], float] = time.time, **o
     )
 
 
-def mock_client(mock: MockProduct, base_url: str = TENANT, **auth_options: Any) -> httpx.Client:
-    return httpx.Client(base_url=base_url, auth=app_auth(base_url, **auth_options), transport=httpx.MockTransport(mock))
+def mock_client(mock: MockProduct, base_url: str = TENANT, **auth_options: Any) -> httpx2.Client:
+    return httpx2.Client(
+        base_url=base_url, auth=app_auth(base_url, **auth_options), transport=httpx2.MockTransport(mock)
+    )
 
 
 # --- app JWT: claims and QSH ---------------------------------------------------------------------------------------
@@ -376,7 +378,7 @@ def test_redirects_are_returned_unfollowed_when_asked() -> None:
 
 def test_redirect_loop_stops() -> None:
     mock = MockProduct({f"{TENANT}/a": (302, "/b"), f"{TENANT}/b": (302, "/a")})
-    with mock_client(mock, max_redirects=3) as client, pytest.raises(httpx.TooManyRedirects):
+    with mock_client(mock, max_redirects=3) as client, pytest.raises(httpx2.TooManyRedirects):
         client.get("/a")
     assert len(mock.requests) == 4
 
@@ -384,7 +386,7 @@ def test_redirect_loop_stops() -> None:
 def test_a_client_following_redirects_itself_is_reported() -> None:
     mock = MockProduct({f"{TENANT}/a": (302, "/b")})
     auth = app_auth()
-    client = httpx.Client(base_url=TENANT, auth=auth, transport=httpx.MockTransport(mock), follow_redirects=True)
+    client = httpx2.Client(base_url=TENANT, auth=auth, transport=httpx2.MockTransport(mock), follow_redirects=True)
     with client, pytest.raises(ProductAPIError, match="follow_redirects=False"):
         client.get("/a")
 
@@ -419,7 +421,7 @@ def test_plain_http_is_refused_except_to_loopback(base_url: str) -> None:
 
 @pytest.mark.parametrize("base_url", ["http://localhost:2990/jira", "http://127.0.0.1:8080", "http://[::1]:8000"])
 def test_plain_http_to_loopback_is_allowed(base_url: str) -> None:
-    assert app_auth(base_url).base_url == httpx.URL(base_url)
+    assert app_auth(base_url).base_url == httpx2.URL(base_url)
 
 
 @pytest.mark.parametrize(
@@ -632,7 +634,7 @@ def test_concurrent_threads_share_one_token_request() -> None:
             account_id=ACCOUNT_ID,
             tokens=tokens,
         )
-        with httpx.Client(base_url=product.url, auth=auth) as client:
+        with httpx2.Client(base_url=product.url, auth=auth) as client:
             threads = [threading.Thread(target=client.get, args=(f"/issue/{n}",)) for n in range(10)]
             for thread in threads:
                 thread.start()
@@ -692,15 +694,15 @@ async def test_malformed_token_responses_are_errors(reply: Reply) -> None:
 
 @pytest.mark.anyio
 async def test_injected_token_clients_are_used_and_refusals_raise_in_both_flavours() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def refuse(request: httpx.Request) -> httpx.Response:
+    def refuse(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(403, json={"error": "unauthorized_client"})
+        return httpx2.Response(403, json={"error": "unauthorized_client"})
 
-    transport = httpx.MockTransport(refuse)
-    async with httpx.AsyncClient(transport=transport) as client:
-        with httpx.Client(transport=transport) as sync_client:
+    transport = httpx2.MockTransport(refuse)
+    async with httpx2.AsyncClient(transport=transport) as client:
+        with httpx2.Client(transport=transport) as sync_client:
             tokens = UserTokenProvider(
                 authorization_server="https://auth.example.test", client=client, sync_client=sync_client
             )

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastapi_connect_auth import CONTEXT_QSH, canonical_request, query_string_hash
-from fastapi_connect_auth._qsh import canonical_path, canonical_query, parse_query
+from fastapi_connect_auth._connect._qsh import canonical_path, canonical_query, parse_query
 
 HELLO_WORLD_PARAMS = [
     ("lic", "none"),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from cryptography.fernet import Fernet
 
@@ -48,12 +48,12 @@ def replicas(postgres: PostgresServer, tmp_path: Path) -> Iterator[tuple[Connect
             folder = tmp_path / replica
             folder.mkdir()
             url, _ = stack.enter_context(run_app(folder, keys.url, env=env))
-            client = stack.enter_context(httpx.Client(base_url=url, timeout=10.0))
+            client = stack.enter_context(httpx2.Client(base_url=url, timeout=10.0))
             drivers.append(product.drive(client, app_base_url=PUBLIC_URL))
         yield drivers[0], drivers[1], name
 
 
-def code_of(response: httpx.Response) -> tuple[int, str | None]:
+def code_of(response: httpx2.Response) -> tuple[int, str | None]:
     return response.status_code, response.json().get("code") if response.status_code >= 400 else None
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
@@ -51,12 +51,12 @@ PRODUCTION_KEY_URL = f"https://asap-distribution.us-west-2.prod.atl-asap.net/{KI
 TokenMaker = Callable[[Tokens], str]
 
 
-def assert_rejected(response: httpx.Response, code: str, status: int = 401) -> None:
+def assert_rejected(response: httpx2.Response, code: str, status: int = 401) -> None:
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
 
 
-def assert_verified(response: httpx.Response, client_key: str = CLIENT_KEY) -> None:
+def assert_verified(response: httpx2.Response, client_key: str = CLIENT_KEY) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["client_key"] == client_key
 
@@ -403,7 +403,7 @@ def test_neither_install_nor_config_is_a_developer_error(tokens: Tokens) -> None
 SIGNED_ROUTES = ["uninstalled-route", "signed-request-route"]
 
 
-def send_signed(app: ConnectApp, route: str, make_token: Callable[[str], str | None]) -> httpx.Response:
+def send_signed(app: ConnectApp, route: str, make_token: Callable[[str], str | None]) -> httpx2.Response:
     """Send an RS256 token to `route`; `make_token(qsh)` receives the correct QSH for it."""
     if route == "uninstalled-route":
         return app.lifecycle("uninstalled", make_token(qsh_for("POST", "/uninstalled")))

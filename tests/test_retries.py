@@ -1,6 +1,6 @@
 """Retries of rate-limited calls (unit and integration): waits, statuses per method, budget, fresh tokens, errors.
 
-The product is an `httpx.MockTransport` answering a schedule of statuses and
+The product is an `httpx2.MockTransport` answering a schedule of statuses and
 headers; the clock and the sleeps are injected (`Waits`), so every test sees the
 exact waits without waiting. Each retried token is decoded with PyJWT and its
 `qsh` compared with `hashlib.sha256` of the canonical request written out by hand.
@@ -16,7 +16,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
+import httpx2
 import jwt
 import pytest
 
@@ -61,7 +61,7 @@ class Waits:
         return RetryPolicy(sleep=self.sleep, async_sleep=self.async_sleep, clock=self.clock, **options)
 
 
-Answer = tuple[int, dict[str, str]] | httpx.TransportError
+Answer = tuple[int, dict[str, str]] | httpx2.TransportError
 
 
 class ScheduledProduct:
@@ -72,18 +72,18 @@ class ScheduledProduct:
 
     def __init__(self, *schedule: Answer) -> None:
         self.schedule: Iterator[Answer] = iter(schedule)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
         self.authorizations: list[str] = []
-        self.transport = httpx.MockTransport(self)
+        self.transport = httpx2.MockTransport(self)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         self.authorizations.append(request.headers.get("Authorization", ""))  # as sent: a retry may re-sign it
         answer = next(self.schedule, (200, {}))
-        if isinstance(answer, httpx.TransportError):
+        if isinstance(answer, httpx2.TransportError):
             raise answer
         status, headers = answer
-        return httpx.Response(status, headers=headers, json={"attempt": len(self.requests)})
+        return httpx2.Response(status, headers=headers, json={"attempt": len(self.requests)})
 
 
 def tenant(product: ScheduledProduct, retries: RetryPolicy | None) -> dict[str, Any]:
@@ -98,11 +98,11 @@ def tenant(product: ScheduledProduct, retries: RetryPolicy | None) -> dict[str, 
     }
 
 
-def client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx.Client:
+def client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx2.Client:
     return sync_product_client(**tenant(product, retries))
 
 
-def async_client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx.AsyncClient:
+def async_client(product: ScheduledProduct, retries: RetryPolicy | None) -> httpx2.AsyncClient:
     return product_client(**tenant(product, retries))
 
 
@@ -237,9 +237,11 @@ async def test_503_and_408_and_timeouts_are_retried_for_get() -> None:
     assert await get_both_ways(product, waits) == [200, 200]
     assert len(product.requests) == 6
 
-    with client(ScheduledProduct(httpx.ConnectTimeout("slow"), httpx.ConnectError("refused")), waits.policy()) as jira:
+    with client(
+        ScheduledProduct(httpx2.ConnectTimeout("slow"), httpx2.ConnectError("refused")), waits.policy()
+    ) as jira:
         assert jira.get("/rest/api/3/myself").status_code == 200
-    async with async_client(ScheduledProduct(httpx.ReadTimeout("slow")), waits.policy()) as ajira:
+    async with async_client(ScheduledProduct(httpx2.ReadTimeout("slow")), waits.policy()) as ajira:
         assert (await ajira.get("/rest/api/3/myself")).status_code == 200
     assert len(waits.sleeps) == 7
 
@@ -252,7 +254,10 @@ def test_post_is_not_retried_on_500_503_or_a_timeout() -> None:
             assert jira.post("/rest/api/3/issue", json={"fields": {}}).status_code == status
         assert len(product.requests) == 1
 
-    with client(ScheduledProduct(httpx.ReadTimeout("slow")), waits.policy()) as jira, pytest.raises(httpx.ReadTimeout):
+    with (
+        client(ScheduledProduct(httpx2.ReadTimeout("slow")), waits.policy()) as jira,
+        pytest.raises(httpx2.ReadTimeout),
+    ):
         jira.post("/rest/api/3/issue", json={})
     assert waits.sleeps == []
 
@@ -317,7 +322,7 @@ async def test_one_request_can_have_its_own_policy_or_none() -> None:
 
 def test_each_retry_is_logged_without_credentials(caplog: pytest.LogCaptureFixture) -> None:
     waits = Waits()
-    product = ScheduledProduct((429, {"RateLimit-Reason": "jira-burst-based"}), httpx.ConnectError("refused"))
+    product = ScheduledProduct((429, {"RateLimit-Reason": "jira-burst-based"}), httpx2.ConnectError("refused"))
     with (
         caplog.at_level("INFO", logger="fastapi_connect_auth"),
         client(product, waits.policy(random=lambda: 0.5)) as jira,
@@ -401,13 +406,13 @@ async def test_each_attempt_carries_a_fresh_valid_jwt_whose_qsh_matches() -> Non
 async def test_the_token_endpoint_is_retried_with_a_fresh_assertion() -> None:
     waits = Waits()
     assertions: list[str] = []
-    answers = iter([httpx.Response(429, headers={"Retry-After": "5"}), httpx.Response(503)])
+    answers = iter([httpx2.Response(429, headers={"Retry-After": "5"}), httpx2.Response(503)])
 
-    def token_endpoint(request: httpx.Request) -> httpx.Response:
+    def token_endpoint(request: httpx2.Request) -> httpx2.Response:
         assertions.append(parse_qs(request.content.decode())["assertion"][0])
-        return next(answers, httpx.Response(200, json={"access_token": "user-token", "expires_in": 900}))
+        return next(answers, httpx2.Response(200, json={"access_token": "user-token", "expires_in": 900}))
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as endpoint:
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(token_endpoint)) as endpoint:
         tokens = UserTokenProvider(
             authorization_server="https://auth.example.test", client=endpoint, clock=waits.clock, retries=waits.policy()
         )
@@ -429,10 +434,10 @@ def test_a_token_endpoint_still_rate_limiting_is_a_token_request_error() -> None
 
     waits = Waits()
 
-    def token_endpoint(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "rate_limited"})
+    def token_endpoint(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(429, headers={"Retry-After": "1"}, json={"error": "rate_limited"})
 
-    with httpx.Client(transport=httpx.MockTransport(token_endpoint)) as endpoint:
+    with httpx2.Client(transport=httpx2.MockTransport(token_endpoint)) as endpoint:
         tokens = UserTokenProvider(
             authorization_server="https://auth.example.test", sync_client=endpoint, retries=waits.policy()
         )
@@ -446,7 +451,7 @@ def test_a_token_endpoint_still_rate_limiting_is_a_token_request_error() -> None
 
 
 def test_rate_limit_information_is_read_from_any_response() -> None:
-    response = httpx.Response(
+    response = httpx2.Response(
         200,
         headers={
             "X-RateLimit-Limit": "350",
@@ -464,7 +469,7 @@ def test_rate_limit_information_is_read_from_any_response() -> None:
     assert info.quota == '"global-app-quota";r=64000;t=1800'
 
     final = RateLimitInfo.from_headers(
-        httpx.Headers({"RateLimit-Policy": "p", "Beta-RateLimit-Policy": "beta", "RateLimit": "r"})
+        httpx2.Headers({"RateLimit-Policy": "p", "Beta-RateLimit-Policy": "beta", "RateLimit": "r"})
     )
     assert (final.policy, final.quota) == ("p", "r")  # the final names win over the Beta- ones
 
@@ -489,7 +494,7 @@ def test_rate_limit_information_is_read_from_any_response() -> None:
     ],
 )
 def test_malformed_rate_limit_headers_count_as_absent(headers: dict[str, str], expected: RateLimitInfo) -> None:
-    assert RateLimitInfo.from_headers(httpx.Headers(headers), now=NOW) == expected
+    assert RateLimitInfo.from_headers(httpx2.Headers(headers), now=NOW) == expected
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import Tokens, auth_header, qsh_for
@@ -70,9 +70,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{server.url}/health").status_code == 200:
+                if httpx2.get(f"{server.url}/health").status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
@@ -123,7 +123,7 @@ def stream_chunked(url: str, path: str, headers: dict[str, str], total: int) -> 
 @pytest.mark.parametrize("route", LIFECYCLE_ROUTES)
 def test_400_mib_chunked_lifecycle_body_is_refused_without_buffering(served: Served, route: str) -> None:
     """The advisory's measurement: a 400 MiB body with a junk token grew the server by ~400 MB before its 401."""
-    httpx.post(f"{served.url}/{route}", headers=auth_header("junk.junk.junk"), content=b"{}")  # warm the route
+    httpx2.post(f"{served.url}/{route}", headers=auth_header("junk.junk.junk"), content=b"{}")  # warm the route
     before = served.peak_rss()
 
     status, answer, sent = stream_chunked(served.url, f"/{route}", auth_header("junk.junk.junk"), HOSTILE_BODY)
@@ -153,8 +153,8 @@ def test_access_log_never_holds_a_jwt(served: Served, tokens: Tokens) -> None:
     token = tokens.hs256(qsh_for("GET", "/page"))
     encoded = "%6Awt"  # "jwt" percent-encoded: Starlette reads it as `jwt` too
 
-    first = httpx.get(f"{served.url}/page", params={"jwt": token, "xdm_e": "https://x.atlassian.net"})
-    second = httpx.get(f"{served.url}/page?lic=none&{encoded}={token}")
+    first = httpx2.get(f"{served.url}/page", params={"jwt": token, "xdm_e": "https://x.atlassian.net"})
+    second = httpx2.get(f"{served.url}/page?lic=none&{encoded}={token}")
 
     assert first.status_code == second.status_code == 401
     deadline = time.monotonic() + 5

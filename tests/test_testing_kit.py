@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -244,7 +244,7 @@ def test_page_url_keeps_the_modules_own_query_and_extra_parameters(fake_product:
 
 
 def test_key_transport_serves_the_public_key_at_its_kid_only(fake_product: FakeProduct) -> None:
-    with httpx.Client(transport=fake_product.key_transport) as client:
+    with httpx2.Client(transport=fake_product.key_transport) as client:
         found = client.get(f"{FAKE_KEYS_URL}/{fake_product.kid}")
         missing = client.get(f"{FAKE_KEYS_URL}/fake-jira/other-key")
     assert found.status_code == 200
@@ -265,7 +265,7 @@ async def test_key_provider_resolves_the_products_key_in_process(fake_product: F
 async def test_loopback_key_server_serves_the_key_over_real_http(fake_product: FakeProduct) -> None:
     with fake_product.serve_keys() as server:
         assert server.url.startswith("http://127.0.0.1:")
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             missing = await client.get(f"{server.url}/unknown")
             provider = AtlassianKeyProvider(client=client, base_url=server.url)
             key = await provider.get_public_key(fake_product.kid, ConnectEnvironment.PRODUCTION)
@@ -368,9 +368,9 @@ def app_jwt(product: FakeProduct, canonical: str, *, secret: str | None = None, 
     return jwt.encode({**payload, **claims}, secret or product.shared_secret, algorithm="HS256")
 
 
-def call_api(product: FakeProduct, url: str, token: str | None, method: str = "GET") -> httpx.Response:
+def call_api(product: FakeProduct, url: str, token: str | None, method: str = "GET") -> httpx2.Response:
     headers = {"Authorization": f"JWT {token}"} if token is not None else {}
-    with httpx.Client(transport=product.api_transport, base_url=product.base_url) as client:
+    with httpx2.Client(transport=product.api_transport, base_url=product.base_url) as client:
         return client.request(method, url, headers=headers)
 
 
@@ -456,7 +456,7 @@ async def test_rest_api_served_on_loopback_accepts_the_librarys_product_client(f
             shared_secret=fake_product.shared_secret,
         ) as jira:
             found = await jira.get("/rest/api/3/issue/DEMO-7", params={"fields": "summary"})
-        async with httpx.AsyncClient(base_url=base_url) as plain:
+        async with httpx2.AsyncClient(base_url=base_url) as plain:
             garbled = await plain.get("/rest/api/3/issue/DEMO-7", headers={"Authorization": "JWT not-a-token"})
     assert fake_product.base_url == "https://fake-jira.atlassian.net"
     assert found.json()["fields"]["summary"] == "Over real HTTP"
@@ -503,7 +503,7 @@ async def test_rest_api_answers_429_and_503_on_a_schedule_over_real_http(fake_pr
 def test_rest_api_throttles_only_verified_calls(fake_product: FakeProduct) -> None:
     fake_product.app_key = "my-app"
     fake_product.api.throttle(429)
-    with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+    with httpx2.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
         refused = client.get("/rest/api/3/issue/DEMO-1", headers={"Authorization": "JWT not-a-token"})
     assert refused.status_code == 401
     assert [call.status for call in fake_product.api_calls] == [401]
@@ -680,8 +680,8 @@ def test_users_add_routes_that_see_path_parameters_and_claims(fake_confluence: F
     fake_confluence.app_key = "my-app"
 
     @fake_confluence.api.route("GET", "/rest/api/content/{id}")
-    def content(call: APIRequest) -> httpx.Response:
-        return httpx.Response(200, json={"id": call.params["id"], "by": call.claims["iss"]})
+    def content(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(200, json={"id": call.params["id"], "by": call.claims["iss"]})
 
     token = app_jwt(fake_confluence, "GET&/rest/api/content/98311&")
     response = call_api(fake_confluence, "/rest/api/content/98311", token)
@@ -702,7 +702,7 @@ def test_a_later_route_overrides_the_default_one(fake_product: FakeProduct) -> N
     fake_product.app_key = "my-app"
     fake_product.issues["DEMO-1"] = "Default"
     fake_product.api.add_route(
-        "get", "/rest/api/3/issue/{key}", lambda call: httpx.Response(403, json={"key": call.params["key"]})
+        "get", "/rest/api/3/issue/{key}", lambda call: httpx2.Response(403, json={"key": call.params["key"]})
     )
     overridden = call_api(
         fake_product, "/rest/api/3/issue/DEMO-1", app_jwt(fake_product, "GET&/rest/api/3/issue/DEMO-1&")
@@ -754,9 +754,9 @@ def user_assertion(product: FakeProduct, account_id: str = ALICE, **claims: Any)
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, product.shared_secret, algorithm="HS256")
 
 
-def request_user_token(product: FakeProduct, assertion: str) -> httpx.Response:
+def request_user_token(product: FakeProduct, assertion: str) -> httpx2.Response:
     form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
-    with httpx.Client(transport=product.api_transport) as client:
+    with httpx2.Client(transport=product.api_transport) as client:
         return client.post(product.api.authorization_server + "/oauth2/token", data=form)
 
 
@@ -776,7 +776,7 @@ def test_authorization_server_issues_a_token_bound_to_the_grants_user(fake_produ
         assert granted.status_code == 200
         assert granted.json()["token_type"] == "Bearer"
         assert granted.json()["expires_in"] > 0
-        with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+        with httpx2.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
             headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
             answers[account_id] = client.get("/rest/api/3/issue/DEMO-7", headers=headers)
     assert answers[ALICE].json()["fields"]["summary"] == "Visible to Alice only"
@@ -823,7 +823,7 @@ def test_authorization_server_refuses_another_secret_and_unknown_bearer_tokens(f
     fake_product.issues["DEMO-7"] = "Secret"
     forged = jwt.encode(jwt.decode(user_assertion(fake_product), options={"verify_signature": False}), "x" * 43)
     assert request_user_token(fake_product, forged).status_code == 400
-    with httpx.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
+    with httpx2.Client(transport=fake_product.api_transport, base_url=fake_product.base_url) as client:
         guessed = client.get("/rest/api/3/issue/DEMO-7", headers={"Authorization": "Bearer guessed"})
     assert guessed.status_code == 401
     assert fake_product.api_calls[-1].refusal == "unknown Bearer token"
@@ -838,7 +838,7 @@ async def test_the_librarys_user_client_sees_only_what_its_user_may_see(
     fake_product.issues.update({"DEMO-7": "Alice's", "DEMO-8": "Everyone's"})
     fake_product.api.restrict("DEMO-7", ALICE)
 
-    async def fetch(base_url: str, account_id: str, transport: httpx.AsyncBaseTransport | None) -> list[int]:
+    async def fetch(base_url: str, account_id: str, transport: httpx2.AsyncBaseTransport | None) -> list[int]:
         async with product_client(
             app_key="my-app",
             client_key=fake_product.client_key,

@@ -15,15 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from fastapi_connect_auth import AuthError, AuthErrorCode, ConnectClaims
-from fastapi_connect_auth._tokens import (
-    MAX_TOKEN_LENGTH,
-    Algorithm,
-    ParsedToken,
-    check_algorithm,
-    check_times,
-    parse_token,
-    verify_signature,
-)
+from fastapi_connect_auth._connect._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
+from fastapi_connect_auth._tokens import MAX_TOKEN_LENGTH, check_times
 from tests._keyserver import public_pem, rsa_key
 
 SECRET = "a-shared-secret-of-at-least-32-bytes-for-hs256"

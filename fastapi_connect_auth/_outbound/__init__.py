@@ -18,8 +18,8 @@ not the tenant's base URL's is refused before it is sent, and so is any base
 URL on plain http other than localhost. Both auths follow same-origin redirects
 themselves, signing each hop afresh, and refuse to follow a redirect to another
 origin or from https to http (atlassian-connect-express leaked credentials that
-way: CVE-2023-28155). Keep `follow_redirects=False` (httpx's default) on the
-client: with it on, httpx would follow redirects with the first hop's token.
+way: CVE-2023-28155). Keep `follow_redirects=False` (httpx2's default) on the
+client: with it on, httpx2 would follow redirects with the first hop's token.
 
 Exception tree:
 

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 
-from .._qsh import CONTEXT_QSH, query_string_hash
+from .._connect._qsh import CONTEXT_QSH, query_string_hash
 from ._origin import TenantAuth, required
 
 APP_TOKEN_LIFETIME = 180.0
@@ -31,7 +31,7 @@ class ConnectAppAuth(TenantAuth):
     `https://x.atlassian.net/wiki` and `/wiki/rest/api/space` hash
     `/rest/api/space`), `aud` the tenant's client key (`sub` on Bitbucket), and a
     lifetime of `token_lifetime` seconds. Every send, redirect hop and retry is
-    signed afresh. Works with `httpx.Client` and `httpx.AsyncClient`; no I/O.
+    signed afresh. Works with `httpx2.Client` and `httpx2.AsyncClient`; no I/O.
     """
 
     def __init__(
@@ -61,13 +61,13 @@ class ConnectAppAuth(TenantAuth):
     def __repr__(self) -> str:
         return f"ConnectAppAuth(app_key={self.app_key!r}, base_url={str(self.base_url)!r})"
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         """Sign each request (and each pinned redirect hop) with a token bound to its URL."""
         yield from self._hops(request, self._authorization)
 
-    def token_for(self, method: str, url: httpx.URL | str) -> str:
+    def token_for(self, method: str, url: httpx2.URL | str) -> str:
         """The app JWT for a request of `method` to `url` (which must be on the tenant's origin)."""
-        url = httpx.URL(url)
+        url = httpx2.URL(url)
         self.check_destination(url)
         now = int(self.clock())
         claims: dict[str, Any] = {
@@ -79,7 +79,7 @@ class ConnectAppAuth(TenantAuth):
         }
         return sign_hs256(claims, self._shared_secret)
 
-    def _authorization(self, request: httpx.Request) -> str:
+    def _authorization(self, request: httpx2.Request) -> str:
         return "JWT " + self.token_for(request.method, request.url)
 
 

@@ -1,11 +1,11 @@
-"""Ready `httpx` clients for a tenant's REST API, as the app or as a user."""
+"""Ready `httpx2` clients for a tenant's REST API, as the app or as a user."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
+import httpx2
 
 from ._app_auth import ConnectAppAuth
 from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryingClient, RetryPolicy
@@ -22,7 +22,7 @@ def _product_auth(
     oauth_client_id: str | None,
     scopes: Iterable[str],
     tokens: UserTokenProvider | None,
-) -> httpx.Auth:
+) -> httpx2.Auth:
     if as_user is None:
         return ConnectAppAuth(app_key=app_key, client_key=client_key, base_url=base_url, shared_secret=shared_secret)
     if not oauth_client_id:
@@ -57,15 +57,15 @@ def product_client(
     tokens: UserTokenProvider | None = None,
     retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` for a tenant's REST API, as the app or (with `as_user`) as that user.
+) -> httpx2.AsyncClient:
+    """An `httpx2.AsyncClient` for a tenant's REST API, as the app or (with `as_user`) as that user.
 
     Paths are relative to the tenant's `base_url` (`/rest/api/3/myself`). With
     `as_user` (an account id), `oauth_client_id` and the `scopes` to request
     (e.g. `["READ", "WRITE"]`) are needed; tokens come from `tokens`, else a
     process-wide provider. `retries` says how rate-limited and failed calls are
     retried (Atlassian's guidance by default; `None`: never), each attempt
-    signed afresh. Other keyword arguments go to `httpx.AsyncClient`.
+    signed afresh. Other keyword arguments go to `httpx2.AsyncClient`.
     """
     auth = _product_auth(
         app_key=app_key,
@@ -92,8 +92,8 @@ def sync_product_client(
     tokens: UserTokenProvider | None = None,
     retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
-) -> httpx.Client:
-    """`product_client` as a blocking `httpx.Client`."""
+) -> httpx2.Client:
+    """`product_client` as a blocking `httpx2.Client`."""
     auth = _product_auth(
         app_key=app_key,
         client_key=client_key,

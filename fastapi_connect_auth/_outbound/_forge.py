@@ -23,11 +23,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequ
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
+import httpx2
 from cachetools import LRUCache
 from pydantic import SecretStr
 
-from .._forge_models import ForgeInvocation
+from .._forge._models import ForgeInvocation
 from ._errors import ProductAPIError, TokenRequestError
 from ._origin import TenantAuth
 from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy, send_with_retries_async
@@ -181,11 +181,11 @@ class ForgeBearerAuth(TenantAuth):
     def __repr__(self) -> str:
         return f"ForgeBearerAuth(api_base_url={str(self.base_url)!r})"
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         """Send the request with the bearer token, to the pinned origin only."""
         yield from self._hops(request, lambda _: self._authorization)
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         """Send the request with the bearer token, to the pinned origin only."""
         hops = self._hops(request, lambda _: self._authorization)
         request = next(hops)
@@ -205,7 +205,7 @@ def _client(
     on_unauthorized: Callable[[], Awaitable[None]] | None,
     retries: RetryPolicy | None,
     options: dict[str, Any],
-) -> httpx.AsyncClient:
+) -> httpx2.AsyncClient:
     if options.pop("follow_redirects", False):
         raise ValueError("the Forge auth follows redirects itself, checking each hop: leave follow_redirects off")
     if "auth" in options or "base_url" in options:
@@ -235,8 +235,8 @@ def forge_product_client(
     store: ForgeTokenStore | None = None,
     retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` for the product of a verified invocation, as the app (system token) or the user.
+) -> httpx2.AsyncClient:
+    """An `httpx2.AsyncClient` for the product of a verified invocation, as the app (system token) or the user.
 
     Paths are relative to `app.apiBaseUrl` (`/rest/api/3/myself`). With a
     `store`, a token the product answers 401 to is dropped from it.
@@ -258,7 +258,7 @@ async def stored_forge_client(
     account_id: str | None = None,
     retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     **client_options: Any,
-) -> httpx.AsyncClient:
+) -> httpx2.AsyncClient:
     """A client with the installation's kept system token (or `account_id`'s user token), outside any invocation.
 
     Raises `ProductAPIError` when no live token is kept: Forge has no refresh
@@ -296,7 +296,7 @@ class OfflineUserTokens:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         graphql_url: str = FORGE_GRAPHQL_URL,
         leeway: float = 60.0,
         max_size: int = 10_000,
@@ -358,7 +358,7 @@ class OfflineUserTokens:
         context_ids: Sequence[str],
         retries: RetryPolicy | None = ATLASSIAN_RETRIES,
         **client_options: Any,
-    ) -> httpx.AsyncClient:
+    ) -> httpx2.AsyncClient:
         """A client for the invocation's product acting as `account_id`; a 401 drops the cached token."""
         if invocation.system_token is None:
             raise ProductAPIError("Offline user tokens are asked for with the system token, which this call lacks.")
@@ -381,10 +381,10 @@ class OfflineUserTokens:
         }
         headers = {"Authorization": f"Bearer {system_token}"}
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> httpx2.Response:
             if self._client is not None:
                 return await self._client.post(self.graphql_url, json=body, headers=headers, timeout=self.timeout)
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with httpx2.AsyncClient(timeout=self.timeout) as client:
                 return await client.post(self.graphql_url, json=body, headers=headers)
 
         try:
@@ -392,16 +392,16 @@ class OfflineUserTokens:
             response = await send_with_retries_async(
                 self.retries,
                 "POST",
-                httpx.URL(self.graphql_url).path,
+                httpx2.URL(self.graphql_url).path,
                 attempt,
                 idempotent=True,
                 raise_rate_limited=False,
             )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise TokenRequestError(f"The GraphQL gateway could not be reached ({type(exc).__name__}).") from None
         return self._read(response, system_token)
 
-    def _read(self, response: httpx.Response, system_token: str) -> _OfflineToken:
+    def _read(self, response: httpx2.Response, system_token: str) -> _OfflineToken:
         if response.status_code != 200:
             raise TokenRequestError(
                 f"The GraphQL gateway answered {response.status_code} to offlineUserAuthToken.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 
-import httpx
+import httpx2
 
 from ._errors import ProductAPIError, UnsafeRedirectError, UnsafeRequestError
 
@@ -16,20 +16,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int]
 
 
-def origin(url: httpx.URL) -> Origin:
+def origin(url: httpx2.URL) -> Origin:
     return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 0))
 
 
-def origin_text(url: httpx.URL) -> str:
+def origin_text(url: httpx2.URL) -> str:
     scheme, host, port = origin(url)
     return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def safe_base_url(base_url: str, what: str) -> httpx.URL:
+def safe_base_url(base_url: str, what: str) -> httpx2.URL:
     """`base_url` without its trailing slash, if credentials may be sent there; else raise."""
     try:
-        url = httpx.URL(base_url.rstrip("/"))
-    except httpx.InvalidURL as exc:
+        url = httpx2.URL(base_url.rstrip("/"))
+    except httpx2.InvalidURL as exc:
         raise ValueError(f"{what} is not a valid URL") from exc
     if url.scheme not in _DEFAULT_PORTS or not url.host or url.userinfo or url.query or url.fragment:
         raise ValueError(f"{what} must be an absolute http(s) URL without credentials, query or fragment")
@@ -41,15 +41,15 @@ def safe_base_url(base_url: str, what: str) -> httpx.URL:
     return url
 
 
-def refuse_client_redirects(client: httpx.Client | httpx.AsyncClient, follow_redirects: object) -> None:
-    """Raise `UnsafeRequestError` before sending if httpx itself would follow redirects.
+def refuse_client_redirects(client: httpx2.Client | httpx2.AsyncClient, follow_redirects: object) -> None:
+    """Raise `UnsafeRequestError` before sending if httpx2 itself would follow redirects.
 
-    httpx follows a redirect before the auth flow sees it: the next hop, to any
+    httpx2 follows a redirect before the auth flow sees it: the next hop, to any
     origin, would be sent (without credentials, but with the path and query the
     product chose) before the library could refuse it. The Connect auth follows
     same-origin redirects itself, re-signing each hop.
     """
-    if follow_redirects is True or (follow_redirects is httpx.USE_CLIENT_DEFAULT and client.follow_redirects):
+    if follow_redirects is True or (follow_redirects is httpx2.USE_CLIENT_DEFAULT and client.follow_redirects):
         raise UnsafeRequestError(
             "Refused to send with follow_redirects=True: the Connect auth follows same-origin redirects itself, "
             "re-signing each hop; leave follow_redirects off."
@@ -62,7 +62,7 @@ def required(value: str, what: str) -> str:
     return value
 
 
-class TenantAuth(httpx.Auth):
+class TenantAuth(httpx2.Auth):
     """What both auths share: only the tenant's origin gets credentials, and redirects are re-signed."""
 
     def __init__(self, base_url: str, *, follow_redirects: bool, max_redirects: int) -> None:
@@ -74,7 +74,7 @@ class TenantAuth(httpx.Auth):
         """The most redirects followed for one call."""
         self._pinned_origin = origin(self.base_url)
 
-    def check_destination(self, url: httpx.URL) -> None:
+    def check_destination(self, url: httpx2.URL) -> None:
         """Raise `UnsafeRequestError` unless `url` has the scheme, host and port of the tenant's base URL."""
         if origin(url) != self._pinned_origin:
             raise UnsafeRequestError(
@@ -83,8 +83,8 @@ class TenantAuth(httpx.Auth):
             )
 
     def _hops(
-        self, request: httpx.Request, authorize: Callable[[httpx.Request], str]
-    ) -> Generator[httpx.Request, httpx.Response, None]:
+        self, request: httpx2.Request, authorize: Callable[[httpx2.Request], str]
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
         """Send `request` with `Authorization: authorize(request)`, then each same-origin redirect likewise."""
         for _ in range(self.max_redirects + 1):
             self.check_destination(request.url)
@@ -105,4 +105,4 @@ class TenantAuth(httpx.Auth):
                     location=str(next_request.url),
                 )
             request = next_request
-        raise httpx.TooManyRedirects(f"Exceeded {self.max_redirects} redirects.", request=request)
+        raise httpx2.TooManyRedirects(f"Exceeded {self.max_redirects} redirects.", request=request)

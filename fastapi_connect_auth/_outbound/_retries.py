@@ -4,7 +4,7 @@
 most 30 s, a random factor of 0.7 to 1.3, `Retry-After` honoured as a minimum) and decides,
 after each attempt, whether to wait and how long. The loop that runs attempts is
 here too, sync and async: each attempt is a callable that builds and sends the
-request anew, so the product clients re-run their `httpx.Auth` (a fresh JWT and
+request anew, so the product clients re-run their `httpx2.Auth` (a fresh JWT and
 QSH) and the token endpoint gets a fresh assertion. A retry transport
 (`httpx-retries`) would resend the request as first signed; why no retry library
 carries this loop is in `docs/rest-client.md`.
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import httpx2
 
 from ._errors import ProductAPIError
 from ._origin import refuse_client_redirects
@@ -76,7 +76,7 @@ class RateLimitInfo:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitInfo:
-        """Parse `headers` (an `httpx.Headers` or any case-insensitive mapping); malformed values count as absent.
+        """Parse `headers` (an `httpx2.Headers` or any case-insensitive mapping); malformed values count as absent.
 
         `now` (epoch seconds, default the current time) turns an HTTP-date
         `Retry-After` into seconds.
@@ -93,7 +93,7 @@ class RateLimitInfo:
         )
 
     @classmethod
-    def from_response(cls, response: httpx.Response, *, now: float | None = None) -> RateLimitInfo:
+    def from_response(cls, response: httpx2.Response, *, now: float | None = None) -> RateLimitInfo:
         """The rate-limit information of a product's `response`."""
         return cls.from_headers(response.headers, now=now)
 
@@ -161,7 +161,7 @@ class RateLimitedError(ProductAPIError):
         """How many times the call was sent."""
 
     @classmethod
-    def of(cls, response: httpx.Response, *, attempts: int, now: float) -> RateLimitedError:
+    def of(cls, response: httpx2.Response, *, attempts: int, now: float) -> RateLimitedError:
         """The error for `response`, the last 429 after `attempts` sends."""
         info = RateLimitInfo.from_response(response, now=now)
         method, path = response.request.method, response.request.url.path
@@ -218,7 +218,7 @@ class RetryPolicy:
     """Statuses that retry an idempotent call."""
     other_statuses: frozenset[int] = frozenset()
     """Statuses that retry any other call (none by default)."""
-    errors: tuple[type[httpx.TransportError], ...] = (httpx.TimeoutException, httpx.ConnectError)
+    errors: tuple[type[httpx2.TransportError], ...] = (httpx2.TimeoutException, httpx2.ConnectError)
     """Transport errors that retry an idempotent call."""
     sleep: Callable[[float], object] = field(default=time.sleep, repr=False, compare=False)
     """How a sync client waits."""
@@ -260,7 +260,7 @@ class _Attempts:
         self.started = policy.clock()
         self.sent = 0
 
-    def wait_after(self, outcome: httpx.Response | Exception) -> float | None:
+    def wait_after(self, outcome: httpx2.Response | Exception) -> float | None:
         """Seconds to wait before the next attempt, or `None` to stop with `outcome`."""
         self.sent += 1
         policy = self.policy
@@ -292,7 +292,7 @@ class _Attempts:
         )
         return delay
 
-    def rate_limited(self, response: httpx.Response) -> RateLimitedError | None:
+    def rate_limited(self, response: httpx2.Response) -> RateLimitedError | None:
         """The error to raise for a 429 left when retries are over, else `None`."""
         if response.status_code != 429:
             return None
@@ -303,11 +303,11 @@ def send_with_retries(
     policy: RetryPolicy | None,
     method: str,
     path: str,
-    attempt: Callable[[], httpx.Response],
+    attempt: Callable[[], httpx2.Response],
     *,
     idempotent: bool | None = None,
     raise_rate_limited: bool = True,
-) -> httpx.Response:
+) -> httpx2.Response:
     """Call `attempt` (which sends a freshly signed `method` request to `path`) until `policy` says stop.
 
     Returns the last response (a retried one is closed first); a 429 left at the
@@ -320,7 +320,7 @@ def send_with_retries(
     while True:
         try:
             response = attempt()
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             if (delay := attempts.wait_after(exc)) is None:
                 raise
         else:
@@ -337,11 +337,11 @@ async def send_with_retries_async(
     policy: RetryPolicy | None,
     method: str,
     path: str,
-    attempt: Callable[[], Awaitable[httpx.Response]],
+    attempt: Callable[[], Awaitable[httpx2.Response]],
     *,
     idempotent: bool | None = None,
     raise_rate_limited: bool = True,
-) -> httpx.Response:
+) -> httpx2.Response:
     """`send_with_retries` for an async `attempt`, waiting with `policy.async_sleep`."""
     if policy is None:
         return await attempt()
@@ -349,7 +349,7 @@ async def send_with_retries_async(
     while True:
         try:
             response = await attempt()
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             if (delay := attempts.wait_after(exc)) is None:
                 raise
         else:
@@ -362,8 +362,8 @@ async def send_with_retries_async(
         await policy.async_sleep(delay)
 
 
-class RetryingClient(httpx.Client):
-    """An `httpx.Client` whose every send follows `retries`, re-running its auth (a fresh token) per attempt.
+class RetryingClient(httpx2.Client):
+    """An `httpx2.Client` whose every send follows `retries`, re-running its auth (a fresh token) per attempt.
 
     A request whose body cannot be sent twice (a generator) is sent once. A 429
     left when retries are over raises `RateLimitedError`; `retries=None` turns
@@ -375,32 +375,32 @@ class RetryingClient(httpx.Client):
         super().__init__(**options)
         self.retries = retries
 
-    def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
-        refuse_client_redirects(self, options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT))
+    def send(self, request: httpx2.Request, **options: Any) -> httpx2.Response:
+        refuse_client_redirects(self, options.get("follow_redirects", httpx2.USE_CLIENT_DEFAULT))
         send = super().send
         return send_with_retries(
             _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
         )
 
 
-class AsyncRetryingClient(httpx.AsyncClient):
-    """`RetryingClient` as an `httpx.AsyncClient`."""
+class AsyncRetryingClient(httpx2.AsyncClient):
+    """`RetryingClient` as an `httpx2.AsyncClient`."""
 
     def __init__(self, *, retries: RetryPolicy | None, **options: Any) -> None:
         super().__init__(**options)
         self.retries = retries
 
-    async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
-        refuse_client_redirects(self, options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT))
+    async def send(self, request: httpx2.Request, **options: Any) -> httpx2.Response:
+        refuse_client_redirects(self, options.get("follow_redirects", httpx2.USE_CLIENT_DEFAULT))
         send = super().send
         return await send_with_retries_async(
             _policy_for(request, self.retries), request.method, request.url.path, lambda: send(request, **options)
         )
 
 
-def _policy_for(request: httpx.Request, default: RetryPolicy | None) -> RetryPolicy | None:
+def _policy_for(request: httpx2.Request, default: RetryPolicy | None) -> RetryPolicy | None:
     """The request's own policy (`extensions["retries"]`) or the client's; none if its body cannot be sent twice."""
     policy = request.extensions.get("retries", default)
     if policy is not None and not isinstance(policy, RetryPolicy):
         raise TypeError('extensions["retries"] must be a RetryPolicy or None')
-    return policy if isinstance(request.stream, httpx.ByteStream) else None
+    return policy if isinstance(request.stream, httpx2.ByteStream) else None

@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
+import httpx2
 from cachetools import LRUCache
 
-from .._environments import ConnectEnvironment, ProductHosts
+from .._connect._environments import ConnectEnvironment, ProductHosts
 from ._app_auth import sign_hs256
 from ._errors import TokenRequestError
 from ._origin import TenantAuth, required, safe_base_url
@@ -88,7 +88,7 @@ class UserTokenProvider:
 
     * `authorization_server`: override Atlassian's (chosen by the product host's
       environment), e.g. for a local fake in tests; https, or http to localhost.
-    * `client` / `sync_client`: httpx clients to reach the token endpoint (you
+    * `client` / `sync_client`: httpx2 clients to reach the token endpoint (you
       close them); by default a short-lived client is opened per token request.
     * `retries`: how a rate-limited or unreachable token endpoint is retried
       (each attempt with a fresh assertion); asking again for a token is safe,
@@ -99,8 +99,8 @@ class UserTokenProvider:
         self,
         *,
         authorization_server: str | None = None,
-        client: httpx.AsyncClient | None = None,
-        sync_client: httpx.Client | None = None,
+        client: httpx2.AsyncClient | None = None,
+        sync_client: httpx2.Client | None = None,
         timeout: float = 10.0,
         refresh_margin: float = 30.0,
         cache_size: int = 4096,
@@ -112,9 +112,9 @@ class UserTokenProvider:
         )
         """The token endpoint's base URL when overridden, else `None` (Atlassian's)."""
         self.client = client
-        """The httpx client for async token requests, if given."""
+        """The httpx2 client for async token requests, if given."""
         self.sync_client = sync_client
-        """The httpx client for sync token requests, if given."""
+        """The httpx2 client for sync token requests, if given."""
         self.timeout = timeout
         """Seconds a token request may take."""
         self.refresh_margin = refresh_margin
@@ -212,38 +212,38 @@ class UserTokenProvider:
     async def _fetch(self, grant: UserGrant) -> str:
         sent: list[tuple[float, dict[str, str]]] = []
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> httpx2.Response:
             requested_at, url, form = self._token_request(grant)  # a fresh assertion for every attempt
             sent.append((requested_at, form))
             if self.client is not None:
                 return await self.client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            async with httpx2.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
                 return await client.post(url, data=form, headers=_ACCEPT_JSON)
 
         try:
             response = await send_with_retries_async(
                 self.retries, "POST", "/oauth2/token", attempt, idempotent=True, raise_rate_limited=False
             )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise _unreachable(grant, exc) from None
         return self._store(grant, sent[-1][0], response, sent[-1][1]["assertion"])
 
     def _fetch_sync(self, grant: UserGrant) -> str:
         sent: list[tuple[float, dict[str, str]]] = []
 
-        def attempt() -> httpx.Response:
+        def attempt() -> httpx2.Response:
             requested_at, url, form = self._token_request(grant)
             sent.append((requested_at, form))
             if self.sync_client is not None:
                 return self.sync_client.post(url, data=form, headers=_ACCEPT_JSON, follow_redirects=False)
-            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            with httpx2.Client(timeout=self.timeout, follow_redirects=False) as client:
                 return client.post(url, data=form, headers=_ACCEPT_JSON)
 
         try:
             response = send_with_retries(
                 self.retries, "POST", "/oauth2/token", attempt, idempotent=True, raise_rate_limited=False
             )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise _unreachable(grant, exc) from None
         return self._store(grant, sent[-1][0], response, sent[-1][1]["assertion"])
 
@@ -267,7 +267,7 @@ class UserTokenProvider:
             form["scope"] = " ".join(grant.scopes)
         return now, grant.authorization_server + "/oauth2/token", form
 
-    def _store(self, grant: UserGrant, requested_at: float, response: httpx.Response, assertion: str) -> str:
+    def _store(self, grant: UserGrant, requested_at: float, response: httpx2.Response, assertion: str) -> str:
         token, expires_in = _parse_token_response(grant, response, (assertion, grant.shared_secret))
         # Timed from before the request was sent, so the token is never kept past its real expiry.
         entry = _AccessToken(token, requested_at + expires_in - self.refresh_margin)
@@ -282,14 +282,14 @@ class UserTokenProvider:
 _ACCEPT_JSON = {"Accept": "application/json"}
 
 
-def _unreachable(grant: UserGrant, exc: httpx.HTTPError) -> TokenRequestError:
+def _unreachable(grant: UserGrant, exc: httpx2.HTTPError) -> TokenRequestError:
     return TokenRequestError(
         f"Could not reach the authorization server {grant.authorization_server} "
         f"for user {grant.account_id} on {grant.base_url}: {type(exc).__name__}."
     )
 
 
-def _parse_token_response(grant: UserGrant, response: httpx.Response, secrets: tuple[str, ...]) -> tuple[str, float]:
+def _parse_token_response(grant: UserGrant, response: httpx2.Response, secrets: tuple[str, ...]) -> tuple[str, float]:
     """The access token and its lifetime, or a `TokenRequestError` with the server's reason (scrubbed)."""
     context = f"for user {grant.account_id} on {grant.base_url}"
     try:
@@ -371,7 +371,7 @@ class ConnectUserAuth(TenantAuth):
     def __repr__(self) -> str:
         return f"ConnectUserAuth(base_url={str(self.base_url)!r}, account_id={self._grant.account_id!r})"
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         """Send the request with the user's bearer token (fetched or cached)."""
         self.check_destination(request.url)
         authorization = "Bearer " + self.tokens.access_token_sync(self._grant)
@@ -384,7 +384,7 @@ class ConnectUserAuth(TenantAuth):
             except StopIteration:
                 return
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         """Send the request with the user's bearer token (fetched or cached)."""
         self.check_destination(request.url)
         authorization = "Bearer " + await self.tokens.access_token(self._grant)
@@ -397,7 +397,7 @@ class ConnectUserAuth(TenantAuth):
             except StopIteration:
                 return
 
-    def _seen(self, response: httpx.Response) -> httpx.Response:
+    def _seen(self, response: httpx2.Response) -> httpx2.Response:
         """Forget a token the product rejected (revoked, or the user lost access), so the next call asks anew."""
         if response.status_code == 401:
             self.tokens.forget(self._grant)

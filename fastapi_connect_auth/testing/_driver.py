@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
+import httpx2
 
 from ._tenant import FakeTenant
 
@@ -36,9 +36,9 @@ def expand_url(template: str, context: Mapping[str, str]) -> str:
 
 
 class ConnectAppDriver:
-    """Drives the app behind `client` (a `TestClient` or an `httpx.Client`) through its Connect lifecycle.
+    """Drives the app behind `client` (a `TestClient` or an `httpx2.Client`) through its Connect lifecycle.
 
-    Every method returns the app's `httpx.Response`, so a test asserts what the
+    Every method returns the app's `httpx2.Response`, so a test asserts what the
     app answered. `app_base_url` defaults to the descriptor's `baseUrl`; the
     client may reach the app at another address (a `TestClient`, a loopback port).
     """
@@ -46,7 +46,7 @@ class ConnectAppDriver:
     def __init__(
         self,
         product: FakeTenant,
-        client: httpx.Client,
+        client: httpx2.Client,
         *,
         app_base_url: str | None = None,
         descriptor_url: str = "/atlassian-connect.json",
@@ -54,7 +54,7 @@ class ConnectAppDriver:
         self.product = product
         """The fake product whose calls are sent."""
         self.client = client
-        """The client that reaches the app (a `TestClient` or an `httpx.Client`)."""
+        """The client that reaches the app (a `TestClient` or an `httpx2.Client`)."""
         self.descriptor_url = descriptor_url
         """Where the app serves its descriptor, relative to the client's base URL."""
         self._app_base_url = app_base_url.rstrip("/") if app_base_url else None
@@ -119,7 +119,7 @@ class ConnectAppDriver:
         json_body: Any = None,
         content: str | bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send `method url` (relative to the app's base URL), with `Authorization: JWT <token>` if given."""
         all_headers = dict(headers or {})
         if token is not None:
@@ -133,7 +133,7 @@ class ConnectAppDriver:
         """`url` under the path of the app's base URL, for the client (which knows only the host)."""
         return urlsplit(self.app_base_url).path.rstrip("/") + url
 
-    def _lifecycle(self, event: str, body: dict[str, Any] | str | bytes, token: str | None) -> httpx.Response:
+    def _lifecycle(self, event: str, body: dict[str, Any] | str | bytes, token: str | None) -> httpx2.Response:
         url = self.lifecycle_url(event)
         if token is None:
             if event in ("installed", "uninstalled") and self.product.signs_installs:
@@ -159,7 +159,9 @@ class ConnectAppDriver:
 
     # -- the lifecycle --------------------------------------------------------------------
 
-    def install(self, *, token: str | None = None, content: str | bytes | None = None, **fields: Any) -> httpx.Response:
+    def install(
+        self, *, token: str | None = None, content: str | bytes | None = None, **fields: Any
+    ) -> httpx2.Response:
         """A signed `installed` callback with the current shared secret.
 
         `fields` override payload fields (`None` leaves one out); `content` sends a
@@ -169,22 +171,22 @@ class ConnectAppDriver:
         body = content if content is not None else self.product.install_payload(app_key=self.app_key, **fields)
         return self._lifecycle("installed", body, token)
 
-    def update(self, shared_secret: str | None = None, **fields: Any) -> httpx.Response:
+    def update(self, shared_secret: str | None = None, **fields: Any) -> httpx2.Response:
         """Re-install with a new shared secret, as the product does on an upgrade or re-enable."""
         self.product.rotate_shared_secret(shared_secret)
         return self.install(**fields)
 
-    def uninstall(self, *, token: str | None = None, **fields: Any) -> httpx.Response:
+    def uninstall(self, *, token: str | None = None, **fields: Any) -> httpx2.Response:
         """A signed `uninstalled` callback; once the app accepts it, the REST API refuses the app."""
         return self._lifecycle(
             "uninstalled", self.product.lifecycle_payload("uninstalled", app_key=self.app_key, **fields), token
         )
 
-    def enable(self, *, token: str | None = None) -> httpx.Response:
+    def enable(self, *, token: str | None = None) -> httpx2.Response:
         """An `enabled` callback, signed with the shared secret."""
         return self._lifecycle("enabled", self.product.lifecycle_payload("enabled", app_key=self.app_key), token)
 
-    def disable(self, *, token: str | None = None) -> httpx.Response:
+    def disable(self, *, token: str | None = None) -> httpx2.Response:
         """A `disabled` callback, signed with the shared secret."""
         return self._lifecycle("disabled", self.product.lifecycle_payload("disabled", app_key=self.app_key), token)
 
@@ -198,7 +200,7 @@ class ConnectAppDriver:
         shared_secret: str | None = None,
         token: str | None = None,
         context: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send webhook `event` to its URL in the descriptor, signed with the shared secret (or `shared_secret`).
 
         The default body is the product's own (`FakeProduct.webhook_body`): a Jira
@@ -222,7 +224,7 @@ class ConnectAppDriver:
         context: Mapping[str, str] | None = None,
         shared_secret: str | None = None,
         **params: str,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Load page `key` of `module` as the product's iframe does: its query parameters and a `jwt` one.
 
         `context` fills the URL's `{parameters}` (`{"space.key": "DOC"}` for
@@ -246,7 +248,7 @@ class ConnectAppDriver:
         account_id: str | None = None,
         shared_secret: str | None = None,
         json_body: Any = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Call the app from its own iframe, with a token from `AP.context.getToken()`."""
         options: dict[str, Any] = {"shared_secret": shared_secret}
         if account_id is not None:

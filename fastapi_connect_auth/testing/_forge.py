@@ -2,7 +2,7 @@
 
 Tokens are made with PyJWT directly from the documented claim shapes (a UI call,
 a product event, a scheduled trigger); the fake never reaches the network: its
-JWKS and product API answer through `httpx.MockTransport`, or on a loopback port.
+JWKS and product API answer through `httpx2.MockTransport`, or on a loopback port.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .._forge import ForgeAuth, forge_app_ari
-from .._jwks import JwksKeyProvider
+from .._forge._flow import ForgeAuth, forge_app_ari
+from .._forge._jwks import JwksKeyProvider
 from ._keyserver import running
 from ._profiles import DEFAULT_ACCOUNT_ID
 from ._tenant import generate_rsa_key
@@ -145,18 +145,18 @@ class FakeForge:
         return 200, json.dumps(self.jwks()).encode()
 
     @property
-    def jwks_transport(self) -> httpx.MockTransport:
-        """An httpx transport answering every GET with the JWKS (503 while `jwks_outage` is set)."""
+    def jwks_transport(self) -> httpx2.MockTransport:
+        """An httpx2 transport answering every GET with the JWKS (503 while `jwks_outage` is set)."""
 
-        def handle(request: httpx.Request) -> httpx.Response:
+        def handle(request: httpx2.Request) -> httpx2.Response:
             status, body = self._jwks_response()
-            return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
+            return httpx2.Response(status, content=body, headers={"Content-Type": "application/json"})
 
-        return httpx.MockTransport(handle)
+        return httpx2.MockTransport(handle)
 
     def key_provider(self, **options: Any) -> JwksKeyProvider:
         """A `JwksKeyProvider` that gets this fake's JWKS in-process, through `jwks_transport`."""
-        return JwksKeyProvider(client=httpx.AsyncClient(transport=self.jwks_transport), **options)
+        return JwksKeyProvider(client=httpx2.AsyncClient(transport=self.jwks_transport), **options)
 
     def forge_auth(self, **options: Any) -> ForgeAuth:
         """A `ForgeAuth` for this fake's app, keys fetched in-process; `options` go to `ForgeAuth`."""
@@ -279,7 +279,7 @@ class FakeForge:
 
     # -- the product API -------------------------------------------------------------------
 
-    def _bearer_kind(self, request: httpx.Request) -> str | None:
+    def _bearer_kind(self, request: httpx2.Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         kind = self.issued_tokens.get(token) if scheme == "Bearer" else None
         if kind is None:
@@ -290,30 +290,30 @@ class FakeForge:
             return None
         return kind if claims["exp"] > self.clock() else None  # expiry by the fake's own clock
 
-    def answer_api_request(self, request: httpx.Request) -> httpx.Response:
+    def answer_api_request(self, request: httpx2.Request) -> httpx2.Response:
         """Answer one call to the product API (`api_transport`); 401 without a live token of this fake."""
         kind = self._bearer_kind(request)
         path = request.url.path
         if kind is None:
-            response = httpx.Response(401, json={"message": "Unauthorized"})
+            response = httpx2.Response(401, json={"message": "Unauthorized"})
         elif path == "/graphql" and request.method == "POST":
             response = self._offline_token(request, kind)
         elif path.startswith(f"/ex/jira/{self.cloud_id}/rest/api/3/myself"):
             account = self.account_id if kind != "system" else "app-system-user"
-            response = httpx.Response(200, json={"accountId": account, "tokenKind": kind})
+            response = httpx2.Response(200, json={"accountId": account, "tokenKind": kind})
         elif path.startswith(f"/ex/jira/{self.cloud_id}/"):
-            response = httpx.Response(200, json={"path": path, "tokenKind": kind})
+            response = httpx2.Response(200, json={"path": path, "tokenKind": kind})
         else:
-            response = httpx.Response(404, json={"message": "Not found"})
+            response = httpx2.Response(404, json={"message": "Not found"})
         with self.lock:
             self.api_calls.append((request.method, path, response.status_code))
         return response
 
-    def _offline_token(self, request: httpx.Request, kind: str) -> httpx.Response:
+    def _offline_token(self, request: httpx2.Request, kind: str) -> httpx2.Response:
         body = json.loads(request.content or b"{}")
         variables = (body.get("variables") or {}).get("input") or {}
         if kind != "system" or "offlineUserAuthToken" not in str(body.get("query", "")):
-            return httpx.Response(200, json={"data": None, "errors": [{"message": "Not allowed"}]})
+            return httpx2.Response(200, json={"data": None, "errors": [{"message": "Not allowed"}]})
         if not variables.get("userId") or not variables.get("contextIds"):
             result = {
                 "success": False,
@@ -324,24 +324,24 @@ class FakeForge:
             ttl = _PRODUCT_TOKEN_LIFETIME
             token = self._product_token("offline", self.clock() + ttl)
             result = {"success": True, "errors": None, "authToken": {"token": token, "ttl": ttl}}
-        return httpx.Response(200, json={"data": {"offlineUserAuthToken": result}})
+        return httpx2.Response(200, json={"data": {"offlineUserAuthToken": result}})
 
     @property
-    def api_transport(self) -> httpx.MockTransport:
-        """An httpx transport answering the product API (`https://api.atlassian.com/...`) in-process."""
-        return httpx.MockTransport(self.answer_api_request)
+    def api_transport(self) -> httpx2.MockTransport:
+        """An httpx2 transport answering the product API (`https://api.atlassian.com/...`) in-process."""
+        return httpx2.MockTransport(self.answer_api_request)
 
     # -- driving the app --------------------------------------------------------------------
 
-    def drive(self, client: httpx.Client) -> ForgeAppDriver:
-        """Send Forge's calls to an app through `client` (a `TestClient`, or an `httpx.Client` to a running app)."""
+    def drive(self, client: httpx2.Client) -> ForgeAppDriver:
+        """Send Forge's calls to an app through `client` (a `TestClient`, or an `httpx2.Client` to a running app)."""
         return ForgeAppDriver(self, client)
 
 
 class ForgeAppDriver:
     """Delivers Forge's calls to an app: product events and triggers, and UI calls, with the headers Forge sends."""
 
-    def __init__(self, forge: FakeForge, client: httpx.Client) -> None:
+    def __init__(self, forge: FakeForge, client: httpx2.Client) -> None:
         self.forge = forge
         """The fake Forge platform whose calls are sent."""
         self.client = client
@@ -368,7 +368,7 @@ class ForgeAppDriver:
         fit: str | None = None,
         shape: FitShape = "event",
         system_token: str | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """POST a product event (or, with `shape="trigger"`, a scheduled trigger) as Forge delivers it."""
         fit = fit or self.forge.mint_fit(shape)
         return self.client.post(path, json=dict(payload), headers=self.headers(fit, system_token=system_token))
@@ -382,7 +382,7 @@ class ForgeAppDriver:
         system_token: str | None = None,
         user_token: str | None = None,
         json_body: Any = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """A call from the app's UI (`requestRemote`)."""
         fit = fit or self.forge.mint_fit("ui")
         headers = self.headers(fit, system_token=system_token, user_token=user_token)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
+import httpx2
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._outbound import UserTokenProvider
@@ -26,7 +26,7 @@ class FakeProduct(FakeTenant):
     base URL, install fields, webhook bodies and whether installs are signed
     with its RSA key. It holds that key and its `kid` (signed installs), the
     tenant's `client_key` and current `shared_secret`, and serves its public key
-    both as an httpx transport (`key_transport`, `key_provider()`) and as a
+    both as an httpx2 transport (`key_transport`, `key_provider()`) and as a
     loopback HTTP server (`serve_keys()`). Its token builders take the method
     and URL of the request they will sign; URLs are relative to `app_base_url`,
     as the app's descriptor declares them.
@@ -84,7 +84,7 @@ class FakeProduct(FakeTenant):
         client = (
             None
             if self.api.authorization_server != FAKE_AUTHORIZATION_SERVER
-            else httpx.AsyncClient(transport=self.api.transport)
+            else httpx2.AsyncClient(transport=self.api.transport)
         )
         return UserTokenProvider(authorization_server=self.api.authorization_server, client=client, **options)
 
@@ -93,7 +93,7 @@ class FakeProduct(FakeTenant):
         """Every call the REST API received, in order (`api.calls`)."""
         return self.api.calls
 
-    def answer_api_request(self, request: httpx.Request) -> httpx.Response:
+    def answer_api_request(self, request: httpx2.Request) -> httpx2.Response:
         """Answer a call to the product's REST API, as `api_transport` and `serve_api()` do.
 
         401 unless `Authorization: JWT` carries a token HS256-signed with the
@@ -104,8 +104,8 @@ class FakeProduct(FakeTenant):
         return self.api.answer(request)
 
     @property
-    def api_transport(self) -> httpx.MockTransport:
-        """An httpx transport that answers the product's REST API in-process (`product_client(transport=...)`)."""
+    def api_transport(self) -> httpx2.MockTransport:
+        """An httpx2 transport that answers the product's REST API in-process (`product_client(transport=...)`)."""
         return self.api.transport
 
     @contextmanager
@@ -118,6 +118,6 @@ class FakeProduct(FakeTenant):
         with self.api.serve() as base_url:
             yield base_url
 
-    def drive(self, client: httpx.Client, *, app_base_url: str | None = None) -> ConnectAppDriver:
-        """A driver that sends this product's calls to the app behind `client` (a `TestClient` or `httpx.Client`)."""
+    def drive(self, client: httpx2.Client, *, app_base_url: str | None = None) -> ConnectAppDriver:
+        """A driver that sends this product's calls to the app behind `client` (a `TestClient` or `httpx2.Client`)."""
         return ConnectAppDriver(self, client, app_base_url=app_base_url)

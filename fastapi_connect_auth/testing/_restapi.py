@@ -31,10 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+import httpx2
 import jwt
 
-from .._qsh import query_string_hash
+from .._connect._qsh import query_string_hash
 from ._keyserver import running
 from ._tenant import FakeTenant
 
@@ -86,7 +86,7 @@ class APIRequest:
     those of the app's verified token.
     """
 
-    request: httpx.Request
+    request: httpx2.Request
     """The request as the API received it."""
     params: dict[str, str]
     """The path parameters the route named (`{key}` gives `params["key"]`)."""
@@ -96,7 +96,7 @@ class APIRequest:
     """The user the call acts as (a Bearer user token); `None` for the app's JWT, which sees everything."""
 
 
-RouteHandler = Callable[[APIRequest], httpx.Response]
+RouteHandler = Callable[[APIRequest], httpx2.Response]
 """A route of the fake REST API: a verified call in, the product's answer out."""
 
 
@@ -131,14 +131,14 @@ def issue_route(issues: Mapping[str, str], viewers: Mapping[str, Collection[str]
     404 as for a missing issue (Jira does not say which). The app's JWT sees all.
     """
 
-    def answer(call: APIRequest) -> httpx.Response:
+    def answer(call: APIRequest) -> httpx2.Response:
         key = call.params["key"]
         summary = issues.get(key)
         allowed = (viewers or {}).get(key)
         hidden = call.account_id is not None and allowed is not None and call.account_id not in allowed
         if call.params["version"] not in ("2", "3") or summary is None or hidden:
-            return httpx.Response(404, json=_NOT_FOUND)
-        return httpx.Response(200, json={"key": key, "fields": {"summary": summary}})
+            return httpx2.Response(404, json=_NOT_FOUND)
+        return httpx2.Response(200, json={"key": key, "fields": {"summary": summary}})
 
     return answer
 
@@ -151,8 +151,8 @@ class FakeRestAPI:
 
     ```python
     @product.api.route("GET", "/rest/api/content/{id}")
-    def page(call: APIRequest) -> httpx.Response:
-        return httpx.Response(200, json={"id": call.params["id"], "title": "Home"})
+    def page(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(200, json={"id": call.params["id"], "title": "Home"})
     ```
 
     A route added later wins over an earlier one for the same path; a path no
@@ -211,7 +211,7 @@ class FakeRestAPI:
         with self.lock:
             self._throttles.append(_Throttle(status, answer_headers, times, method and method.upper(), pattern))
 
-    def _throttled(self, request: httpx.Request) -> httpx.Response | None:
+    def _throttled(self, request: httpx2.Request) -> httpx2.Response | None:
         """The scheduled 429/503 for `request`, using one of its `times`; `None` if none applies."""
         relative = request.url.path[len(urlsplit(self.tenant.base_url).path.rstrip("/")) :]
         with self.lock:
@@ -221,7 +221,7 @@ class FakeRestAPI:
                     if throttle.times <= 0:
                         self._throttles.remove(throttle)
                     message = "Rate limit exceeded." if throttle.status == 429 else "Service unavailable."
-                    return httpx.Response(throttle.status, headers=throttle.headers, json={"errorMessages": [message]})
+                    return httpx2.Response(throttle.status, headers=throttle.headers, json={"errorMessages": [message]})
         return None
 
     def route(self, method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
@@ -233,7 +233,7 @@ class FakeRestAPI:
 
         return register
 
-    def _verified_claims(self, request: httpx.Request) -> dict[str, Any] | str:
+    def _verified_claims(self, request: httpx2.Request) -> dict[str, Any] | str:
         """The claims of the request's app JWT or user token if the product would accept it, else why not."""
         tenant = self.tenant
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -272,7 +272,7 @@ class FakeRestAPI:
             return "Bearer token expired"
         return {"sub": account_id, "exp": expires}
 
-    def _grant(self, request: httpx.Request) -> dict[str, Any] | str:
+    def _grant(self, request: httpx2.Request) -> dict[str, Any] | str:
         """The account id of a JWT bearer grant the authorization server accepts, else why not."""
         tenant = self.tenant
         form = {name: values[0] for name, values in parse_qs(request.content.decode("ascii", "replace")).items()}
@@ -307,13 +307,13 @@ class FakeRestAPI:
             return "sub names no account"
         return {"sub": subject.removeprefix(_ACCOUNT_PREFIX), "scope": form.get("scope", "")}
 
-    def _token(self, request: httpx.Request) -> tuple[httpx.Response, ProductAPICall]:
+    def _token(self, request: httpx2.Request) -> tuple[httpx2.Response, ProductAPICall]:
         """Answer `POST /oauth2/token`: an access token bound to the grant's account, or 400 `invalid_grant`."""
         url = request.url.raw_path.decode("ascii")
         grant = self._grant(request)
         if isinstance(grant, str):
             refused = {"error": "invalid_grant", "error_description": "The assertion was refused."}
-            return httpx.Response(400, json=refused), ProductAPICall(request.method, url, 400, refusal=grant)
+            return httpx2.Response(400, json=refused), ProductAPICall(request.method, url, 400, refusal=grant)
         token, expires = secrets.token_urlsafe(32), int(self.tenant.clock()) + USER_TOKEN_LIFETIME
         with self.lock:
             self._user_tokens[token] = (grant["sub"], expires)
@@ -323,17 +323,17 @@ class FakeRestAPI:
             "expires_in": USER_TOKEN_LIFETIME,
             "scope": grant["scope"],
         }
-        return httpx.Response(200, json=body), ProductAPICall(request.method, url, 200, grant, account_id=grant["sub"])
+        return httpx2.Response(200, json=body), ProductAPICall(request.method, url, 200, grant, account_id=grant["sub"])
 
-    def _is_token_request(self, request: httpx.Request) -> bool:
-        server = httpx.URL(self.authorization_server)
+    def _is_token_request(self, request: httpx2.Request) -> bool:
+        server = httpx2.URL(self.authorization_server)
         return (
             request.method == "POST"
             and request.url.path == "/oauth2/token"
             and (request.url.scheme, request.url.host, request.url.port) == (server.scheme, server.host, server.port)
         )
 
-    def _route(self, request: httpx.Request, claims: dict[str, Any], account_id: str | None) -> httpx.Response:
+    def _route(self, request: httpx2.Request, claims: dict[str, Any], account_id: str | None) -> httpx2.Response:
         base_path = urlsplit(self.tenant.base_url).path.rstrip("/")
         path = request.url.path
         if path.startswith(base_path + "/"):
@@ -342,16 +342,16 @@ class FakeRestAPI:
                 match = pattern.fullmatch(relative)
                 if method == request.method and match:
                     return handler(APIRequest(request, match.groupdict(), claims, account_id))
-        return httpx.Response(404, json={"errorMessages": [f"The fake product has no route for {request.method}."]})
+        return httpx2.Response(404, json={"errorMessages": [f"The fake product has no route for {request.method}."]})
 
-    def answer(self, request: httpx.Request) -> httpx.Response:
+    def answer(self, request: httpx2.Request) -> httpx2.Response:
         """Answer `request` as the product's REST API would, and record it in `calls`."""
         url = request.url.raw_path.decode("ascii")
         if self._is_token_request(request):
             response, call = self._token(request)
         elif isinstance(verified := self._verified_claims(request), str):
             call = ProductAPICall(request.method, url, 401, refusal=verified)
-            response = httpx.Response(
+            response = httpx2.Response(
                 401, json={"errorMessages": ["Authentication failed."]}, headers={"WWW-Authenticate": "JWT"}
             )
         else:
@@ -363,9 +363,9 @@ class FakeRestAPI:
         return response
 
     @property
-    def transport(self) -> httpx.MockTransport:
-        """An httpx transport that answers this API in-process (`product_client(transport=...)`)."""
-        return httpx.MockTransport(self.answer)
+    def transport(self) -> httpx2.MockTransport:
+        """An httpx2 transport that answers this API in-process (`product_client(transport=...)`)."""
+        return httpx2.MockTransport(self.answer)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
@@ -386,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        request = httpx.Request(
+        request = httpx2.Request(
             self.command,
             self.server.url + self.path,
             headers=list(self.headers.items()),

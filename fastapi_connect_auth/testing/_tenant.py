@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .._keys import AtlassianKeyProvider
-from .._qsh import CONTEXT_QSH, query_string_hash
+from .._connect._keys import AtlassianKeyProvider
+from .._connect._qsh import CONTEXT_QSH, query_string_hash
 from ._keyserver import KeyServer, serve_keys
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType, profile_of
 
@@ -95,20 +95,20 @@ class FakeTenant:
         )
 
     @property
-    def key_transport(self) -> httpx.MockTransport:
-        """An httpx transport that answers `GET <any base>/<kid>` with the public key, and 404 otherwise."""
+    def key_transport(self) -> httpx2.MockTransport:
+        """An httpx2 transport that answers `GET <any base>/<kid>` with the public key, and 404 otherwise."""
         pem = self.public_key_pem
 
-        def handle(request: httpx.Request) -> httpx.Response:
+        def handle(request: httpx2.Request) -> httpx2.Response:
             if request.method == "GET" and request.url.path.endswith(f"/{self.kid}"):
-                return httpx.Response(200, content=pem, headers={"Content-Type": "application/x-pem-file"})
-            return httpx.Response(404, text="Not found")
+                return httpx2.Response(200, content=pem, headers={"Content-Type": "application/x-pem-file"})
+            return httpx2.Response(404, text="Not found")
 
-        return httpx.MockTransport(handle)
+        return httpx2.MockTransport(handle)
 
     def key_provider(self, **options: Any) -> AtlassianKeyProvider:
         """An `AtlassianKeyProvider` that gets this product's key in-process, through `key_transport`."""
-        client = httpx.AsyncClient(transport=self.key_transport)
+        client = httpx2.AsyncClient(transport=self.key_transport)
         return AtlassianKeyProvider(client=client, base_url=FAKE_KEYS_URL, **options)
 
     @contextmanager

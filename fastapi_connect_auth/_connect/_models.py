@@ -9,18 +9,17 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
-    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    StrictFloat,
-    StrictInt,
     StrictStr,
     StringConstraints,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from .._tokens import NumericDate
 
 __all__ = [
     "ConnectClaims",
@@ -37,8 +36,6 @@ __all__ = [
 
 EntityT = TypeVar("EntityT")
 
-# NaN and infinities are refused: `exp: NaN` would compare as never expired.
-_NumericDate = StrictInt | Annotated[StrictFloat, AllowInfNan(False)]
 _ShortText = Annotated[StrictStr, StringConstraints(max_length=2048)]
 _Identifier = Annotated[StrictStr, StringConstraints(min_length=1, max_length=255)]
 
@@ -86,11 +83,11 @@ class ConnectClaims(BaseModel):
     """The subject: the acting user's account id, when a user acts."""
     aud: list[StrictStr] = Field(default_factory=list)
     """The audience, always a list (a single string is wrapped); signed installs name the app."""
-    exp: _NumericDate
+    exp: NumericDate
     """Expiry, seconds since the epoch; required."""
-    iat: _NumericDate | None = None
+    iat: NumericDate | None = None
     """Issued at, seconds since the epoch."""
-    nbf: _NumericDate | None = None
+    nbf: NumericDate | None = None
     """Not before, seconds since the epoch."""
     qsh: StrictStr | None = None
     """The query string hash binding the token to a request, or `context-qsh`."""

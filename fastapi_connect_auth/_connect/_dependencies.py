@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 from pydantic import TypeAdapter, ValidationError
 
-from ._bodies import BodySource, read_capped
-from ._connect import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
-from ._errors import AuthError, AuthErrorCode
+from .._bodies import BodySource, read_capped
+from .._errors import AuthError, AuthErrorCode
+from .._openapi import DocumentedDependency
+from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
     InstallPayload,
     LifecycleEvent,
@@ -28,7 +29,6 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
-from ._openapi import DocumentedDependency
 
 __all__ = ["ConnectInstall", "ConnectLifecycle", "ConnectRequest", "request_target"]
 
@@ -79,6 +79,10 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         if len(values) > 1:
             raise AuthError(AuthErrorCode.FAILED_TO_DECODE, "The request carries more than one 'jwt' query parameter.")
         return values[0] if values else None
+
+    def configured(self, app: FastAPI) -> ConnectAuth | None:
+        """The `ConnectAuth` this dependency checks with on `app`, if one is set (for OpenAPI, outside a request)."""
+        return self.config or ConnectAuth.installed_on(app)
 
     def connect_auth(self, request: Request) -> ConnectAuth:
         """The `ConnectAuth` this dependency checks with: its own `config`, else the app's."""
@@ -156,7 +160,7 @@ class ConnectRequest(_ConnectSecurity):
         self.max_body_size = max_body_size
         """The largest body read for `body`, in bytes."""
 
-    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+    def openapi_statuses(self, app: FastAPI) -> set[int]:
         """401; 503 when RS256 is accepted; 413 and 422 when it reads a `body`."""
         signed = {503} if self.authorization_method != "sharedSecret" else set()
         return {401} | signed | ({413, 422} if self.body is not None else set())
@@ -204,9 +208,9 @@ class ConnectInstall(_ConnectSecurity):
     ) -> None:
         super().__init__(scheme_name=scheme_name, description=description, config=config)
 
-    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+    def openapi_statuses(self, app: FastAPI) -> set[int]:
         """400, 401, 413; 503 when installs are signed (Atlassian's key is fetched)."""
-        config = self.config or config
+        config = self.configured(app)
         signed = config is None or config.authorization_method != "sharedSecret"
         return {400, 401, 413} | ({503} if signed else set())
 
@@ -242,9 +246,9 @@ class ConnectLifecycle(_ConnectSecurity):
         self.event: LifecycleEvent = event
         """The lifecycle event this route takes: `uninstalled`, `enabled` or `disabled`."""
 
-    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+    def openapi_statuses(self, app: FastAPI) -> set[int]:
         """400, 401, 413; 503 for a signed `uninstalled`."""
-        config = self.config or config
+        config = self.configured(app)
         signed = self.event == "uninstalled" and (config is None or config.authorization_method != "sharedSecret")
         return {400, 401, 413} | ({503} if signed else set())
 

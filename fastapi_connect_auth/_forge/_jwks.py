@@ -1,4 +1,4 @@
-"""Forge's signing keys: a key-provider protocol and an httpx JWKS implementation.
+"""Forge's signing keys: a key-provider protocol and an httpx2 JWKS implementation.
 
 One fetch of a JWKS serves every kid in it. The set is kept for `cache_ttl`;
 concurrent callers share one fetch; an unknown kid triggers one refetch (a key
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import anyio
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._errors import AuthError, AuthErrorCode
-from ._wiring import OwnedClient
+from .._errors import AuthError, AuthErrorCode
+from .._wiring import OwnedClient
 
 __all__ = ["FORGE_JWKS_URL", "FORGE_STAGING_JWKS_URL", "ForgeKeyProvider", "JwksKeyProvider"]
 
@@ -69,9 +69,9 @@ class _KeySet:
 
 
 class JwksKeyProvider(OwnedClient):
-    """Fetches and caches JSON Web Key Sets (Forge's, by default) with httpx.
+    """Fetches and caches JSON Web Key Sets (Forge's, by default) with httpx2.
 
-    Pass your own `httpx.AsyncClient`, or open the provider's with `async with
+    Pass your own `httpx2.AsyncClient`, or open the provider's with `async with
     provider:` (`ForgeAuth.lifespan` does it for you). `clock` is monotonic
     seconds, injectable for tests.
     """
@@ -79,7 +79,7 @@ class JwksKeyProvider(OwnedClient):
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         timeout: float = 3.0,
         cache_ttl: float = 3600.0,
         refetch_cooldown: float = 30.0,
@@ -159,14 +159,14 @@ class JwksKeyProvider(OwnedClient):
                 if self._client is not None:
                     body = await self._read(self._client, url)
                 else:
-                    async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    async with httpx2.AsyncClient(timeout=self._timeout) as client:
                         body = await self._read(client, url)
         except TimeoutError:
             raise _Unavailable("the JWKS endpoint timed out") from None
         return _parse_jwks(body)
 
     @staticmethod
-    async def _read(client: httpx.AsyncClient, url: str) -> bytes:
+    async def _read(client: httpx2.AsyncClient, url: str) -> bytes:
         try:
             async with client.stream("GET", url, follow_redirects=False) as response:
                 if response.status_code != 200:
@@ -177,7 +177,7 @@ class JwksKeyProvider(OwnedClient):
                     if len(body) > _MAX_JWKS_BYTES:
                         raise _Unavailable("the JWKS is too large")
                 return body
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise _Unavailable(f"the JWKS endpoint could not be reached ({type(exc).__name__})") from exc
 
 

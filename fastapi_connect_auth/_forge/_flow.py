@@ -22,12 +22,11 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
-from ._errors import AuthError, AuthErrorCode
-from ._forge_models import ForgeClaims, ForgeInvocation
+from .._errors import AuthError, AuthErrorCode
+from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
+from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
-from ._keys import check_kid
-from ._tokens import RawToken, check_times, invalid_claims, split_token, verify_rs256
-from ._wiring import AppConfig
+from ._models import ForgeClaims, ForgeInvocation
 
 __all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
 

@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ._models import _NumericDate
+from .._tokens import NumericDate
 
 __all__ = [
     "ForgeApp",
@@ -154,11 +154,11 @@ class ForgeClaims(BaseModel):
     """The issuer: always `forge/invocation-token`."""
     aud: list[StrictStr] = Field(max_length=16)
     """The audience: the app's id (ARI), as a list."""
-    exp: _NumericDate
+    exp: NumericDate
     """Expiry, seconds since the epoch."""
-    iat: _NumericDate
+    iat: NumericDate
     """Issued at, seconds since the epoch."""
-    nbf: _NumericDate
+    nbf: NumericDate
     """Not before, seconds since the epoch."""
     jti: _Id
     """The token's unique id."""

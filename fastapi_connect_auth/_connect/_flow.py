@@ -23,10 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ._bodies import BodySource, too_large
+from .._bodies import BodySource, too_large
+from .._errors import AuthError, AuthErrorCode
+from .._tokens import check_kid, check_times
+from .._wiring import AppConfig
 from ._environments import ConnectEnvironment, ProductHosts
-from ._errors import AuthError, AuthErrorCode
-from ._keys import AtlassianKeyProvider, PublicKeyProvider, check_kid
+from ._keys import AtlassianKeyProvider, PublicKeyProvider
 from ._models import (
     Credentials,
     InstallationType,
@@ -38,8 +40,7 @@ from ._models import (
     VerifiedRequest,
 )
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
-from ._tokens import Algorithm, ParsedToken, check_algorithm, check_times, parse_token, verify_signature
-from ._wiring import AppConfig
+from ._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
 
 __all__ = [
     "AuthorizationMethod",
@@ -389,7 +390,7 @@ class ConnectAuth(AppConfig):
     async def _public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
         """The provider's key for `kid`; any failure other than an `AuthError` is a 503, never a 500.
 
-        A custom provider may raise anything (an httpx error, a `RuntimeError`); the
+        A custom provider may raise anything (an httpx2 error, a `RuntimeError`); the
         Node library answers any of them with `FAILED_TO_OBTAIN_PUBLIC_KEY`. Only the
         exception's type is logged: its text may hold a URL or a credential.
         """

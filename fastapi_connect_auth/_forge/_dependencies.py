@@ -8,21 +8,18 @@ framework-free `ForgeAuth.verify_invocation`.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from pydantic import TypeAdapter
 
-from ._bodies import read_capped
-from ._errors import AuthError
-from ._forge import ForgeAuth
-from ._forge_models import ForgeInvocation
-from ._openapi import DocumentedDependency
-
-if TYPE_CHECKING:
-    from ._connect import ConnectAuth
+from .._bodies import read_capped
+from .._errors import AuthError
+from .._openapi import DocumentedDependency
+from ._flow import ForgeAuth
+from ._models import ForgeInvocation
 
 __all__ = ["ForgeRequest"]
 
@@ -66,7 +63,7 @@ class ForgeRequest(SecurityBase, DocumentedDependency):
         self.config = config
         """The `ForgeAuth` to use; `None` takes the one installed on the app."""
 
-    def openapi_statuses(self, config: ConnectAuth | None) -> set[int]:
+    def openapi_statuses(self, app: FastAPI) -> set[int]:
         """401, 503 (Forge's keys unavailable), and 413 when it reads the body."""
         return {401, 503} | ({413} if self.read_body else set())
 

@@ -1,4 +1,4 @@
-"""Atlassian's public keys for signed installs: a provider protocol and an httpx implementation.
+"""Atlassian's public keys for signed installs: a provider protocol and an httpx2 implementation.
 
 The default provider checks the `kid` before building any URL, tries the
 environment's primary CDN and then its fallback, bounds every fetch in time,
@@ -13,47 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
-import httpx
+import httpx2
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from .._errors import AuthError, AuthErrorCode
+from .._tokens import check_kid
+from .._wiring import OwnedClient
 from ._environments import INSTALL_KEYS_URLS, ConnectEnvironment
-from ._errors import AuthError, AuthErrorCode
-from ._wiring import OwnedClient
 
-__all__ = ["AtlassianKeyProvider", "PublicKeyProvider", "check_kid"]
+__all__ = ["AtlassianKeyProvider", "PublicKeyProvider"]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
-MAX_KID_LENGTH = 256
 _MAX_KEY_BYTES = 16 * 1024
 _MIN_RSA_BITS = 2048
-_KID = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
-
-
-def check_kid(kid: str | None) -> str:
-    """Return `kid` if it is safe to put in a URL path, else raise `MISSING_KID` / `INVALID_KID`.
-
-    Atlassian changed the kid format in November 2024 and kids may contain `/`, so
-    this refuses what could escape the key directory (traversal, schemes, `%`, `?`,
-    `#`, whitespace, empty segments, oversize) rather than guessing a format.
-    """
-    if not kid:
-        raise AuthError(AuthErrorCode.MISSING_KID, "The JWT header has no kid, which a signed install requires.")
-    if (
-        len(kid) > MAX_KID_LENGTH
-        or _KID.fullmatch(kid) is None
-        or any(segment in (".", "..") for segment in kid.split("/"))
-    ):
-        raise AuthError(AuthErrorCode.INVALID_KID, "The JWT header's kid is not a valid key id.")
-    return kid
 
 
 @runtime_checkable
@@ -125,7 +105,7 @@ class _FetchBudget:
 class AtlassianKeyProvider(OwnedClient):
     """Fetches install keys from Atlassian's CDN of the install's environment.
 
-    Pass your own `httpx.AsyncClient`, or open the provider's with `async with
+    Pass your own `httpx2.AsyncClient`, or open the provider's with `async with
     provider:` (`ConnectAuth.lifespan` does it for you). Without an open client a
     short-lived one serves each fetch, which the cache makes rare.
 
@@ -144,7 +124,7 @@ class AtlassianKeyProvider(OwnedClient):
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         base_url: str | None = None,
         timeout: float = 3.0,
         cache_ttl: float = 3600.0,
@@ -240,11 +220,11 @@ class AtlassianKeyProvider(OwnedClient):
     async def _fetch_one(self, url: str) -> RSAPublicKey:
         if self._client is not None:
             return await self._read_key(self._client, url)
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with httpx2.AsyncClient(timeout=self._timeout) as client:
             return await self._read_key(client, url)
 
     @staticmethod
-    async def _read_key(client: httpx.AsyncClient, url: str) -> RSAPublicKey:
+    async def _read_key(client: httpx2.AsyncClient, url: str) -> RSAPublicKey:
         try:
             async with client.stream("GET", url, follow_redirects=False) as response:
                 if response.status_code != 200:
@@ -255,7 +235,7 @@ class AtlassianKeyProvider(OwnedClient):
                     body += chunk
                     if len(body) > _MAX_KEY_BYTES:
                         raise _KeyUnavailable("the key server's answer is too large", outage=True)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise _KeyUnavailable(f"the key server could not be reached ({type(exc).__name__})", outage=True) from exc
         try:
             key = load_pem_public_key(body.strip())

@@ -1,0 +1,92 @@
+"""A Connect JWT parsed once into `ConnectClaims`, and its signature checked with the key it needs. No I/O.
+
+HS256 signatures are checked by the standard library's `hmac`, keyed once per
+shared secret; RS256 ones by PyJWT's algorithm object (`verify_rs256`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from pydantic import ValidationError
+
+from .._errors import AuthError, AuthErrorCode
+from .._tokens import invalid_claims, invalid_signature, split_token, verify_rs256
+from ._models import ConnectClaims, claims_from_token
+
+__all__ = ["Algorithm", "ParsedToken", "check_algorithm", "parse_token", "verify_signature"]
+
+Algorithm = Literal["HS256", "RS256"]
+
+
+# Built once per request and never changed; not `frozen`, whose per-field
+# `object.__setattr__` triples the cost of building one.
+@dataclass(slots=True)
+class ParsedToken:
+    """A token split and decoded, its signature not yet checked.
+
+    `alg` is the header's, as `claims.alg`, kept here as a plain field because
+    the checks read it often and a pydantic private attribute is slow to read.
+    """
+
+    claims: ConnectClaims
+    signing_input: bytes
+    signature: bytes
+    alg: str
+
+
+def parse_token(token: str) -> ParsedToken:
+    """Split and decode a Connect token; raise `FAILED_TO_DECODE` for anything malformed."""
+    raw = split_token(token)
+    try:
+        claims = claims_from_token(raw.payload, raw.alg, raw.kid)
+    except ValidationError as exc:
+        raise invalid_claims(exc) from exc
+    return ParsedToken(claims, raw.signing_input, raw.signature, raw.alg)
+
+
+def check_algorithm(parsed: ParsedToken, allowed: frozenset[Algorithm]) -> Algorithm:
+    """Refuse any algorithm the route did not choose (`none`, HS384, key confusion …)."""
+    alg = parsed.alg
+    if alg not in allowed:
+        expected = " or ".join(sorted(allowed))
+        raise AuthError(
+            AuthErrorCode.INVALID_ALGORITHM, f"The JWT is signed with {alg[:16]!r}; {expected} is required here."
+        )
+    return alg
+
+
+@lru_cache(maxsize=512)
+def _keyed_hmac_sha256(shared_secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 already keyed with a tenant's secret, to be copied for each token.
+
+    Keying (OpenSSL's digest lookup and the key's two padded blocks) costs more than
+    hashing a token, and between a server's own work it costs several times what it
+    does in a tight loop; a tenant's tokens share one secret. The 512 most recently
+    used secrets are kept, as the loader's `Credentials` hold them anyway. A rotated
+    secret may linger until pushed out, but it is only looked up by the secret the
+    loader returns now, so it never validates a token again.
+    """
+    return hmac.new(shared_secret.encode("utf-8"), digestmod=hashlib.sha256)
+
+
+def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
+    """Check the signature with a shared secret (HS256) or Atlassian's public key (RS256).
+
+    The algorithm was fixed by `check_algorithm`; the key's type must agree with
+    it, so a public key can never be used as an HMAC secret.
+    """
+    if parsed.alg == "HS256" and isinstance(key, str) and key:
+        mac = _keyed_hmac_sha256(key).copy()
+        mac.update(parsed.signing_input)
+        if hmac.compare_digest(mac.digest(), parsed.signature):
+            return
+    elif parsed.alg == "RS256" and isinstance(key, RSAPublicKey):
+        verify_rs256(parsed.signing_input, parsed.signature, key)
+        return
+    raise invalid_signature()
