@@ -136,6 +136,21 @@ def test_event_without_token_headers_has_no_tokens_and_no_ui_context(
     assert (call.system_token, call.user_token, call.trace_id, call.context, call.principal) == (None,) * 5
     assert call.cloud_id == forge.cloud_id  # from app.installation.contexts
     assert call.license is None
+    assert call.browser_visible is False
+
+
+@pytest.mark.parametrize(
+    ("claims", "visible"),
+    [({}, False), ({"principal": "557058:user"}, True), ({"context": {"cloudId": "c"}}, True)],
+    ids=["backend", "principal", "context"],
+)
+def test_a_fit_with_a_principal_or_a_context_is_browser_visible(
+    forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]], claims: dict[str, Any], visible: bool
+) -> None:
+    client, stored = setup
+    fit = forge.mint_fit("event", **claims)
+    assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    assert stored[0].browser_visible is visible
 
 
 def test_license_reads_active_before_is_active(

@@ -255,6 +255,17 @@ class ForgeInvocation:
         return self.claims.principal
 
     @property
+    def browser_visible(self) -> bool:
+        """Whether this FIT may have passed through a user's browser, which can resend it with anything.
+
+        UI calls (`requestRemote` straight from the browser, or a UI resolver) carry a
+        `principal` or a `context`; backend `invokeRemote` calls, product events,
+        scheduled triggers and lifecycle events carry neither. Nothing lasting (a stored
+        system token, an event) should be accepted from a browser-visible FIT.
+        """
+        return self.claims.principal is not None or self.claims.context is not None
+
+    @property
     def ic_label(self) -> str | None:
         """The Isolated Cloud label, already checked against `^[a-z0-9_-]{1,50}$`."""
         return self.claims.ic_label
