@@ -50,7 +50,7 @@ with warnings.catch_warnings():  # Starlette's nudge towards httpx2 is a UserWar
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated", UserWarning)
     from fastapi.testclient import TestClient
 
-pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server, for the tests that ask for it
+pytest_plugins = ["tests.postgres", "tests.browser"]  # a real PostgreSQL server and a real browser, on request
 
 BASE_URL = "https://test.example.com"
 PRODUCT_BASE_URL = "https://tenant.atlassian.net"
