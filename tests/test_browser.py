@@ -91,7 +91,8 @@ def served(fake_product_signing_key: rsa.RSAPrivateKey) -> Iterator[Served]:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="browser-")))
         stack.enter_context(product.serve_api())
         keys = stack.enter_context(product.serve_keys())
-        env = {"CONNECT_AUTHORIZATION_SERVER": product.api.authorization_server}
+        # Jira's answers are waited for longer than in production: a loaded machine must not withhold DEMO-1.
+        env = {"CONNECT_AUTHORIZATION_SERVER": product.api.authorization_server, "CONNECT_PRODUCT_API_TIMEOUT": "10"}
         url, _ = stack.enter_context(run_app(folder, keys.url, env=env))
         client = stack.enter_context(httpx.Client(base_url=url, timeout=10.0))
         jira = product.drive(client)
@@ -103,6 +104,9 @@ def served(fake_product_signing_key: rsa.RSAPrivateKey) -> Iterator[Served]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser context (no cookies, no storage) and its page; its script errors fail the test."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)  # what the page renders may wait for the app and Jira on a loaded machine
     # Chromium asks before a page from the network frames a loopback app (Local Network Access); a page the
     # browser answers itself counts as one from the network. Granted here, as a developer grants it.
     context = browser.new_context(viewport={"width": 900, "height": 300}, permissions=["local-network-access"])
