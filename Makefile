@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck postgres dist matrix bench docs clean
+.PHONY: install test lint typecheck postgres browser screenshots dist matrix bench docs clean
 
 install: $(STAMP)
 
@@ -39,7 +39,18 @@ postgres:
 		echo "!!!!! the PostgreSQL tests will be SKIPPED. Install Debian's postgresql package to run them."; \
 	fi
 
-test: lint typecheck postgres dist
+# The browser tests drive Debian's Chromium through Playwright (which downloads no browser): installed here when
+# missing, if we may. Where it cannot be, those tests are skipped, loudly; REQUIRE_BROWSER=1 (.ci/run) fails them.
+browser:
+	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "!!!!! Chromium missing and not installable here (needs root and apt-get):"; \
+		echo "!!!!! the browser tests will be SKIPPED. Install Debian's chromium package to run them."; \
+	fi
+
+test: lint typecheck postgres browser dist
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
 
 # The suite on every Python the package claims, and once with the lowest declared dependency versions (noxfile.py).
@@ -52,6 +63,10 @@ bench: install
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
 		|| echo "wrk is not installed: the load test uses the Python client"
 	$(BIN)/python benchmarks/run.py
+
+# The docs' picture of the example app's inbox (docs/images/inbox.png), taken again by its browser test.
+screenshots: install browser
+	UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -p no:cacheprovider
 
 docs: install
 	$(BIN)/mkdocs build --strict

@@ -7,6 +7,7 @@ import os
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from fastapi_connect_auth import (
@@ -23,6 +24,32 @@ from fastapi_connect_auth import (
 )
 
 BASE_URL = "https://my-app.example.com"
+
+# The page Jira frames: all.js gives it a context token to call the app's API with.
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <script src="https://connect-cdn.atl-paas.net/all.js"></script>
+</head>
+<body>
+  <p id="user"></p>
+  <ul id="issues"></ul>
+  <script>
+    AP.context.getToken().then(async (token) => {
+      const headers = { Authorization: "JWT " + token };
+      const answer = await (await fetch("api/created-issues", { headers })).json();
+      document.getElementById("user").textContent = answer.user;
+      for (const key of answer.issues) {
+        const item = document.createElement("li");
+        item.textContent = key;
+        document.getElementById("issues").append(item);
+      }
+    });
+  </script>
+</body>
+</html>
+"""
 
 
 class Issue(BaseModel):
@@ -55,7 +82,8 @@ def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
             "modules": {
                 "webhooks": [
                     {"event": "jira:issue_created", "url": "/webhooks/issue-created"}
-                ]
+                ],
+                "generalPages": [{"key": "created-issues", "url": "/created-issues"}],
             },
         }
 
@@ -80,6 +108,12 @@ def create_app(*, key_provider: PublicKeyProvider | None = None) -> FastAPI:
         created_issues.append(
             call.body.issue.key
         )  # the body, read and validated once the call was verified
+
+    @app.get("/created-issues", response_class=HTMLResponse)
+    async def created_issues_page(
+        call: Annotated[VerifiedRequest, Depends(ConnectRequest())],
+    ) -> str:
+        return PAGE
 
     @app.get("/api/created-issues")
     async def list_created_issues(

@@ -47,6 +47,7 @@ from fastapi_connect_auth import (
 from .db import Installation, Store, answer_database_outages
 from .descriptor import connect_descriptor
 from .jira_api import SummarySource, Tenant, visible_summaries, webhook_summary
+from .pages import PAGE_RESPONSES, FramedPage
 from .settings import Settings
 
 INBOX_PAGE = Path(__file__).with_name("inbox.html")
@@ -101,18 +102,6 @@ ForgeEventCall = Annotated[ForgeInvocation, Depends(ForgeRequest(read_body=True,
 """A Forge product event or trigger: its FIT verified, then its body read (at most MAX_WEBHOOK_BYTES)."""
 ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
 """A call from the app's Forge UI (`requestRemote`)."""
-
-
-def page_headers(product_hosts: ProductHosts) -> dict[str, str]:
-    """Headers for the app's framed pages: framed only by allowed products, and never leaking the URL's `jwt`.
-
-    `no-referrer`: the page's URL carries its token, which a `Referer` would hand to every script host.
-    """
-    return {
-        "Content-Security-Policy": f"frame-ancestors {product_hosts.frame_ancestors()}",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    }
 
 
 class EventOut(BaseModel):
@@ -264,11 +253,13 @@ def create_app(
     async def webhook(call: WebhookCall) -> None:
         await store.add_event(call.client_key, call.body)
 
-    framed_page_headers = page_headers(connect.product_hosts)
-
-    @app.get("/inbox", response_class=HTMLResponse)
     async def inbox(call: TenantCall) -> HTMLResponse:
-        return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"), headers=framed_page_headers)
+        return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"))
+
+    # A framed page: its headers on every answer, and a refusal page for browsers.
+    app.router.add_api_route(
+        "/inbox", inbox, response_class=HTMLResponse, responses=PAGE_RESPONSES, route_class_override=FramedPage
+    )
 
     @app.get("/api/events", responses=NO_USER)
     async def events(call: UserIframeCall, response: Response) -> list[EventOut]:

@@ -29,10 +29,12 @@ __all__ = ["AppConfig", "OwnedClient", "auth_error_handler"]
 
 
 async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
-    """Answer an `AuthError` with its status, `{"detail": message, "code": CODE}` and headers."""
-    return JSONResponse(
-        {"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=exc.headers
-    )
+    """Answer an `AuthError` with its status, `{"detail": message, "code": CODE}` and headers.
+
+    `nosniff`: a browser must read the refusal as the JSON it is, never as a page or a script.
+    """
+    headers = {**(exc.headers or {}), "X-Content-Type-Options": "nosniff"}
+    return JSONResponse({"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=headers)
 
 
 class AppConfig:

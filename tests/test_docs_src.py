@@ -42,6 +42,7 @@ from fastapi_connect_auth import (
 )
 from fastapi_connect_auth.testing import APIRequest, FakeProduct
 from tests._keyserver import public_pem, rsa_key
+from tests.browser import require_browser
 from tests.postgres import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -423,13 +424,12 @@ def test_plain_401_handler(migration: ModuleType) -> None:
 # -- testing with the test kit ------------------------------------------------------------
 
 
-@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
-def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
-    """The sample tests run as a user runs them: pytest, with the kit's plugin giving its fixtures."""
-    samples = ["docs_src/testing_test_app.py", "docs_src/testing_running_app.py", "docs_src/testing_confluence.py"]
+def run_under_pytest(*samples: str) -> str:
+    """Run sample test files as a user runs them: pytest, with the kit's plugin giving its fixtures; its output."""
     plugin = ["-p", "fastapi_connect_auth.testing.plugin"]  # this repo's pytest config turns the entry point off
+    paths = [f"docs_src/{sample}" for sample in samples]
     result = subprocess.run(  # noqa: S603 -- this interpreter's pytest on files of this repo
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *samples],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *paths],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -437,7 +437,21 @@ def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout, result.stdout
+    return result.stdout
+
+
+@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
+def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
+    output = run_under_pytest("testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
+    assert "5 passed" in output, output
+
+
+@exercises("testing_app.py", "testing_browser.py")
+def test_the_browser_sample_passes_in_chromium() -> None:
+    """The page of `testing_app.py`, in a real browser with the kit's AP bridge (skipped without one)."""
+    require_browser()
+    output = run_under_pytest("testing_browser.py")
+    assert "1 passed" in output, output
 
 
 # -- calling the product's REST API -------------------------------------------------------

@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import replace
@@ -25,8 +26,9 @@ from fastapi.testclient import TestClient
 
 from example_app.db import async_database_url, load_cipher
 from example_app.main import create_app
+from example_app.pages import refusal_page
 from example_app.settings import Settings
-from fastapi_connect_auth import ProductHosts, RedactTokens
+from fastapi_connect_auth import AuthError, AuthErrorCode, ProductHosts, RedactTokens
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
 from tests.postgres import Database
 
@@ -419,21 +421,94 @@ def test_the_page_and_the_api_take_only_their_kind_of_token(jira: Jira, fake_pro
         assert_refused(driver.request("GET", "/inbox"), "MISSING_JWT")
 
 
-def test_the_page_sends_framing_and_referrer_headers(jira: Jira) -> None:
+def assert_framed(response: httpx2.Response) -> None:
     """Framed only by allowed products (no clickjacking), never sniffed, and its `?jwt=` URL never sent as a Referer."""
+    sources = response.headers["Content-Security-Policy"].removeprefix("frame-ancestors ").split()
+    assert response.headers["Content-Security-Policy"].startswith("frame-ancestors ")
+    assert "https://*.atlassian.net" in sources
+    assert "https://*.jira.com" in sources
+    assert "*" not in sources
+    assert all(source.startswith(("https://", "http://")) for source in sources)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_page_sends_framing_and_referrer_headers(jira: Jira) -> None:
     with jira() as driver:
         assert driver.install().status_code == 204
         page = driver.load_page("inbox")
 
     assert page.status_code == 200, page.text
-    sources = page.headers["Content-Security-Policy"].removeprefix("frame-ancestors ").split()
-    assert page.headers["Content-Security-Policy"].startswith("frame-ancestors ")
-    assert "https://*.atlassian.net" in sources
-    assert "https://*.jira.com" in sources
-    assert "*" not in sources
-    assert all(source.startswith(("https://", "http://")) for source in sources)
-    assert page.headers["X-Content-Type-Options"] == "nosniff"
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert_framed(page)
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+"""What Chromium's `Accept` says when it loads a page, such as Jira's iframe."""
+PAGE_REFUSALS: dict[str, tuple[Callable[[FakeProduct], str | None], str]] = {
+    "no token": (lambda product: None, "MISSING_JWT"),
+    "expired": (
+        lambda product: product.shared_secret_token("GET", "/inbox", exp=int(time.time()) - 60),
+        "TOKEN_EXPIRED",
+    ),
+    "bad signature": (
+        lambda product: product.shared_secret_token("GET", "/inbox", shared_secret=product.new_shared_secret()),
+        "INVALID_SIGNATURE",
+    ),
+}
+
+
+def load_inbox(driver: ConnectAppDriver, token: str | None, accept: str) -> httpx2.Response:
+    """`GET /inbox` as Jira's iframe loads it, the token in the `jwt` query parameter."""
+    return driver.request("GET", "/inbox" + (f"?jwt={token}" if token else ""), headers={"Accept": accept})
+
+
+@pytest.mark.parametrize(("make_token", "code"), PAGE_REFUSALS.values(), ids=PAGE_REFUSALS)
+def test_a_browser_gets_a_refused_page_load_as_a_framed_page_that_says_why(
+    jira: Jira, fake_product: FakeProduct, make_token: Callable[[FakeProduct], str | None], code: str
+) -> None:
+    """In Jira's iframe a user would see raw JSON, or nothing: the refusal is a page, framed like the inbox."""
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        token = make_token(fake_product)
+        refused = load_inbox(driver, token, BROWSER_ACCEPT)
+
+    assert refused.status_code == 401
+    assert refused.headers["content-type"].startswith("text/html")
+    assert refused.headers["WWW-Authenticate"] == "JWT"
+    assert_framed(refused)
+    assert f'<code id="code">{code}</code>' in refused.text
+    assert "<h1>This page could not be loaded</h1>" in refused.text
+    assert token is None or token.split(".")[2] not in refused.text
+
+
+@pytest.mark.parametrize(("make_token", "code"), PAGE_REFUSALS.values(), ids=PAGE_REFUSALS)
+def test_any_other_client_gets_a_refused_page_load_as_framed_json(
+    jira: Jira, fake_product: FakeProduct, make_token: Callable[[FakeProduct], str | None], code: str
+) -> None:
+    with jira() as driver:
+        assert driver.install().status_code == 204
+        refused = load_inbox(driver, make_token(fake_product), "*/*")
+
+    assert_refused(refused, code)
+    assert refused.headers["WWW-Authenticate"] == "JWT"
+    assert_framed(refused)
+
+
+def test_only_the_page_routes_are_framed_pages(jira: Jira) -> None:
+    """The app's API answers its JSON refusals to browsers too, without the page's headers: it is not a page."""
+    with jira() as driver:
+        refused = driver.request("GET", "/api/events", headers={"Accept": BROWSER_ACCEPT})
+
+    assert_refused(refused, "MISSING_JWT")
+    assert "Content-Security-Policy" not in refused.headers
+
+
+def test_the_refusal_page_escapes_the_message() -> None:
+    page = refusal_page(AuthError(AuthErrorCode.MISSING_JWT, 'No <script>alert("x")</script> here & there.'))
+
+    assert page.body.decode().count("<script>") == 0
+    assert "No &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; here &amp; there." in page.body.decode()
+    assert page.headers["WWW-Authenticate"] == "JWT"
 
 
 def test_frame_ancestors_follow_the_product_allow_list() -> None:

@@ -77,6 +77,7 @@ def setup(forge: FakeForge) -> Iterator[tuple[TestClient, list[ForgeInvocation]]
 
 def assert_refused(response: httpx2.Response, code: str, stored: list[ForgeInvocation], status: int = 401) -> None:
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     if status == 401:
         assert response.headers["WWW-Authenticate"] == "Bearer"
     assert stored == []

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from importlib.metadata import metadata
 from pathlib import Path
 
@@ -35,16 +36,24 @@ def test_the_built_wheel_installs_into_a_fresh_venv_with_its_pytest_plugin(tmp_p
     run(sys.executable, "-m", "uv", "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp_path)
     run(sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", python, wheel, "pytest", cwd=tmp_path)
 
+    with zipfile.ZipFile(wheel) as archive:
+        assert "fastapi_connect_auth/testing/ap_bridge.js" in archive.namelist()  # the kit's fake all.js
+
     probe = textwrap.dedent(
         """
-        import importlib.metadata, fastapi_connect_auth, fastapi_connect_auth.testing.plugin
+        import importlib.metadata, importlib.util, sys, fastapi_connect_auth, fastapi_connect_auth.testing.plugin
+        from fastapi_connect_auth.testing import APBridge
         print(fastapi_connect_auth.__file__)
         print(fastapi_connect_auth.__version__, importlib.metadata.version("fastapi-connect-auth"))
+        print(importlib.util.find_spec("playwright") is None, "window.AP = {" in APBridge.script())
+        print(importlib.util.find_spec("httpx") is None, "httpx" in sys.modules, "httpx2" in sys.modules)
         """
     )
-    location, versions = run(python, "-c", probe, cwd=tmp_path).splitlines()
+    location, versions, bridge, http_client = run(python, "-c", probe, cwd=tmp_path).splitlines()
     assert location.startswith(str(venv))  # the installed copy, not this checkout
     assert versions == f"{fastapi_connect_auth.__version__} {fastapi_connect_auth.__version__}"
+    assert bridge == "True True"  # the kit, its AP bridge included, imports without Playwright
+    assert http_client == "True False True"  # httpx2 only: httpx is neither installed nor imported
 
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # a user's project: not this repo's pytest config
     (tmp_path / "test_user.py").write_text(

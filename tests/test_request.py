@@ -126,6 +126,7 @@ def test_request_fails(app: ConnectApp, tokens: Tokens, make_token: TokenMaker, 
 
     assert_rejected(response, code)
     assert response.headers["WWW-Authenticate"] == "JWT"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # read as JSON, never sniffed as a page
 
 
 def test_request_fails_due_to_missing_token(app: ConnectApp) -> None:

@@ -333,6 +333,31 @@ def test_driver_follows_the_descriptor_under_the_apps_base_path(fake_product: Fa
         assert jira.app_key == "small-app"
 
 
+def test_iframe_url_is_where_the_client_reaches_the_page_signed_for_the_apps_base_url(
+    fake_product: FakeProduct,
+) -> None:
+    """What a browser loads: the client's address, the page under the app's base path, the `jwt` last."""
+    base_url = f"{APP_URL}/connect"
+    app, _ = small_app(fake_product, base_url)
+    with TestClient(app, base_url="http://127.0.0.1:8123") as client:
+        jira = fake_product.drive(client, app_base_url=base_url)
+        jira.descriptor_url = "/connect/atlassian-connect.json"
+        assert jira.install().is_success
+        url = jira.iframe_url("main", account_id="user-4", lic="active")
+        loaded = client.get(url)
+
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:8123", "/connect/main")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    assert params[-1][0] == "jwt"
+    assert dict(params)["lic"] == "active"
+    claims = decode_hs256(params[-1][1], fake_product.shared_secret)
+    canonical = "&".join(sorted(pair for pair in parts.query.split("&") if not pair.startswith("jwt=")))
+    assert claims["qsh"] == sha256_hex(f"GET&/main&{canonical}")  # relative to the base path, `jwt` left out
+    assert claims["sub"] == "user-4"
+    assert loaded.json() == "user-4"
+
+
 def test_driver_reads_the_base_url_from_the_descriptor(fake_product: FakeProduct) -> None:
     app, _ = small_app(fake_product, APP_URL)
     with TestClient(app, base_url=APP_URL) as client:

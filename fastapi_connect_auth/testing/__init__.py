@@ -15,6 +15,7 @@ The `fake_product` (Jira), `fake_confluence` and `fake_bitbucket` fixtures come
 with the library's pytest plugin.
 """
 
+from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
 from ._forge import FAKE_FORGE_JWKS_URL, FakeForge, ForgeAppDriver, JwksServer
 from ._keyserver import KeyServer
@@ -24,9 +25,11 @@ from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, RouteHandler
 from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
 
 __all__ = [
+    "ALL_JS_URL",
     "DEFAULT_ACCOUNT_ID",
     "FAKE_FORGE_JWKS_URL",
     "FAKE_KEYS_URL",
+    "APBridge",
     "APIRequest",
     "ConnectAppDriver",
     "FakeForge",

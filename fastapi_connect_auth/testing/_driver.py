@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
+from ._profiles import DEFAULT_ACCOUNT_ID
 from ._tenant import FakeTenant
 
 __all__ = ["ConnectAppDriver", "expand_url"]
@@ -216,6 +217,35 @@ class ConnectAppDriver:
             )
         return self.request("POST", url, token=token, json_body=body)
 
+    def iframe_url(
+        self,
+        key: str,
+        *,
+        module: str = "generalPages",
+        context: Mapping[str, str] | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        shared_secret: str | None = None,
+        **params: str,
+    ) -> str:
+        """The URL of page `key` of `module` as the product puts it in its iframe: its query parameters, `jwt` last.
+
+        The token is signed for the app's base URL, as the product signs it, for
+        `account_id`; the URL points where `client` reaches the app, so a browser
+        can load it from there (`page.goto(driver.iframe_url("inbox"))`).
+        `context` fills the URL's `{parameters}` (`{"space.key": "DOC"}` for
+        `?space={space.key}`); one left without a value is a `ValueError`.
+        `params` add or override query parameters.
+        """
+        url = self.product.page_url(
+            expand_url(self.page_url(key, module), context or {}),
+            app_base_url=self.app_base_url,
+            app_key=self.app_key,
+            account_id=account_id,
+            shared_secret=shared_secret,
+            **params,
+        )
+        return str(self.client.base_url.join(self._path(url)))
+
     def load_page(
         self,
         key: str,
@@ -225,20 +255,10 @@ class ConnectAppDriver:
         shared_secret: str | None = None,
         **params: str,
     ) -> httpx2.Response:
-        """Load page `key` of `module` as the product's iframe does: its query parameters and a `jwt` one.
-
-        `context` fills the URL's `{parameters}` (`{"space.key": "DOC"}` for
-        `?space={space.key}`); one left without a value is a `ValueError`.
-        `params` add or override query parameters.
-        """
-        url = self.product.page_url(
-            expand_url(self.page_url(key, module), context or {}),
-            app_base_url=self.app_base_url,
-            app_key=self.app_key,
-            shared_secret=shared_secret,
-            **params,
+        """Load page `key` of `module` as the product's iframe does, at `iframe_url(...)`."""
+        return self.client.get(
+            self.iframe_url(key, module=module, context=context, shared_secret=shared_secret, **params)
         )
-        return self.request("GET", url)
 
     def context_call(
         self,

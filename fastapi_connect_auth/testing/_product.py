@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,8 +11,9 @@ import httpx2
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._outbound import UserTokenProvider
+from ._bridge import APBridge
 from ._driver import ConnectAppDriver
-from ._profiles import ProductType
+from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import FAKE_AUTHORIZATION_SERVER, FakeRestAPI, ProductAPICall, issue_route
 from ._tenant import FakeTenant
 
@@ -117,6 +118,14 @@ class FakeProduct(FakeTenant):
         """
         with self.api.serve() as base_url:
             yield base_url
+
+    def ap_bridge(self, *, account_id: str = DEFAULT_ACCOUNT_ID, context: Mapping[str, Any] | None = None) -> APBridge:
+        """A fake of Atlassian's `all.js` for a browser test of the app's pages, acting for `account_id`.
+
+        For tests only: `bridge.install(page)` on a Playwright page makes its
+        `AP.context.getToken()` resolve to this tenant's context tokens (see `APBridge`).
+        """
+        return APBridge(self, account_id=account_id, context=context)
 
     def drive(self, client: httpx2.Client, *, app_base_url: str | None = None) -> ConnectAppDriver:
         """A driver that sends this product's calls to the app behind `client` (a `TestClient` or `httpx2.Client`)."""
