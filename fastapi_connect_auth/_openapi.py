@@ -9,8 +9,10 @@ request body it reads, which FastAPI cannot see since it never parses it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import validation_error_definition, validation_error_response_definition
@@ -73,10 +75,26 @@ def _dependencies(dependant: Dependant) -> list[DocumentedDependency]:
     return found
 
 
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every `APIRoute` of `app` as OpenAPI sees it, routes of included routers too.
+
+    FastAPI 0.16x keeps an included router as one entry of `app.routes` and
+    resolves its routes (prefix, router dependencies) through `iter_route_contexts`;
+    older releases copied each route into `app.routes`.
+    """
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:
+        yield from (route for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
 def _document(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in _api_routes(app):
+        if not route.include_in_schema:
             continue
         dependencies = _dependencies(route.dependant)
         if not dependencies:

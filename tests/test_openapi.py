@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, Depends, FastAPI
 
 from example_app.main import create_app
 from example_app.settings import Settings
-from fastapi_connect_auth import AuthErrorCode
+from fastapi_connect_auth import AuthErrorCode, ConnectAuth, ConnectRequest, VerifiedRequest
 from tests.conftest import ConnectApp
 
 PROTECTED = {
@@ -123,3 +124,31 @@ def test_example_app_openapi_matches_the_snapshot() -> None:
         SNAPSHOT.write_text(text)
 
     assert text == SNAPSHOT.read_text()
+
+
+_CONNECT = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+_INNER = APIRouter()
+_OUTER = APIRouter(dependencies=[Depends(ConnectRequest())])
+
+
+@_INNER.get("/guarded")
+async def _guarded(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest(qsh="context"))]) -> None: ...
+
+
+@_OUTER.get("/by-router")
+async def _by_router() -> None: ...
+
+
+_OUTER.include_router(_INNER, prefix="/inner")
+
+
+def test_routes_of_included_routers_document_their_errors_too() -> None:
+    """FastAPI 0.16x keeps an included router as one route of the app: its routes must be found inside it."""
+    app = FastAPI()
+    _CONNECT.install(app)
+    app.include_router(_OUTER, prefix="/api")
+    paths = app.openapi()["paths"]
+
+    for path in ("/api/by-router", "/api/inner/guarded"):
+        assert error_model({"paths": paths}, "get", path, "401") == "ConnectAuthError", path
+        assert "WWW-Authenticate" in paths[path]["get"]["responses"]["401"]["headers"]
