@@ -8,7 +8,7 @@ from the app's own iframe, each verified by a FastAPI dependency.
 from ._connect._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
 from ._connect._environments import ConnectEnvironment, ProductHosts
 from ._connect._flow import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
-from ._connect._keys import AtlassianKeyProvider, PublicKeyProvider
+from ._connect._keys import ATLASSIAN_KID_FORMATS, AtlassianKeyProvider, PublicKeyProvider
 from ._connect._models import (
     ConnectClaims,
     ConnectContext,
@@ -66,6 +66,7 @@ from ._outbound import (
 )
 
 __all__ = [
+    "ATLASSIAN_KID_FORMATS",
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",

@@ -54,8 +54,8 @@ CLIENT_KEY = "client-key"
 # The Node library's test secret, repeated: PyJWT warns (an error here) on HMAC keys under 32 bytes.
 SHARED_SECRET = "shh-secret-cat-" * 3
 NEW_SHARED_SECRET = "a-fresh-shared-secret-from-the-update-" * 2
-# Atlassian's kids contain `/` since November 2024.
-KID = "prod/connect/2024-11/install-key_1.pem"
+# Atlassian's kids are key paths, with `/`, since November 2024 (the shape is in docs/public-keys.md).
+KID = "generic-keypair/cs-migrations/installation-key-pair--t3stk3y0000000001"
 NOW = 1_700_000_000
 """The fixed time of every `ConnectAuth` built here (its `clock`), so token times are exact."""
 
