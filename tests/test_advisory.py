@@ -55,6 +55,7 @@ from tests.conftest import (
     Tokens,
     Upload,
     add_lifecycle_routes,
+    asgi_exchange,
     asgi_post,
     auth_header,
     install_body,
@@ -62,6 +63,7 @@ from tests.conftest import (
     public_pem,
     qsh_for,
 )
+from tests.test_bodies import Drip, HangUp
 from tests.test_outbound import product_replies, serve
 
 LIFECYCLE_EVENTS = ["uninstalled", "enabled", "disabled"]
@@ -709,7 +711,9 @@ async def test_a_kid_asked_for_again_takes_the_waiting_slot_of_a_kid_asked_once(
 ) -> None:
     """With the bucket empty, one fetch may wait for the next token: a forged kid took that slot and
     held it against a genuine one. Now a kid asked for more often takes it, and the other is refused."""
-    provider = AtlassianKeyProvider(base_url=cdn.url, new_kid_burst=1, new_kid_rate=5.0, new_kid_wait=1.0)
+    provider = AtlassianKeyProvider(  # the clock stands still: no token comes but the one waited for
+        base_url=cdn.url, new_kid_burst=1, new_kid_rate=5.0, new_kid_wait=1.0, clock=Clock()
+    )
     genuine = current_format_kid("askedtwice")
     cdn.serve_key(genuine, public_pem(signing_key))
     assert await key_status(provider, current_format_kid("forged0")) == 401  # the one token
@@ -719,6 +723,46 @@ async def test_a_kid_asked_for_again_takes_the_waiting_slot_of_a_kid_asked_once(
     assert await key_status(provider, genuine) == 200  # asked twice: it takes the slot
     assert await waiting == 503
     assert cdn.count(current_format_kid("forged1")) == 0
+
+
+@pytest.mark.parametrize("event", ["enabled", "disabled"])
+def test_a_body_dripped_a_byte_at_a_time_was_read_for_as_long_as_the_client_liked(
+    make_connect_app: ConnectAppFactory, tokens: Tokens, event: str
+) -> None:
+    """Review: a body dripped at 1 byte a second was still being read after 22 s under uvicorn, holding
+    the connection; any caller whose token passes the checks made before the body could do it.
+
+    Now the whole body must arrive within `body_timeout` (20 s by default; 0.3 s here): 408
+    `BODY_TIMEOUT`, `Connection: close`. Under a real uvicorn:
+    `tests/test_served.py::test_a_body_dripped_a_byte_at_a_time_is_cut_off_at_the_time_limit`.
+    """
+    app = make_connect_app(body_timeout=0.3)
+    token = tokens.hs256(qsh_for("POST", f"/{event}"), secret="unknown-until-the-body-names-the-tenant")
+    drip = Drip(0.05)
+
+    status, headers, answer = asgi_exchange(app, f"/{event}", auth_header(token), drip.receive)
+
+    assert (status, answer["code"], headers["connection"]) == (408, "BODY_TIMEOUT", "close")
+    assert drip.sent < 20
+
+
+def test_a_client_hanging_up_mid_body_logged_a_traceback(
+    app: ConnectApp, tokens: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: Starlette's `ClientDisconnect` left the app as an exception, logged with a traceback.
+
+    Now it ends the request quietly, with one INFO line and no rejection logged.
+    """
+    token = tokens.hs256(qsh_for("POST", "/disabled"), secret="unknown-until-the-body-names-the-tenant")
+    caplog.set_level(logging.INFO)
+
+    status, _, answer = asgi_exchange(app, "/disabled", auth_header(token), HangUp(b'{"key": "my-app"').receive)
+
+    assert (status, answer["code"]) == (400, "CLIENT_DISCONNECTED")
+    assert [record.getMessage() for record in caplog.records] == [
+        "The client disconnected after 16 bytes of the body of POST '/disabled'."
+    ]
+    assert all(record.exc_info is None for record in caplog.records)
 
 
 def test_iframe_api_listed_issues_the_user_may_not_see(tmp_path: Path) -> None:
