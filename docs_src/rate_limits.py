@@ -44,7 +44,9 @@ async def create_issue(
         except RateLimitedError as exc:
             # What the last 429 said; no token or secret is in it.
             if exc.rate_limit.quota_exceeded:  # the hourly quota: never retried
-                logger.warning("Quota used up (%s) until %s.", exc.rate_limit.reason, exc.reset_at)
+                logger.warning(
+                    "Quota used up (%s) until %s.", exc.rate_limit.reason, exc.reset_at
+                )
             else:
                 logger.warning(
                     "Rate limited (%s); try again in %s s.",

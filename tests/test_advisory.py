@@ -687,10 +687,10 @@ def test_forged_kids_starved_genuine_installs_of_a_new_kid(
     app = forged_install_app(AtlassianKeyProvider(base_url=cdn.url), tenants)
     if forged_shape == "random":
         forged_kids = (secrets.token_urlsafe(12) for _ in itertools.count())
-        budget = 3 + FLOOD_SECONDS * 0.2  # other shapes: a burst of 3, then 0.2 a second
+        budget = 3 + (FLOOD_SECONDS + 2) * 0.2  # other shapes: a burst of 3, then 0.2 a second (2 s of waits)
     else:
         forged_kids = (current_format_kid(secrets.token_hex(8)) for _ in itertools.count())
-        budget = 10 + FLOOD_SECONDS * 1.0  # the format's own: a burst of 10, then 1 a second
+        budget = 10 + (FLOOD_SECONDS + 2) * 1.0  # the format's own: a burst of 10, then 1 a second
 
     statuses = anyio.run(install_during_a_flood, app, tokens, forged_kids, genuine_kid)
 
@@ -702,7 +702,7 @@ def test_forged_kids_starved_genuine_installs_of_a_new_kid(
         assert statuses[0] in (200, 503)
         assert statuses[1:] == [200] * (GENUINE_INSTALLS - 1)
     assert cdn.count(genuine_kid) == 1
-    assert forged_fetches <= budget + 1
+    assert forged_fetches <= budget
 
 
 @pytest.mark.anyio

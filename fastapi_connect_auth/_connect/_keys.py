@@ -125,7 +125,9 @@ class _FetchBudget:
             return True
         delay = (1 - self._tokens) / self._rate if self._rate > 0 else float("inf")
         waiter = self._waiter
-        if delay > self._wait or (waiter is not None and waiter.priority() >= priority()):
+        if waiter is not None and (waiter.turn.done() or waiter.priority() >= priority()):
+            return False  # the waiting kid keeps its place (or its token came already)
+        if delay > self._wait:
             return False
         if waiter is not None:
             waiter.turn.set_result(False)  # a kid asked for more often takes its place
@@ -177,7 +179,9 @@ class AtlassianKeyProvider(OwnedClient):
       shape share `other_kid_burst` and `other_kid_rate`. Beyond that an install
       is answered 503 (`FAILED_TO_OBTAIN_PUBLIC_KEY`) without a fetch, except the
       one per bucket that can wait at most `new_kid_wait` seconds for the next
-      slot. A kid whose key was fetched before is refreshed outside every budget.
+      slot: a kid asked for more often in the last minute takes that slot from
+      one asked for less. A kid whose key was fetched before is refreshed
+      outside every budget.
       Each fetch asks at most two hosts (primary and fallback).
     * `clock`: monotonic seconds, for every cache and budget.
     """
