@@ -43,11 +43,16 @@ async def create_issue(
             response = await jira.post("/rest/api/3/issue", json={"fields": fields})
         except RateLimitedError as exc:
             # What the last 429 said; no token or secret is in it.
-            logger.warning(
-                "Rate limited (%s); try again in %s s.",
-                exc.rate_limit.reason,
-                exc.retry_after,
-            )
+            if exc.rate_limit.quota_exceeded:  # the hourly quota: never retried
+                logger.warning(
+                    "Quota used up (%s) until %s.", exc.rate_limit.reason, exc.reset_at
+                )
+            else:
+                logger.warning(
+                    "Rate limited (%s); try again in %s s.",
+                    exc.rate_limit.reason,
+                    exc.retry_after,
+                )
             return None
     info = RateLimitInfo.from_response(response)  # on every answer, not only on 429s
     if info.near_limit:

@@ -8,7 +8,7 @@ from the app's own iframe, each verified by a FastAPI dependency.
 from ._connect._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
 from ._connect._environments import ConnectEnvironment, ProductHosts
 from ._connect._flow import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
-from ._connect._keys import AtlassianKeyProvider, PublicKeyProvider
+from ._connect._keys import ATLASSIAN_KID_FORMATS, AtlassianKeyProvider, PublicKeyProvider
 from ._connect._models import (
     ConnectClaims,
     ConnectContext,
@@ -46,6 +46,7 @@ from ._outbound import (
     ForgeStoredToken,
     ForgeTokenStore,
     InMemoryForgeTokenStore,
+    IssueWrites,
     OfflineUserTokens,
     ProductAPIError,
     RateLimitedError,
@@ -66,6 +67,7 @@ from ._outbound import (
 )
 
 __all__ = [
+    "ATLASSIAN_KID_FORMATS",
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",
@@ -106,6 +108,7 @@ __all__ = [
     "InMemoryForgeTokenStore",
     "InstallPayload",
     "InstallationType",
+    "IssueWrites",
     "JwksKeyProvider",
     "LifecyclePayload",
     "OfflineUserTokens",

@@ -1,18 +1,29 @@
-"""Bounded request bodies: read through `request.stream()` and refused as soon as they pass a cap.
+"""Bounded request bodies: read through `request.stream()`, refused as soon as they pass a cap or a deadline.
 
 `request.body()` buffers everything before anyone can look at its size, and a
 chunked body declares none, so every body the library reads comes through here.
+A body dripped a byte at a time would hold a connection (and its worker slot)
+for as long as the client likes, so the whole read has a deadline; and a client
+that hangs up mid-body is an everyday event, logged in one line, not a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
+import anyio
+from starlette.requests import ClientDisconnect, Request
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["BodySource", "declared_length", "read_capped", "too_large"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "BodySource", "declared_length", "read_capped", "too_large"]
+
+logger = logging.getLogger("fastapi_connect_auth")
+
+DEFAULT_BODY_TIMEOUT = 20.0
+"""Seconds a body may take to arrive, whole. Atlassian's senders give up sooner: a Forge event after
+5 s, a Forge UI call after 25 s with the answer included (docs/troubleshooting.md#body_timeout)."""
 
 BodySource = Callable[[], Awaitable[bytes]]
 """Reads the body when a flow needs it: after the checks that do not depend on it."""
@@ -30,18 +41,30 @@ def declared_length(value: str | None) -> int | None:
     return int(value)
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
+async def read_capped(request: Request, limit: int, *, time_limit: float | None = DEFAULT_BODY_TIMEOUT) -> bytes:
     """The body of `request`, streamed; `PAYLOAD_TOO_LARGE` as soon as it passes `limit` bytes.
 
     A declared length over the limit is refused before reading; a smaller or
-    missing one is not trusted, the count of bytes received decides.
+    missing one is not trusted, the count of bytes received decides. A body not
+    whole within `time_limit` seconds (`None`: no deadline) is `BODY_TIMEOUT` (408,
+    `Connection: close`). A client that disconnects mid-body is logged at INFO
+    and answered `CLIENT_DISCONNECTED` (400), which nobody is left to read.
     """
     declared = declared_length(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large(limit)
+    try:
+        with anyio.fail_after(time_limit):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large(limit)
+    except TimeoutError:
+        raise AuthError(AuthErrorCode.BODY_TIMEOUT, f"The body did not arrive within {time_limit:g} seconds.") from None
+    except ClientDisconnect:
+        logger.info(
+            "The client disconnected after %d bytes of the body of %s %r.", len(body), request.method, request.url.path
+        )
+        raise AuthError(AuthErrorCode.CLIENT_DISCONNECTED, "The client disconnected before sending the body.") from None
     return bytes(body)

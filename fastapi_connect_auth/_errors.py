@@ -67,6 +67,10 @@ class AuthErrorCode(str, enum.Enum):
     """The lifecycle body exceeds `ConnectAuth.max_body_size` (413)."""
     UNTRUSTED_PRODUCT_HOST = "UNTRUSTED_PRODUCT_HOST"
     """The payload's `baseUrl` is not on the `ProductHosts` allow-list."""
+    BODY_TIMEOUT = "BODY_TIMEOUT"
+    """The body did not arrive whole within the read deadline (`body_timeout`; 408, the connection is closed)."""
+    CLIENT_DISCONNECTED = "CLIENT_DISCONNECTED"
+    """The client disconnected before sending the whole body (400, answered to no one; logged at INFO)."""
     # Forge Remote.
     UNTRUSTED_API_HOST = "UNTRUSTED_API_HOST"
     """Forge: the FIT's `app.apiBaseUrl` is not on `ForgeAuth.api_hosts`."""
@@ -83,7 +87,11 @@ _STATUS_BY_CODE: dict[AuthErrorCode, int] = {
     AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY: 503,
     AuthErrorCode.INVALID_INSTALL_PAYLOAD: 400,
     AuthErrorCode.PAYLOAD_TOO_LARGE: 413,
+    AuthErrorCode.BODY_TIMEOUT: 408,
+    AuthErrorCode.CLIENT_DISCONNECTED: 400,
 }
+# A connection whose request body was not read to its end cannot carry another request.
+_CLOSE_CONNECTION = frozenset({AuthErrorCode.BODY_TIMEOUT, AuthErrorCode.CLIENT_DISCONNECTED})
 
 
 class AuthError(HTTPException):
@@ -96,6 +104,8 @@ class AuthError(HTTPException):
     def __init__(self, code: AuthErrorCode, message: str, *, status_code: int | None = None) -> None:
         status_code = status_code or _STATUS_BY_CODE.get(code, 401)
         headers = {"WWW-Authenticate": "JWT"} if status_code == 401 else None
+        if code in _CLOSE_CONNECTION:
+            headers = {"Connection": "close"}
         super().__init__(status_code=status_code, detail=message, headers=headers)
         self.code = code
         """Why the call was rejected."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
@@ -54,8 +54,8 @@ CLIENT_KEY = "client-key"
 # The Node library's test secret, repeated: PyJWT warns (an error here) on HMAC keys under 32 bytes.
 SHARED_SECRET = "shh-secret-cat-" * 3
 NEW_SHARED_SECRET = "a-fresh-shared-secret-from-the-update-" * 2
-# Atlassian's kids contain `/` since November 2024.
-KID = "prod/connect/2024-11/install-key_1.pem"
+# Atlassian's kids are key paths, with `/`, since November 2024 (the shape is in docs/public-keys.md).
+KID = "generic-keypair/cs-migrations/installation-key-pair--t3stk3y0000000001"
 NOW = 1_700_000_000
 """The fixed time of every `ConnectAuth` built here (its `clock`), so token times are exact."""
 
@@ -459,6 +459,14 @@ class Upload:
 
 def asgi_post(app: ConnectApp, path: str, headers: dict[str, str], upload: Upload) -> tuple[int, dict[str, Any]]:
     """POST `upload` (chunked: no Content-Length unless `headers` has one) to the app; its status and JSON."""
+    status, _, answer = asgi_exchange(app, path, headers, upload.receive)
+    return status, answer
+
+
+def asgi_exchange(
+    app: ConnectApp, path: str, headers: dict[str, str], receive: Callable[[], Awaitable[dict[str, Any]]]
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """POST to the app, the request's messages coming from `receive`; the status, headers and JSON answered."""
     messages: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -481,9 +489,10 @@ def asgi_post(app: ConnectApp, path: str, headers: dict[str, str], upload: Uploa
     }
 
     async def run() -> None:
-        await app.client.app(scope, upload.receive, send)  # type: ignore[arg-type]
+        await app.client.app(scope, receive, send)  # type: ignore[arg-type]
 
     anyio.run(run)
     start = next(message for message in messages if message["type"] == "http.response.start")
     body = b"".join(message.get("body", b"") for message in messages if message["type"] == "http.response.body")
-    return start["status"], json.loads(body)
+    answer_headers = {name.decode(): value.decode() for name, value in start["headers"]}
+    return start["status"], answer_headers, json.loads(body)

@@ -6,6 +6,7 @@ by hand; Atlassian's key CDN is an `httpx2.MockTransport` serving a real RSA key
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import json
@@ -44,6 +45,7 @@ from fastapi_connect_auth.testing import APIRequest, FakeProduct
 from tests._keyserver import public_pem, rsa_key
 from tests.browser import require_browser
 from tests.postgres import Database
+from tests.test_issue_writes import WriteCounter
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_SRC = ROOT / "docs_src"
@@ -664,6 +666,67 @@ async def test_an_interactive_call_gives_up_when_the_wait_would_pass_its_budget(
     assert [call.status for call in product.api_calls] == [429]  # a 10 s wait would pass the 5 s budget
     assert "Rate limited (jira-burst-based); try again in 10.0 s." in caplog.text
     assert SECRET not in caplog.text
+
+
+@exercises("rate_limits.py")
+@pytest.mark.anyio
+async def test_a_used_up_quota_is_not_retried_and_says_when_it_resets(caplog: pytest.LogCaptureFixture) -> None:
+    module = sample("rate_limits")
+    product = rate_limited_jira()
+    product.api.throttle(429, times=5, reason="jira-quota-tenant-based", reset="2099-01-01T00:00Z")
+
+    with caplog.at_level(logging.WARNING, logger="my_app"):
+        key = await module.create_issue(fake_tenant(product), {"summary": "x"}, transport=product.api_transport)
+
+    assert key is None
+    assert [call.status for call in product.api_calls] == [429]
+    assert "Quota used up (jira-quota-tenant-based) until " in caplog.text
+
+
+# -- issue_writes.py --------------------------------------------------------------------------
+
+
+@exercises("issue_writes.py")
+@pytest.mark.anyio
+async def test_comments_posted_at_once_reach_the_issue_one_at_a_time() -> None:
+    module = sample("issue_writes")
+    product = rate_limited_jira()
+    counter = WriteCounter()
+    product.api.add_route("POST", "/rest/api/3/issue/{key}/comment", counter)
+
+    with product.serve_api() as base_url:
+        tenant = sample("rest_client").Tenant(product.client_key, base_url, SECRET, OAUTH_CLIENT_ID)
+        ids = await module.post_comments(tenant, "DEMO-1", ["one", "two", "three", "four"])
+
+    assert ids == ["1"] * 4
+    assert counter.most == 1  # never two writes to the issue in flight
+
+
+@exercises("issue_writes.py")
+@pytest.mark.anyio
+async def test_an_edit_and_its_comment_are_not_interleaved_with_another_task_s_write() -> None:
+    module = sample("issue_writes")
+    product = rate_limited_jira()
+
+    @product.api.route("PUT", "/rest/api/3/issue/{key}")
+    def edit(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(204)
+
+    @product.api.route("POST", "/rest/api/3/issue/{key}/comment")
+    def comment(call: APIRequest) -> httpx2.Response:
+        return httpx2.Response(201, json={"id": "1"})
+
+    tenant = fake_tenant(product)
+    transport = product.api_transport
+    await asyncio.gather(
+        module.edit_then_comment(tenant, "DEMO-1", "Renamed", transport=transport),
+        module.post_comments(tenant, "DEMO-1", ["meanwhile"], transport=transport),
+    )
+
+    calls = [(call.method, call.url) for call in product.api_calls]
+    edit_at = calls.index(("PUT", "/rest/api/3/issue/DEMO-1"))
+    assert calls[edit_at + 1] == ("POST", "/rest/api/3/issue/DEMO-1/comment")  # its own comment, right after
+    assert len(calls) == 3
 
 
 # -- forge_remote.py --------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def test_a_key_server_fault_refuses_the_install_stores_nothing_and_recovers(
     installed = tenant(INSTALLED_KID, 0, "installed-site")
     newcomer = tenant(ROTATED_KID, 1, "new-site")
     key_server.serve(installed)
-    # An unknown kid (404) is remembered for minutes by default; here as briefly as an outage, to see recovery.
+    # An unknown kid (404) is refused for 5 s by default, then longer; here as briefly as an outage, to see recovery.
     provider = AtlassianKeyProvider(
         base_url=key_server.url, timeout=KEY_TIMEOUT, failure_ttl=FAILURE_TTL, unknown_kid_ttl=FAILURE_TTL
     )

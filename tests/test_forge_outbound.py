@@ -321,7 +321,7 @@ async def test_offline_token_unreachable_gateway() -> None:
     )
     with pytest.raises(TokenRequestError, match="could not be reached"):
         await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
-    assert waits == [5.0, 10.0, 20.0, 30.0]  # retried as Atlassian asks before giving up
+    assert waits == [2.0, 4.0, 8.0, 16.0]  # retried as Atlassian asks before giving up
     with pytest.raises(TokenRequestError, match="could not be reached"):
         await OfflineUserTokens(graphql_url="http://127.0.0.1:9/graphql", timeout=1, retries=None).token(
             system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"]
@@ -356,7 +356,7 @@ async def test_a_rate_limited_gateway_and_product_are_retried(forge: FakeForge) 
     call = await invocation(forge, system=forge.system_token())
     async with forge_product_client(call, transport=httpx2.MockTransport(api), retries=retries) as client:
         assert (await client.get("/rest/api/3/myself")).json() == {"ok": True}
-    assert waits == [2.0, 1.0, 7.0]  # Retry-After 1, then the second backoff (10 s) at its lowest jitter
+    assert waits == [2.0, 1.0, 2.8]  # Retry-After 1, then the second backoff (4 s) at its lowest jitter
     assert call.system_token is not None
     assert sent == [f"Bearer {call.system_token.get_secret_value()}"] * 3
 

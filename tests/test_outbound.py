@@ -730,7 +730,7 @@ async def test_unreachable_token_endpoint_is_an_error_after_the_retries() -> Non
         async with user_client(product, tokens) as client:
             with pytest.raises(TokenRequestError, match="Could not reach"):
                 await client.get("/x")
-    assert waits == [5.0, 10.0, 20.0, 30.0]  # a refused connection is retried like a 503
+    assert waits == [2.0, 4.0, 8.0, 16.0]  # a refused connection is retried like a 503
     assert product.received == []
 
 

@@ -1,8 +1,9 @@
 """Integration: the library under a real uvicorn process, as `make run` serves it.
 
 What an in-process test client cannot show: how much memory the server holds
-while a hostile client streams a huge chunked body, and what uvicorn's own
-access log writes.
+while a hostile client streams a huge chunked body, how long it keeps reading a
+body dripped a byte at a time, what a client hanging up mid-body leaves in the
+log, and what uvicorn's own access log writes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx2
 import pytest
 
 from tests.conftest import Tokens, auth_header, qsh_for
+from tests.served.lifecycle_app import BODY_TIMEOUT
 
 MIB = 1024 * 1024
 HOSTILE_BODY = 400 * MIB
@@ -169,3 +171,57 @@ def test_access_log_never_holds_a_jwt(served: Served, tokens: Tokens) -> None:
     assert "xdm_e=https" in lines[0]
     assert f"{encoded}=[redacted]" in lines[1]
     assert "lic=none" in lines[1]
+
+
+def plausible_lifecycle_head(tokens: Tokens, route: str, length: int) -> bytes:
+    """The head of a POST whose token passes every check made before the body is read."""
+    token = tokens.hs256(qsh_for("POST", f"/{route}"), aud=None, iat=int(time.time()), exp=int(time.time()) + 60)
+    return (
+        f"POST /{route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nAuthorization: JWT {token}\r\n\r\n"
+    ).encode()
+
+
+def test_a_body_dripped_a_byte_at_a_time_is_cut_off_at_the_time_limit(served: Served, tokens: Tokens) -> None:
+    """Review: a body dripped at 1 byte a second was still being read after 22 s under uvicorn.
+
+    Now the read stops at `body_timeout` (2 s in this app): 408 `BODY_TIMEOUT` with
+    `Connection: close`, and the server closes the connection.
+    """
+    with socket.create_connection(("127.0.0.1", served.port), timeout=15) as connection:
+        connection.sendall(plausible_lifecycle_head(tokens, "enabled", 1000))
+        started = time.monotonic()
+        answer = b""
+        while not answer:
+            readable, _, _ = select.select([connection], [], [], 0.1)
+            if readable:
+                answer = connection.recv(65536)
+            else:
+                connection.sendall(b" ")  # a byte every 0.1 s: 1,000 bytes would take 100 s
+            assert time.monotonic() - started < 10, "the server is still reading"
+        elapsed = time.monotonic() - started
+        while chunk := connection.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in head.lower()
+    assert b'"code":"BODY_TIMEOUT"' in body
+    assert BODY_TIMEOUT - 0.1 <= elapsed < BODY_TIMEOUT + 2  # the server starts its clock as we start ours
+
+
+def test_a_client_hanging_up_mid_body_leaves_one_log_line(served: Served, tokens: Tokens) -> None:
+    """Review: a client that disconnected mid-body logged a full traceback (Starlette's `ClientDisconnect`)."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=15) as connection:
+        connection.sendall(plausible_lifecycle_head(tokens, "disabled", 1000) + b'{"key": "my-app"')
+        time.sleep(0.2)  # the app is reading the body
+    deadline = time.monotonic() + 5
+    while "The client disconnected" not in served.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything else the server would log about it
+
+    log = served.log.read_text()
+    assert log.count("The client disconnected") == 1, log
+    assert "INFO fastapi_connect_auth: The client disconnected after 16 bytes of the body of POST '/disabled'." in log
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log

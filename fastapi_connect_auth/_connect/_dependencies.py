@@ -92,12 +92,13 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         """What a lifecycle flow needs: the config, the token, the target and a capped reader of the body.
 
         The flow reads the body only after the checks that do not need it, and
-        never more than `max_body_size` bytes of it, whatever the headers say.
+        never more than `max_body_size` bytes of it, whatever the headers say, nor
+        for longer than `body_timeout` seconds.
         """
         config = self.connect_auth(request)
 
         async def body() -> bytes:
-            return await read_capped(request, config.max_body_size)
+            return await read_capped(request, config.max_body_size, time_limit=config.body_timeout)
 
         return config, self.extract_token(request), request_target(request), body
 
@@ -120,8 +121,9 @@ class ConnectRequest(_ConnectSecurity):
       but not valid is still rejected.
     * `body`: a webhook's body type (a Pydantic model, or any type Pydantic
       validates), returned as `VerifiedRequest.body`. The body is read only once
-      the token is verified, streamed and capped at `max_body_size` bytes (the
-      config's by default), then validated: 401, then 413, then 422. Never
+      the token is verified, streamed and capped at `max_body_size` bytes and
+      `body_timeout` seconds (the config's by default), then validated: 401,
+      then 413 (or 408), then 422. Never
       declare a webhook body as a route parameter: FastAPI would read and parse
       it, for anyone and at any size, before the token is looked at.
 
@@ -140,6 +142,7 @@ class ConnectRequest(_ConnectSecurity):
         auto_error: bool = True,
         body: Any = None,
         max_body_size: int | None = None,
+        body_timeout: float | None = None,
         scheme_name: str | None = None,
         description: str | None = None,
         config: ConnectAuth | None = None,
@@ -158,12 +161,14 @@ class ConnectRequest(_ConnectSecurity):
         self.body: TypeAdapter[Any] | None = None if body is None else TypeAdapter(body)
         """The pydantic model the body is validated into, read only after the token is verified."""
         self.max_body_size = max_body_size
-        """The largest body read for `body`, in bytes."""
+        """The largest body read for `body`, in bytes; `None` for the config's."""
+        self.body_timeout = body_timeout
+        """Seconds the body for `body` may take to arrive; `None` for the config's."""
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
-        """401; 503 when RS256 is accepted; 413 and 422 when it reads a `body`."""
+        """401; 503 when RS256 is accepted; 408, 413 and 422 when it reads a `body`."""
         signed = {503} if self.authorization_method != "sharedSecret" else set()
-        return {401} | signed | ({413, 422} if self.body is not None else set())
+        return {401} | signed | ({408, 413, 422} if self.body is not None else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The `body` model, if any."""
@@ -184,7 +189,10 @@ class ConnectRequest(_ConnectSecurity):
         self, request: Request, verified: VerifiedRequest[Any], body_type: TypeAdapter[Any]
     ) -> VerifiedRequest[Any]:
         """`verified` with its body: streamed under the cap, then validated (422 as FastAPI words it)."""
-        raw = await read_capped(request, self.max_body_size or self.connect_auth(request).max_body_size)
+        config = self.connect_auth(request)
+        raw = await read_capped(
+            request, self.max_body_size or config.max_body_size, time_limit=self.body_timeout or config.body_timeout
+        )
         try:
             body = body_type.validate_json(raw)
         except ValidationError as exc:
@@ -209,10 +217,10 @@ class ConnectInstall(_ConnectSecurity):
         super().__init__(scheme_name=scheme_name, description=description, config=config)
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
-        """400, 401, 413; 503 when installs are signed (Atlassian's key is fetched)."""
+        """400, 401, 408, 413; 503 when installs are signed (Atlassian's key is fetched)."""
         config = self.configured(app)
         signed = config is None or config.authorization_method != "sharedSecret"
-        return {400, 401, 413} | ({503} if signed else set())
+        return {400, 401, 408, 413} | ({503} if signed else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The install payload."""
@@ -247,10 +255,10 @@ class ConnectLifecycle(_ConnectSecurity):
         """The lifecycle event this route takes: `uninstalled`, `enabled` or `disabled`."""
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
-        """400, 401, 413; 503 for a signed `uninstalled`."""
+        """400, 401, 408, 413; 503 for a signed `uninstalled`."""
         config = self.configured(app)
         signed = self.event == "uninstalled" and (config is None or config.authorization_method != "sharedSecret")
-        return {400, 401, 413} | ({503} if signed else set())
+        return {400, 401, 408, 413} | ({503} if signed else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The lifecycle payload."""

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from .._bodies import BodySource, too_large
+from .._bodies import DEFAULT_BODY_TIMEOUT, BodySource, too_large
 from .._errors import AuthError, AuthErrorCode
 from .._tokens import check_kid, check_times
 from .._wiring import AppConfig
@@ -126,6 +126,9 @@ class ConnectAuth(AppConfig):
       or `"any"` (during a transition).
     * `product_hosts`: the allow-list of product hosts that may install the app.
     * `leeway`: seconds of clock skew tolerated on `exp` and `nbf`.
+    * `max_body_size`, `body_timeout`: the largest lifecycle body read, in bytes,
+      and the seconds it may take to arrive, whole (408 `BODY_TIMEOUT` after, the
+      connection closed); also the defaults of `ConnectRequest(body=...)`.
     """
 
     state_name = "connect_auth"
@@ -144,6 +147,7 @@ class ConnectAuth(AppConfig):
         product_hosts: ProductHosts | None = None,
         leeway: float = 30.0,
         max_body_size: int = 64 * 1024,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
@@ -167,6 +171,8 @@ class ConnectAuth(AppConfig):
         """Seconds of clock skew tolerated on `exp` and `nbf`."""
         self.max_body_size = max_body_size
         """The largest lifecycle body accepted, in bytes."""
+        self.body_timeout = body_timeout
+        """Seconds a body may take to arrive, whole."""
         self.clock = clock
         """The clock tokens are checked against (seconds since the epoch)."""
 
@@ -440,6 +446,8 @@ class ConnectAuth(AppConfig):
 
     @staticmethod
     def _log_rejection(kind: str, exc: AuthError, parsed: ParsedToken | None) -> None:
+        if exc.code is AuthErrorCode.CLIENT_DISCONNECTED:  # no rejection: the body reader logged the hang-up
+            return
         issuer = parsed.claims.iss[:64] if parsed is not None else None
         logger.warning("Rejected Connect %s: %s (iss=%r): %s", kind, exc.code.value, issuer, exc.message)
 

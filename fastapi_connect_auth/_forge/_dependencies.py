@@ -64,8 +64,8 @@ class ForgeRequest(SecurityBase, DocumentedDependency):
         """The `ForgeAuth` to use; `None` takes the one installed on the app."""
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
-        """401, 503 (Forge's keys unavailable), and 413 when it reads the body."""
-        return {401, 503} | ({413} if self.read_body else set())
+        """401, 503 (Forge's keys unavailable), and 408 and 413 when it reads the body."""
+        return {401, 503} | ({408, 413} if self.read_body else set())
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The body is read as bytes, for the route to parse: it declares none."""

@@ -34,7 +34,9 @@ Exception
 
 Every client retries as Atlassian asks (`RetryPolicy`): 429, 503, 408 and
 timeouts for idempotent methods, `Retry-After` honoured, exponential backoff with
-jitter, each attempt signed afresh. `RateLimitInfo` reads the rate-limit headers.
+jitter, each attempt signed afresh, an hourly quota never retried.
+`RateLimitInfo` reads the rate-limit headers; `IssueWrites` serialises the
+writes to each Jira issue.
 
 No message contains a token, an assertion or a shared secret.
 """
@@ -53,6 +55,7 @@ from ._forge import (
     remember_forge_tokens,
     stored_forge_client,
 )
+from ._issue_writes import IssueWrites
 from ._retries import RateLimitedError, RateLimitInfo, RetryPolicy
 from ._user_auth import (
     AUTHORIZATION_SERVERS,
@@ -73,6 +76,7 @@ __all__ = [
     "ForgeStoredToken",
     "ForgeTokenStore",
     "InMemoryForgeTokenStore",
+    "IssueWrites",
     "OfflineUserTokens",
     "ProductAPIError",
     "RateLimitInfo",

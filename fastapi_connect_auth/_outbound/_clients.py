@@ -8,6 +8,7 @@ from typing import Any
 import httpx2
 
 from ._app_auth import ConnectAppAuth
+from ._issue_writes import IssueWrites
 from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryingClient, RetryPolicy
 from ._user_auth import ConnectUserAuth, UserTokenProvider
 
@@ -56,6 +57,7 @@ def product_client(
     scopes: Iterable[str] = (),
     tokens: UserTokenProvider | None = None,
     retries: RetryPolicy | None = ATLASSIAN_RETRIES,
+    issue_writes: IssueWrites | None = None,
     **client_options: Any,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` for a tenant's REST API, as the app or (with `as_user`) as that user.
@@ -65,7 +67,10 @@ def product_client(
     (e.g. `["READ", "WRITE"]`) are needed; tokens come from `tokens`, else a
     process-wide provider. `retries` says how rate-limited and failed calls are
     retried (Atlassian's guidance by default; `None`: never), each attempt
-    signed afresh. Other keyword arguments go to `httpx2.AsyncClient`.
+    signed afresh. With `issue_writes` (an `IssueWrites` shared by the process),
+    the writes to each Jira issue wait for each other and are spaced out, as
+    Atlassian's per-issue write limit asks. Other keyword arguments go to
+    `httpx2.AsyncClient`.
     """
     auth = _product_auth(
         app_key=app_key,
@@ -77,7 +82,9 @@ def product_client(
         scopes=scopes,
         tokens=tokens,
     )
-    return AsyncRetryingClient(retries=retries, auth=auth, **_client_options(base_url, client_options))
+    return AsyncRetryingClient(
+        retries=retries, issue_writes=issue_writes, auth=auth, **_client_options(base_url, client_options)
+    )
 
 
 def sync_product_client(

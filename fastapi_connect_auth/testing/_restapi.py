@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -189,24 +190,41 @@ class FakeRestAPI:
         *,
         times: int = 1,
         retry_after: float | str | None = None,
+        beta_retry_after: float | str | None = None,
+        reason: str | None = None,
+        reset: datetime | str | None = None,
         headers: Mapping[str, str] | None = None,
         method: str | None = None,
         path: str | None = None,
     ) -> None:
         """Answer the next `times` verified calls (of `method` to `path`, if given) with `status`, then as usual.
 
-        `retry_after` (seconds, or an HTTP-date) and `headers` (such as
-        `RateLimit-Reason` or `X-RateLimit-Remaining`) go on each answer.
+        Each answer carries, when given: `retry_after` as `Retry-After` and
+        `beta_retry_after` as `Beta-Retry-After` (seconds, or any text: an
+        HTTP-date, or a malformed value to see it refused), `reason` as
+        `RateLimit-Reason` (`jira-burst-based`, `jira-per-issue-on-write`,
+        `jira-quota-tenant-based`...), `reset` as `X-RateLimit-Reset` (a `datetime`
+        is written as Jira does, `2026-12-02T15:00Z`), and `headers` as they are.
         Schedules queue up in order: a call gets the first one that matches it.
 
         ```python
-        product.api.throttle(429, times=2, retry_after=1, headers={"RateLimit-Reason": "jira-burst-based"})
+        product.api.throttle(429, times=2, retry_after=1, reason="jira-burst-based")
+        product.api.throttle(429, reason="jira-quota-tenant-based", reset=next_hour)
         product.api.throttle(503)  # then one 503, then the routes answer again
         ```
         """
-        answer_headers = dict(headers or {})
-        if retry_after is not None:
-            answer_headers["Retry-After"] = retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
+        answer_headers = {
+            name: value if isinstance(value, str) else f"{value:g}"
+            for name, value in (("Retry-After", retry_after), ("Beta-Retry-After", beta_retry_after))
+            if value is not None
+        }
+        if reason is not None:
+            answer_headers["RateLimit-Reason"] = reason
+        if reset is not None:
+            answer_headers["X-RateLimit-Reset"] = (
+                reset if isinstance(reset, str) else reset.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+            )
+        answer_headers.update(headers or {})
         pattern = _path_pattern(path) if path is not None else None
         with self.lock:
             self._throttles.append(_Throttle(status, answer_headers, times, method and method.upper(), pattern))

@@ -1,10 +1,13 @@
 """A Connect app with lifecycle and page routes, for tests that run it under a real uvicorn process.
 
 No tenant is installed: every lifecycle callback is refused, which is what those tests send.
+Bodies may take 2 s to arrive (20 s by default), so that a slow-body test takes seconds; the
+library's log goes to stderr from INFO up, as an app that configures logging would have it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -20,7 +23,15 @@ from fastapi_connect_auth import (
     redact_access_logs,
 )
 
-connect = ConnectAuth(base_url="http://127.0.0.1", credentials_loader=lambda client_key: None)
+BODY_TIMEOUT = 2.0
+
+connect = ConnectAuth(
+    base_url="http://127.0.0.1", credentials_loader=lambda client_key: None, body_timeout=BODY_TIMEOUT
+)
+_handler = logging.StreamHandler()
+_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+logging.getLogger("fastapi_connect_auth").addHandler(_handler)
+logging.getLogger("fastapi_connect_auth").setLevel(logging.INFO)
 app = FastAPI(lifespan=connect.lifespan)
 connect.install(app)
 redact_access_logs()
