@@ -23,6 +23,7 @@ from ._connect._models import (
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._errors import AuthError, AuthErrorCode
+from ._events import RejectionEvent, RejectionKind
 from ._forge._dependencies import ForgeRequest
 from ._forge._flow import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
 from ._forge._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
@@ -64,6 +65,7 @@ from ._outbound import (
     stored_forge_client,
     sync_product_client,
 )
+from ._telemetry import Telemetry
 
 __all__ = [
     "CONTEXT_QSH",
@@ -116,8 +118,11 @@ __all__ = [
     "RateLimitInfo",
     "RateLimitedError",
     "RedactTokens",
+    "RejectionEvent",
+    "RejectionKind",
     "RequestTarget",
     "RetryPolicy",
+    "Telemetry",
     "TokenRequestError",
     "UnsafeRedirectError",
     "UnsafeRequestError",

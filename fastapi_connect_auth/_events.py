@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["RejectionCallback", "RejectionEvent", "RejectionKind", "deliver", "safe_text", "trace_ids"]
+__all__ = ["RejectionCallback", "RejectionEvent", "RejectionKind", "deliver", "route_path", "safe_text", "trace_ids"]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -49,6 +49,12 @@ def safe_text(value: object, limit: int) -> str | None:
     cut = text[: limit + 1]
     shown = cut if cut.isprintable() else "".join(char if char.isprintable() else "?" for char in cut)
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def route_path(request: Any) -> str | None:
+    """The path template of the route a Starlette request matched (`/issues/{key}`), if any: a low-cardinality name."""
+    path = getattr(request.scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
 
 
 def _header(headers: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> re.Match[str] | None:

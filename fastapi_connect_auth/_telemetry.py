@@ -99,7 +99,7 @@ class Telemetry:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         self._span_kind = SpanKind.INTERNAL
-        self._error = lambda code: Status(StatusCode.ERROR, code)
+        self._status, self._error = Status, StatusCode.ERROR
         self._tracer = trace.get_tracer(SCOPE, _version(), tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, _version(), meter_provider=meter_provider)
         self._accepted = meter.create_counter(
@@ -149,7 +149,7 @@ class Telemetry:
             attributes=attributes,
         )
         if code is not None:
-            span.set_status(self._error(code))
+            span.set_status(self._status(self._error, code))
         span.end(end_time=verification.started_ns + int(elapsed * 1e9))
         if code is None:
             self._accepted.add(1, {_ATTR + "kind": kind})

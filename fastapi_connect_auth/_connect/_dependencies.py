@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .._bodies import BodySource, read_capped
 from .._errors import AuthError, AuthErrorCode
+from .._events import route_path
 from .._openapi import DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
@@ -174,7 +175,12 @@ class ConnectRequest(_ConnectSecurity):
         if token is None and not self.auto_error:
             return None
         verified = await self.connect_auth(request).verify_request(
-            token, request_target(request), qsh=self.qsh, authorization_method=self.authorization_method
+            token,
+            request_target(request),
+            qsh=self.qsh,
+            authorization_method=self.authorization_method,
+            route=route_path(request),
+            headers=request.headers,
         )
         if self.body is None:
             return verified
@@ -220,7 +226,7 @@ class ConnectInstall(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_installation(token, target, body)
+        return await config.verify_installation(token, target, body, route=route_path(request), headers=request.headers)
 
 
 class ConnectLifecycle(_ConnectSecurity):
@@ -258,4 +264,6 @@ class ConnectLifecycle(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_lifecycle(self.event, token, target, body)
+        return await config.verify_lifecycle(
+            self.event, token, target, body, route=route_path(request), headers=request.headers
+        )

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from .._bodies import read_capped
 from .._errors import AuthError
+from .._events import route_path
 from .._openapi import DocumentedDependency
 from ._flow import ForgeAuth
 from ._models import ForgeInvocation
@@ -89,6 +90,8 @@ class ForgeRequest(SecurityBase, DocumentedDependency):
                 user_token=headers.get("x-forge-oauth-user"),
                 trace_id=headers.get("x-b3-traceid"),
                 span_id=headers.get("x-b3-spanid"),
+                route=route_path(request),
+                headers=headers,
             )
         except AuthError as exc:
             if exc.status_code == 401:

@@ -13,24 +13,23 @@ code that passes `audience=decode(token).app.id` accepts every Forge app's token
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from .._errors import AuthError, AuthErrorCode
+from .._events import RejectionCallback, RejectionEvent, deliver
+from .._telemetry import Telemetry
 from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
 from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
 from ._models import ForgeClaims, ForgeInvocation
 
 __all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
-
-logger = logging.getLogger("fastapi_connect_auth")
 
 FORGE_ISSUER = "forge/invocation-token"
 """The `iss` of every Forge Invocation Token."""
@@ -86,6 +85,11 @@ class ForgeAuth(AppConfig):
     * `api_hosts`: extra hosts allowed in `app.apiBaseUrl` (a test product; plain
       http is allowed for loopback hosts only).
     * `leeway`: seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+    * `on_rejection`: `callback(event)`, sync or async, given a `RejectionEvent`
+      for each refused call (after it is logged); if it raises, that is logged and
+      the call is refused all the same.
+    * `telemetry`: a `Telemetry` to record a span, counters and the verification
+      time of each call with OpenTelemetry; `None` (the default) records nothing.
     """
 
     state_name = "forge_auth"
@@ -105,6 +109,8 @@ class ForgeAuth(AppConfig):
         api_hosts: Iterable[str] = (),
         leeway: float = 10.0,
         clock: Callable[[], float] = time.time,
+        on_rejection: RejectionCallback | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         ids = [app_id] if isinstance(app_id, str) else list(app_id)
         if not ids:
@@ -131,6 +137,10 @@ class ForgeAuth(AppConfig):
         """Seconds of clock skew tolerated on `exp`, `nbf` and `iat`."""
         self.clock = clock
         """The clock tokens are checked against (seconds since the epoch)."""
+        self.on_rejection = on_rejection
+        """Called with a `RejectionEvent` for each refused call."""
+        self.telemetry = telemetry
+        """Records each verification with OpenTelemetry when set."""
 
     # -- the flow -----------------------------------------------------------------------
 
@@ -142,13 +152,18 @@ class ForgeAuth(AppConfig):
         user_token: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
+        route: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ForgeInvocation:
         """Verify a Forge Invocation Token; return the call's `ForgeInvocation` or raise `AuthError`.
 
         `system_token` and `user_token` are the `x-forge-oauth-system` and
         `x-forge-oauth-user` headers, kept as secrets; they are not verified (they
-        are opaque to the app) and are only trusted because the FIT is.
+        are opaque to the app) and are only trusted because the FIT is. `route`
+        (the route's path template) and `headers` (for trace ids) only describe a
+        rejection's event.
         """
+        timing = self.telemetry.start("forge", self.key_provider) if self.telemetry is not None else None
         claims: ForgeClaims | None = None
         try:
             if not token:
@@ -170,9 +185,27 @@ class ForgeAuth(AppConfig):
             key = await self.key_provider.get_signing_key(kid, jwks_url)
             verify_rs256(raw.signing_input, raw.signature, key)
         except AuthError as exc:
-            installation = claims.app.installation_id[:128] if claims is not None else None
-            logger.warning("Rejected Forge invocation: %s (installation=%r): %s", exc.code, installation, exc.message)
+            installation = claims.app.installation_id if claims is not None else None
+            if timing is not None:
+                timing.end(
+                    code=exc.code.value, installation_id=installation, signed=True, key_provider=self.key_provider
+                )
+            event = RejectionEvent.of(
+                exc,
+                "forge",
+                route=route,
+                headers=headers
+                if headers is not None
+                else {"x-b3-traceid": trace_id or "", "x-b3-spanid": span_id or ""},
+                installation_id=installation,
+            )
+            message = (
+                f"Rejected Forge invocation: {exc.code.value} (installation={event.installation_id!r}): {event.detail}"
+            )
+            await deliver(event, message, self.on_rejection)
             raise
+        if timing is not None:
+            timing.end(installation_id=claims.app.installation_id, signed=True, key_provider=self.key_provider)
         return ForgeInvocation(claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id))
 
     # -- steps --------------------------------------------------------------------------
