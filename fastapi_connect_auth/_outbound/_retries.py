@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx2
 
+from .._telemetry import outbound_span
 from ._errors import ProductAPIError
 from ._origin import refuse_client_redirects
 
@@ -259,9 +260,18 @@ class _Attempts:
         self.idempotent = method.upper() in policy.idempotent_methods if idempotent is None else idempotent
         self.started = policy.clock()
         self.sent = 0
+        self.span = outbound_span(method, path)
 
     def wait_after(self, outcome: httpx2.Response | Exception) -> float | None:
-        """Seconds to wait before the next attempt, or `None` to stop with `outcome`."""
+        """Seconds to wait before the next attempt, or `None` to stop with `outcome`; noted on the call's span."""
+        delay = self._wait_after(outcome)
+        if self.span is not None:
+            response = outcome if isinstance(outcome, httpx2.Response) else None
+            status, headers = (response.status_code, response.headers) if response is not None else (None, None)
+            self.span.attempt(status, headers, self.sent - 1, stop=delay is None)
+        return delay
+
+    def _wait_after(self, outcome: httpx2.Response | Exception) -> float | None:
         self.sent += 1
         policy = self.policy
         if self.sent > policy.max_retries:
