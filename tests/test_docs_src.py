@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import logging
 import re
@@ -677,3 +678,31 @@ async def test_forge_remote_sample_verifies_calls_and_calls_the_product_with_the
     assert (refused.status_code, refused.json()["code"]) == (401, "MISSING_JWT")
     assert kept.status_code == 204
     assert synced == {"accountId": "app-system-user", "tokenKind": "system"}
+
+
+# -- observability ------------------------------------------------------------------------
+
+
+@exercises("observability.py")
+def test_rejections_are_counted_and_logged_as_json_fields() -> None:
+    module = sample("observability")
+    stream = io.StringIO()
+    module.handler.setStream(stream)
+    try:
+        with TestClient(module.app) as client:
+            accepted = client.post("/webhooks/issue-updated", headers=tenant_token("POST&/webhooks/issue-updated&"))
+            refused = client.post("/webhooks/issue-updated", headers=tenant_token("POST&/elsewhere&"))
+    finally:
+        logging.getLogger("fastapi_connect_auth").removeHandler(module.handler)
+
+    assert accepted.status_code == 200, accepted.text
+    assert_rejected(refused, "INVALID_QSH")
+    assert module.rejections == {("request", "INVALID_QSH"): 1}
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert (line["auth_code"], line["auth_kind"], line["auth_route"], line["auth_issuer"]) == (
+        "INVALID_QSH",
+        "request",
+        "/webhooks/issue-updated",
+        CLIENT_KEY,
+    )
+    assert line["message"].startswith("Rejected Connect request: INVALID_QSH")
