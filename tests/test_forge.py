@@ -445,3 +445,88 @@ def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     assert schema["components"]["schemas"]["ConnectAuthError"]["properties"]["code"] == {
         "$ref": "#/components/schemas/AuthErrorCode"
     }
+
+
+# -- which invocations a route takes ----------------------------------------------------------
+
+UI_ONLY = ForgeRequest(invocation="ui")
+EVENTS_ONLY = ForgeRequest(invocation="event")
+HOURLY_ONLY = ForgeRequest(invocation="trigger", module_keys={"hourly-sync"})
+
+
+def routes_by_invocation(config: ForgeAuth) -> tuple[FastAPI, list[ForgeInvocation]]:
+    app = FastAPI()
+    config.install(app)
+    stored: list[ForgeInvocation] = []
+
+    @app.post("/ui")
+    async def ui(call: Annotated[ForgeInvocation, Depends(UI_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(EVENTS_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/hourly")
+    async def hourly(call: Annotated[ForgeInvocation, Depends(HOURLY_ONLY)]) -> None:
+        stored.append(call)
+
+    return app, stored
+
+
+@pytest.mark.parametrize(
+    ("path", "shape", "overrides", "accepted"),
+    [
+        ("/ui", "ui", {}, True),
+        ("/ui", "event", {}, False),
+        ("/ui", "ui", {"principal": None}, True),  # a context alone is still a UI call
+        ("/events", "event", {}, True),
+        ("/events", "trigger", {}, True),
+        ("/events", "ui", {}, False),
+        ("/events", "ui", {"context": None}, False),  # a principal alone too
+        ("/events", "ui", {"principal": None}, False),
+        ("/hourly", "trigger", {}, True),
+        ("/hourly", "event", {}, False),  # another module
+        ("/hourly", "trigger", {"app": {"module": None}}, False),
+        ("/hourly", "ui", {"app": {"module": {"key": "hourly-sync"}}}, False),
+    ],
+)
+def test_a_route_takes_only_the_invocations_it_names(
+    forge: FakeForge,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    shape: Any,
+    overrides: dict[str, Any],
+    accepted: bool,
+) -> None:
+    fit = forge.mint_fit(shape, **overrides)
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="fastapi_connect_auth"):
+        response = client.post(path, headers=forge.drive(client).headers(fit))
+    if accepted:
+        assert response.status_code == 200, response.text
+        assert len(stored) == 1
+    else:
+        assert_refused(response, "WRONG_INVOCATION", stored)
+        assert "WRONG_INVOCATION" in caplog.text
+
+
+def test_the_wrong_invocation_is_refused_before_any_key_lookup(forge: FakeForge) -> None:
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        response = client.post("/events", headers=forge.drive(client).headers(forge.mint_fit("ui")))
+    assert_refused(response, "WRONG_INVOCATION", stored)
+    assert forge.jwks_requests == 0
+
+
+@pytest.mark.anyio
+async def test_verify_invocation_takes_the_same_restrictions(forge: FakeForge) -> None:
+    config = forge.forge_auth(clock=lambda: NOW)
+    event = await config.verify_invocation(forge.mint_fit("event"), invocation="backend")
+    assert not event.browser_visible
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("ui"), invocation="lifecycle")
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("event"), module_keys=())
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
