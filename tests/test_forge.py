@@ -11,7 +11,8 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx2
@@ -19,17 +20,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_connect_auth import (
     FORGE_STAGING_JWKS_URL,
     AuthError,
     AuthErrorCode,
+    ConnectAuth,
+    ConnectRequest,
     ForgeAuth,
     ForgeInvocation,
     ForgeRequest,
     JwksKeyProvider,
+    VerifiedRequest,
     forge_app_ari,
 )
 from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
@@ -428,6 +432,69 @@ def test_without_install_the_dependency_says_what_to_do(forge: FakeForge) -> Non
         client.get("/x", headers={"Authorization": f"Bearer {forge.mint_fit()}"})
 
 
+def test_forgetting_install_fails_at_startup_with_the_fix(forge: FakeForge) -> None:
+    config = forge.forge_auth()
+    app = FastAPI(lifespan=config.lifespan)
+    router = APIRouter()
+
+    @router.post("/forge/events")
+    async def route(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    app.include_router(router, prefix="/api")
+    with pytest.raises(RuntimeError, match=r"POST /api/forge/events uses ForgeRequest.*call forge\.install\(app\)"):
+        TestClient(app).__enter__()
+    config.install(app)
+    with TestClient(app) as client:
+        assert client.post("/api/forge/events").status_code == 401
+    # An included router's routes are documented as the app's own.
+    assert "401" in app.openapi()["paths"]["/api/forge/events"]["post"]["responses"]
+
+
+def test_the_startup_check_covers_mounted_apps_and_both_sides(forge: FakeForge) -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    config = forge.forge_auth()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect.lifespan(app), config.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    connect.install(app)
+    forge_app = FastAPI()
+
+    @forge_app.get("/whoami")
+    async def whoami(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    @forge_app.get("/configured")
+    async def configured(call: Annotated[ForgeInvocation, Depends(ForgeRequest(config=config))]) -> None: ...
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    app.mount("/forge", forge_app)
+    with pytest.raises(RuntimeError) as failed:
+        TestClient(app).__enter__()
+    assert str(failed.value) == (
+        "GET /forge/whoami uses ForgeRequest, but no ForgeAuth is installed on this app:"
+        " call forge.install(app), or pass config= to the dependency."
+    )
+    config.install(forge_app)
+    with TestClient(app) as client:
+        assert client.get("/forge/whoami").status_code == 401
+
+
+def test_a_connect_app_that_forgot_install_fails_at_startup_too() -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    app = FastAPI(lifespan=connect.lifespan)
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    with pytest.raises(RuntimeError, match=r"GET /connect uses ConnectRequest.*call connect\.install\(app\)"):
+        TestClient(app).__enter__()
+
+
 def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     app, _ = make_app(forge.forge_auth())
     schema = app.openapi()
@@ -442,9 +509,12 @@ def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     assert schema["paths"]["/forge/events"]["post"]["security"] == [{"ForgeInvocationToken": []}]
     assert {"401", "503"} <= set(schema["paths"]["/forge/events"]["post"]["responses"])
     assert "413" not in schema["paths"]["/forge/events"]["post"]["responses"]
-    assert schema["components"]["schemas"]["ConnectAuthError"]["properties"]["code"] == {
+    assert schema["components"]["schemas"]["AuthErrorResponse"]["properties"]["code"] == {
         "$ref": "#/components/schemas/AuthErrorCode"
     }
+    unauthorized = schema["paths"]["/forge/events"]["post"]["responses"]["401"]
+    assert unauthorized["headers"]["WWW-Authenticate"]["description"] == "`Bearer`"
+    assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuthErrorResponse"}
 
 
 # -- which invocations a route takes ----------------------------------------------------------

@@ -84,6 +84,12 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         """The `ConnectAuth` this dependency checks with on `app`, if one is set (for OpenAPI, outside a request)."""
         return self.config or ConnectAuth.installed_on(app)
 
+    def missing_configuration(self, app: FastAPI) -> str | None:
+        """Why this dependency cannot run on `app`: no `config=` and no `ConnectAuth` installed there."""
+        if self.configured(app) is not None:
+            return None
+        return f"no ConnectAuth is installed on this app: {ConnectAuth.install_hint}, or pass config= to the dependency"
+
     def connect_auth(self, request: Request) -> ConnectAuth:
         """The `ConnectAuth` this dependency checks with: its own `config`, else the app's."""
         return self.config or ConnectAuth.of(request)

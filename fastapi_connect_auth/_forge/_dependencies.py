@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -49,6 +49,8 @@ _LIFECYCLE_BODIES: dict[ForgeLifecycleEvent, TypeAdapter[Any]] = {
 
 class _ForgeSecurity(SecurityBase, DocumentedDependency):
     """What Forge's dependencies share: the bearer scheme, the configuration, verifying, then reading the body."""
+
+    challenge: ClassVar[str] = "Bearer"
 
     def __init__(
         self,
@@ -95,6 +97,12 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The body's model, if the route validates one."""
         return self.body
+
+    def missing_configuration(self, app: FastAPI) -> str | None:
+        """Why this dependency cannot run on `app`: no `config=` and no `ForgeAuth` installed there."""
+        if self.config is not None or ForgeAuth.installed_on(app) is not None:
+            return None
+        return f"no ForgeAuth is installed on this app: {ForgeAuth.install_hint}, or pass config= to the dependency"
 
     @staticmethod
     def extract_token(request: Request) -> str | None:
