@@ -7,7 +7,8 @@
   (`check_configured`): a forgotten `install(app)` fails at startup, not at the
   first request.
 * `OwnedClient` is a key provider's `httpx2.AsyncClient`: one passed in, or its
-  own, opened by `async with` and closed by `aclose()`.
+  own, opened by `async with` and closed by `aclose()`; `read_raw` reads what a
+  key server answers, uncompressed and capped.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from ._bodies import declared_length
 from ._errors import AuthError
 from ._openapi import document_errors, guarded_routes
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
-__all__ = ["AppConfig", "OwnedClient", "auth_error_handler", "check_configured"]
+__all__ = ["IDENTITY_ENCODING", "AppConfig", "OwnedClient", "auth_error_handler", "check_configured", "read_raw"]
+
+IDENTITY_ENCODING = {"Accept-Encoding": "identity"}
+"""The headers of a key fetch: no compression, so a size cap counts what crosses the wire."""
 
 
 async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
@@ -137,3 +142,29 @@ class OwnedClient:
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client, self._owns_client = None, False
+
+
+async def read_raw(response: httpx2.Response, limit: int) -> bytes:
+    """The body of a streamed `response` as sent, at most `limit` bytes; `ValueError` (a reason) otherwise.
+
+    Asked with `IDENTITY_ENCODING`, a key server has no reason to compress:
+    a compressed answer is refused rather than inflated (a few hundred KiB of
+    gzip inflate to hundreds of MiB before a cap on decoded bytes would see them).
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ValueError("the answer is compressed although identity was asked for")
+    declared = declared_length(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise ValueError("the answer is too large")
+    if response.is_stream_consumed:  # an answer made in memory (`httpx2.MockTransport`): already read
+        if len(response.content) > limit:
+            raise ValueError("the answer is too large")
+        return response.content
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            raise ValueError("the answer is too large")
+    return bytes(body)
+
