@@ -24,9 +24,21 @@ from ._connect._models import (
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._errors import AuthError, AuthErrorCode
 from ._events import RejectionEvent, RejectionKind
-from ._forge._dependencies import ForgeRequest
+from ._forge._dependencies import ForgeLifecycle, ForgeRequest
 from ._forge._flow import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
 from ._forge._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
+from ._forge._lifecycle import (
+    ForgeInstalledPayload,
+    ForgeLifecycleApp,
+    ForgeLifecycleEnvironment,
+    ForgeLifecycleEvent,
+    ForgeLifecyclePayload,
+    ForgePreUninstallContext,
+    ForgePreUninstallPayload,
+    ForgeRetryContext,
+    ForgeUpgradedPayload,
+    VerifiedForgeLifecycle,
+)
 from ._forge._models import (
     ForgeApp,
     ForgeClaims,
@@ -35,6 +47,7 @@ from ._forge._models import (
     ForgeInstallation,
     ForgeInstallationContext,
     ForgeInvocation,
+    ForgeInvocationKind,
     ForgeLicense,
     ForgeModule,
 )
@@ -98,13 +111,24 @@ __all__ = [
     "ForgeEnvironment",
     "ForgeInstallation",
     "ForgeInstallationContext",
+    "ForgeInstalledPayload",
     "ForgeInvocation",
+    "ForgeInvocationKind",
     "ForgeKeyProvider",
     "ForgeLicense",
+    "ForgeLifecycle",
+    "ForgeLifecycleApp",
+    "ForgeLifecycleEnvironment",
+    "ForgeLifecycleEvent",
+    "ForgeLifecyclePayload",
     "ForgeModule",
+    "ForgePreUninstallContext",
+    "ForgePreUninstallPayload",
     "ForgeRequest",
+    "ForgeRetryContext",
     "ForgeStoredToken",
     "ForgeTokenStore",
+    "ForgeUpgradedPayload",
     "InMemoryForgeTokenStore",
     "InstallPayload",
     "InstallationType",
@@ -128,6 +152,7 @@ __all__ = [
     "UnsafeRequestError",
     "UserGrant",
     "UserTokenProvider",
+    "VerifiedForgeLifecycle",
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",

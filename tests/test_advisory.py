@@ -7,9 +7,10 @@ with the right code, and where it matters that Atlassian's CDN was never asked.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from example_app.settings import Settings
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
     AuthError,
+    AuthErrorCode,
     AuthorizationMethod,
     ConnectAuth,
     ConnectEnvironment,
@@ -569,3 +571,54 @@ def test_iframe_api_listed_issues_the_user_may_not_see(tmp_path: Path) -> None:
     assert bob.headers["X-Events-Withheld"] == "1"
     issue_calls = [(call.account_id, call.status) for call in jira.api_calls if call.url.startswith("/rest/")]
     assert issue_calls == [("account-alice", 200), ("account-bob", 404)]
+
+
+class _CountingStream(httpx2.AsyncByteStream):
+    """A streamed answer (nothing read before the client asks) that counts the bytes it handed out."""
+
+    def __init__(self, body: bytes, chunk: int = 16 * 1024) -> None:
+        self.body, self.chunk, self.sent = body, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.chunk):
+            self.sent += self.chunk
+            yield self.body[start : start + self.chunk]
+
+
+def _gzip_bomb() -> bytes:
+    """64 KiB of gzip that inflates to 64 MiB of zeros."""
+    return gzip.compress(b"\0" * (64 * MIB), compresslevel=9)
+
+
+def _key_server_answering(body: bytes, headers: dict[str, str], asked: list[httpx2.Headers]) -> httpx2.AsyncClient:
+    streams: list[_CountingStream] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        asked.append(request.headers)
+        streams.append(_CountingStream(body))
+        return httpx2.Response(200, headers=headers, stream=streams[-1])
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle))
+    client.streams = streams  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip bomb", "oversized identity body"])
+async def test_gzip_bomb_install_key_is_refused_on_the_bytes_received(compressed: bool) -> None:
+    """The install-key fetch counted its cap after gzip inflation: a small gzip answer became tens of MiB.
+
+    Now it asks for `Accept-Encoding: identity`, refuses a compressed answer unread, and
+    counts the cap on the bytes received.
+    """
+    asked: list[httpx2.Headers] = []
+    body = _gzip_bomb() if compressed else b"-" * MIB
+    client = _key_server_answering(body, {"Content-Encoding": "gzip"} if compressed else {}, asked)
+    provider = AtlassianKeyProvider(client=client, base_url="https://keys.example.test")
+
+    with pytest.raises(AuthError) as caught:
+        await provider.get_public_key(KID)
+
+    assert (caught.value.code, caught.value.status_code) == (AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY, 503)
+    assert {headers["Accept-Encoding"] for headers in asked} == {"identity"}
+    assert all(stream.sent <= 32 * 1024 for stream in client.streams)  # type: ignore[attr-defined]

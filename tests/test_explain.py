@@ -35,13 +35,15 @@ APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"
 OTHER_ARI = "ari:cloud:ecosystem::app/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
 INSTALLATION = "ari:cloud:ecosystem::installation/2b6e1f4c-1111-4222-8333-944455556666"
 
-BODY_CODES = {
+UNREACHABLE = {
     AuthErrorCode.UNAUTHORIZED_REQUEST,
     AuthErrorCode.INVALID_INSTALL_PAYLOAD,
     AuthErrorCode.PAYLOAD_TOO_LARGE,
     AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
+    AuthErrorCode.WRONG_INVOCATION,
 }
-"""Codes about a lifecycle body, which the command does not take: it explains tokens."""
+"""Codes about a lifecycle body or a route's own restriction (`ForgeRequest(invocation=...)`), which the
+command does not take: it explains tokens (and names a FIT's invocation kind among its facts)."""
 
 
 def qsh(canonical: str) -> str:
@@ -370,7 +372,7 @@ def test_every_refusal_code_is_reachable(cli: Cli, jwks_file: Path) -> None:
             assert out["troubleshooting"].endswith(f"#{code.value.lower()}")
             reached.add(code)
 
-    assert set(AuthErrorCode) - reached == BODY_CODES
+    assert set(AuthErrorCode) - reached == UNREACHABLE
 
 
 def test_a_signed_token_is_verified_with_the_jwks_file(cli: Cli, jwks_file: Path) -> None:

@@ -16,20 +16,20 @@ import hmac
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from .._errors import AuthError, AuthErrorCode
 from .._events import RejectionCallback, RejectionEvent, deliver
-from .._telemetry import Telemetry
+from .._telemetry import Telemetry, Verification
 from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
 from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
-from ._models import ForgeClaims, ForgeInvocation
+from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind
 
-__all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
+__all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "check_invocation", "forge_app_ari"]
 
 FORGE_ISSUER = "forge/invocation-token"
 """The `iss` of every Forge Invocation Token."""
@@ -55,6 +55,28 @@ def forge_app_ari(app_id: str) -> str:
     if str(parsed) != bare.lower():
         raise ValueError(f"a Forge app id is a UUID or {_APP_ARI_PREFIX}<uuid>, not {app_id!r}")
     return _APP_ARI_PREFIX + bare.lower()
+
+
+def check_invocation(
+    claims: ForgeClaims, invocation: ForgeInvocationKind | None, module_keys: Collection[str] | None
+) -> None:
+    """Refuse a FIT of another kind than `invocation`, or of a module not in `module_keys` (`WRONG_INVOCATION`).
+
+    A UI call carries a `principal` or a `context`; Forge sends every other kind
+    (product events, triggers, lifecycle events, backend `invokeRemote`) without
+    either, and nothing else in a FIT tells those apart: `module_keys` does.
+    """
+    from_browser = claims.principal is not None or claims.context is not None
+    if invocation == "ui" and not from_browser:
+        raise AuthError(AuthErrorCode.WRONG_INVOCATION, "This route takes UI calls only; the FIT is not one.")
+    if invocation is not None and invocation != "ui" and from_browser:
+        raise AuthError(
+            AuthErrorCode.WRONG_INVOCATION,
+            f"This route takes {invocation} calls only; the FIT carries a principal or a context (a UI call).",
+        )
+    module = claims.app.module
+    if module_keys is not None and (module is None or module.key not in module_keys):
+        raise AuthError(AuthErrorCode.WRONG_INVOCATION, "The FIT's app.module.key is not one this route takes.")
 
 
 def _trace(value: str | None) -> str | None:
@@ -152,6 +174,8 @@ class ForgeAuth(AppConfig):
         user_token: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
+        invocation: ForgeInvocationKind | None = None,
+        module_keys: Collection[str] | None = None,
         route: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> ForgeInvocation:
@@ -159,9 +183,12 @@ class ForgeAuth(AppConfig):
 
         `system_token` and `user_token` are the `x-forge-oauth-system` and
         `x-forge-oauth-user` headers, kept as secrets; they are not verified (they
-        are opaque to the app) and are only trusted because the FIT is. `route`
-        (the route's path template) and `headers` (for trace ids) only describe a
-        rejection's event.
+        are opaque to the app) and are only trusted because the FIT is.
+
+        `invocation` and `module_keys` restrict which calls are taken (see
+        `ForgeRequest`); a FIT of another kind is `WRONG_INVOCATION`, refused
+        before any key lookup. `route` (the route's path template) and `headers`
+        (for trace ids) only describe a rejection's event.
         """
         timing = self.telemetry.start("forge", self.key_provider) if self.telemetry is not None else None
         claims: ForgeClaims | None = None
@@ -181,32 +208,44 @@ class ForgeAuth(AppConfig):
             self._check_issued_at(claims)
             self._check_issuer_and_audience(claims)
             self._check_installation(claims)
+            if invocation is not None or module_keys is not None:
+                check_invocation(claims, invocation, module_keys)
             jwks_url = self._jwks_url(claims)
             key = await self.key_provider.get_signing_key(kid, jwks_url)
             verify_rs256(raw.signing_input, raw.signature, key)
         except AuthError as exc:
             installation = claims.app.installation_id if claims is not None else None
-            if timing is not None:
-                timing.end(
-                    code=exc.code.value, installation_id=installation, signed=True, key_provider=self.key_provider
-                )
-            event = RejectionEvent.of(
-                exc,
-                "forge",
-                route=route,
-                headers=headers
-                if headers is not None
-                else {"x-b3-traceid": trace_id or "", "x-b3-spanid": span_id or ""},
-                installation_id=installation,
-            )
-            message = (
-                f"Rejected Forge invocation: {exc.code.value} (installation={event.installation_id!r}): {event.detail}"
-            )
-            await deliver(event, message, self.on_rejection)
+            if headers is None:
+                headers = {"x-b3-traceid": trace_id or "", "x-b3-spanid": span_id or ""}
+            await self.report_rejection(exc, installation_id=installation, route=route, headers=headers, timing=timing)
             raise
         if timing is not None:
             timing.end(installation_id=claims.app.installation_id, signed=True, key_provider=self.key_provider)
         return ForgeInvocation(claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id))
+
+    async def report_rejection(
+        self,
+        exc: AuthError,
+        *,
+        installation_id: str | None,
+        route: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timing: Verification | None = None,
+    ) -> None:
+        """The one place a Forge rejection is reported: its event logged and given to `on_rejection`, its span.
+
+        The flow calls it for every refused FIT; `ForgeLifecycle` for a verified FIT
+        whose payload names another installation.
+        """
+        if timing is not None:
+            timing.end(
+                code=exc.code.value, installation_id=installation_id, signed=True, key_provider=self.key_provider
+            )
+        event = RejectionEvent.of(exc, "forge", route=route, headers=headers, installation_id=installation_id)
+        message = (
+            f"Rejected Forge invocation: {exc.code.value} (installation={event.installation_id!r}): {event.detail}"
+        )
+        await deliver(event, message, self.on_rejection)
 
     # -- steps --------------------------------------------------------------------------
 
