@@ -23,8 +23,10 @@ from fastapi_connect_auth import (
     ConnectAuth,
     ForgeAuth,
     ForgeInvocation,
+    ForgeLifecycle,
     ForgeRequest,
     RejectionEvent,
+    VerifiedForgeLifecycle,
 )
 from tests._keyserver import rsa_key
 from tests.conftest import (
@@ -415,3 +417,30 @@ def test_events_are_plain_data() -> None:
     assert event.log_fields()["auth_code"] == "MISSING_JWT"
     with pytest.raises(AttributeError):
         event.code = AuthErrorCode.INVALID_QSH  # type: ignore[misc]
+
+
+def test_a_forge_lifecycle_event_for_another_installation_yields_an_event(events: list[RejectionEvent]) -> None:
+    config = forge_auth(on_rejection=events.append)
+    app = FastAPI()
+    config.install(app)
+
+    @app.post("/forge/lifecycle/installed", status_code=204)
+    async def installed(event: Annotated[VerifiedForgeLifecycle, Depends(ForgeLifecycle("installed"))]) -> None:
+        raise AssertionError("never reached")
+
+    body = {"id": str(uuid.uuid4()), "app": {"id": str(uuid.uuid4()), "version": "1.0.0"}}
+    installation = f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+    token = fit(installation_id=installation)
+    response = TestClient(app).post(
+        "/forge/lifecycle/installed", json=body, headers={"Authorization": f"Bearer {token}", **TRACE_HEADERS}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (401, "INSTALLATION_MISMATCH")
+    (event,) = events
+    assert (event.code, event.kind, event.route, event.installation_id, event.b3_trace_id) == (
+        AuthErrorCode.INSTALLATION_MISMATCH,
+        "forge",
+        "/forge/lifecycle/installed",
+        installation,
+        B3_TRACE,
+    )
