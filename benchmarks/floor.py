@@ -121,11 +121,11 @@ async def time_calls(app: FastAPI, scope: dict[str, Any], number: int) -> float:
     return elapsed / number * 1e6
 
 
-async def measure(rounds: int, number: int) -> dict[str, list[float]]:
-    """Per-call times of every variant, in interleaved rounds (after a warm-up call of each)."""
+async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = None) -> dict[str, list[float]]:
+    """Per-call times of every variant (or of `apps`), in interleaved rounds (after a warm-up call of each)."""
     scope = request_scope(webhook_token(PATH))
-    apps = {kind: variant_app(kind) for kind in VARIANTS}
-    times: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
+    apps = apps or {kind: variant_app(kind) for kind in VARIANTS}
+    times: dict[str, list[float]] = {kind: [] for kind in apps}
     for app in apps.values():
         await time_calls(app, scope, 100)
     gc.collect()

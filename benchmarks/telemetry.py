@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import Annotated, Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from app import BASE_URL, handle, load_tenant, webhook_token  # noqa: E402
+from app import BASE_URL, handle, load_tenant  # noqa: E402
 from fastapi import Depends, FastAPI  # noqa: E402
-from floor import PATH, request_scope, time_calls  # noqa: E402
+from floor import PATH, measure  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
@@ -65,29 +64,12 @@ def variant_app(kind: str) -> FastAPI:
     return app
 
 
-async def measure(rounds: int, number: int) -> dict[str, list[float]]:
-    scope = request_scope(webhook_token(PATH))
-    apps = {kind: variant_app(kind) for kind in VARIANTS}
-    times: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
-    for app in apps.values():
-        await time_calls(app, scope, 100)
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for kind, app in apps.items():
-                times[kind].append(await time_calls(app, scope, number))
-    finally:
-        gc.enable()
-    return times
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--number", type=int, default=5000)
     args = parser.parse_args(argv)
-    times = asyncio.run(measure(args.rounds, args.number))
+    times = asyncio.run(measure(args.rounds, args.number, {kind: variant_app(kind) for kind in VARIANTS}))
     best = {kind: min(values) for kind, values in times.items()}
     print(f"fastest of {args.rounds} rounds x {args.number} calls, microseconds per request")
     for kind in VARIANTS:

@@ -70,6 +70,27 @@ _CHECKS: dict[AuthErrorCode, str] = {
 }
 
 
+_CLOCK_HINT = (
+    "check the server's clock (NTP); from the iframe, get a fresh token for each call with "
+    "AP.context.getToken() instead of keeping one."
+)
+_CONNECT_HINTS: dict[AuthErrorCode, str] = {
+    AuthErrorCode.MISSING_JWT: "no token: pass it as the first argument, '-' to read it from standard input, or "
+    "leave it in the URL's jwt parameter; from the iframe, send 'Authorization: JWT <AP.context.getToken()>'.",
+    AuthErrorCode.FAILED_TO_DECODE: "not a JWT: three base64url segments separated by dots, at most 16 KiB; check "
+    "that nothing (a shell, a proxy, a logger) cut, quoted or re-encoded the token.",
+    AuthErrorCode.MISSING_QSH: "the token has no qsh: only routes whose URL the product cannot know may skip the "
+    "check (ConnectRequest(qsh='skip')).",
+    AuthErrorCode.TOKEN_EXPIRED: _CLOCK_HINT,
+    AuthErrorCode.TOKEN_NOT_YET_VALID: _CLOCK_HINT,
+    AuthErrorCode.INVALID_ALGORITHM: "Connect tokens are HS256 (the tenant's shared secret) or RS256 (signed "
+    "installs); anything else, 'none' included, is refused on every route.",
+    AuthErrorCode.INVALID_SIGNATURE: "the secret does not match: the stored shared secret is stale (store each "
+    "installed callback's secret at once), decrypted with the wrong key, or the token is for another tenant.",
+}
+"""The hints that depend on the code alone."""
+
+
 class UsageProblem(Exception):
     """The command line cannot be explained as given (exit status 2): the message says what to pass."""
 
@@ -483,17 +504,9 @@ def _connect_facts(
     base_path: str,
 ) -> None:
     code = result.code
+    if code in _CONNECT_HINTS:
+        result.hints.append(_CONNECT_HINTS[code])
     if claims is None:
-        if code is AuthErrorCode.MISSING_JWT:
-            result.hints.append(
-                "no token: pass it as the first argument, '-' to read it from standard input, or leave it in the "
-                "URL's jwt parameter; from the iframe, send 'Authorization: JWT <AP.context.getToken()>'."
-            )
-        elif code is AuthErrorCode.FAILED_TO_DECODE:
-            result.hints.append(
-                "not a JWT: three base64url segments separated by dots, at most 16 KiB; check that nothing "
-                "(a shell, a proxy, a logger) cut, quoted or re-encoded the token."
-            )
         return
     token_qsh = claims.get("qsh")
     computed = _sha256(ours)
@@ -516,30 +529,10 @@ def _connect_facts(
             )
         else:
             result.hints.extend(qsh_hints(token_qsh, target.method, target.path, target.query, base_path))
-    elif code is AuthErrorCode.MISSING_QSH:
-        result.hints.append(
-            "the token has no qsh: only routes whose URL the product cannot know may skip the check "
-            "(ConnectRequest(qsh='skip'))."
-        )
-    elif code in (AuthErrorCode.TOKEN_EXPIRED, AuthErrorCode.TOKEN_NOT_YET_VALID):
-        result.hints.append(
-            "check the server's clock (NTP); from the iframe, get a fresh token for each call with "
-            "AP.context.getToken() instead of keeping one."
-        )
     elif code is AuthErrorCode.WRONG_AUDIENCE:
         result.hints.append(
             f"the token's aud is {claims.get('aud')!r}: set base_url (here {config.base_urls[0]!r}, from "
             "--base-url or the URL's origin) to the descriptor's baseUrl exactly; list both URLs after a move."
-        )
-    elif code is AuthErrorCode.INVALID_ALGORITHM:
-        result.hints.append(
-            "Connect tokens are HS256 (the tenant's shared secret) or RS256 (signed installs); anything else, "
-            "'none' included, is refused on every route."
-        )
-    elif code is AuthErrorCode.INVALID_SIGNATURE:
-        result.hints.append(
-            "the secret does not match: the stored shared secret is stale (store each installed callback's "
-            "secret at once), decrypted with the wrong key, or the token is for another tenant."
         )
     elif code is AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY and isinstance(request.jwks, dict):
         kid = (result.header or {}).get("kid")

@@ -33,6 +33,7 @@ from tests.conftest import (
     BASE_URL,
     CLIENT_KEY,
     SHARED_SECRET,
+    ConnectApp,
     ConnectAppFactory,
     TenantStore,
     Tokens,
@@ -62,6 +63,12 @@ def events(tenants: TenantStore) -> list[RejectionEvent]:
 
 
 @pytest.fixture
+def app(make_connect_app: ConnectAppFactory, events: list[RejectionEvent]) -> ConnectApp:
+    """The tests' Connect app, its rejections collected in `events`."""
+    return make_connect_app(on_rejection=events.append)
+
+
+@pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="fastapi_connect_auth")
     return caplog
@@ -82,12 +89,8 @@ def assert_safe(event: RejectionEvent) -> None:
 
 
 def test_a_refused_request_yields_an_event_with_its_route_issuer_and_trace_ids(
-    make_connect_app: ConnectAppFactory,
-    tokens: Tokens,
-    events: list[RejectionEvent],
-    logs: pytest.LogCaptureFixture,
+    app: ConnectApp, tokens: Tokens, events: list[RejectionEvent], logs: pytest.LogCaptureFixture
 ) -> None:
-    app = make_connect_app(on_rejection=events.append)
     token = tokens.hs256(qsh_for("GET", "/items/other"))
 
     response = app.get("/items/42", token, headers=TRACE_HEADERS)
@@ -181,12 +184,8 @@ def test_a_body_refusal_keeps_its_status_in_the_event(
 
 
 def test_a_hostile_issuer_and_forged_trace_headers_are_made_safe(
-    make_connect_app: ConnectAppFactory,
-    tokens: Tokens,
-    events: list[RejectionEvent],
-    logs: pytest.LogCaptureFixture,
+    app: ConnectApp, tokens: Tokens, events: list[RejectionEvent], logs: pytest.LogCaptureFixture
 ) -> None:
-    app = make_connect_app(on_rejection=events.append)
     token = tokens.hs256(qsh_for("GET", "/computed"), iss=HOSTILE)
     forged = {
         "traceparent": "00-" + "0" * 32 + "-" + SPAN_ID + "-01",  # the all-zero trace id is invalid

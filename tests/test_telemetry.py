@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -239,23 +239,25 @@ class Product:
         return httpx2.Response(status, headers=headers, json={})
 
 
-def jira(product: Product) -> httpx2.Client:
-    no_wait = RetryPolicy(sleep=lambda seconds: None, max_retries=2)
+def jira(answer: Callable[[httpx2.Request], httpx2.Response], retries: RetryPolicy) -> httpx2.Client:
     return sync_product_client(
         app_key="com.example.app",
         client_key=CLIENT_KEY,
         base_url="https://tenant.atlassian.net",
         shared_secret="a-shared-secret-of-at-least-thirty-two-bytes",
-        transport=httpx2.MockTransport(product),
-        retries=no_wait,
+        transport=httpx2.MockTransport(answer),
+        retries=retries,
     )
+
+
+NO_WAIT = RetryPolicy(sleep=lambda seconds: None, max_retries=2)
 
 
 def test_an_outbound_call_is_a_client_span_with_its_retries_and_rate_limit_reason(
     global_spans: InMemorySpanExporter,
 ) -> None:
     global_spans.clear()
-    with jira(Product(429)) as client:
+    with jira(Product(429), NO_WAIT) as client:
         assert client.get("/rest/api/3/myself").status_code == 200
 
     (span,) = ours(global_spans)
@@ -275,7 +277,7 @@ def test_an_outbound_call_is_a_client_span_with_its_retries_and_rate_limit_reaso
 
 def test_an_outbound_call_still_rate_limited_is_an_error_span(global_spans: InMemorySpanExporter) -> None:
     global_spans.clear()
-    with jira(Product(429, 429, 429)) as client, pytest.raises(Exception, match="rate limited"):
+    with jira(Product(429, 429, 429), NO_WAIT) as client, pytest.raises(Exception, match="rate limited"):
         client.get("/rest/api/3/search")
 
     (span,) = ours(global_spans)
@@ -291,18 +293,7 @@ def test_an_outbound_transport_error_is_an_error_span(global_spans: InMemorySpan
     def refuse(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("refused", request=request)
 
-    no_retries = RetryPolicy(max_retries=0)
-    with (
-        sync_product_client(
-            app_key="a",
-            client_key=CLIENT_KEY,
-            base_url="https://tenant.atlassian.net",
-            shared_secret="a-shared-secret-of-at-least-thirty-two-bytes",
-            transport=httpx2.MockTransport(refuse),
-            retries=no_retries,
-        ) as client,
-        pytest.raises(httpx2.ConnectError),
-    ):
+    with jira(refuse, RetryPolicy(max_retries=0)) as client, pytest.raises(httpx2.ConnectError):
         client.get("/rest/api/3/myself")
 
     (span,) = ours(global_spans)

@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt
 from pydantic.alias_generators import to_camel
 
 from .._errors import AuthError, AuthErrorCode
-from ._models import ForgeInvocation
+from ._models import ForgeInvocation, Identifier, ShortText
 
 __all__ = [
     "INSTALLATION_ARI_PREFIX",
@@ -41,8 +41,6 @@ INSTALLATION_ARI_PREFIX = "ari:cloud:ecosystem::installation/"
 ForgeLifecycleEvent = Literal["installed", "upgraded", "pre-uninstall"]
 """The lifecycle events a Forge remote receives: `avi:forge:installed:app`, `avi:forge:upgraded:app`, preUninstall."""
 
-_Id = Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)]
-_Text = Annotated[StrictStr, StringConstraints(max_length=2048)]
 _CONFIG = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
@@ -53,7 +51,7 @@ class ForgeRetryContext(BaseModel):
 
     retry_count: Annotated[StrictInt, Field(ge=0, le=1000)]
     """How many times the event was delivered before this one."""
-    retry_reason: _Text | None = None
+    retry_reason: ShortText | None = None
     """`INVALID_REMOTE_INVOCATION_ERROR` (a non-2xx answer), `TIMEOUT_ERROR` or `INVALID_FORGE_INVOCATION_TOKEN` (a 401)."""
     retry_data: Any = None
     """Always `null` for remote events."""
@@ -64,13 +62,13 @@ class ForgeLifecycleApp(BaseModel):
 
     model_config = _CONFIG
 
-    id: _Id
+    id: Identifier
     """The app's id (a bare UUID in Atlassian's example)."""
-    version: _Text | None = None
+    version: ShortText | None = None
     """The version installed."""
-    name: _Text | None = None
+    name: ShortText | None = None
     """The app's name."""
-    owner_account_id: _Text | None = None
+    owner_account_id: ShortText | None = None
     """The account that owns the app."""
 
 
@@ -79,14 +77,14 @@ class ForgeLifecycleEnvironment(BaseModel):
 
     model_config = _CONFIG
 
-    id: _Text | None = None
+    id: ShortText | None = None
     """The environment's id."""
 
 
 class _ForgeAppEvent(BaseModel):
     model_config = _CONFIG
 
-    id: _Id
+    id: Identifier
     """The installation, as a bare UUID (the FIT names it as an ARI): must be the FIT's installation."""
     app: ForgeLifecycleApp
     """The app installed or upgraded."""
@@ -104,7 +102,7 @@ class ForgeInstalledPayload(_ForgeAppEvent):
     large sites). Answer non-2xx to be redelivered, up to 4 times, 60 s apart.
     """
 
-    installer_account_id: _Text | None = None
+    installer_account_id: ShortText | None = None
     """Who installed the app."""
     event_type: Literal["avi:forge:installed:app"] | None = None
     """The event's name, when Forge sends it; any other is refused."""
@@ -113,7 +111,7 @@ class ForgeInstalledPayload(_ForgeAppEvent):
 class ForgeUpgradedPayload(_ForgeAppEvent):
     """`avi:forge:upgraded:app`: the installation moved to a new major version (minor and patch upgrades send none)."""
 
-    upgrader_account_id: _Text | None = None
+    upgrader_account_id: ShortText | None = None
     """Who upgraded the app."""
     permissions: dict[str, Any] | None = None
     """The scopes and egress permissions the app now has."""
@@ -126,9 +124,9 @@ class ForgePreUninstallContext(BaseModel):
 
     model_config = _CONFIG
 
-    cloud_id: _Id
+    cloud_id: Identifier
     """The site the app is being uninstalled from."""
-    module_key: _Id
+    module_key: Identifier
     """The key of the `preUninstall` module in the manifest."""
 
 
