@@ -107,13 +107,16 @@ class AppConfig:
     @classmethod
     def installed_on(cls, app: Starlette) -> Self | None:
         """The configuration `install()` attached to `app`, if any."""
-        config = getattr(app.state, cls.state_name, None)
+        try:
+            config = app.state[cls.state_name]  # the mapping look-up: `getattr` goes through a failed lookup first
+        except KeyError:
+            return None
         return config if isinstance(config, cls) else None
 
     @classmethod
     def of(cls, request: Request) -> Self:
         """The configuration `install()` attached to the request's app."""
-        config = cls.installed_on(request.app)
+        config = cls.installed_on(request.scope["app"])
         if config is None:
             raise RuntimeError(f"No {cls.__name__} on this app: {cls.install_hint}, or pass config= to the dependency.")
         return config

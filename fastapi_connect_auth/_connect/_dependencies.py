@@ -8,6 +8,7 @@ subclass and override `extract_token` (the Node library's `AuthDataProvider`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -48,16 +49,46 @@ def request_target(request: Request) -> RequestTarget:
     is used, with any `root_path` (a mount or a proxy prefix) in front of it.
     """
     scope = request.scope
+    method: str = scope["method"]
     path: str = scope["path"]
     raw_path: bytes | None = scope.get("raw_path")
-    query = scope.get("query_string", b"").decode("utf-8", "replace")
+    query: bytes = scope.get("query_string", b"")
+    root_path: str = scope.get("root_path", "")
+    if len(path) + len(query) <= _MEMO_MAX_TARGET:
+        return _memoised_target(method, path, raw_path, query, root_path)
+    return _target(method, path, raw_path, query, root_path)
+
+
+def _target(method: str, path: str, raw_path: bytes | None, query_string: bytes, root_path: str) -> RequestTarget:
+    query = query_string.decode("utf-8", "replace")
     if raw_path is not None:
         raw = raw_path.decode("latin-1")
-        root_path: str = scope.get("root_path", "")
         for candidate in (raw, root_path + raw):
             if unquote(candidate) == path:
-                return RequestTarget(request.method, candidate, query)
-    return RequestTarget(request.method, quote(path, safe="/:@!$&'()*+,;=~"), query)
+                return RequestTarget(method, candidate, query)
+    return RequestTarget(method, quote(path, safe="/:@!$&'()*+,;=~"), query)
+
+
+_MEMO_MAX_TARGET = 1024
+"""Targets up to this many characters (path plus query) are memoised; longer ones are built each time."""
+_memoised_target = lru_cache(maxsize=512)(_target)
+"""A route's requests repeat a handful of targets (a webhook's URL, a page's query): each is worked out once.
+
+`RequestTarget` is frozen, so one may serve every request it describes; the QSH
+memo (`_qsh.target_hash`) is keyed on the same strings and hits with it.
+"""
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first `Authorization` header of an ASGI scope's, as `request.headers.get("authorization")` finds it.
+
+    Read from the scope's list: Starlette's `Headers` would be built for this one look-up.
+    ASGI servers send header names lower-cased, which is what `Headers` relies on too.
+    """
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 class _ConnectSecurity(SecurityBase, DocumentedDependency):
@@ -71,7 +102,7 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
 
     def extract_token(self, request: Request) -> str | None:
         """The JWT from `Authorization: JWT <token>`, else from the one `jwt` query parameter."""
-        authorization = request.headers.get("authorization")
+        authorization = _authorization(request.scope["headers"])
         if authorization:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "jwt" and credentials.strip():

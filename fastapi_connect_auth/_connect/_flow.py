@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeGuard, TypeVar, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -41,6 +41,7 @@ from ._models import (
     VerifiedInstallation,
     VerifiedLifecycle,
     VerifiedRequest,
+    verified_request,
 )
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
@@ -234,14 +235,15 @@ class ConnectAuth(AppConfig):
             if alg == "HS256":  # the cheap checks before the loader's I/O; a signed token's come in _verify_signed
                 check_times(claims, self.clock(), self.leeway)
                 self._check_qsh(claims.qsh, target, qsh)
-            credentials = _installed(await self._load(claims.iss))
+            found = self._lookup(claims.iss)
+            credentials = _installed(found if _answered(found) else await _awaited(found))
             if alg == "RS256":
                 environment = self._environment(credentials.base_url) if credentials.base_url else None
                 kid = self._precheck_signed(parsed, target, "skip" if qsh == "skip" else "computed")
                 await self._verify_signed(parsed, kid, claims.iss, environment)
             else:
                 verify_signature(parsed, credentials.shared_secret)
-            verified = VerifiedRequest(claims, credentials.stored_entity)
+            verified = verified_request(claims, credentials.stored_entity)
         except AuthError as exc:
             await self._rejected("request", exc, parsed, target, route, headers, timing)
             raise
@@ -374,21 +376,25 @@ class ConnectAuth(AppConfig):
             )
         return parse_token(token)
 
-    async def _load(self, client_key: str) -> Credentials[Any] | None:
-        """The loader's answer for a well-formed `client_key`; any other is refused before it reaches storage."""
+    def _lookup(self, client_key: str) -> Credentials[Any] | Awaitable[Credentials[Any] | None] | None:
+        """The loader's answer for a well-formed `client_key`, or an awaitable of it; any other key is refused first.
+
+        A sync loader's answer comes back as it is, not wrapped in one more coroutine per request.
+        """
         if len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
             raise AuthError(
                 AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a valid clientKey (too long or not printable)."
             )
-        if self._loader_in_thread:
-            result = await run_in_threadpool(self.credentials_loader, client_key)
-        else:
-            result = self.credentials_loader(client_key)
-        if result is None or isinstance(result, Credentials):  # a sync loader: skip the slower awaitable check
-            return result
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        if self._loader_in_thread:  # a sync loader, so it returns its answer
+            return run_in_threadpool(
+                cast("Callable[[str], Credentials[Any] | None]", self.credentials_loader), client_key
+            )
+        return self.credentials_loader(client_key)
+
+    async def _load(self, client_key: str) -> Credentials[Any] | None:
+        """The loader's answer for a well-formed `client_key` (`_lookup`), awaited if need be."""
+        found = self._lookup(client_key)
+        return found if _answered(found) else await _awaited(found)
 
     def _environment(self, product_base_url: str) -> ConnectEnvironment:
         environment = self.product_hosts.environment_of(product_base_url)
@@ -529,6 +535,16 @@ class ConnectAuth(AppConfig):
             timing.end(code=exc.code.value, tenant=issuer, signed=signed, key_provider=self.key_provider)
         message = f"Rejected Connect {kind}: {exc.code.value} (iss={event.issuer!r}): {event.detail}"
         await deliver(event, message, self.on_rejection)
+
+
+def _answered(found: object) -> TypeGuard[Credentials[Any] | None]:
+    """Whether a loader answered at once (a sync loader): then there is nothing to await."""
+    return found is None or isinstance(found, Credentials)
+
+
+async def _awaited(found: Any) -> Credentials[Any] | None:
+    """An async loader's (or the thread's) answer."""
+    return await found if inspect.isawaitable(found) else found  # type: ignore[no-any-return]
 
 
 def _installed(credentials: Credentials[Any] | None) -> Credentials[Any]:
