@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["RejectionCallback", "RejectionEvent", "RejectionKind", "deliver", "route_path", "safe_text", "trace_ids"]
+__all__ = ["RejectionCallback", "RejectionEvent", "RejectionKind", "call_details", "deliver", "safe_text", "trace_ids"]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -51,10 +51,26 @@ def safe_text(value: object, limit: int) -> str | None:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def route_path(request: Any) -> str | None:
-    """The path template of the route a Starlette request matched (`/issues/{key}`), if any: a low-cardinality name."""
-    path = getattr(request.scope.get("route"), "path", None)
-    return path if isinstance(path, str) else None
+_TRACE_HEADERS = frozenset({b"traceparent", b"x-b3-traceid", b"x-b3-spanid"})
+
+
+def call_details(scope: Mapping[str, Any] | None) -> tuple[str | None, dict[str, str]]:
+    """The route's path template (`/issues/{key}`, else the path) and the trace headers of an ASGI scope.
+
+    Read only for a refused call, so an accepted one never pays for it.
+    """
+    if scope is None:
+        return None, {}
+    route = getattr(scope.get("route"), "path", None)
+    if not isinstance(route, str):
+        path = scope.get("path")
+        route = path if isinstance(path, str) else None
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers") or ()
+        if isinstance(name, bytes) and isinstance(value, bytes) and name.lower() in _TRACE_HEADERS
+    }
+    return route, headers
 
 
 def _header(headers: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> re.Match[str] | None:

@@ -19,7 +19,6 @@ from pydantic import TypeAdapter
 
 from .._bodies import BodySource, read_kept
 from .._errors import AuthError, AuthErrorCode
-from .._events import route_path
 from .._json import validate_body
 from .._openapi import DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
@@ -216,8 +215,7 @@ class ConnectRequest(_ConnectSecurity):
             request_target(request),
             qsh=self.qsh,
             authorization_method=self.authorization_method,
-            route=route_path(request),
-            headers=request.headers,
+            scope=request.scope,
         )
         if self.body is None:
             return verified
@@ -254,7 +252,7 @@ class ConnectInstall(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_installation(token, target, body, route=route_path(request), headers=request.headers)
+        return await config.verify_installation(token, target, body, scope=request.scope)
 
 
 class ConnectLifecycle(_ConnectSecurity):
@@ -292,6 +290,4 @@ class ConnectLifecycle(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_lifecycle(
-            self.event, token, target, body, route=route_path(request), headers=request.headers
-        )
+        return await config.verify_lifecycle(self.event, token, target, body, scope=request.scope)

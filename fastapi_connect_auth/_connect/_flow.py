@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .._bodies import BodySource, too_large
 from .._errors import AuthError, AuthErrorCode
-from .._events import RejectionCallback, RejectionEvent, RejectionKind, deliver
+from .._events import RejectionCallback, RejectionEvent, RejectionKind, call_details, deliver
 from .._telemetry import Telemetry, Verification
 from .._tokens import check_kid, check_times
 from .._wiring import AppConfig
@@ -217,14 +217,13 @@ class ConnectAuth(AppConfig):
         *,
         qsh: QshMode = "computed",
         authorization_method: AuthorizationMethod = "sharedSecret",
-        route: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedRequest[Any]:
         """Verify a webhook, page load or iframe call (the Node library's `verifyRequest`).
 
         HS256 with the tenant's shared secret, unless `authorization_method` also
-        admits Atlassian-signed (RS256) tokens. `route` (the route's path template)
-        and `headers` (for trace ids) only describe a rejection's event.
+        admits Atlassian-signed (RS256) tokens. `scope`, the call's ASGI scope, is
+        read only when the call is refused: its route and trace ids go in the event.
         """
         timing = self.telemetry.start("request", self.key_provider) if self.telemetry is not None else None
         parsed: ParsedToken | None = None
@@ -245,7 +244,7 @@ class ConnectAuth(AppConfig):
                 verify_signature(parsed, credentials.shared_secret)
             verified = verified_request(claims, credentials.stored_entity)
         except AuthError as exc:
-            await self._rejected("request", exc, parsed, target, route, headers, timing)
+            await self._rejected("request", exc, parsed, target, scope, timing)
             raise
         if timing is not None:
             timing.end(tenant=claims.iss, signed=alg == "RS256", key_provider=self.key_provider)
@@ -257,8 +256,7 @@ class ConnectAuth(AppConfig):
         target: RequestTarget,
         body: bytes | BodySource,
         *,
-        route: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedInstallation[Any]:
         """Verify an `installed` callback (the Node library's `verifyInstallation`).
 
@@ -297,7 +295,7 @@ class ConnectAuth(AppConfig):
                 credentials.stored_entity if credentials else None,
             )
         except AuthError as exc:
-            await self._rejected("install", exc, parsed, target, route, headers, timing)
+            await self._rejected("install", exc, parsed, target, scope, timing)
             raise
         if timing is not None:
             timing.end(tenant=payload.client_key, signed=signed, key_provider=self.key_provider)
@@ -310,8 +308,7 @@ class ConnectAuth(AppConfig):
         target: RequestTarget,
         body: bytes | BodySource,
         *,
-        route: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedLifecycle[Any]:
         """Verify an `uninstalled`, `enabled` or `disabled` callback from a known tenant.
 
@@ -344,7 +341,7 @@ class ConnectAuth(AppConfig):
                 verify_signature(parsed, credentials.shared_secret)
             verified = VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
         except AuthError as exc:
-            await self._rejected(event, exc, parsed, target, route, headers, timing)
+            await self._rejected(event, exc, parsed, target, scope, timing)
             raise
         if timing is not None:
             timing.end(tenant=payload.client_key, signed=signed, key_provider=self.key_provider)
@@ -510,12 +507,12 @@ class ConnectAuth(AppConfig):
         exc: AuthError,
         parsed: ParsedToken | None,
         target: RequestTarget,
-        route: str | None,
-        headers: Mapping[str, str] | None,
+        scope: Mapping[str, Any] | None,
         timing: Verification | None,
     ) -> None:
         """The one place a Connect rejection is reported: its event logged and given to `on_rejection`, its span."""
         issuer = parsed.claims.iss if parsed is not None else None
+        route, headers = call_details(scope)
         event_kind: RejectionKind = "request" if kind == "request" else "install" if kind == "install" else "lifecycle"
         debug_detail = None
         if self.debug and exc.code is AuthErrorCode.INVALID_QSH:

@@ -19,7 +19,6 @@ from pydantic import TypeAdapter
 
 from .._bodies import read_kept
 from .._errors import AuthError
-from .._events import route_path
 from .._json import validate_body
 from .._openapi import DocumentedDependency
 from ._flow import ForgeAuth
@@ -127,8 +126,7 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
                 span_id=headers.get("x-b3-spanid"),
                 invocation=self.invocation,
                 module_keys=self.module_keys,
-                route=route_path(request),
-                headers=headers,
+                scope=request.scope,
             )
         except AuthError as exc:
             if exc.status_code == 401:
@@ -254,7 +252,7 @@ class ForgeLifecycle(_ForgeSecurity):
             check_installation(invocation, invocation.body)
         except AuthError as exc:
             await (self.config or ForgeAuth.of(request)).report_rejection(
-                exc, installation_id=invocation.installation_id, route=route_path(request), headers=request.headers
+                exc, installation_id=invocation.installation_id, scope=request.scope
             )
             exc.headers = {"WWW-Authenticate": "Bearer"}
             raise

@@ -17,12 +17,13 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from .._errors import AuthError, AuthErrorCode
-from .._events import RejectionCallback, RejectionEvent, deliver
+from .._events import RejectionCallback, RejectionEvent, call_details, deliver
 from .._telemetry import Telemetry, Verification
 from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
 from .._wiring import AppConfig
@@ -176,8 +177,7 @@ class ForgeAuth(AppConfig):
         span_id: str | None = None,
         invocation: ForgeInvocationKind | None = None,
         module_keys: Collection[str] | None = None,
-        route: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        scope: Mapping[str, Any] | None = None,
     ) -> ForgeInvocation:
         """Verify a Forge Invocation Token; return the call's `ForgeInvocation` or raise `AuthError`.
 
@@ -187,8 +187,8 @@ class ForgeAuth(AppConfig):
 
         `invocation` and `module_keys` restrict which calls are taken (see
         `ForgeRequest`); a FIT of another kind is `WRONG_INVOCATION`, refused
-        before any key lookup. `route` (the route's path template) and `headers`
-        (for trace ids) only describe a rejection's event.
+        before any key lookup. `scope`, the call's ASGI scope, is read only when
+        the call is refused: its route and trace ids go in the event.
         """
         timing = self.telemetry.start("forge", self.key_provider) if self.telemetry is not None else None
         claims: ForgeClaims | None = None
@@ -215,9 +215,10 @@ class ForgeAuth(AppConfig):
             verify_rs256(raw.signing_input, raw.signature, key)
         except AuthError as exc:
             installation = claims.app.installation_id if claims is not None else None
-            if headers is None:
-                headers = {"x-b3-traceid": trace_id or "", "x-b3-spanid": span_id or ""}
-            await self.report_rejection(exc, installation_id=installation, route=route, headers=headers, timing=timing)
+            if scope is None:  # called directly: the trace ids it was given
+                traced = [(b"x-b3-traceid", (trace_id or "").encode()), (b"x-b3-spanid", (span_id or "").encode())]
+                scope = {"headers": traced}
+            await self.report_rejection(exc, installation_id=installation, scope=scope, timing=timing)
             raise
         if timing is not None:
             timing.end(installation_id=claims.app.installation_id, signed=True, key_provider=self.key_provider)
@@ -228,8 +229,7 @@ class ForgeAuth(AppConfig):
         exc: AuthError,
         *,
         installation_id: str | None,
-        route: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        scope: Mapping[str, Any] | None = None,
         timing: Verification | None = None,
     ) -> None:
         """The one place a Forge rejection is reported: its event logged and given to `on_rejection`, its span.
@@ -241,6 +241,7 @@ class ForgeAuth(AppConfig):
             timing.end(
                 code=exc.code.value, installation_id=installation_id, signed=True, key_provider=self.key_provider
             )
+        route, headers = call_details(scope)
         event = RejectionEvent.of(exc, "forge", route=route, headers=headers, installation_id=installation_id)
         message = (
             f"Rejected Forge invocation: {exc.code.value} (installation={event.installation_id!r}): {event.detail}"
