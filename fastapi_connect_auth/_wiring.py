@@ -167,4 +167,3 @@ async def read_raw(response: httpx2.Response, limit: int) -> bytes:
         if len(body) > limit:
             raise ValueError("the answer is too large")
     return bytes(body)
-
