@@ -39,12 +39,14 @@ from fastapi_connect_auth import (
     ForgeInvocation,
     ForgeRequest,
     JwksKeyProvider,
+    OfflineUserTokens,
+    TokenRequestError,
     UnsafeRequestError,
     VerifiedRequest,
     product_client,
     sync_product_client,
 )
-from fastapi_connect_auth.testing import FakeForge, FakeProduct
+from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -762,3 +764,73 @@ def test_a_ui_fit_on_an_event_route(signing_key: RSAPrivateKey) -> None:
 
     assert {(response.status_code, response.json()["code"]) for response in responses} == {(401, "WRONG_INVOCATION")}
     assert forge.jwks_requests == 0
+
+
+def _gateway(answers: dict[str, bytes] | None = None) -> tuple[httpx2.AsyncClient, list[str]]:
+    """A GraphQL gateway for every host; it answers `answers[host]`, else a 15-minute token. Records each URL."""
+    asked: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        asked.append(str(request.url))
+        token = b'{"token": "user-token", "ttl": 900}'
+        body = (answers or {}).get(request.url.host, token)
+        return httpx2.Response(
+            200, content=b'{"data": {"offlineUserAuthToken": {"success": true, "authToken": ' + body + b"}}}"
+        )
+
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), asked
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ttl", [b"NaN", b"Infinity", b"1e300", b"1e400", b"-1", b"0"])
+async def test_offline_token_lifetimes_of_nan_infinity_or_1e300_were_cached_for_ever(
+    signing_key: RSAPrivateKey, ttl: bytes
+) -> None:
+    """A `ttl` of NaN, Infinity or 1e300 made the cached user token live for ever (`expires_at - leeway > now`
+    is never false for inf, and a NaN compared false the other way). Now `0 < ttl <= 4 h` or it is refused, and
+    nothing is cached."""
+    forge = FakeForge(private_key=signing_key)
+    call = await forge.forge_auth().verify_invocation(forge.mint_fit("event"), system_token=forge.system_token())
+    client, asked = _gateway({"api.atlassian.com": b'{"token": "user-token", "ttl": ' + ttl + b"}"})
+    tokens = OfflineUserTokens(client=client, retries=None)
+
+    for _ in range(2):
+        with pytest.raises(TokenRequestError):
+            await tokens.client(call, "557058:user", context_ids=[f"ari:cloud:jira::site/{forge.cloud_id}"])
+    assert len(asked) == 2  # refused each time, never cached
+
+
+@pytest.mark.anyio
+async def test_offline_user_tokens_sent_every_environments_system_token_to_production(
+    signing_key: RSAPrivateKey,
+) -> None:
+    """Offline user tokens were asked for at `api.atlassian.com/graphql` whatever the invocation's environment:
+    staging, Bitbucket and Isolated Cloud system tokens went to production's gateway. Now the invocation's
+    `apiBaseUrl` host picks the gateway (staging's own), Bitbucket and Isolated Clouds need one configured,
+    and an invocation with none known is refused before anything is sent."""
+    client, asked = _gateway()
+    tokens = OfflineUserTokens(client=client, retries=None)
+    invocations = {}
+    for name, api_base_url, extra in [
+        ("production", "https://api.atlassian.com/ex/jira/c", {}),
+        ("staging", "https://api.stg.atlassian.com/ex/jira/c", {}),
+        ("bitbucket", "https://api.bitbucket.org", {}),
+        ("isolated", "https://api.atlassian.com/ex/jira/c", {"icLabel": "acme"}),
+    ]:
+        forge = FakeForge(private_key=signing_key, api_base_url=api_base_url)
+        config = forge.forge_auth(
+            staging=True,
+            key_provider=forge.key_provider(),
+            isolated_cloud_jwks_url=FAKE_FORGE_JWKS_URL.replace("jwks.json", "{ic_label}.json"),
+            isolated_cloud_labels={"acme"},
+        )
+        fit = forge.mint_fit("event", **extra)
+        invocations[name] = await config.verify_invocation(fit, system_token=forge.system_token())
+
+    for name in ("production", "staging"):
+        await tokens.client(invocations[name], "557058:user", context_ids=["ari:cloud:jira::site/c"])
+    for name in ("bitbucket", "isolated"):
+        with pytest.raises(TokenRequestError, match="No GraphQL gateway"):
+            await tokens.client(invocations[name], "557058:user", context_ids=["ari:cloud:jira::site/c"])
+
+    assert asked == ["https://api.atlassian.com/graphql", "https://api.stg.atlassian.com/graphql"]

@@ -31,6 +31,7 @@ from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind
 __all__ = [
     "FORGE_API_HOSTS",
     "FORGE_ISSUER",
+    "IC_LABEL",
     "STAGING_API_HOST",
     "ForgeAuth",
     "check_invocation",
@@ -48,7 +49,8 @@ STAGING_API_HOST = "api.stg.atlassian.com"
 """The API host of Forge's staging environment (`app.apiBaseUrl` of staging FITs)."""
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _APP_ARI_PREFIX = "ari:cloud:ecosystem::app/"
-_IC_LABEL = re.compile(r"[a-z0-9_-]{1,50}")
+IC_LABEL = re.compile(r"[a-z0-9_-]{1,50}")
+"""What an Isolated Cloud label must fully match before it goes into any URL (Forge's own rule)."""
 _UNSAFE_IN_URL = re.compile(r"[^!-~]|[?#\\]")  # anything but printable ASCII, and ? # \
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _MAX_HEADER_TOKEN = 16 * 1024
@@ -163,7 +165,7 @@ class ForgeAuth(AppConfig):
             raise ValueError("isolated_cloud_jwks_url must contain '{ic_label}'")
         if (isolated_cloud_jwks_url is None) != (not labels):
             raise ValueError("isolated_cloud_jwks_url and isolated_cloud_labels go together: the labels you serve")
-        if any(_IC_LABEL.fullmatch(label) is None for label in labels):
+        if any(IC_LABEL.fullmatch(label) is None for label in labels):
             raise ValueError("an Isolated Cloud label matches ^[a-z0-9_-]{1,50}$")
         if not 0 < max_token_lifetime < float("inf"):
             raise ValueError("max_token_lifetime must be a positive number of seconds")
@@ -320,7 +322,7 @@ class ForgeAuth(AppConfig):
         """Check `app.apiBaseUrl` and `icLabel`, and pick the JWKS that must have signed this token."""
         host = self._api_host(claims.app.api_base_url)
         if claims.ic_label is not None:
-            if _IC_LABEL.fullmatch(claims.ic_label) is None:
+            if IC_LABEL.fullmatch(claims.ic_label) is None:
                 raise AuthError(AuthErrorCode.INVALID_IC_LABEL, "The FIT's icLabel is not a valid label.")
             if self.isolated_cloud_jwks_url is None or claims.ic_label not in self.isolated_cloud_labels:
                 raise AuthError(
