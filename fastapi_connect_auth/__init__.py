@@ -54,6 +54,8 @@ from ._forge._models import (
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
+    FORGE_GRAPHQL_URLS,
+    MAX_PRODUCT_TOKEN_LIFETIME,
     ConnectAppAuth,
     ConnectUserAuth,
     ForgeBearerAuth,
@@ -84,9 +86,11 @@ __all__ = [
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",
+    "FORGE_GRAPHQL_URLS",
     "FORGE_ISSUER",
     "FORGE_JWKS_URL",
     "FORGE_STAGING_JWKS_URL",
+    "MAX_PRODUCT_TOKEN_LIFETIME",
     "AtlassianKeyProvider",
     "AuthError",
     "AuthErrorCode",

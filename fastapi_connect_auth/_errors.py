@@ -76,6 +76,10 @@ class AuthErrorCode(str, enum.Enum):
     """Forge: `app.installation.id`, or a lifecycle payload's installation, is not the FIT's `app.installationId`."""
     WRONG_INVOCATION = "WRONG_INVOCATION"
     """Forge: the FIT is not of the kind the route takes (a UI call on an event route, another module)."""
+    WRONG_ENVIRONMENT = "WRONG_ENVIRONMENT"
+    """Forge: the FIT's `app.environment.type` is not one of `ForgeAuth.environments`."""
+    INVALID_TOKEN_LIFETIME = "INVALID_TOKEN_LIFETIME"
+    """Forge: the FIT's `exp - iat` is negative or longer than `ForgeAuth.max_token_lifetime`."""
 
     def __str__(self) -> str:
         return self.value

@@ -67,6 +67,9 @@ _CHECKS: dict[AuthErrorCode, str] = {
     AuthErrorCode.UNTRUSTED_API_HOST: "API host (app.apiBaseUrl)",
     AuthErrorCode.INVALID_IC_LABEL: "Isolated Cloud label (icLabel)",
     AuthErrorCode.INSTALLATION_MISMATCH: "installation (app.installation.id)",
+    AuthErrorCode.INVALID_TOKEN_LIFETIME: "lifetime (exp - iat)",
+    AuthErrorCode.WRONG_ENVIRONMENT: "environment (app.environment.type)",
+    AuthErrorCode.WRONG_INVOCATION: "invocation kind",
 }
 
 
@@ -577,6 +580,12 @@ async def _explain_forge(
     return result
 
 
+def claims_lifetime(claims: dict[str, Any]) -> float:
+    """`exp - iat` of claims read without checks (0 when either is not a number)."""
+    exp, iat = claims.get("exp"), claims.get("iat")
+    return float(exp - iat) if isinstance(exp, (int, float)) and isinstance(iat, (int, float)) else 0.0
+
+
 def _forge_facts(
     result: Explanation,
     config: ForgeAuth,
@@ -610,9 +619,8 @@ def _forge_facts(
     environment = app.get("environment") if isinstance(app.get("environment"), dict) else None
     if environment:
         result.facts.append(f"environment: {environment.get('type')!r}")
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if isinstance(exp, (int, float)) and isinstance(iat, (int, float)):
-        result.facts.append(f"lifetime: {duration(exp - iat)} (Forge's are about 25 s)")
+    if lifetime := claims_lifetime(claims):
+        result.facts.append(f"lifetime: {duration(lifetime)} (Forge's are about 25 s)")
     code = result.code
     if code is AuthErrorCode.WRONG_AUDIENCE:
         result.hints.append(
@@ -634,5 +642,10 @@ def _forge_facts(
         )
     elif code in (AuthErrorCode.TOKEN_EXPIRED, AuthErrorCode.TOKEN_NOT_YET_VALID):
         result.hints.append("FITs live about 25 s: check the server's clock (NTP); never store a FIT to reuse it.")
+    elif code is AuthErrorCode.INVALID_TOKEN_LIFETIME:
+        result.hints.append(
+            f"the FIT claims to live {duration(claims_lifetime(claims))}, Forge's live about 25 s: not a token "
+            "Forge made, or ForgeAuth(max_token_lifetime=...) is set lower than your test tokens need."
+        )
     elif code is AuthErrorCode.WRONG_ISSUER:
         result.hints.append(f"a FIT's iss is {FORGE_ISSUER!r}: this is not a Forge Invocation Token.")

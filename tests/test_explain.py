@@ -41,9 +41,10 @@ UNREACHABLE = {
     AuthErrorCode.PAYLOAD_TOO_LARGE,
     AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
     AuthErrorCode.WRONG_INVOCATION,
+    AuthErrorCode.WRONG_ENVIRONMENT,
 }
-"""Codes about a lifecycle body or a route's own restriction (`ForgeRequest(invocation=...)`), which the
-command does not take: it explains tokens (and names a FIT's invocation kind among its facts)."""
+"""Codes about a lifecycle body or a restriction of the route or app (`ForgeRequest(invocation=...)`,
+`ForgeAuth(environments=...)`), which the command does not take: it explains tokens (and names a FIT's invocation kind among its facts)."""
 
 
 def qsh(canonical: str) -> str:
@@ -359,6 +360,7 @@ def _forge_cases(jwks: Path) -> dict[AuthErrorCode, list[str]]:
         AuthErrorCode.INSTALLATION_MISMATCH: [fit(app={"installation": {"id": "another"}}), *args],
         AuthErrorCode.INVALID_SIGNATURE: [fit(key=1), *args],
         AuthErrorCode.TOKEN_EXPIRED: [fit(exp=now - 120, iat=now - 145, nbf=now - 145), *args],
+        AuthErrorCode.INVALID_TOKEN_LIFETIME: [fit(exp=now + 86_400), *args],
     }
 
 

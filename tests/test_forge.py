@@ -186,6 +186,17 @@ def test_two_configured_apps_each_accepted(signing_key: rsa.RSAPrivateKey) -> No
     assert [call.app_id for call in stored] == [APP_ARI, OTHER_APP_ARI]
 
 
+def recording_keys(forge: FakeForge) -> tuple[JwksKeyProvider, list[str]]:
+    """A key provider serving `forge`'s JWKS from any URL, and the URLs it was fetched from."""
+    urls: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        urls.append(str(request.url))
+        return httpx2.Response(200, json=forge.jwks())
+
+    return JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle))), urls
+
+
 def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.RSAPrivateKey) -> None:
     staging = FakeForge(
         app_id=APP_UUID,
@@ -193,37 +204,29 @@ def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.
         clock=lambda: NOW,
         api_base_url="https://api.stg.atlassian.com/ex/jira/x",
     )
-    urls: list[str] = []
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        urls.append(str(request.url))
-        return httpx2.Response(200, json=staging.jwks())
-
-    keys = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
+    keys, urls = recording_keys(staging)
     app, _stored = make_app(ForgeAuth(app_id=APP_UUID, key_provider=keys, staging=True, clock=lambda: NOW))
     with TestClient(app) as client:
         assert staging.drive(client).event("/forge/events", {}).status_code == 200
     assert urls == [FORGE_STAGING_JWKS_URL]
 
 
-def test_isolated_cloud_uses_the_configured_template(forge: FakeForge) -> None:
-    urls: list[str] = []
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        urls.append(str(request.url))
-        return httpx2.Response(200, json=forge.jwks())
-
+def test_isolated_cloud_uses_the_template_for_the_labels_on_the_list_only(forge: FakeForge) -> None:
+    keys, urls = recording_keys(forge)
     config = ForgeAuth(
         app_id=APP_UUID,
-        key_provider=JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle))),
+        key_provider=keys,
         isolated_cloud_jwks_url="https://keys.example.test/{ic_label}/jwks.json",
+        isolated_cloud_labels={"acme_1"},
         clock=lambda: NOW,
     )
     app, stored = make_app(config)
     with TestClient(app) as client:
         assert forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(icLabel="acme_1")).status_code == 200
-    assert urls == ["https://keys.example.test/acme_1/jwks.json"]
-    assert stored[0].ic_label == "acme_1"
+        off_the_list = forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(icLabel="orange"))
+    assert (off_the_list.status_code, off_the_list.json()["code"]) == (401, "INVALID_IC_LABEL")
+    assert urls == ["https://keys.example.test/acme_1/jwks.json"]  # none built for "orange"
+    assert [call.ic_label for call in stored] == ["acme_1"]
 
 
 # -- refused --------------------------------------------------------------------------------
@@ -320,6 +323,30 @@ REFUSALS: dict[str, tuple[Any, str]] = {
         lambda f: f.mint_fit(app={"apiBaseUrl": "http://127.0.0.1:9/ex/jira/x"}),
         "UNTRUSTED_API_HOST",
     ),
+    **{
+        f"apiBaseUrl {name}": (lambda f, url=url: f.mint_fit(app={"apiBaseUrl": url}), "UNTRUSTED_API_HOST")
+        for name, url in {
+            "with a port": "https://api.atlassian.com:8443/ex/jira/x",
+            "with a bad port": "https://api.atlassian.com:99999/ex/jira/x",
+            "with a query": "https://api.atlassian.com/ex/jira/x?next=https://attacker.example",
+            "with an empty query": "https://api.atlassian.com/ex/jira/x?",
+            "with a fragment": "https://api.atlassian.com/ex/jira/x#frag",
+            "with a user only": "https://user@api.atlassian.com/ex/jira/x",
+            "with an empty userinfo": "https://@api.atlassian.com/ex/jira/x",
+            "with a backslash": "https://api.atlassian.com\\@attacker.example/ex",
+            "with a newline": "https://api.atlassian.com/ex/jira/x\nHost: attacker.example",
+            "with a tab": "https://api.atlassian.com/ex/\tjira",
+            "with a space": "https://api.atlassian.com/ex/jira x",
+            "with a DEL": "https://api.atlassian.com/ex/jira\x7f",
+            "with a NUL": "https://api.atlassian.com/ex/jira\x00",
+            "with non-ASCII": "https://api.atlassian.com/ex/jira/\u2028",
+            "not a URL": "api.atlassian.com/ex/jira/x",
+            "with a staging look-alike": "https://api.stg.atlassian.com.attacker.example/ex",
+        }.items()
+    },
+    "lifetime too long": (lambda f: f.mint_fit(exp=int(NOW) + 601), "INVALID_TOKEN_LIFETIME"),
+    "lifetime negative": (lambda f: f.mint_fit(iat=int(NOW), exp=int(NOW) - 1), "INVALID_TOKEN_LIFETIME"),
+    "expires before it is issued": (lambda f: f.mint_fit(iat=int(NOW) + 5, exp=int(NOW) + 4), "INVALID_TOKEN_LIFETIME"),
     "two-segment token": (lambda f: f.mint_fit().rpartition(".")[0], "FAILED_TO_DECODE"),
     "garbage": (lambda f: "not-a-token", "FAILED_TO_DECODE"),
 }
@@ -364,8 +391,11 @@ def test_loopback_api_host_accepted_only_when_configured(forge: FakeForge) -> No
 
 def test_leeway_admits_small_clock_skew(forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]) -> None:
     client, _stored = setup
-    fit = forge.mint_fit(exp=int(NOW) - 9, nbf=int(NOW) + 9, iat=int(NOW) + 9)
-    assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    for skewed in (
+        forge.mint_fit(exp=int(NOW) - 9, nbf=int(NOW) - 30, iat=int(NOW) - 30),
+        forge.mint_fit(exp=int(NOW) + 30, nbf=int(NOW) + 9, iat=int(NOW) + 9),
+    ):
+        assert forge.drive(client).event("/forge/events", {}, fit=skewed).status_code == 200
 
 
 def test_the_audience_is_never_taken_from_the_token(signing_key: rsa.RSAPrivateKey) -> None:
@@ -600,3 +630,57 @@ async def test_verify_invocation_takes_the_same_restrictions(forge: FakeForge) -
     with pytest.raises(AuthError) as refused:
         await config.verify_invocation(forge.mint_fit("event"), module_keys=())
     assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
+
+
+# -- configuration: environments, lifetimes, Isolated Cloud, staging ---------------------------
+
+
+def test_environments_restrict_the_environment_types(forge: FakeForge) -> None:
+    app, stored = make_app(forge.forge_auth(environments={"production"}, clock=lambda: NOW))
+    with TestClient(app) as client:
+        driver = forge.drive(client)
+        assert driver.event("/forge/events", {}).status_code == 200
+        for environment in ({"type": "DEVELOPMENT"}, {"type": None}, None):
+            fit = forge.mint_fit("event", app={"environment": environment})
+            response = driver.event("/forge/events", {}, fit=fit)
+            assert (response.status_code, response.json()["code"]) == (401, "WRONG_ENVIRONMENT")
+    assert len(stored) == 1
+
+
+def test_the_longest_lifetime_is_configurable(forge: FakeForge) -> None:
+    app, _ = make_app(forge.forge_auth(max_token_lifetime=3600, clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(exp=int(NOW) + 3600)).is_success
+        refused = forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(exp=int(NOW) + 3601))
+    assert refused.json()["code"] == "INVALID_TOKEN_LIFETIME"
+
+
+@pytest.mark.parametrize(
+    ("api_base_url", "jwks"),
+    [
+        ("https://api.stg.atlassian.com/ex/jira/x", FORGE_STAGING_JWKS_URL),
+        ("https://API.STG.ATLASSIAN.COM:443/ex/jira/x", FORGE_STAGING_JWKS_URL),
+        ("https://api.atlassian.com/ex/jira/x", "https://forge.fake-cdn.test/.well-known/jwks.json"),
+        ("https://api.atlassian.com:443/ex/jira/x", "https://forge.fake-cdn.test/.well-known/jwks.json"),
+    ],
+)
+def test_the_staging_keys_are_chosen_by_the_parsed_host(forge: FakeForge, api_base_url: str, jwks: str) -> None:
+    provider, urls = recording_keys(forge)
+    app, _ = make_app(forge.forge_auth(staging=True, key_provider=provider, clock=lambda: NOW))
+    with TestClient(app) as client:
+        fit = forge.mint_fit("event", app={"apiBaseUrl": api_base_url})
+        assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    assert urls == [jwks]
+
+
+def test_isolated_cloud_and_lifetime_settings_are_checked() -> None:
+    template = "https://keys.example.test/{ic_label}/jwks.json"
+    with pytest.raises(ValueError, match="go together"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_jwks_url=template)
+    with pytest.raises(ValueError, match="go together"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_labels={"acme"})
+    with pytest.raises(ValueError, match="label"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_jwks_url=template, isolated_cloud_labels={"../x"})
+    for lifetime in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_token_lifetime"):
+            ForgeAuth(app_id=APP_UUID, max_token_lifetime=lifetime)

@@ -123,6 +123,7 @@ CASES: dict[AuthErrorCode, Request] = {
     ),
     AuthErrorCode.INVALID_IC_LABEL: replace(FORGE, token=_fit({"icLabel": "Not a label!"})),
     AuthErrorCode.INSTALLATION_MISMATCH: replace(FORGE, token=_fit(app={"installation": {"id": "another"}})),
+    AuthErrorCode.INVALID_TOKEN_LIFETIME: replace(FORGE, token=_fit({"exp": NOW + 86_400})),
 }
 """One run per code the command reaches; the others concern a lifecycle body, which it does not take."""
 

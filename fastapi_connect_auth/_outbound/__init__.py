@@ -44,6 +44,8 @@ from ._clients import product_client, sync_product_client
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
 from ._forge import (
     FORGE_GRAPHQL_URL,
+    FORGE_GRAPHQL_URLS,
+    MAX_PRODUCT_TOKEN_LIFETIME,
     ForgeBearerAuth,
     ForgeStoredToken,
     ForgeTokenStore,
@@ -66,7 +68,9 @@ from ._user_auth import (
 __all__ = [
     "AUTHORIZATION_SERVERS",
     "FORGE_GRAPHQL_URL",
+    "FORGE_GRAPHQL_URLS",
     "JWT_BEARER_GRANT_TYPE",
+    "MAX_PRODUCT_TOKEN_LIFETIME",
     "ConnectAppAuth",
     "ConnectUserAuth",
     "ForgeBearerAuth",
