@@ -46,7 +46,7 @@ PATH = "/webhook"
 VARIANTS = ("open", "floor", "function", "library", "body", "forge")
 Message = MutableMapping[str, Any]
 FORGE = FakeForge()
-forge_auth = FORGE.forge_auth()
+forge_auth = FORGE.forge_auth(max_token_lifetime=3600.0)  # the run's one FIT lives an hour, Forge's 25 s
 
 
 class Webhook(BaseModel):
