@@ -500,7 +500,9 @@ async def test_the_fake_products_api_accepts_the_apps_calls() -> None:
     product.issues["DEMO-1"] = "Printer on fire"
     tenant = module.Tenant(product.client_key, product.base_url, SECRET, OAUTH_CLIENT_ID)
     assert await module.issue_summary(tenant, "DEMO-1", transport=product.api_transport) == "Printer on fire"
-    assert [(call.status, call.refusal) for call in product.api_calls] == [(200, None)]
+    with pytest.raises(UnsafeRequestError, match="safe path segment"):
+        await module.issue_summary(tenant, "../../../admin", transport=product.api_transport)
+    assert [(call.status, call.refusal) for call in product.api_calls] == [(200, None)]  # nothing sent
 
 
 @exercises("rest_client.py")
