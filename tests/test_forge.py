@@ -107,7 +107,7 @@ def test_ui_call_is_accepted_with_every_field(
     assert call.environment is not None
     assert call.environment.type == "PRODUCTION"
     assert call.module is not None
-    assert call.module.key == "my-panel"
+    assert (call.module.type, call.module.key) == ("jira:issuePanel", "issue-panel")  # a Jira site's UI module
     assert call.license is not None
     assert call.license.active is True
     assert call.license.is_evaluation is False
@@ -435,7 +435,7 @@ async def test_verify_invocation_is_framework_free(forge: FakeForge) -> None:
     config = forge.forge_auth(clock=lambda: NOW)
     call = await config.verify_invocation(forge.mint_fit("trigger"), system_token="sys", trace_id="not hex!")
     assert call.module is not None
-    assert call.module.type == "scheduledTrigger"
+    assert (call.module.type, call.module.key) == ("core:endpoint", "hourly-sync")  # as Forge sends triggers
     assert call.trace_id is None  # malformed trace ids are dropped, never echoed
     with pytest.raises(AuthError) as refused:
         await config.verify_invocation(None)

@@ -65,9 +65,9 @@ async def test_system_and_user_tokens_reach_the_product(forge: FakeForge) -> Non
         as_user = await user.get("/rest/api/3/myself")
     assert as_app.json() == {"accountId": "app-system-user", "tokenKind": "system"}
     assert as_user.json() == {"accountId": forge.account_id, "tokenKind": "user"}
-    assert forge.api_calls == [
-        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
-        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
+    assert [(call.method, call.url, call.status, call.token_kind) for call in forge.api_calls] == [
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200, "system"),
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200, "user"),
     ]
 
 
@@ -229,11 +229,11 @@ async def test_offline_user_token_is_cached_and_acts_as_the_user(forge: FakeForg
     async with await tokens.client(call, "557058:other", context_ids=contexts, transport=forge.api_transport) as jira:
         assert (await jira.get("/rest/api/3/myself")).json()["tokenKind"] == "offline"
     await tokens.client(call, "557058:other", context_ids=contexts)
-    graphql = [entry for entry in forge.api_calls if entry[1] == "/graphql"]
-    assert len(graphql) == 1
+    graphql = [call for call in forge.api_calls if call.url == "/graphql"]
+    assert [(call.status, call.token_kind) for call in graphql] == [(200, "system")]
     clock[0] = NOW + 3600
     await tokens.client(call, "557058:other", context_ids=contexts)
-    assert len([entry for entry in forge.api_calls if entry[1] == "/graphql"]) == 2
+    assert len([call for call in forge.api_calls if call.url == "/graphql"]) == 2
 
 
 @pytest.mark.anyio

@@ -55,6 +55,7 @@ from ._forge import (
     remember_forge_tokens,
     stored_forge_client,
 )
+from ._paths import api_path
 from ._retries import RateLimitedError, RateLimitInfo, RetryPolicy
 from ._user_auth import (
     AUTHORIZATION_SERVERS,
@@ -87,6 +88,7 @@ __all__ = [
     "UnsafeRequestError",
     "UserGrant",
     "UserTokenProvider",
+    "api_path",
     "authorization_server_for",
     "context_token",
     "forge_product_client",
