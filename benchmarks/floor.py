@@ -8,10 +8,14 @@ and body, in `--rounds` interleaved rounds; the fastest round of each is reporte
 * `open`: no dependency;
 * `floor`: a no-op `SecurityBase` dependency that takes `Request`, as `ConnectRequest` is;
 * `function`: a no-op `async def` dependency that takes `Request`;
-* `library`: `Depends(ConnectRequest())`.
+* `library`: `Depends(ConnectRequest())`;
+* `body`: `Depends(ConnectRequest(body=Webhook))`, the webhook's body read and validated after the token;
+* `forge`: `Depends(ForgeRequest())` on a Forge product event (`Authorization: Bearer <FIT>`, RS256,
+  the JWKS fetched once from the test kit's fake Forge and cached, as in production).
 
 `open / floor` is the most any dependency can reach against the open route with
 this FastAPI: (b) of `run.py` cannot be above it whatever the dependency does.
+The closing line gives `library - floor`; the lines above it give `body` and `forge` the same way.
 
     .venv/bin/python benchmarks/floor.py [--rounds 9 --number 5000]
 """
@@ -33,12 +37,24 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from app import BODY, QUERY, FloorDependency, connect, handle, webhook_token  # noqa: E402
 from fastapi import Depends, FastAPI, Request  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
-from fastapi_connect_auth import ConnectRequest, VerifiedRequest  # noqa: E402
+from fastapi_connect_auth import ConnectRequest, ForgeInvocation, ForgeRequest, VerifiedRequest  # noqa: E402
+from fastapi_connect_auth.testing import FakeForge  # noqa: E402
 
 PATH = "/webhook"
-VARIANTS = ("open", "floor", "function", "library")
+VARIANTS = ("open", "floor", "function", "library", "body", "forge")
 Message = MutableMapping[str, Any]
+FORGE = FakeForge()
+forge_auth = FORGE.forge_auth(max_token_lifetime=3600.0)  # the run's one FIT lives an hour, Forge's 25 s
+
+
+class Webhook(BaseModel):
+    """The benchmark's webhook body, as a route would declare it: `ConnectRequest(body=Webhook)`."""
+
+    timestamp: int
+    webhookEvent: str  # Jira's own field name
+    issue: dict[str, str]
 
 
 async def _no_op(request: Request) -> None:
@@ -67,16 +83,31 @@ def variant_app(kind: str) -> FastAPI:
         async def webhook_function(call: Annotated[None, Depends(_no_op)]) -> dict[str, str]:
             return handle()
 
-    else:
+    elif kind == "library":
 
         @app.post(PATH)
         async def webhook(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> dict[str, str]:
             return handle()
 
+    elif kind == "body":
+
+        @app.post(PATH)
+        async def webhook_body(
+            call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest(body=Webhook))],
+        ) -> dict[str, str]:
+            return handle()
+
+    else:
+        forge_auth.install(app)
+
+        @app.post(PATH)
+        async def webhook_forge(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> dict[str, str]:
+            return handle()
+
     return app
 
 
-def request_scope(token: str) -> dict[str, Any]:
+def request_scope(token: str, scheme: str = "JWT") -> dict[str, Any]:
     """The ASGI scope uvicorn would build for the benchmark's webhook."""
     return {
         "type": "http",
@@ -90,7 +121,7 @@ def request_scope(token: str) -> dict[str, Any]:
         "query_string": QUERY.encode(),
         "headers": [
             (b"host", b"127.0.0.1"),
-            (b"authorization", b"JWT " + token.encode()),
+            (b"authorization", f"{scheme} {token}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(BODY)).encode()),
         ],
@@ -121,19 +152,28 @@ async def time_calls(app: FastAPI, scope: dict[str, Any], number: int) -> float:
     return elapsed / number * 1e6
 
 
-async def measure(rounds: int, number: int) -> dict[str, list[float]]:
-    """Per-call times of every variant, in interleaved rounds (after a warm-up call of each)."""
-    scope = request_scope(webhook_token(PATH))
-    apps = {kind: variant_app(kind) for kind in VARIANTS}
-    times: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
-    for app in apps.values():
-        await time_calls(app, scope, 100)
+def variant_scopes() -> dict[str, dict[str, Any]]:
+    """Each variant's request: the Connect webhook, or for `forge` the same request carrying a FIT instead."""
+    connect_scope = request_scope(webhook_token(PATH))
+    fit = FORGE.mint_fit("event", exp=int(time.time()) + 3600)  # alive for the whole run
+    return {kind: request_scope(fit, "Bearer") if kind == "forge" else connect_scope for kind in VARIANTS}
+
+
+async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = None) -> dict[str, list[float]]:
+    """Per-call times of every variant (or of `apps`, each sent the Connect webhook), in interleaved rounds
+    (after a warm-up call of each)."""
+    apps = apps or {kind: variant_app(kind) for kind in VARIANTS}
+    variants = variant_scopes()
+    scopes = {kind: variants.get(kind, variants["library"]) for kind in apps}
+    times: dict[str, list[float]] = {kind: [] for kind in apps}
+    for kind, app in apps.items():
+        await time_calls(app, scopes[kind], 100)  # for `forge`, the first call fetches the JWKS
     gc.collect()
     gc.disable()  # as timeit does: collections land on whichever variant is running
     try:
         for _ in range(rounds):
             for kind, app in apps.items():
-                times[kind].append(await time_calls(app, scope, number))
+                times[kind].append(await time_calls(app, scopes[kind], number))
     finally:
         gc.enable()
     return times
@@ -147,6 +187,10 @@ def report(times: dict[str, list[float]]) -> str:
     ]
     for kind in VARIANTS:
         lines.append(f"    {kind:10} {best[kind]:7.1f} us   open / {kind:10} {best['open'] / best[kind]:.2f}")
+    lines.append(
+        f"over the no-op dependency: ConnectRequest(body=Webhook) {best['body'] - best['floor']:.1f} us, "
+        f"ForgeRequest() {best['forge'] - best['floor']:.1f} us"
+    )
     lines.append(
         f"the most any dependency can reach: {best['open'] / best['floor']:.2f}; "
         f"ConnectRequest over the no-op dependency: {best['library'] - best['floor']:.1f} us"

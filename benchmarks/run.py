@@ -14,7 +14,8 @@
      httptools (`uvicorn[standard]`, what production runs: target ratio >= 0.80,
      the headline) and with asyncio and h11 (pure Python: target >= 0.75);
 (b') the same for a no-op `Request` dependency (FastAPI's floor) and a naive
-     FastAPI + PyJWT dependency, for context.
+     FastAPI + PyJWT dependency, for context, and the authenticated route against
+     the floor's (by requests/s and by server CPU): what the library itself costs.
 
 Measurements alternate in rounds and report medians, so drift (CPU frequency,
 other load) hits both sides alike. Load comes from `wrk` when it is installed,
@@ -442,6 +443,7 @@ def report_server(server: str, rps: dict[str, list[float]], cpu: dict[str, list[
     print(f"    POST /webhook        (Depends(ConnectRequest()))      {library_rps:10.0f} rps")
     print(f"    ratio authenticated / open                            {ratio:10.2f}  {verdict(ratio, target, False)}")
     print(f"    ratio floor / open                                    {floor_rps / open_rps:10.2f}  (context)")
+    print(f"    ratio authenticated / floor                           {library_rps / floor_rps:10.2f}  (context)")
     print(f"(b') POST /webhook-naive (FastAPI+PyJWT dependency)       {naive_rps:10.0f} rps")
     print(f"    ratio naive / open                                    {naive_rps / open_rps:10.2f}  (context)")
     for route, values in rps.items():
@@ -464,9 +466,17 @@ def report_server(server: str, rps: dict[str, list[float]], cpu: dict[str, list[
         f"    ratio by CPU, open / authenticated                    {ratio_cpu:10.2f}  {verdict(ratio_cpu, target, False)}"
     )
     print(f"    per-round ratio by CPU: {', '.join(f'{value:.2f}' for value in by_cpu)}")
+    over_floor = [auth / base for auth, base in zip(rps["library"], rps["floor"], strict=True)]
+    over_floor_cpu = [base / auth for base, auth in zip(cpu["floor"], cpu["library"], strict=True)]
+    print(
+        f"    ratio authenticated / floor: {library_rps / floor_rps:.2f} by requests/s "
+        f"(rounds {', '.join(f'{value:.2f}' for value in over_floor)}), {cpu_floor / cpu_library:.2f} by CPU "
+        f"(rounds {', '.join(f'{value:.2f}' for value in over_floor_cpu)})"
+    )
     headline.append(
         f"{server} {ratio:.2f} by requests/s (rounds {min(paired):.2f}-{max(paired):.2f}), "
-        f"{ratio_cpu:.2f} by server CPU (rounds {min(by_cpu):.2f}-{max(by_cpu):.2f}), target {target:.2f}"
+        f"{ratio_cpu:.2f} by server CPU (rounds {min(by_cpu):.2f}-{max(by_cpu):.2f}), target {target:.2f}, "
+        f"{library_rps / floor_rps:.2f} of the no-op dependency's route ({cpu_floor / cpu_library:.2f} by CPU)"
     )
 
 

@@ -1,12 +1,14 @@
-"""Forge Remote: verify every call from Forge, keep its tokens, call the product back
-as the app or the user."""
+"""Forge Remote: verify every call from Forge, take each route's kind of call only,
+read bodies after the token, keep tokens, call the product back as the app or the
+user."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import httpx2
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel
 
 from fastapi_connect_auth import (
     ForgeAuth,
@@ -14,12 +16,29 @@ from fastapi_connect_auth import (
     ForgeRequest,
     ForgeTokenStore,
     InMemoryForgeTokenStore,
+    UnsafeRequestError,
+    api_path,
     forge_product_client,
     remember_forge_tokens,
     stored_forge_client,
 )
 
-ForgeCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
+
+class IssueCreated(BaseModel):
+    """The part of `avi:jira:created:issue` this app reads."""
+
+    eventType: str
+    issue: dict[str, Any]
+
+
+# A UI call (`invokeRemote` from the frontend, or `requestRemote` from the browser).
+UiCall = Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="ui"))]
+# A scheduled trigger: never a FIT that went through a browser.
+Trigger = Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="trigger"))]
+# A product event, its body verified after the FIT: 401, then 413, then 422.
+IssueEvent = Annotated[
+    ForgeInvocation, Depends(ForgeRequest(invocation="event", body=IssueCreated))
+]
 
 
 def create_app(
@@ -28,7 +47,7 @@ def create_app(
     product_transport: httpx2.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """`forge = ForgeAuth(app_id="ari:cloud:ecosystem::app/<uuid>")` in production;
-    `transport` only in tests."""
+    `product_transport` only in tests."""
     options: dict[str, Any] = (
         {"transport": product_transport} if product_transport else {}
     )
@@ -36,14 +55,28 @@ def create_app(
     forge.install(app)
 
     @app.post("/forge/hourly", status_code=204)
-    async def hourly(call: ForgeCall) -> None:
-        """A scheduled trigger: keep a fresh system token for work done between
-        invocations."""
+    async def hourly(call: Trigger) -> None:
+        """Keep a fresh system token for work done between invocations."""
         await remember_forge_tokens(tokens, call)
 
+    @app.post("/forge/issue-created", status_code=204)
+    async def issue_created(call: IssueEvent) -> None:
+        """Comment on the new issue as the app: the key comes from the event's
+        body, so `api_path` encodes it and refuses one that leaves its segment."""
+        event: IssueCreated = call.body
+        try:
+            path = api_path(
+                "/rest/api/3/issue/{key}/comment", key=str(event.issue.get("key", ""))
+            )
+        except UnsafeRequestError:
+            raise HTTPException(422, "The event names no issue key.") from None
+        async with forge_product_client(call, **options) as jira:
+            response = await jira.post(path, json={"body": "Seen by the app"})
+            response.raise_for_status()
+
     @app.get("/forge/me")
-    async def me(call: ForgeCall) -> dict[str, Any]:
-        """A UI call: act as the user in session, with the user token Forge sent."""
+    async def me(call: UiCall) -> dict[str, Any]:
+        """Act as the user in session, with the user token Forge sent."""
         async with forge_product_client(
             call, as_user=True, store=tokens, **options
         ) as jira:

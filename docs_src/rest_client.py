@@ -8,7 +8,12 @@ from typing import Any
 
 import httpx2
 
-from fastapi_connect_auth import UserTokenProvider, context_token, product_client
+from fastapi_connect_auth import (
+    UserTokenProvider,
+    api_path,
+    context_token,
+    product_client,
+)
 
 APP_KEY = "my-connect-app"  # the descriptor's "key": the `iss` of every app JWT
 
@@ -49,10 +54,12 @@ def tenant_client(
 
 async def issue_summary(tenant: Tenant, issue_key: str, **options: Any) -> str:
     """As the app: every request is signed with a fresh JWT bound to its method, path
-    and query."""
+    and query. `api_path` encodes the key, and refuses one that would leave its path
+    segment (`..`, `/`, `?`...)."""
     async with tenant_client(tenant, **options) as jira:
         response = await jira.get(
-            f"/rest/api/3/issue/{issue_key}", params={"fields": "summary"}
+            api_path("/rest/api/3/issue/{key}", key=issue_key),
+            params={"fields": "summary"},
         )
         response.raise_for_status()
         return str(response.json()["fields"]["summary"])

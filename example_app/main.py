@@ -88,7 +88,7 @@ NO_USER: dict[int | str, dict[str, Any]] = {
     },
     403: {
         "description": "The context token names no user (`UNAUTHORIZED_REQUEST`).",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectAuthError"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthErrorResponse"}}},
     },
 }
 

@@ -28,7 +28,7 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The page load is not trusted: see `code`. A browser (`Accept: text/html`) gets a page"
         " saying why, with the code; other clients get the JSON.",
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ConnectAuthError"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/AuthErrorResponse"}},
             "text/html": {"schema": {"type": "string"}},
         },
         "headers": {"WWW-Authenticate": {"description": "`JWT`", "schema": {"type": "string"}}},

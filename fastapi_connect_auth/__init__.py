@@ -23,9 +23,22 @@ from ._connect._models import (
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._errors import AuthError, AuthErrorCode
-from ._forge._dependencies import ForgeRequest
+from ._events import RejectionEvent, RejectionKind
+from ._forge._dependencies import ForgeLifecycle, ForgeRequest
 from ._forge._flow import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
 from ._forge._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
+from ._forge._lifecycle import (
+    ForgeInstalledPayload,
+    ForgeLifecycleApp,
+    ForgeLifecycleEnvironment,
+    ForgeLifecycleEvent,
+    ForgeLifecyclePayload,
+    ForgePreUninstallContext,
+    ForgePreUninstallPayload,
+    ForgeRetryContext,
+    ForgeUpgradedPayload,
+    VerifiedForgeLifecycle,
+)
 from ._forge._models import (
     ForgeApp,
     ForgeClaims,
@@ -34,12 +47,15 @@ from ._forge._models import (
     ForgeInstallation,
     ForgeInstallationContext,
     ForgeInvocation,
+    ForgeInvocationKind,
     ForgeLicense,
     ForgeModule,
 )
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
+    FORGE_GRAPHQL_URLS,
+    MAX_PRODUCT_TOKEN_LIFETIME,
     ConnectAppAuth,
     ConnectUserAuth,
     ForgeBearerAuth,
@@ -57,6 +73,7 @@ from ._outbound import (
     UnsafeRequestError,
     UserGrant,
     UserTokenProvider,
+    api_path,
     authorization_server_for,
     context_token,
     forge_product_client,
@@ -65,15 +82,18 @@ from ._outbound import (
     stored_forge_client,
     sync_product_client,
 )
+from ._telemetry import Telemetry
 
 __all__ = [
     "ATLASSIAN_KID_FORMATS",
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",
+    "FORGE_GRAPHQL_URLS",
     "FORGE_ISSUER",
     "FORGE_JWKS_URL",
     "FORGE_STAGING_JWKS_URL",
+    "MAX_PRODUCT_TOKEN_LIFETIME",
     "AtlassianKeyProvider",
     "AuthError",
     "AuthErrorCode",
@@ -98,13 +118,24 @@ __all__ = [
     "ForgeEnvironment",
     "ForgeInstallation",
     "ForgeInstallationContext",
+    "ForgeInstalledPayload",
     "ForgeInvocation",
+    "ForgeInvocationKind",
     "ForgeKeyProvider",
     "ForgeLicense",
+    "ForgeLifecycle",
+    "ForgeLifecycleApp",
+    "ForgeLifecycleEnvironment",
+    "ForgeLifecycleEvent",
+    "ForgeLifecyclePayload",
     "ForgeModule",
+    "ForgePreUninstallContext",
+    "ForgePreUninstallPayload",
     "ForgeRequest",
+    "ForgeRetryContext",
     "ForgeStoredToken",
     "ForgeTokenStore",
+    "ForgeUpgradedPayload",
     "InMemoryForgeTokenStore",
     "InstallPayload",
     "InstallationType",
@@ -119,16 +150,21 @@ __all__ = [
     "RateLimitInfo",
     "RateLimitedError",
     "RedactTokens",
+    "RejectionEvent",
+    "RejectionKind",
     "RequestTarget",
     "RetryPolicy",
+    "Telemetry",
     "TokenRequestError",
     "UnsafeRedirectError",
     "UnsafeRequestError",
     "UserGrant",
     "UserTokenProvider",
+    "VerifiedForgeLifecycle",
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",
+    "api_path",
     "authorization_server_for",
     "canonical_request",
     "context_token",

@@ -5,6 +5,8 @@ chunked body declares none, so every body the library reads comes through here.
 A body dripped a byte at a time would hold a connection (and its worker slot)
 for as long as the client likes, so the whole read has a deadline; and a client
 that hangs up mid-body is an everyday event, logged in one line, not a traceback.
+`read_kept` then keeps what it read where Starlette keeps `request.body()`, so
+the body can be read again on the same request, by another dependency or the route.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "BodySource", "declared_length", "read_capped", "too_large"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "BodySource", "declared_length", "read_capped", "read_kept", "too_large"]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -68,3 +70,24 @@ async def read_capped(request: Request, limit: int, *, time_limit: float | None 
         )
         raise AuthError(AuthErrorCode.CLIENT_DISCONNECTED, "The client disconnected before sending the body.") from None
     return bytes(body)
+
+
+async def read_kept(request: Request, limit: int, *, time_limit: float = DEFAULT_BODY_TIMEOUT) -> bytes:
+    """`read_capped`, then kept on the request: read again, by any dependency or the route, it is the same bytes.
+
+    A request's stream can be consumed once; Starlette's `request.body()` keeps
+    what it read and every later `body()`, `json()` or `stream()` serves that.
+    Keeping ours in the same place means two dependencies reading one body, or
+    a dependency followed by the route's own `await request.body()`, both work,
+    in either order. A body already streamed away by other code (`request.stream()`,
+    which keeps nothing) cannot be had again: that is a `RuntimeError` naming the fix.
+    """
+    try:
+        body = await read_capped(request, limit, time_limit=time_limit)
+    except RuntimeError as exc:  # Starlette's "Stream consumed"
+        raise RuntimeError(
+            "The request body was consumed through request.stream() before this dependency read it;"
+            " read it with `await request.body()`, which keeps it for the next reader."
+        ) from exc
+    request._body = body  # where Starlette's `body()` keeps it
+    return body

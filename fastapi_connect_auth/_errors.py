@@ -77,7 +77,13 @@ class AuthErrorCode(str, enum.Enum):
     INVALID_IC_LABEL = "INVALID_IC_LABEL"
     """Forge: the FIT's `icLabel` is malformed, or Isolated Cloud is not configured."""
     INSTALLATION_MISMATCH = "INSTALLATION_MISMATCH"
-    """Forge: `app.installation.id` is not the FIT's `app.installationId`."""
+    """Forge: `app.installation.id`, or a lifecycle payload's installation, is not the FIT's `app.installationId`."""
+    WRONG_INVOCATION = "WRONG_INVOCATION"
+    """Forge: the FIT is not of the kind the route takes (a UI call on an event route, another module)."""
+    WRONG_ENVIRONMENT = "WRONG_ENVIRONMENT"
+    """Forge: the FIT's `app.environment.type` is not one of `ForgeAuth.environments`."""
+    INVALID_TOKEN_LIFETIME = "INVALID_TOKEN_LIFETIME"
+    """Forge: the FIT's `exp - iat` is negative or longer than `ForgeAuth.max_token_lifetime`."""
 
     def __str__(self) -> str:
         return self.value

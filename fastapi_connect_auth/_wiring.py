@@ -2,9 +2,13 @@
 
 * `AppConfig.install(app)` puts the configuration on `app.state` and answers
   `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
-* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime.
+* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime,
+  and first checks that every guarded route will find its configuration
+  (`check_configured`): a forgotten `install(app)` fails at startup, not at the
+  first request.
 * `OwnedClient` is a key provider's `httpx2.AsyncClient`: one passed in, or its
-  own, opened by `async with` and closed by `aclose()`.
+  own, opened by `async with` and closed by `aclose()`; `read_raw` reads what a
+  key server answers, uncompressed and capped.
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ import httpx2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
+from ._bodies import declared_length
 from ._errors import AuthError
-from ._openapi import document_errors
+from ._openapi import document_errors, guarded_routes
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
-__all__ = ["AppConfig", "OwnedClient", "auth_error_handler"]
+__all__ = ["IDENTITY_ENCODING", "AppConfig", "OwnedClient", "auth_error_handler", "check_configured", "read_raw"]
+
+IDENTITY_ENCODING = {"Accept-Encoding": "identity"}
+"""The headers of a key fetch: no compression, so a size cap counts what crosses the wire."""
 
 
 async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
@@ -35,6 +44,34 @@ async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
     """
     headers = {**(exc.headers or {}), "X-Content-Type-Options": "nosniff"}
     return JSONResponse({"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=headers)
+
+
+def _unconfigured(app: Starlette, prefix: str = "") -> list[str]:
+    problems = []
+    if isinstance(app, FastAPI):
+        for route in guarded_routes(app):
+            for dependency in route.dependencies:
+                if (reason := dependency.missing_configuration(app)) is not None:
+                    methods = ",".join(sorted(route.methods))
+                    problems.append(
+                        f"{methods} {prefix}{route.path_format} uses {type(dependency).__name__}, but {reason}"
+                    )
+    for mount in app.routes:
+        if isinstance(mount, Mount) and isinstance(mount.app, Starlette):
+            problems += _unconfigured(mount.app, prefix + mount.path)
+    return problems
+
+
+def check_configured(app: Starlette) -> None:
+    """Raise `RuntimeError` at startup if a route's dependency would find no configuration at its first request.
+
+    Covers the app's routes (included routers too) and mounted sub-apps, each
+    against its own `install()`. Apps that never enter a library lifespan are
+    not checked here: their first guarded request raises the same error.
+    """
+    problems = _unconfigured(app)
+    if problems:
+        raise RuntimeError("; ".join(dict.fromkeys(problems)) + ".")
 
 
 class AppConfig:
@@ -56,7 +93,14 @@ class AppConfig:
 
     @asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=config.lifespan)`."""
+        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=config.lifespan)`.
+
+        Before anything, every guarded route of `app` is checked to find its
+        configuration (`install(app)` or `config=`): a `RuntimeError` naming the
+        route and the fix otherwise, so the app does not start.
+        """
+        if app is not None:
+            check_configured(app)
         async with AsyncExitStack() as stack:
             if isinstance(self.key_provider, AbstractAsyncContextManager):
                 await stack.enter_async_context(self.key_provider)
@@ -65,13 +109,16 @@ class AppConfig:
     @classmethod
     def installed_on(cls, app: Starlette) -> Self | None:
         """The configuration `install()` attached to `app`, if any."""
-        config = getattr(app.state, cls.state_name, None)
+        try:
+            config = app.state[cls.state_name]  # the mapping look-up: `getattr` goes through a failed lookup first
+        except KeyError:
+            return None
         return config if isinstance(config, cls) else None
 
     @classmethod
     def of(cls, request: Request) -> Self:
         """The configuration `install()` attached to the request's app."""
-        config = cls.installed_on(request.app)
+        config = cls.installed_on(request.scope["app"])
         if config is None:
             raise RuntimeError(f"No {cls.__name__} on this app: {cls.install_hint}, or pass config= to the dependency.")
         return config
@@ -100,3 +147,28 @@ class OwnedClient:
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client, self._owns_client = None, False
+
+
+async def read_raw(response: httpx2.Response, limit: int) -> bytes:
+    """The body of a streamed `response` as sent, at most `limit` bytes; `ValueError` (a reason) otherwise.
+
+    Asked with `IDENTITY_ENCODING`, a key server has no reason to compress:
+    a compressed answer is refused rather than inflated (a few hundred KiB of
+    gzip inflate to hundreds of MiB before a cap on decoded bytes would see them).
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ValueError("the answer is compressed although identity was asked for")
+    declared = declared_length(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise ValueError("the answer is too large")
+    if response.is_stream_consumed:  # an answer made in memory (`httpx2.MockTransport`): already read
+        if len(response.content) > limit:
+            raise ValueError("the answer is too large")
+        return response.content
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            raise ValueError("the answer is too large")
+    return bytes(body)

@@ -7,17 +7,20 @@ with the right code, and where it matters that Atlassian's CDN was never asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import itertools
 import json
 import logging
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import httpx2
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
@@ -29,16 +32,23 @@ from example_app.settings import Settings
 from fastapi_connect_auth import (
     AtlassianKeyProvider,
     AuthError,
+    AuthErrorCode,
     AuthorizationMethod,
     ConnectAuth,
     ConnectEnvironment,
     ConnectRequest,
+    ForgeAuth,
+    ForgeInvocation,
+    ForgeRequest,
+    JwksKeyProvider,
+    OfflineUserTokens,
+    TokenRequestError,
     UnsafeRequestError,
     VerifiedRequest,
     product_client,
     sync_product_client,
 )
-from fastapi_connect_auth.testing import FakeProduct
+from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -792,3 +802,257 @@ def test_iframe_api_listed_issues_the_user_may_not_see(tmp_path: Path) -> None:
     assert bob.headers["X-Events-Withheld"] == "1"
     issue_calls = [(call.account_id, call.status) for call in jira.api_calls if call.url.startswith("/rest/")]
     assert issue_calls == [("account-alice", 200), ("account-bob", 404)]
+
+
+class _CountingStream(httpx2.AsyncByteStream):
+    """A streamed answer (nothing read before the client asks) that counts the bytes it handed out."""
+
+    def __init__(self, body: bytes, chunk: int = 16 * 1024) -> None:
+        self.body, self.chunk, self.sent = body, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.chunk):
+            self.sent += self.chunk
+            yield self.body[start : start + self.chunk]
+
+
+def _gzip_bomb() -> bytes:
+    """64 KiB of gzip that inflates to 64 MiB of zeros."""
+    return gzip.compress(b"\0" * (64 * MIB), compresslevel=9)
+
+
+def _key_server_answering(body: bytes, headers: dict[str, str], asked: list[httpx2.Headers]) -> httpx2.AsyncClient:
+    streams: list[_CountingStream] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        asked.append(request.headers)
+        streams.append(_CountingStream(body))
+        return httpx2.Response(200, headers=headers, stream=streams[-1])
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle))
+    client.streams = streams  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip bomb", "oversized identity body"])
+async def test_gzip_bomb_install_key_is_refused_on_the_bytes_received(compressed: bool) -> None:
+    """The install-key fetch counted its cap after gzip inflation: a small gzip answer became tens of MiB.
+
+    Now it asks for `Accept-Encoding: identity`, refuses a compressed answer unread, and
+    counts the cap on the bytes received.
+    """
+    asked: list[httpx2.Headers] = []
+    body = _gzip_bomb() if compressed else b"-" * MIB
+    client = _key_server_answering(body, {"Content-Encoding": "gzip"} if compressed else {}, asked)
+    provider = AtlassianKeyProvider(client=client, base_url="https://keys.example.test")
+
+    with pytest.raises(AuthError) as caught:
+        await provider.get_public_key(KID)
+
+    assert (caught.value.code, caught.value.status_code) == (AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY, 503)
+    assert {headers["Accept-Encoding"] for headers in asked} == {"identity"}
+    assert all(stream.sent <= 32 * 1024 for stream in client.streams)  # type: ignore[attr-defined]
+
+
+# -- Forge ---------------------------------------------------------------------------------------
+
+
+def _forge_app(config: ForgeAuth) -> FastAPI:
+    app = FastAPI()
+    config.install(app)
+
+    @app.post("/forge/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(FORGE_EVENT)]) -> None: ...
+
+    return app
+
+
+FORGE_EVENT = ForgeRequest(invocation="event")
+
+
+async def _post_all(app: FastAPI, fits: list[str]) -> list[httpx2.Response]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="https://remote.example.test") as client:
+        return await asyncio.gather(
+            *(client.post("/forge/events", headers={"Authorization": f"Bearer {fit}"}) for fit in fits)
+        )
+
+
+def test_isolated_cloud_fetch_amplification_5000_random_ic_labels(signing_key: RSAPrivateKey) -> None:
+    """Each forged FIT naming a new `icLabel` made one JWKS fetch and kept one more key set, for ever.
+
+    Now labels come from an allow-list in configuration and any other is refused before a URL is
+    built; and the provider itself bounds what many URLs could cost: one fetch budget for all of
+    them, and a bounded number of key sets, each made only by a fetch that succeeded.
+    """
+    forge = FakeForge(private_key=signing_key)
+    fetched: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        fetched.append(str(request.url))
+        return httpx2.Response(200, json=forge.jwks())
+
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
+    config = forge.forge_auth(
+        key_provider=provider,
+        isolated_cloud_jwks_url="https://keys.example.test/{ic_label}/jwks.json",
+        isolated_cloud_labels={"acme"},
+    )
+    labels = [f"ic-{secrets.token_hex(6)}" for _ in range(5000)]
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "RS256", "kid": forge.kid}).encode()).decode()
+    forged = [  # a forger's tokens: any claims, a junk signature (the label is refused before it is checked)
+        f"{header}.{jwt.utils.base64url_encode(json.dumps({**forge.fit_claims('event'), 'icLabel': label}).encode()).decode()}.c2ln"
+        for label in labels
+    ]
+
+    async def verify_all() -> set[str]:
+        codes = set()
+        for fit in forged:
+            try:
+                await config.verify_invocation(fit)
+            except AuthError as refused:
+                codes.add(refused.code.value)
+        return codes
+
+    assert anyio.run(verify_all) == {"INVALID_IC_LABEL"}
+    responses = anyio.run(_post_all, _forge_app(config), forged[:200])  # and end to end
+    assert {(response.status_code, response.json()["code"]) for response in responses} == {(401, "INVALID_IC_LABEL")}
+    assert fetched == []
+    assert provider.key_sets == 0
+
+    async def straight_to_the_provider() -> None:
+        for label in labels:
+            with contextlib.suppress(AuthError):
+                await provider.get_signing_key(forge.kid, f"https://keys.example.test/{label}/jwks.json")
+
+    anyio.run(straight_to_the_provider)
+    assert len(fetched) <= 10  # the shared budget
+    assert provider.key_sets <= 10
+
+
+def test_a_jwks_entry_whose_kid_is_a_list_made_every_forge_call_a_500(signing_key: RSAPrivateKey) -> None:
+    """A key set with `"kid": [...]` crashed the parse (an unhashable kid): every call 500, every call a refetch.
+
+    Now such entries are skipped; the set's other keys serve, fetched once.
+    """
+    forge = FakeForge(private_key=signing_key)
+    fetches: list[int] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        fetches.append(1)
+        good = forge.jwks()["keys"][0]
+        return httpx2.Response(200, json={"keys": [{**good, "kid": [forge.kid]}, good]})
+
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
+    app = _forge_app(forge.forge_auth(key_provider=provider))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        statuses = [forge.drive(client).event("/forge/events", {}).status_code for _ in range(20)]
+
+    assert statuses == [200] * 20
+    assert fetches == [1]
+
+
+def test_a_gzip_bomb_jwks_is_refused_unread(signing_key: RSAPrivateKey) -> None:
+    """The JWKS cap counted bytes after gzip inflation: 255 KiB of gzip grew the process by about 130 MiB.
+
+    Now the fetch asks for `Accept-Encoding: identity` and refuses a compressed answer unread: a 503.
+    """
+    forge = FakeForge(private_key=signing_key)
+    asked: list[httpx2.Headers] = []
+    client = _key_server_answering(_gzip_bomb(), {"Content-Encoding": "gzip"}, asked)
+    app = _forge_app(forge.forge_auth(key_provider=JwksKeyProvider(client=client)))
+    with TestClient(app) as test_client:
+        response = forge.drive(test_client).event("/forge/events", {})
+
+    assert (response.status_code, response.json()["code"]) == (503, "FAILED_TO_OBTAIN_PUBLIC_KEY")
+    assert asked[0]["Accept-Encoding"] == "identity"
+    assert all(stream.sent == 0 for stream in client.streams)  # type: ignore[attr-defined]
+
+
+def test_a_ui_fit_on_an_event_route(signing_key: RSAPrivateKey) -> None:
+    """`/forge/events` accepted any valid FIT, a UI call's too: one user's FIT stored 50 bodies of their choice.
+
+    A UI call's FIT (a `principal` or a `context`) can be read in the browser and resent with
+    anything. Routes that take events now say so, and refuse it before any key lookup.
+    """
+    forge = FakeForge(private_key=signing_key)
+    app = _forge_app(forge.forge_auth())
+    fit = forge.mint_fit("ui")
+    with TestClient(app) as client:
+        responses = [
+            client.post("/forge/events", json={"n": n}, headers={"Authorization": f"Bearer {fit}"}) for n in range(50)
+        ]
+
+    assert {(response.status_code, response.json()["code"]) for response in responses} == {(401, "WRONG_INVOCATION")}
+    assert forge.jwks_requests == 0
+
+
+def _gateway(answers: dict[str, bytes] | None = None) -> tuple[httpx2.AsyncClient, list[str]]:
+    """A GraphQL gateway for every host; it answers `answers[host]`, else a 15-minute token. Records each URL."""
+    asked: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        asked.append(str(request.url))
+        token = b'{"token": "user-token", "ttl": 900}'
+        body = (answers or {}).get(request.url.host, token)
+        return httpx2.Response(
+            200, content=b'{"data": {"offlineUserAuthToken": {"success": true, "authToken": ' + body + b"}}}"
+        )
+
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), asked
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ttl", [b"NaN", b"Infinity", b"1e300", b"1e400", b"-1", b"0"])
+async def test_offline_token_lifetimes_of_nan_infinity_or_1e300_were_cached_for_ever(
+    signing_key: RSAPrivateKey, ttl: bytes
+) -> None:
+    """A `ttl` of NaN, Infinity or 1e300 made the cached user token live for ever (`expires_at - leeway > now`
+    is never false for inf, and a NaN compared false the other way). Now `0 < ttl <= 4 h` or it is refused, and
+    nothing is cached."""
+    forge = FakeForge(private_key=signing_key)
+    call = await forge.forge_auth().verify_invocation(forge.mint_fit("event"), system_token=forge.system_token())
+    client, asked = _gateway({"api.atlassian.com": b'{"token": "user-token", "ttl": ' + ttl + b"}"})
+    tokens = OfflineUserTokens(client=client, retries=None)
+
+    for _ in range(2):
+        with pytest.raises(TokenRequestError):
+            await tokens.client(call, "557058:user", context_ids=[f"ari:cloud:jira::site/{forge.cloud_id}"])
+    assert len(asked) == 2  # refused each time, never cached
+
+
+@pytest.mark.anyio
+async def test_offline_user_tokens_sent_every_environments_system_token_to_production(
+    signing_key: RSAPrivateKey,
+) -> None:
+    """Offline user tokens were asked for at `api.atlassian.com/graphql` whatever the invocation's environment:
+    staging, Bitbucket and Isolated Cloud system tokens went to production's gateway. Now the invocation's
+    `apiBaseUrl` host picks the gateway (staging's own), Bitbucket and Isolated Clouds need one configured,
+    and an invocation with none known is refused before anything is sent."""
+    client, asked = _gateway()
+    tokens = OfflineUserTokens(client=client, retries=None)
+    invocations = {}
+    for name, api_base_url, extra in [
+        ("production", "https://api.atlassian.com/ex/jira/c", {}),
+        ("staging", "https://api.stg.atlassian.com/ex/jira/c", {}),
+        ("bitbucket", "https://api.bitbucket.org", {}),
+        ("isolated", "https://api.atlassian.com/ex/jira/c", {"icLabel": "acme"}),
+    ]:
+        forge = FakeForge(private_key=signing_key, api_base_url=api_base_url)
+        config = forge.forge_auth(
+            staging=True,
+            key_provider=forge.key_provider(),
+            isolated_cloud_jwks_url=FAKE_FORGE_JWKS_URL.replace("jwks.json", "{ic_label}.json"),
+            isolated_cloud_labels={"acme"},
+        )
+        fit = forge.mint_fit("event", **extra)
+        invocations[name] = await config.verify_invocation(fit, system_token=forge.system_token())
+
+    for name in ("production", "staging"):
+        await tokens.client(invocations[name], "557058:user", context_ids=["ari:cloud:jira::site/c"])
+    for name in ("bitbucket", "isolated"):
+        with pytest.raises(TokenRequestError, match="No GraphQL gateway"):
+            await tokens.client(invocations[name], "557058:user", context_ids=["ari:cloud:jira::site/c"])
+
+    assert asked == ["https://api.atlassian.com/graphql", "https://api.stg.atlassian.com/graphql"]

@@ -1,6 +1,8 @@
 """Bodies: `ConnectRequest(body=Model)` reads a webhook body only after the token, capped, then validates it.
 
-The order of answers is 401, then 413, then 422. The ASGI-level tests count the
+The order of answers is 401, then 413, then 422; the JSON is strict (no `NaN`,
+`Infinity`, numbers out of range or nesting past 64 levels: each a 422), and the
+body, once read, can be read again by the route. The ASGI-level tests count the
 chunks the app pulled, so "not read" is observed, not inferred; a body slower than
 its time limit is 408, and a client that hangs up mid-body leaves one log line.
 (Under a real uvicorn: tests/test_served.py.)
@@ -15,11 +17,12 @@ from typing import Any
 
 import anyio
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, field_validator
 
 from fastapi_connect_auth import ConnectRequest, VerifiedRequest
 from tests.conftest import (
+    HOSTILE_JSON,
     MIB,
     ConnectApp,
     ConnectAppFactory,
@@ -52,6 +55,7 @@ def webhook_routes(app: FastAPI) -> None:
     # In a closure the dependency is a default value: a string annotation cannot see it.
     verified = Depends(ConnectRequest(body=IssueEvent, max_body_size=MAX_WEBHOOK))
     hurried = Depends(ConnectRequest(body=IssueEvent, body_timeout=0.2))
+    large = Depends(ConnectRequest(body=IssueEvent, max_body_size=300_000))
 
     @app.post("/issue-webhook")
     async def issue_webhook(call: VerifiedRequest[Any] = verified) -> dict[str, Any]:
@@ -61,6 +65,13 @@ def webhook_routes(app: FastAPI) -> None:
     @app.post("/hurried-webhook")
     async def hurried_webhook(call: VerifiedRequest[Any] = hurried) -> dict[str, Any]:
         return {"issue": call.body.issue_key}
+
+    @app.post("/large-webhook")
+    async def large_webhook(call: VerifiedRequest[Any] = large) -> None: ...
+
+    @app.post("/webhook-then-route")
+    async def then_route(request: Request, call: VerifiedRequest[Any] = verified) -> dict[str, Any]:
+        return {"same": json.loads(await request.body())["issue_key"] == call.body.issue_key}
 
 
 @pytest.fixture
@@ -217,3 +228,18 @@ def test_a_client_that_hangs_up_mid_body_leaves_one_log_line_and_no_traceback(
     ]
     assert caplog.records[0].exc_info is None
     assert token not in caplog.text
+
+
+@pytest.mark.parametrize("case", HOSTILE_JSON)
+def test_hostile_json_is_422_never_500(app: ConnectApp, tokens: Tokens, case: str) -> None:
+    headers = auth_header(tokens.hs256(qsh_for("POST", "/large-webhook")))
+    response = app.client.post("/large-webhook", headers=headers, content=HOSTILE_JSON[case])
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert VALIDATED == []
+
+
+def test_the_route_can_read_the_body_again(app: ConnectApp, tokens: Tokens) -> None:
+    headers = auth_header(tokens.hs256(qsh_for("POST", "/webhook-then-route")))
+    body = json.dumps({"webhookEvent": "jira:issue_created", "issue_key": "DEMO-1"})
+    assert app.client.post("/webhook-then-route", headers=headers, content=body).json() == {"same": True}

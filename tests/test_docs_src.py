@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import io
 import json
 import logging
 import re
@@ -26,7 +27,7 @@ import httpx2
 import jwt
 import pytest
 from cryptography.fernet import Fernet
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from example_app.db import async_database_url
@@ -442,10 +443,19 @@ def run_under_pytest(*samples: str) -> str:
     return result.stdout
 
 
-@exercises("testing_app.py", "testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
+@exercises(
+    "testing_app.py",
+    "testing_test_app.py",
+    "testing_running_app.py",
+    "testing_confluence.py",
+    "forge_testing.py",
+    "forge_lifecycle.py",
+)
 def test_test_kit_samples_pass_under_pytest_with_the_plugin() -> None:
-    output = run_under_pytest("testing_test_app.py", "testing_running_app.py", "testing_confluence.py")
-    assert "5 passed" in output, output
+    output = run_under_pytest(
+        "testing_test_app.py", "testing_running_app.py", "testing_confluence.py", "forge_testing.py"
+    )
+    assert "7 passed" in output, output
 
 
 @exercises("testing_app.py", "testing_browser.py")
@@ -516,7 +526,9 @@ async def test_the_fake_products_api_accepts_the_apps_calls() -> None:
     product.issues["DEMO-1"] = "Printer on fire"
     tenant = module.Tenant(product.client_key, product.base_url, SECRET, OAUTH_CLIENT_ID)
     assert await module.issue_summary(tenant, "DEMO-1", transport=product.api_transport) == "Printer on fire"
-    assert [(call.status, call.refusal) for call in product.api_calls] == [(200, None)]
+    with pytest.raises(UnsafeRequestError, match="safe path segment"):
+        await module.issue_summary(tenant, "../../../admin", transport=product.api_transport)
+    assert [(call.status, call.refusal) for call in product.api_calls] == [(200, None)]  # nothing sent
 
 
 @exercises("rest_client.py")
@@ -747,10 +759,129 @@ async def test_forge_remote_sample_verifies_calls_and_calls_the_product_with_the
         driver = forge.drive(client)
         me = driver.ui_call("/forge/me", user_token=forge.user_token())
         refused = client.get("/forge/me")
+        not_from_the_ui = driver.event("/forge/hourly", {}, shape="ui", system_token=forge.system_token())
         kept = driver.event("/forge/hourly", {}, shape="trigger", system_token=forge.system_token())
+        hostile = driver.event(
+            "/forge/issue-created",
+            {"eventType": "avi:jira:created:issue", "issue": {"key": "../../../admin"}},
+            system_token=forge.system_token(),
+        )
+        unparsed = driver.event("/forge/issue-created", {"issue": {}}, system_token=forge.system_token())
     synced = await module.sync(tokens, forge.installation_id, transport=forge.api_transport)
 
     assert me.json() == {"accountId": forge.account_id, "tokenKind": "user"}
     assert (refused.status_code, refused.json()["code"]) == (401, "MISSING_JWT")
+    assert (not_from_the_ui.status_code, not_from_the_ui.json()["code"]) == (401, "WRONG_INVOCATION")
     assert kept.status_code == 204
     assert synced == {"accountId": "app-system-user", "tokenKind": "system"}
+    assert (hostile.status_code, unparsed.status_code) == (422, 422)  # api_path refused: nothing sent
+    assert not [call for call in forge.api_calls if "admin" in call.url]
+
+
+# -- observability ------------------------------------------------------------------------
+
+
+@exercises("observability.py")
+def test_rejections_are_counted_and_logged_as_json_fields() -> None:
+    module = sample("observability")
+    stream = io.StringIO()
+    module.handler.setStream(stream)
+    try:
+        with TestClient(module.app) as client:
+            accepted = client.post("/webhooks/issue-updated", headers=tenant_token("POST&/webhooks/issue-updated&"))
+            refused = client.post("/webhooks/issue-updated", headers=tenant_token("POST&/elsewhere&"))
+    finally:
+        logging.getLogger("fastapi_connect_auth").removeHandler(module.handler)
+
+    assert accepted.status_code == 200, accepted.text
+    assert_rejected(refused, "INVALID_QSH")
+    assert module.rejections == {("request", "INVALID_QSH"): 1}
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert (line["auth_code"], line["auth_kind"], line["auth_route"], line["auth_issuer"]) == (
+        "INVALID_QSH",
+        "request",
+        "/webhooks/issue-updated",
+        CLIENT_KEY,
+    )
+    assert line["message"].startswith("Rejected Connect request: INVALID_QSH")
+
+
+# -- forge_cors.py, forge_lifespans.py --------------------------------------------------------
+
+
+@exercises("forge_cors.py")
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://fake-app.cdn.prod.atlassian-dev.net", True),
+        ("https://2c1f7b0e-8f0a-4a7e-9d6b-0c3f7a1d2b4e.cdn.prod.atlassian-dev.net", True),
+        ("https://cdn.prod.atlassian-dev.net", False),
+        ("https://x.cdn.prod.atlassian-dev.net.attacker.example", False),
+        ("https://attacker.example/x.cdn.prod.atlassian-dev.net", False),
+        ("http://fake-app.cdn.prod.atlassian-dev.net", False),
+        ("https://a.b.cdn.prod.atlassian-dev.net", False),
+        ("https://acme.atlassian.net", False),
+        ("null", False),
+    ],
+)
+def test_cors_answers_forge_ui_preflights_only_and_the_call_still_needs_its_fit(origin: str, allowed: bool) -> None:
+    from fastapi_connect_auth.testing import FakeForge
+
+    forge = FakeForge()
+    app = sample("forge_cors").create_app(forge.forge_auth())
+    preflight_headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    with TestClient(app) as client:
+        preflight = client.options("/forge/tasks", headers=preflight_headers)  # no token: browsers send none
+        without_fit = client.post("/forge/tasks", headers={"Origin": origin}, json={})
+        event_fit = client.post(
+            "/forge/tasks", headers={"Origin": origin, "Authorization": f"Bearer {forge.mint_fit('event')}"}, json={}
+        )
+        with_fit = forge.drive(client).request_remote("/forge/tasks", method="POST", json_body={})
+
+    assert (without_fit.status_code, without_fit.json()["code"]) == (401, "MISSING_JWT")
+    assert (event_fit.status_code, event_fit.json()["code"]) == (401, "WRONG_INVOCATION")
+    assert with_fit.json() == {"user": forge.account_id, "site": forge.cloud_id}
+    if allowed:
+        assert preflight.status_code == 200
+        assert preflight.headers["Access-Control-Allow-Origin"] == origin
+        assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+        assert "Access-Control-Allow-Credentials" not in preflight.headers
+        assert without_fit.headers["Access-Control-Allow-Origin"] == origin  # the browser may read the 401
+    else:
+        assert preflight.status_code == 400
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+        assert "Access-Control-Allow-Origin" not in without_fit.headers
+
+
+@exercises("forge_lifespans.py")
+def test_both_lifespans_open_their_key_fetchers_and_check_their_routes() -> None:
+    from fastapi_connect_auth import ConnectRequest, ForgeInvocation, ForgeRequest, VerifiedRequest
+    from fastapi_connect_auth.testing import FakeForge
+
+    module = importlib.reload(sample("forge_lifespans"))
+    forge = FakeForge(app_id=next(iter(module.forge.app_ids)))
+    module.forge.key_provider = forge.key_provider()
+    module.forge.jwks_url = "https://forge.fake-cdn.test/.well-known/jwks.json"
+
+    @module.app.get("/connect")
+    async def connect_route(call: VerifiedRequest[Any] = Depends(ConnectRequest())) -> None: ...  # noqa: B008
+
+    @module.app.post("/forge/events")
+    async def forge_route(call: ForgeInvocation = Depends(ForgeRequest(invocation="event"))) -> None: ...  # noqa: B008
+
+    with TestClient(module.app) as client:
+        assert module.connect.key_provider._client is not None  # opened by connect.lifespan
+        assert forge.drive(client).event("/forge/events", {}).status_code == 200
+        assert client.get("/connect").json()["code"] == "MISSING_JWT"
+
+    forgot = FastAPI(lifespan=module.lifespan)
+
+    @forgot.post("/forge/events")
+    async def unconfigured(call: ForgeInvocation = Depends(ForgeRequest())) -> None: ...  # noqa: B008
+
+    with pytest.raises(RuntimeError, match=r"call forge\.install\(app\)"), TestClient(forgot):
+        pass

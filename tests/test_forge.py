@@ -11,7 +11,8 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx2
@@ -19,17 +20,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_connect_auth import (
     FORGE_STAGING_JWKS_URL,
     AuthError,
     AuthErrorCode,
+    ConnectAuth,
+    ConnectRequest,
     ForgeAuth,
     ForgeInvocation,
     ForgeRequest,
     JwksKeyProvider,
+    VerifiedRequest,
     forge_app_ari,
 )
 from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
@@ -104,7 +108,7 @@ def test_ui_call_is_accepted_with_every_field(
     assert call.environment is not None
     assert call.environment.type == "PRODUCTION"
     assert call.module is not None
-    assert call.module.key == "my-panel"
+    assert (call.module.type, call.module.key) == ("jira:issuePanel", "issue-panel")  # a Jira site's UI module
     assert call.license is not None
     assert call.license.active is True
     assert call.license.is_evaluation is False
@@ -183,6 +187,17 @@ def test_two_configured_apps_each_accepted(signing_key: rsa.RSAPrivateKey) -> No
     assert [call.app_id for call in stored] == [APP_ARI, OTHER_APP_ARI]
 
 
+def recording_keys(forge: FakeForge) -> tuple[JwksKeyProvider, list[str]]:
+    """A key provider serving `forge`'s JWKS from any URL, and the URLs it was fetched from."""
+    urls: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        urls.append(str(request.url))
+        return httpx2.Response(200, json=forge.jwks())
+
+    return JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle))), urls
+
+
 def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.RSAPrivateKey) -> None:
     staging = FakeForge(
         app_id=APP_UUID,
@@ -190,37 +205,29 @@ def test_staging_token_accepted_with_staging_keys_when_enabled(signing_key: rsa.
         clock=lambda: NOW,
         api_base_url="https://api.stg.atlassian.com/ex/jira/x",
     )
-    urls: list[str] = []
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        urls.append(str(request.url))
-        return httpx2.Response(200, json=staging.jwks())
-
-    keys = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
+    keys, urls = recording_keys(staging)
     app, _stored = make_app(ForgeAuth(app_id=APP_UUID, key_provider=keys, staging=True, clock=lambda: NOW))
     with TestClient(app) as client:
         assert staging.drive(client).event("/forge/events", {}).status_code == 200
     assert urls == [FORGE_STAGING_JWKS_URL]
 
 
-def test_isolated_cloud_uses_the_configured_template(forge: FakeForge) -> None:
-    urls: list[str] = []
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        urls.append(str(request.url))
-        return httpx2.Response(200, json=forge.jwks())
-
+def test_isolated_cloud_uses_the_template_for_the_labels_on_the_list_only(forge: FakeForge) -> None:
+    keys, urls = recording_keys(forge)
     config = ForgeAuth(
         app_id=APP_UUID,
-        key_provider=JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle))),
+        key_provider=keys,
         isolated_cloud_jwks_url="https://keys.example.test/{ic_label}/jwks.json",
+        isolated_cloud_labels={"acme_1"},
         clock=lambda: NOW,
     )
     app, stored = make_app(config)
     with TestClient(app) as client:
         assert forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(icLabel="acme_1")).status_code == 200
-    assert urls == ["https://keys.example.test/acme_1/jwks.json"]
-    assert stored[0].ic_label == "acme_1"
+        off_the_list = forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(icLabel="orange"))
+    assert (off_the_list.status_code, off_the_list.json()["code"]) == (401, "INVALID_IC_LABEL")
+    assert urls == ["https://keys.example.test/acme_1/jwks.json"]  # none built for "orange"
+    assert [call.ic_label for call in stored] == ["acme_1"]
 
 
 # -- refused --------------------------------------------------------------------------------
@@ -317,6 +324,30 @@ REFUSALS: dict[str, tuple[Any, str]] = {
         lambda f: f.mint_fit(app={"apiBaseUrl": "http://127.0.0.1:9/ex/jira/x"}),
         "UNTRUSTED_API_HOST",
     ),
+    **{
+        f"apiBaseUrl {name}": (lambda f, url=url: f.mint_fit(app={"apiBaseUrl": url}), "UNTRUSTED_API_HOST")
+        for name, url in {
+            "with a port": "https://api.atlassian.com:8443/ex/jira/x",
+            "with a bad port": "https://api.atlassian.com:99999/ex/jira/x",
+            "with a query": "https://api.atlassian.com/ex/jira/x?next=https://attacker.example",
+            "with an empty query": "https://api.atlassian.com/ex/jira/x?",
+            "with a fragment": "https://api.atlassian.com/ex/jira/x#frag",
+            "with a user only": "https://user@api.atlassian.com/ex/jira/x",
+            "with an empty userinfo": "https://@api.atlassian.com/ex/jira/x",
+            "with a backslash": "https://api.atlassian.com\\@attacker.example/ex",
+            "with a newline": "https://api.atlassian.com/ex/jira/x\nHost: attacker.example",
+            "with a tab": "https://api.atlassian.com/ex/\tjira",
+            "with a space": "https://api.atlassian.com/ex/jira x",
+            "with a DEL": "https://api.atlassian.com/ex/jira\x7f",
+            "with a NUL": "https://api.atlassian.com/ex/jira\x00",
+            "with non-ASCII": "https://api.atlassian.com/ex/jira/\u2028",
+            "not a URL": "api.atlassian.com/ex/jira/x",
+            "with a staging look-alike": "https://api.stg.atlassian.com.attacker.example/ex",
+        }.items()
+    },
+    "lifetime too long": (lambda f: f.mint_fit(exp=int(NOW) + 601), "INVALID_TOKEN_LIFETIME"),
+    "lifetime negative": (lambda f: f.mint_fit(iat=int(NOW), exp=int(NOW) - 1), "INVALID_TOKEN_LIFETIME"),
+    "expires before it is issued": (lambda f: f.mint_fit(iat=int(NOW) + 5, exp=int(NOW) + 4), "INVALID_TOKEN_LIFETIME"),
     "two-segment token": (lambda f: f.mint_fit().rpartition(".")[0], "FAILED_TO_DECODE"),
     "garbage": (lambda f: "not-a-token", "FAILED_TO_DECODE"),
 }
@@ -361,8 +392,11 @@ def test_loopback_api_host_accepted_only_when_configured(forge: FakeForge) -> No
 
 def test_leeway_admits_small_clock_skew(forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]) -> None:
     client, _stored = setup
-    fit = forge.mint_fit(exp=int(NOW) - 9, nbf=int(NOW) + 9, iat=int(NOW) + 9)
-    assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    for skewed in (
+        forge.mint_fit(exp=int(NOW) - 9, nbf=int(NOW) - 30, iat=int(NOW) - 30),
+        forge.mint_fit(exp=int(NOW) + 30, nbf=int(NOW) + 9, iat=int(NOW) + 9),
+    ):
+        assert forge.drive(client).event("/forge/events", {}, fit=skewed).status_code == 200
 
 
 def test_the_audience_is_never_taken_from_the_token(signing_key: rsa.RSAPrivateKey) -> None:
@@ -402,7 +436,7 @@ async def test_verify_invocation_is_framework_free(forge: FakeForge) -> None:
     config = forge.forge_auth(clock=lambda: NOW)
     call = await config.verify_invocation(forge.mint_fit("trigger"), system_token="sys", trace_id="not hex!")
     assert call.module is not None
-    assert call.module.type == "scheduledTrigger"
+    assert (call.module.type, call.module.key) == ("core:endpoint", "hourly-sync")  # as Forge sends triggers
     assert call.trace_id is None  # malformed trace ids are dropped, never echoed
     with pytest.raises(AuthError) as refused:
         await config.verify_invocation(None)
@@ -429,6 +463,69 @@ def test_without_install_the_dependency_says_what_to_do(forge: FakeForge) -> Non
         client.get("/x", headers={"Authorization": f"Bearer {forge.mint_fit()}"})
 
 
+def test_forgetting_install_fails_at_startup_with_the_fix(forge: FakeForge) -> None:
+    config = forge.forge_auth()
+    app = FastAPI(lifespan=config.lifespan)
+    router = APIRouter()
+
+    @router.post("/forge/events")
+    async def route(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    app.include_router(router, prefix="/api")
+    with pytest.raises(RuntimeError, match=r"POST /api/forge/events uses ForgeRequest.*call forge\.install\(app\)"):
+        TestClient(app).__enter__()
+    config.install(app)
+    with TestClient(app) as client:
+        assert client.post("/api/forge/events").status_code == 401
+    # An included router's routes are documented as the app's own.
+    assert "401" in app.openapi()["paths"]["/api/forge/events"]["post"]["responses"]
+
+
+def test_the_startup_check_covers_mounted_apps_and_both_sides(forge: FakeForge) -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    config = forge.forge_auth()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect.lifespan(app), config.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    connect.install(app)
+    forge_app = FastAPI()
+
+    @forge_app.get("/whoami")
+    async def whoami(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    @forge_app.get("/configured")
+    async def configured(call: Annotated[ForgeInvocation, Depends(ForgeRequest(config=config))]) -> None: ...
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    app.mount("/forge", forge_app)
+    with pytest.raises(RuntimeError) as failed:
+        TestClient(app).__enter__()
+    assert str(failed.value) == (
+        "GET /forge/whoami uses ForgeRequest, but no ForgeAuth is installed on this app:"
+        " call forge.install(app), or pass config= to the dependency."
+    )
+    config.install(forge_app)
+    with TestClient(app) as client:
+        assert client.get("/forge/whoami").status_code == 401
+
+
+def test_a_connect_app_that_forgot_install_fails_at_startup_too() -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    app = FastAPI(lifespan=connect.lifespan)
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    with pytest.raises(RuntimeError, match=r"GET /connect uses ConnectRequest.*call connect\.install\(app\)"):
+        TestClient(app).__enter__()
+
+
 def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     app, _ = make_app(forge.forge_auth())
     schema = app.openapi()
@@ -443,6 +540,148 @@ def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     assert schema["paths"]["/forge/events"]["post"]["security"] == [{"ForgeInvocationToken": []}]
     assert {"401", "503"} <= set(schema["paths"]["/forge/events"]["post"]["responses"])
     assert "413" not in schema["paths"]["/forge/events"]["post"]["responses"]
-    assert schema["components"]["schemas"]["ConnectAuthError"]["properties"]["code"] == {
+    assert schema["components"]["schemas"]["AuthErrorResponse"]["properties"]["code"] == {
         "$ref": "#/components/schemas/AuthErrorCode"
     }
+    unauthorized = schema["paths"]["/forge/events"]["post"]["responses"]["401"]
+    assert unauthorized["headers"]["WWW-Authenticate"]["description"] == "`Bearer`"
+    assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuthErrorResponse"}
+
+
+# -- which invocations a route takes ----------------------------------------------------------
+
+UI_ONLY = ForgeRequest(invocation="ui")
+EVENTS_ONLY = ForgeRequest(invocation="event")
+HOURLY_ONLY = ForgeRequest(invocation="trigger", module_keys={"hourly-sync"})
+
+
+def routes_by_invocation(config: ForgeAuth) -> tuple[FastAPI, list[ForgeInvocation]]:
+    app = FastAPI()
+    config.install(app)
+    stored: list[ForgeInvocation] = []
+
+    @app.post("/ui")
+    async def ui(call: Annotated[ForgeInvocation, Depends(UI_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(EVENTS_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/hourly")
+    async def hourly(call: Annotated[ForgeInvocation, Depends(HOURLY_ONLY)]) -> None:
+        stored.append(call)
+
+    return app, stored
+
+
+@pytest.mark.parametrize(
+    ("path", "shape", "overrides", "accepted"),
+    [
+        ("/ui", "ui", {}, True),
+        ("/ui", "event", {}, False),
+        ("/ui", "ui", {"principal": None}, True),  # a context alone is still a UI call
+        ("/events", "event", {}, True),
+        ("/events", "trigger", {}, True),
+        ("/events", "ui", {}, False),
+        ("/events", "ui", {"context": None}, False),  # a principal alone too
+        ("/events", "ui", {"principal": None}, False),
+        ("/hourly", "trigger", {}, True),
+        ("/hourly", "event", {}, False),  # another module
+        ("/hourly", "trigger", {"app": {"module": None}}, False),
+        ("/hourly", "ui", {"app": {"module": {"key": "hourly-sync"}}}, False),
+    ],
+)
+def test_a_route_takes_only_the_invocations_it_names(
+    forge: FakeForge,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    shape: Any,
+    overrides: dict[str, Any],
+    accepted: bool,
+) -> None:
+    fit = forge.mint_fit(shape, **overrides)
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="fastapi_connect_auth"):
+        response = client.post(path, headers=forge.drive(client).headers(fit))
+    if accepted:
+        assert response.status_code == 200, response.text
+        assert len(stored) == 1
+    else:
+        assert_refused(response, "WRONG_INVOCATION", stored)
+        assert "WRONG_INVOCATION" in caplog.text
+
+
+def test_the_wrong_invocation_is_refused_before_any_key_lookup(forge: FakeForge) -> None:
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        response = client.post("/events", headers=forge.drive(client).headers(forge.mint_fit("ui")))
+    assert_refused(response, "WRONG_INVOCATION", stored)
+    assert forge.jwks_requests == 0
+
+
+@pytest.mark.anyio
+async def test_verify_invocation_takes_the_same_restrictions(forge: FakeForge) -> None:
+    config = forge.forge_auth(clock=lambda: NOW)
+    event = await config.verify_invocation(forge.mint_fit("event"), invocation="backend")
+    assert not event.browser_visible
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("ui"), invocation="lifecycle")
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("event"), module_keys=())
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
+
+
+# -- configuration: environments, lifetimes, Isolated Cloud, staging ---------------------------
+
+
+def test_environments_restrict_the_environment_types(forge: FakeForge) -> None:
+    app, stored = make_app(forge.forge_auth(environments={"production"}, clock=lambda: NOW))
+    with TestClient(app) as client:
+        driver = forge.drive(client)
+        assert driver.event("/forge/events", {}).status_code == 200
+        for environment in ({"type": "DEVELOPMENT"}, {"type": None}, None):
+            fit = forge.mint_fit("event", app={"environment": environment})
+            response = driver.event("/forge/events", {}, fit=fit)
+            assert (response.status_code, response.json()["code"]) == (401, "WRONG_ENVIRONMENT")
+    assert len(stored) == 1
+
+
+def test_the_longest_lifetime_is_configurable(forge: FakeForge) -> None:
+    app, _ = make_app(forge.forge_auth(max_token_lifetime=3600, clock=lambda: NOW))
+    with TestClient(app) as client:
+        assert forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(exp=int(NOW) + 3600)).is_success
+        refused = forge.drive(client).event("/forge/events", {}, fit=forge.mint_fit(exp=int(NOW) + 3601))
+    assert refused.json()["code"] == "INVALID_TOKEN_LIFETIME"
+
+
+@pytest.mark.parametrize(
+    ("api_base_url", "jwks"),
+    [
+        ("https://api.stg.atlassian.com/ex/jira/x", FORGE_STAGING_JWKS_URL),
+        ("https://API.STG.ATLASSIAN.COM:443/ex/jira/x", FORGE_STAGING_JWKS_URL),
+        ("https://api.atlassian.com/ex/jira/x", "https://forge.fake-cdn.test/.well-known/jwks.json"),
+        ("https://api.atlassian.com:443/ex/jira/x", "https://forge.fake-cdn.test/.well-known/jwks.json"),
+    ],
+)
+def test_the_staging_keys_are_chosen_by_the_parsed_host(forge: FakeForge, api_base_url: str, jwks: str) -> None:
+    provider, urls = recording_keys(forge)
+    app, _ = make_app(forge.forge_auth(staging=True, key_provider=provider, clock=lambda: NOW))
+    with TestClient(app) as client:
+        fit = forge.mint_fit("event", app={"apiBaseUrl": api_base_url})
+        assert forge.drive(client).event("/forge/events", {}, fit=fit).status_code == 200
+    assert urls == [jwks]
+
+
+def test_isolated_cloud_and_lifetime_settings_are_checked() -> None:
+    template = "https://keys.example.test/{ic_label}/jwks.json"
+    with pytest.raises(ValueError, match="go together"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_jwks_url=template)
+    with pytest.raises(ValueError, match="go together"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_labels={"acme"})
+    with pytest.raises(ValueError, match="label"):
+        ForgeAuth(app_id=APP_UUID, isolated_cloud_jwks_url=template, isolated_cloud_labels={"../x"})
+    for lifetime in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_token_lifetime"):
+            ForgeAuth(app_id=APP_UUID, max_token_lifetime=lifetime)

@@ -7,6 +7,7 @@ invocations come from verifying FITs the kit minted with PyJWT.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -64,9 +65,9 @@ async def test_system_and_user_tokens_reach_the_product(forge: FakeForge) -> Non
         as_user = await user.get("/rest/api/3/myself")
     assert as_app.json() == {"accountId": "app-system-user", "tokenKind": "system"}
     assert as_user.json() == {"accountId": forge.account_id, "tokenKind": "user"}
-    assert forge.api_calls == [
-        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
-        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200),
+    assert [(call.method, call.url, call.status, call.token_kind) for call in forge.api_calls] == [
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200, "system"),
+        ("GET", f"/ex/jira/{forge.cloud_id}/rest/api/3/myself", 200, "user"),
     ]
 
 
@@ -228,11 +229,11 @@ async def test_offline_user_token_is_cached_and_acts_as_the_user(forge: FakeForg
     async with await tokens.client(call, "557058:other", context_ids=contexts, transport=forge.api_transport) as jira:
         assert (await jira.get("/rest/api/3/myself")).json()["tokenKind"] == "offline"
     await tokens.client(call, "557058:other", context_ids=contexts)
-    graphql = [entry for entry in forge.api_calls if entry[1] == "/graphql"]
-    assert len(graphql) == 1
+    graphql = [call for call in forge.api_calls if call.url == "/graphql"]
+    assert [(call.status, call.token_kind) for call in graphql] == [(200, "system")]
     clock[0] = NOW + 3600
     await tokens.client(call, "557058:other", context_ids=contexts)
-    assert len([entry for entry in forge.api_calls if entry[1] == "/graphql"]) == 2
+    assert len([call for call in forge.api_calls if call.url == "/graphql"]) == 2
 
 
 @pytest.mark.anyio
@@ -248,7 +249,7 @@ async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) ->
 
     tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), clock=lambda: NOW)
     system = forge.system_token()
-    ask = dict(system_token=system, installation_id=INSTALLATION, account_id="a1", context_ids=["ari:x"])
+    ask = {**ask_for("ari:x", api_base_url=forge.api_base_url), "system_token": system}
     waiting = [asyncio.ensure_future(tokens.token(**ask)) for _ in range(10)]
     await asyncio.sleep(0.01)
     gate.set()
@@ -259,13 +260,12 @@ async def test_offline_tokens_single_flight_and_401_forgets(forge: FakeForge) ->
     call = await invocation(forge, system=system)
     forge.revoke(results[0])
     tokens_for_call = OfflineUserTokens(client=httpx2.AsyncClient(transport=forge.api_transport), clock=lambda: NOW)
+    for_call = {**ask, "installation_id": call.installation_id}
     async with await tokens_for_call.client(call, "a1", context_ids=["ari:x"], transport=forge.api_transport) as jira:
-        first = await tokens_for_call.token(
-            system_token=system, installation_id=call.installation_id, account_id="a1", context_ids=["ari:x"]
-        )
+        first = await tokens_for_call.token(**for_call)
         forge.revoke(first)
         assert (await jira.get("/rest/api/3/myself")).status_code == 401
-    assert (call.installation_id, "a1") not in tokens_for_call._tokens
+    assert await tokens_for_call.token(**for_call) != first  # the 401 dropped it: a new one was asked for
 
 
 def graphql_answer(status: int, body: Any) -> OfflineUserTokens:
@@ -276,6 +276,19 @@ def graphql_answer(status: int, body: Any) -> OfflineUserTokens:
 
 
 SYSTEM = "system-token-that-must-never-leak"
+PRODUCTION_API = "https://api.atlassian.com/ex/jira/c0ffee"
+
+
+def ask_for(*context_ids: str, api_base_url: str = PRODUCTION_API, **more: Any) -> dict[str, Any]:
+    """The keyword arguments of `OfflineUserTokens.token` for user a1 of INSTALLATION."""
+    return {
+        "system_token": SYSTEM,
+        "installation_id": INSTALLATION,
+        "account_id": "a1",
+        "context_ids": list(context_ids),
+        "api_base_url": api_base_url,
+        **more,
+    }
 
 
 @pytest.mark.anyio
@@ -289,8 +302,19 @@ SYSTEM = "system-token-that-must-never-leak"
             {"data": {"offlineUserAuthToken": {"success": False, "errors": [{"message": "no consent"}]}}},
             "no consent",
         ),
-        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "t"}}}}, "numeric ttl"),
-        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": None}}}, "numeric ttl"),
+        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "t"}}}}, "no ttl between"),
+        (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": None}}}, "has no token"),
+        *(
+            (200, {"data": {"offlineUserAuthToken": {"success": True, "authToken": {"token": "t", "ttl": ttl}}}}, why)
+            for ttl, why in [
+                (0, "no ttl between 0 and 14400"),
+                (-60, "no ttl between"),
+                (14401, "no ttl between"),
+                (1e300, "no ttl between"),
+                ("900", "no ttl between"),
+                (True, "no ttl between"),
+            ]
+        ),
         (200, ["not", "an", "object"], "did not issue a token."),
     ],
 )
@@ -299,7 +323,7 @@ async def test_offline_token_errors_name_the_cause_without_secrets(
 ) -> None:
     tokens = graphql_answer(status, body)
     with caplog.at_level(logging.DEBUG), pytest.raises(TokenRequestError) as refused:
-        await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["ari:x"])
+        await tokens.token(**ask_for("ari:x"))
     assert message in str(refused.value)
     assert SYSTEM not in str(refused.value)
     assert SYSTEM not in caplog.text
@@ -320,12 +344,13 @@ async def test_offline_token_unreachable_gateway() -> None:
         retries=RetryPolicy(async_sleep=wait, random=lambda: 0.5),
     )
     with pytest.raises(TokenRequestError, match="could not be reached"):
-        await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
+        await tokens.token(**ask_for("x"))
     assert waits == [2.0, 4.0, 8.0, 16.0]  # retried as Atlassian asks before giving up
+    unreachable = OfflineUserTokens(
+        graphql_urls={"api.atlassian.com": "http://127.0.0.1:9/graphql"}, timeout=1, retries=None
+    )
     with pytest.raises(TokenRequestError, match="could not be reached"):
-        await OfflineUserTokens(graphql_url="http://127.0.0.1:9/graphql", timeout=1, retries=None).token(
-            system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"]
-        )
+        await unreachable.token(**ask_for("x"))
 
 
 @pytest.mark.anyio
@@ -343,7 +368,7 @@ async def test_a_rate_limited_gateway_and_product_are_retried(forge: FakeForge) 
         return next(gateway, httpx2.Response(200, json=answer))
 
     tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(graphql)), retries=retries)
-    token = await tokens.token(system_token=SYSTEM, installation_id=INSTALLATION, account_id="a1", context_ids=["x"])
+    token = await tokens.token(**ask_for("x"))
     assert (token, waits) == ("user-1", [2.0])
 
     product = iter([httpx2.Response(429, headers={"Retry-After": "1"}), httpx2.Response(503)])
@@ -365,3 +390,109 @@ async def test_a_rate_limited_gateway_and_product_are_retried(forge: FakeForge) 
 async def test_offline_client_needs_the_system_token(forge: FakeForge) -> None:
     with pytest.raises(ProductAPIError, match="system token"):
         await OfflineUserTokens().client(await invocation(forge), "a1", context_ids=["x"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ttl", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+async def test_a_non_finite_ttl_is_refused_not_cached_for_ever(ttl: bytes) -> None:
+    body = b'{"data": {"offlineUserAuthToken": {"success": true, "authToken": {"token": "t", "ttl": ' + ttl + b"}}}}"
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body)
+
+    tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), clock=lambda: NOW)
+    with pytest.raises(TokenRequestError, match="did not issue a token"):
+        await tokens.token(**ask_for("x"))
+
+
+@pytest.mark.anyio
+async def test_the_cache_key_includes_the_context_ids() -> None:
+    asked: list[list[str]] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        context_ids = json.loads(request.content)["variables"]["input"]["contextIds"]
+        asked.append(context_ids)
+        token = {"token": f"token-for-{'+'.join(context_ids)}", "ttl": 900}
+        return httpx2.Response(200, json={"data": {"offlineUserAuthToken": {"success": True, "authToken": token}}})
+
+    tokens = OfflineUserTokens(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)), clock=lambda: NOW)
+    site_a, site_b = "ari:cloud:jira::site/a", "ari:cloud:jira::site/b"
+    assert await tokens.token(**ask_for(site_a)) == f"token-for-{site_a}"
+    assert await tokens.token(**ask_for(site_b)) == f"token-for-{site_b}"
+    assert await tokens.token(**ask_for(site_a, site_b)) == await tokens.token(**ask_for(site_b, site_a, site_a))
+    assert asked == [[site_a], [site_b], [site_a, site_b]]
+    tokens.forget(INSTALLATION, "a1")
+    await tokens.token(**ask_for(site_a))
+    assert len(asked) == 4
+
+
+def gateways_asked(**options: Any) -> tuple[OfflineUserTokens, list[str]]:
+    urls: list[str] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        urls.append(str(request.url))
+        token = {"token": "user-token", "ttl": 900}
+        return httpx2.Response(200, json={"data": {"offlineUserAuthToken": {"success": True, "authToken": token}}})
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle))
+    return OfflineUserTokens(client=client, clock=lambda: NOW, **options), urls
+
+
+@pytest.mark.anyio
+async def test_each_environment_is_asked_at_its_own_gateway() -> None:
+    tokens, urls = gateways_asked(
+        graphql_urls={"api.bitbucket.org": "https://gateway.bitbucket.example.test/graphql"},
+        isolated_cloud_graphql_url="https://api.{ic_label}.example-ic.test/graphql",
+    )
+    await tokens.token(**ask_for("x", api_base_url="https://api.atlassian.com/ex/jira/c"))
+    await tokens.token(**ask_for("x", api_base_url="https://api.stg.atlassian.com/ex/jira/c"))
+    await tokens.token(**ask_for("x", api_base_url="https://api.bitbucket.org"))
+    await tokens.token(**ask_for("x", api_base_url="https://api.atlassian.com/ex/jira/c", ic_label="orange"))
+    assert urls == [
+        "https://api.atlassian.com/graphql",
+        "https://api.stg.atlassian.com/graphql",
+        "https://gateway.bitbucket.example.test/graphql",
+        "https://api.orange.example-ic.test/graphql",
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("api_base_url", "ic_label"),
+    [
+        ("https://api.bitbucket.org", None),
+        ("https://api.atlassian.com/ex/jira/c", "orange"),
+        ("https://api.atlassian.com.attacker.example/ex/jira/c", None),
+        ("http://127.0.0.1:8123/ex/jira/c", None),
+    ],
+)
+async def test_an_environment_without_a_known_gateway_is_refused(api_base_url: str, ic_label: str | None) -> None:
+    tokens, urls = gateways_asked()
+    with pytest.raises(TokenRequestError, match="No GraphQL gateway"):
+        await tokens.token(**ask_for("x", api_base_url=api_base_url, ic_label=ic_label))
+    assert urls == []
+
+
+@pytest.mark.anyio
+async def test_the_gateway_is_not_followed_through_a_redirect() -> None:
+    sent: list[str] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        sent.append(str(request.url))
+        return httpx2.Response(307, headers={"Location": "https://attacker.example/graphql"})
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle), follow_redirects=True)
+    tokens = OfflineUserTokens(client=client, retries=None)
+    with pytest.raises(TokenRequestError, match="answered 307"):
+        await tokens.token(**ask_for("x"))
+    assert sent == ["https://api.atlassian.com/graphql"]
+
+
+def test_gateways_and_lifetimes_are_checked_when_configured() -> None:
+    with pytest.raises(ValueError, match="https"):
+        OfflineUserTokens(graphql_urls={"api.bitbucket.org": "http://gateway.example.test/graphql"})
+    with pytest.raises(ValueError, match="ic_label"):
+        OfflineUserTokens(isolated_cloud_graphql_url="https://gateway.example.test/graphql")
+    for max_ttl in (0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_ttl"):
+            OfflineUserTokens(max_ttl=max_ttl)

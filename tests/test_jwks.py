@@ -7,6 +7,7 @@ keys; time is a fake monotonic clock the tests move forward.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Callable
 from typing import Any
@@ -253,12 +254,165 @@ async def test_own_client_over_loopback(keys: dict[str, rsa.RSAPrivateKey]) -> N
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_fetch_lets_the_next_caller_fetch(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+async def test_a_cancelled_fetch_holds_the_url_back_then_the_next_caller_fetches(
+    keys: dict[str, rsa.RSAPrivateKey],
+) -> None:
+    """Cancelling (a client that hangs up) is a failure like any other: it cannot be used to refetch at will."""
     server = Server({"keys": [jwk("k1", keys["k1"])]})
     server.delay = 0.2
-    provider = server.provider(Clock())
+    clock = Clock()
+    provider = server.provider(clock)
     with anyio.move_on_after(0.05):
         await provider.get_signing_key("k1", URL)
     server.delay = 0
+    assert (await refused(provider, "k1")).status_code == 503
+    clock.now += 31
     assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
     assert server.requests == 2
+
+
+# -- what a hostile stream of tokens (or a hostile key server) could grow --------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "kid",
+    [["k1"], {"k": 1}, 7, True, "", None, "k" * 300],
+    ids=["list", "object", "number", "bool", "empty", "missing", "too long"],
+)
+async def test_entries_whose_kid_is_not_a_string_are_skipped(keys: dict[str, rsa.RSAPrivateKey], kid: Any) -> None:
+    bad = {key: value for key, value in jwk("x", keys["k2"]).items() if key != "kid"}
+    if kid is not None:
+        bad["kid"] = kid
+    server = Server({"keys": [bad, jwk("k1", keys["k1"])]})
+    provider = server.provider(Clock())
+    for _ in range(20):
+        assert (await provider.get_signing_key("k1", URL)).public_numbers() == public(keys["k1"])
+    assert server.requests == 1
+
+
+@pytest.mark.anyio
+async def test_a_set_of_only_unusable_kids_is_an_outage_fetched_once_per_cooldown(
+    keys: dict[str, rsa.RSAPrivateKey],
+) -> None:
+    server = Server({"keys": [{**jwk("x", keys["k1"]), "kid": ["k1"]}]})
+    clock = Clock()
+    provider = server.provider(clock)
+    for _ in range(20):
+        assert (await refused(provider, "k1")).status_code == 503
+    assert server.requests == 1
+    clock.now += 31
+    await refused(provider, "k1")
+    assert server.requests == 2
+
+
+def _answer(
+    status: int = 200, content: bytes = b"", headers: dict[str, str] | None = None, stream: bool = False
+) -> Any:
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        if stream:
+            return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content))
+        return httpx2.Response(status, headers=headers, content=content)
+
+    return handle
+
+
+FAILURES = {
+    "500": _answer(500, b"down"),
+    "404": _answer(404, b"gone"),
+    "429": _answer(429, b"slow down"),
+    "redirect": _answer(302, headers={"Location": "https://elsewhere.example.test/jwks.json"}),
+    "not JSON": _answer(content=b"<html>"),
+    "NaN": _answer(content=b'{"keys": [NaN]}'),
+    "no usable key": _answer(content=b'{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]}'),
+    "too large, declared": _answer(content=b" " * (65 * 1024)),
+    "too large, streamed": _answer(content=b" " * (65 * 1024), stream=True),
+    "gzip": _answer(content=gzip.compress(b'{"keys": []}'), headers={"Content-Encoding": "gzip"}, stream=True),
+    "unreachable": _unreachable,
+    "timeout": _slow,
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("failure", FAILURES)
+async def test_every_failure_holds_the_url_back_for_the_cooldown(failure: str) -> None:
+    requests: list[httpx2.Request] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        requests.append(request)
+        response: httpx2.Response = await FAILURES[failure](request)
+        return response
+
+    clock = Clock()
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle))
+    provider = JwksKeyProvider(client=client, clock=clock, timeout=0.05)
+    for _ in range(5):
+        assert (await refused(provider, "k1")).status_code == 503
+    assert len(requests) == 1
+    assert requests[0].headers["Accept-Encoding"] == "identity"
+    assert provider.key_sets == 0  # made only from a fetch that succeeded
+    clock.now += 31
+    await refused(provider, "k1")
+    assert len(requests) == 2
+
+
+@pytest.mark.anyio
+async def test_a_gzip_bomb_is_refused_unread() -> None:
+    bomb = gzip.compress(b"\0" * (32 * 1024 * 1024), compresslevel=9)
+    pulled: list[int] = []
+
+    class Bomb(httpx2.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            for start in range(0, len(bomb), 4096):
+                pulled.append(start)
+                yield bomb[start : start + 4096]
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"Content-Encoding": "gzip"}, stream=Bomb())
+
+    provider = JwksKeyProvider(client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)))
+    assert "compressed" in (await refused(provider, "k1")).message
+    assert pulled == []
+
+
+@pytest.mark.anyio
+async def test_key_sets_are_bounded_least_recently_used_first_out(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    provider = server.provider(Clock(), max_key_sets=2)
+    urls = [f"https://keys.example.test/{name}/jwks.json" for name in "abc"]
+    await provider.get_signing_key("k1", urls[0])
+    await provider.get_signing_key("k1", urls[1])
+    await provider.get_signing_key("k1", urls[0])  # a is the most recently used now
+    await provider.get_signing_key("k1", urls[2])  # b goes
+    assert (provider.key_sets, server.requests) == (2, 3)
+    await provider.get_signing_key("k1", urls[0])
+    assert server.requests == 3
+    await provider.get_signing_key("k1", urls[1])
+    assert server.requests == 4
+
+
+@pytest.mark.anyio
+async def test_one_fetch_budget_is_shared_by_every_url(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    clock = Clock()
+    provider = server.provider(clock, fetch_budget=3, fetch_budget_window=60.0)
+    statuses, reasons = [], set()
+    for index in range(10):
+        try:
+            await provider.get_signing_key("k1", f"https://keys.example.test/{index}/jwks.json")
+            statuses.append(200)
+        except AuthError as error:
+            statuses.append(error.status_code)
+            reasons.add(error.message)
+    assert reasons == {"Could not obtain Forge's signing keys: the JWKS fetch budget is spent; retry shortly."}
+    assert statuses == [200] * 3 + [503] * 7
+    assert server.requests == 3
+    clock.now += 20  # one more fetch earned
+    await provider.get_signing_key("k1", "https://keys.example.test/3/jwks.json")
+    assert server.requests == 4
+
+
+def test_the_bounds_must_be_positive() -> None:
+    for option in ("max_key_sets", "fetch_budget", "fetch_budget_window"):
+        with pytest.raises(ValueError, match="positive"):
+            JwksKeyProvider(**{option: 0})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from fastapi_connect_auth import ConnectClaims, Credentials, InstallPayload, LifecyclePayload
+from fastapi_connect_auth import ConnectClaims, Credentials, InstallPayload, LifecyclePayload, VerifiedRequest
+from fastapi_connect_auth._connect._models import verified_request
 from tests.conftest import CLIENT_KEY, PRODUCT_BASE_URL, SHARED_SECRET, install_body, lifecycle_body
 
 
@@ -184,3 +186,16 @@ def test_alg_and_kid_come_from_the_header_never_from_claims() -> None:
 
     assert claims.alg == ""
     assert claims.kid is None
+
+
+def test_a_verified_request_built_on_the_hot_path_is_the_one_its_constructor_builds() -> None:
+    """`verified_request` stores the fields through the slots: every field, as `VerifiedRequest(...)` would."""
+    claims = ConnectClaims(iss=CLIENT_KEY, exp=2_000_000_000)
+    entity = {"tenant": "t"}
+    built, constructed = verified_request(claims, entity), VerifiedRequest(claims, entity)
+    assert [field.name for field in dataclasses.fields(VerifiedRequest)] == ["claims", "stored_entity", "body"]
+    assert built == constructed
+    assert (built.claims, built.stored_entity, built.body) == (claims, entity, None)
+    assert type(built) is VerifiedRequest
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.body = "x"  # type: ignore[misc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fastapi_connect_auth.testing import FakeProduct
+from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 APP_BASE_URL = "https://my-app.example.com"
@@ -71,3 +72,32 @@ def test_the_readme_example_refuses_a_context_token_on_its_lifecycle_route(
         )
     assert (response.status_code, response.json()["code"]) == (401, "INVALID_ALGORITHM")
     assert module.tenants == {}
+
+
+def readme_forge_example() -> ModuleType:
+    """The README's Forge block, executed as written as a module of its own."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    (forge_block,) = [block for block in blocks if "ForgeAuth(" in block]
+    module = ModuleType("readme_forge_example")
+    sys.modules[module.__name__] = module  # as a script's `__main__` is: pydantic resolves its models there
+    exec(compile(forge_block, str(README), "exec"), module.__dict__)  # noqa: S102 - our own README
+    return module
+
+
+def test_the_readme_forge_example_runs_as_written() -> None:
+    module = readme_forge_example()
+    forge = FakeForge(app_id=next(iter(module.forge.app_ids)))
+    module.forge.key_provider = forge.key_provider()
+    module.forge.jwks_url = FAKE_FORGE_JWKS_URL
+    event = {"eventType": "avi:jira:created:issue", "issue": {"key": "DEMO-1"}}
+    with TestClient(module.app) as client:
+        driver = forge.drive(client)
+        assert driver.event("/forge/events", event).status_code == 204
+        assert driver.event("/forge/events", {"issue": {}}).status_code == 422
+        assert (
+            driver.request_remote("/forge/events", method="POST", json_body=event).json()["code"] == "WRONG_INVOCATION"
+        )
+        assert driver.lifecycle("/forge/lifecycle/installed", "installed").status_code == 204
+        assert driver.request_remote("/forge/me").json() == {"user": forge.account_id, "site": forge.cloud_id}
+        assert client.get("/forge/me").json()["code"] == "MISSING_JWT"
+    assert module.installations == {forge.installation_id: "installed"}

@@ -3,17 +3,23 @@
 Public names are read from the packages' `__all__`, so a name added later needs its
 entry and its docstrings too: every field, enum member, method and property that
 the reference renders (inherited ones from this package included) must have one.
-Docstrings are read with griffe, the library mkdocstrings renders them with.
+Docstrings are read with griffe, the library mkdocstrings renders them with. The
+page itself is built once per run (with the project's mkdocs.yml, the other pages
+left out) and read back: no private name may appear in what it renders.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 
 import griffe
 import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
 
 import fastapi_connect_auth
 import fastapi_connect_auth.testing
@@ -108,3 +114,62 @@ def test_no_rendered_signature_names_a_private_object(api: dict[str, griffe.Obje
 def test_private_base_classes_are_not_rendered() -> None:
     """`ConnectRequest` derives from a private class: the reference shows no bases rather than that name."""
     assert "show_bases: false" in (ROOT / "mkdocs.yml").read_text()
+
+
+class _CodeText(HTMLParser):
+    """The text of every `<code>` element: signatures, defaults, bases, headings and inline code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.blocks: list[str] = [""]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "code":
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "code" and self.depth:
+            self.depth -= 1
+            if not self.depth:
+                self.blocks.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self.depth:
+            self.blocks[-1] += data
+
+
+@pytest.fixture(scope="module")
+def reference_html(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """docs/reference.md built as `make docs` builds it, alone (a few seconds: the other pages are left out)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    (tmp / "docs").mkdir()
+    shutil.copy(ROOT / "docs/reference.md", tmp / "docs/reference.md")
+    config = load_config(
+        config_file=str(ROOT / "mkdocs.yml"),
+        docs_dir=str(tmp / "docs"),
+        site_dir=str(tmp / "site"),
+        nav=[{"API reference": "reference.md"}],
+        strict=False,  # its links to the pages left out cannot resolve here; `make docs` checks them
+    )
+    build(config)
+    return (tmp / "site/reference/index.html").read_text()
+
+
+def test_the_built_reference_renders_no_private_name(reference_html: str) -> None:
+    """No `_Name` in any signature, default, annotation, base or code span of the built page.
+
+    Private type aliases (`_ShortText`), constants used as defaults (`_SCHEME_NAME`) and
+    the values `__init__` computes (`description or _DESCRIPTION`) all used to show.
+    """
+    parser = _CodeText()
+    parser.feed(reference_html)
+    shown = sorted(
+        {
+            f"{name} in {' '.join(block.split())[:120]!r}"
+            for block in parser.blocks
+            for name in PRIVATE_NAME.findall(block)
+        }
+    )
+    assert len(parser.blocks) > 400, "the reference did not render its signatures"
+    assert shown == []

@@ -499,14 +499,19 @@ def test_rejections_log_a_warning_with_the_code(
         assert any(code in record.getMessage() for record in warnings), connect_logs.text
 
 
-def test_invalid_qsh_logs_the_canonical_request_at_debug(
-    app: ConnectApp, tokens: Tokens, connect_logs: pytest.LogCaptureFixture
+def test_invalid_qsh_logs_the_canonical_request_in_debug_mode_only(
+    make_connect_app: ConnectAppFactory, tokens: Tokens, connect_logs: pytest.LogCaptureFixture
 ) -> None:
-    response = app.get("/computed?b=2&a=1", tokens.hs256(qsh_for("GET", "/computed")))
+    token = tokens.hs256(qsh_for("GET", "/computed"))
+    default = make_connect_app().get("/computed?b=2&a=1", token)
+    assert "GET&/computed&a=1&b=2" not in connect_logs.text
 
+    response = make_connect_app(base_url="http://localhost:8000", debug=True).get("/computed?b=2&a=1", token)
+
+    assert_rejected(default, "INVALID_QSH")
     assert_rejected(response, "INVALID_QSH")
-    debug = [record.getMessage() for record in connect_logs.records if record.levelno == logging.DEBUG]
-    assert any("GET&/computed&a=1&b=2" in message for message in debug), connect_logs.text
+    assert "(debug) The canonical request we computed: GET&/computed&a=1&b=2" in connect_logs.text
+    assert "GET&" not in response.text  # in the log, never in the answer
 
 
 def test_no_token_or_secret_in_any_response_or_log(

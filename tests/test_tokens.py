@@ -15,7 +15,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from fastapi_connect_auth import AuthError, AuthErrorCode, ConnectClaims
-from fastapi_connect_auth._connect._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
+from fastapi_connect_auth._connect._tokens import (
+    Algorithm,
+    ParsedToken,
+    check_algorithm,
+    hs256_signature,
+    parse_token,
+    verify_signature,
+)
 from fastapi_connect_auth._tokens import MAX_TOKEN_LENGTH, check_times
 from tests._keyserver import public_pem, rsa_key
 
@@ -273,6 +280,19 @@ def test_a_secret_keyed_once_checks_each_token_afresh_and_only_with_that_secret(
     for number in range(600):  # more secrets than are kept keyed: SECRET's is pushed out and keyed again
         verify_signature(parse_token(hs256(secret=f"{SECRET}-{number}")), f"{SECRET}-{number}")
     verify_signature(mine, SECRET)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["s", SECRET, "x" * 63, "x" * 64, "x" * 65, "ü" * 32, "ü" * 33, "k" * 1000],
+    ids=["1-byte", "47-bytes", "63-bytes", "64-bytes", "65-bytes", "64-bytes-utf8", "66-bytes-utf8", "1000-bytes"],
+)
+@pytest.mark.parametrize("message", [b"", b"a.b", b"x" * 55, b"x" * 64, b"x" * 10_000], ids=len)
+def test_hs256_signature_is_the_standard_hmac_sha256(secret: str, message: bytes) -> None:
+    """Keyed once per secret, including secrets longer than SHA-256's block, which HMAC hashes first."""
+    expected = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    assert hs256_signature(secret, message) == expected
+    assert hs256_signature(secret, message) == expected  # the kept keyed hashes are copied, never fed
 
 
 def test_rs256_with_the_right_key_verifies() -> None:

@@ -8,17 +8,18 @@ subclass and override `extract_token` (the Node library's `AuthDataProvider`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from .._bodies import BodySource, read_capped
+from .._bodies import BodySource, read_kept
 from .._errors import AuthError, AuthErrorCode
+from .._json import validate_body
 from .._openapi import DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
@@ -47,16 +48,46 @@ def request_target(request: Request) -> RequestTarget:
     is used, with any `root_path` (a mount or a proxy prefix) in front of it.
     """
     scope = request.scope
+    method: str = scope["method"]
     path: str = scope["path"]
     raw_path: bytes | None = scope.get("raw_path")
-    query = scope.get("query_string", b"").decode("utf-8", "replace")
+    query: bytes = scope.get("query_string", b"")
+    root_path: str = scope.get("root_path", "")
+    if len(path) + len(query) <= _MEMO_MAX_TARGET:
+        return _memoised_target(method, path, raw_path, query, root_path)
+    return _target(method, path, raw_path, query, root_path)
+
+
+def _target(method: str, path: str, raw_path: bytes | None, query_string: bytes, root_path: str) -> RequestTarget:
+    query = query_string.decode("utf-8", "replace")
     if raw_path is not None:
         raw = raw_path.decode("latin-1")
-        root_path: str = scope.get("root_path", "")
         for candidate in (raw, root_path + raw):
             if unquote(candidate) == path:
-                return RequestTarget(request.method, candidate, query)
-    return RequestTarget(request.method, quote(path, safe="/:@!$&'()*+,;=~"), query)
+                return RequestTarget(method, candidate, query)
+    return RequestTarget(method, quote(path, safe="/:@!$&'()*+,;=~"), query)
+
+
+_MEMO_MAX_TARGET = 1024
+"""Targets up to this many characters (path plus query) are memoised; longer ones are built each time."""
+_memoised_target = lru_cache(maxsize=512)(_target)
+"""A route's requests repeat a handful of targets (a webhook's URL, a page's query): each is worked out once.
+
+`RequestTarget` is frozen, so one may serve every request it describes; the QSH
+memo (`_qsh.target_hash`) is keyed on the same strings and hits with it.
+"""
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first `Authorization` header of an ASGI scope's, as `request.headers.get("authorization")` finds it.
+
+    Read from the scope's list: Starlette's `Headers` would be built for this one look-up.
+    ASGI servers send header names lower-cased, which is what `Headers` relies on too.
+    """
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 class _ConnectSecurity(SecurityBase, DocumentedDependency):
@@ -70,7 +101,7 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
 
     def extract_token(self, request: Request) -> str | None:
         """The JWT from `Authorization: JWT <token>`, else from the one `jwt` query parameter."""
-        authorization = request.headers.get("authorization")
+        authorization = _authorization(request.scope["headers"])
         if authorization:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "jwt" and credentials.strip():
@@ -83,6 +114,12 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
     def configured(self, app: FastAPI) -> ConnectAuth | None:
         """The `ConnectAuth` this dependency checks with on `app`, if one is set (for OpenAPI, outside a request)."""
         return self.config or ConnectAuth.installed_on(app)
+
+    def missing_configuration(self, app: FastAPI) -> str | None:
+        """Why this dependency cannot run on `app`: no `config=` and no `ConnectAuth` installed there."""
+        if self.configured(app) is not None:
+            return None
+        return f"no ConnectAuth is installed on this app: {ConnectAuth.install_hint}, or pass config= to the dependency"
 
     def connect_auth(self, request: Request) -> ConnectAuth:
         """The `ConnectAuth` this dependency checks with: its own `config`, else the app's."""
@@ -98,7 +135,7 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         config = self.connect_auth(request)
 
         async def body() -> bytes:
-            return await read_capped(request, config.max_body_size, time_limit=config.body_timeout)
+            return await read_kept(request, config.max_body_size, time_limit=config.body_timeout)
 
         return config, self.extract_token(request), request_target(request), body
 
@@ -179,7 +216,11 @@ class ConnectRequest(_ConnectSecurity):
         if token is None and not self.auto_error:
             return None
         verified = await self.connect_auth(request).verify_request(
-            token, request_target(request), qsh=self.qsh, authorization_method=self.authorization_method
+            token,
+            request_target(request),
+            qsh=self.qsh,
+            authorization_method=self.authorization_method,
+            scope=request.scope,
         )
         if self.body is None:
             return verified
@@ -188,21 +229,12 @@ class ConnectRequest(_ConnectSecurity):
     async def _with_body(
         self, request: Request, verified: VerifiedRequest[Any], body_type: TypeAdapter[Any]
     ) -> VerifiedRequest[Any]:
-        """`verified` with its body: streamed under the cap, then validated (422 as FastAPI words it)."""
+        """`verified` with its body: streamed under the cap and the deadline, then parsed strictly and validated (422)."""
         config = self.connect_auth(request)
-        raw = await read_capped(
+        raw = await read_kept(
             request, self.max_body_size or config.max_body_size, time_limit=self.body_timeout or config.body_timeout
         )
-        try:
-            body = body_type.validate_json(raw)
-        except ValidationError as exc:
-            # Without `input`: the caller's own bytes are not echoed back, however large.
-            errors = [
-                {"type": error["type"], "loc": ("body", *error["loc"]), "msg": error["msg"]}
-                for error in exc.errors(include_url=False)
-            ]
-            raise RequestValidationError(errors) from None
-        return VerifiedRequest(verified.claims, verified.stored_entity, body)
+        return VerifiedRequest(verified.claims, verified.stored_entity, validate_body(body_type, raw))
 
 
 class ConnectInstall(_ConnectSecurity):
@@ -228,7 +260,7 @@ class ConnectInstall(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedInstallation[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_installation(token, target, body)
+        return await config.verify_installation(token, target, body, scope=request.scope)
 
 
 class ConnectLifecycle(_ConnectSecurity):
@@ -266,4 +298,4 @@ class ConnectLifecycle(_ConnectSecurity):
 
     async def __call__(self, request: Request) -> VerifiedLifecycle[Any]:
         config, token, target, body = self.read_callback(request)
-        return await config.verify_lifecycle(self.event, token, target, body)
+        return await config.verify_lifecycle(self.event, token, target, body, scope=request.scope)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hmac
 import inspect
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeGuard, TypeVar, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -25,6 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .._bodies import DEFAULT_BODY_TIMEOUT, BodySource, too_large
 from .._errors import AuthError, AuthErrorCode
+from .._events import RejectionCallback, RejectionEvent, RejectionKind, call_details, deliver
+from .._telemetry import Telemetry, Verification
 from .._tokens import check_kid, check_times
 from .._wiring import AppConfig
 from ._environments import ConnectEnvironment, ProductHosts
@@ -38,6 +41,7 @@ from ._models import (
     VerifiedInstallation,
     VerifiedLifecycle,
     VerifiedRequest,
+    verified_request,
 )
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
@@ -94,6 +98,18 @@ def _is_async_callable(function: Any) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None))  # noqa: B004
 
 
+def _is_local(url: str) -> bool:
+    """Whether `url` is plain http, or https on a loopback host: where `debug=True` may run."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _normalise_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -129,6 +145,14 @@ class ConnectAuth(AppConfig):
     * `max_body_size`, `body_timeout`: the largest lifecycle body read, in bytes,
       and the seconds it may take to arrive, whole (408 `BODY_TIMEOUT` after, the
       connection closed); also the defaults of `ConnectRequest(body=...)`.
+    * `on_rejection`: `callback(event)`, sync or async, given a `RejectionEvent`
+      for each refused call (after it is logged); if it raises, that is logged and
+      the call is refused all the same.
+    * `telemetry`: a `Telemetry` to record a span, counters and the verification
+      time of each call with OpenTelemetry; `None` (the default) records nothing.
+    * `debug`: **never in production.** Logs the canonical request computed with
+      each QSH mismatch (never in the answer). Refused at startup when a base URL
+      is https on a host other than a loopback one.
     """
 
     state_name = "connect_auth"
@@ -149,6 +173,9 @@ class ConnectAuth(AppConfig):
         max_body_size: int = 64 * 1024,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        on_rejection: RejectionCallback | None = None,
+        telemetry: Telemetry | None = None,
+        debug: bool = False,
     ) -> None:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
@@ -175,6 +202,17 @@ class ConnectAuth(AppConfig):
         """Seconds a body may take to arrive, whole."""
         self.clock = clock
         """The clock tokens are checked against (seconds since the epoch)."""
+        self.on_rejection = on_rejection
+        """Called with a `RejectionEvent` for each refused call."""
+        self.telemetry = telemetry
+        """Records each verification with OpenTelemetry when set."""
+        public = [url for url in self.base_urls if not _is_local(url)]
+        if debug and public:
+            raise ValueError(
+                f"debug=True is for local development only (it logs canonical requests), not with {public[0]!r}"
+            )
+        self.debug = debug
+        """Whether QSH mismatches log the canonical request computed (local development only)."""
 
     # -- flows --------------------------------------------------------------------------
 
@@ -185,12 +223,15 @@ class ConnectAuth(AppConfig):
         *,
         qsh: QshMode = "computed",
         authorization_method: AuthorizationMethod = "sharedSecret",
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedRequest[Any]:
         """Verify a webhook, page load or iframe call (the Node library's `verifyRequest`).
 
         HS256 with the tenant's shared secret, unless `authorization_method` also
-        admits Atlassian-signed (RS256) tokens.
+        admits Atlassian-signed (RS256) tokens. `scope`, the call's ASGI scope, is
+        read only when the call is refused: its route and trace ids go in the event.
         """
+        timing = self.telemetry.start("request", self.key_provider) if self.telemetry is not None else None
         parsed: ParsedToken | None = None
         try:
             parsed = self._parse(token)
@@ -199,20 +240,29 @@ class ConnectAuth(AppConfig):
             if alg == "HS256":  # the cheap checks before the loader's I/O; a signed token's come in _verify_signed
                 check_times(claims, self.clock(), self.leeway)
                 self._check_qsh(claims.qsh, target, qsh)
-            credentials = _installed(await self._load(claims.iss))
+            found = self._lookup(claims.iss)
+            credentials = _installed(found if _answered(found) else await _awaited(found))
             if alg == "RS256":
                 environment = self._environment(credentials.base_url) if credentials.base_url else None
                 kid = self._precheck_signed(parsed, target, "skip" if qsh == "skip" else "computed")
                 await self._verify_signed(parsed, kid, claims.iss, environment)
             else:
                 verify_signature(parsed, credentials.shared_secret)
-            return VerifiedRequest(claims, credentials.stored_entity)
+            verified = verified_request(claims, credentials.stored_entity)
         except AuthError as exc:
-            self._log_rejection("request", exc, parsed)
+            await self._rejected("request", exc, parsed, target, scope, timing)
             raise
+        if timing is not None:
+            timing.end(tenant=claims.iss, signed=alg == "RS256", key_provider=self.key_provider)
+        return verified
 
     async def verify_installation(
-        self, token: str | None, target: RequestTarget, body: bytes | BodySource
+        self,
+        token: str | None,
+        target: RequestTarget,
+        body: bytes | BodySource,
+        *,
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedInstallation[Any]:
         """Verify an `installed` callback (the Node library's `verifyInstallation`).
 
@@ -224,6 +274,7 @@ class ConnectAuth(AppConfig):
         `body` is the body, or a reader of it (`BodySource`) called only once the
         checks that do not need the body have passed.
         """
+        timing = self.telemetry.start("install", self.key_provider) if self.telemetry is not None else None
         parsed: ParsedToken | None = None
         try:
             parsed = self._parse(token) if token is not None or self.authorization_method == "publicKey" else None
@@ -243,18 +294,27 @@ class ConnectAuth(AppConfig):
                 claims = parsed.claims
             else:
                 credentials, claims = await self._verify_legacy_install(parsed, target, payload.client_key)
-            return VerifiedInstallation(
+            verified = VerifiedInstallation(
                 InstallationType.UPDATE if credentials and credentials.installed else InstallationType.NEW_INSTALLATION,
                 payload,
                 claims,
                 credentials.stored_entity if credentials else None,
             )
         except AuthError as exc:
-            self._log_rejection("install", exc, parsed)
+            await self._rejected("install", exc, parsed, target, scope, timing)
             raise
+        if timing is not None:
+            timing.end(tenant=payload.client_key, signed=signed, key_provider=self.key_provider)
+        return verified
 
     async def verify_lifecycle(
-        self, event: LifecycleEvent, token: str | None, target: RequestTarget, body: bytes | BodySource
+        self,
+        event: LifecycleEvent,
+        token: str | None,
+        target: RequestTarget,
+        body: bytes | BodySource,
+        *,
+        scope: Mapping[str, Any] | None = None,
     ) -> VerifiedLifecycle[Any]:
         """Verify an `uninstalled`, `enabled` or `disabled` callback from a known tenant.
 
@@ -262,6 +322,7 @@ class ConnectAuth(AppConfig):
         `enabled` and `disabled` are signed with the tenant's shared secret.
         A context token is never enough: the QSH must be the computed one.
         """
+        timing = self.telemetry.start("lifecycle", self.key_provider) if self.telemetry is not None else None
         parsed: ParsedToken | None = None
         try:
             parsed = self._parse(token)
@@ -284,10 +345,13 @@ class ConnectAuth(AppConfig):
                 self._check_issuer(parsed, payload.client_key)
                 credentials = _installed(await self._load(payload.client_key))
                 verify_signature(parsed, credentials.shared_secret)
-            return VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
+            verified = VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
         except AuthError as exc:
-            self._log_rejection(event, exc, parsed)
+            await self._rejected(event, exc, parsed, target, scope, timing)
             raise
+        if timing is not None:
+            timing.end(tenant=payload.client_key, signed=signed, key_provider=self.key_provider)
+        return verified
 
     # -- steps --------------------------------------------------------------------------
 
@@ -315,21 +379,25 @@ class ConnectAuth(AppConfig):
             )
         return parse_token(token)
 
-    async def _load(self, client_key: str) -> Credentials[Any] | None:
-        """The loader's answer for a well-formed `client_key`; any other is refused before it reaches storage."""
+    def _lookup(self, client_key: str) -> Credentials[Any] | Awaitable[Credentials[Any] | None] | None:
+        """The loader's answer for a well-formed `client_key`, or an awaitable of it; any other key is refused first.
+
+        A sync loader's answer comes back as it is, not wrapped in one more coroutine per request.
+        """
         if len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
             raise AuthError(
                 AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a valid clientKey (too long or not printable)."
             )
-        if self._loader_in_thread:
-            result = await run_in_threadpool(self.credentials_loader, client_key)
-        else:
-            result = self.credentials_loader(client_key)
-        if result is None or isinstance(result, Credentials):  # a sync loader: skip the slower awaitable check
-            return result
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        if self._loader_in_thread:  # a sync loader, so it returns its answer
+            return run_in_threadpool(
+                cast("Callable[[str], Credentials[Any] | None]", self.credentials_loader), client_key
+            )
+        return self.credentials_loader(client_key)
+
+    async def _load(self, client_key: str) -> Credentials[Any] | None:
+        """The loader's answer for a well-formed `client_key` (`_lookup`), awaited if need be."""
+        found = self._lookup(client_key)
+        return found if _answered(found) else await _awaited(found)
 
     def _environment(self, product_base_url: str) -> ConnectEnvironment:
         environment = self.product_hosts.environment_of(product_base_url)
@@ -367,11 +435,6 @@ class ConnectAuth(AppConfig):
         for base_path in self._base_paths:
             if hmac.compare_digest(target_hash(target.method, target.path, target.query, base_path), expected):
                 return
-        if logger.isEnabledFor(logging.DEBUG):
-            canonicals = (
-                canonical_request(target.method, target.path, target.query, base) for base in self._base_paths
-            )
-            logger.debug("INVALID_QSH: the canonical request we computed: %s", " | ".join(canonicals))
         raise AuthError(
             AuthErrorCode.INVALID_QSH,
             "The query string hash does not match this request (was the URL rewritten by a proxy?).",
@@ -444,12 +507,49 @@ class ConnectAuth(AppConfig):
         self._verify_shared_secret(parsed, target, credentials.shared_secret)
         return credentials, parsed.claims
 
-    @staticmethod
-    def _log_rejection(kind: str, exc: AuthError, parsed: ParsedToken | None) -> None:
-        if exc.code is AuthErrorCode.CLIENT_DISCONNECTED:  # no rejection: the body reader logged the hang-up
+    async def _rejected(
+        self,
+        kind: Literal["request", "install"] | LifecycleEvent,
+        exc: AuthError,
+        parsed: ParsedToken | None,
+        target: RequestTarget,
+        scope: Mapping[str, Any] | None,
+        timing: Verification | None,
+    ) -> None:
+        """The one place a Connect rejection is reported: its event logged and given to `on_rejection`, its span."""
+        issuer = parsed.claims.iss if parsed is not None else None
+        route, headers = call_details(scope)
+        event_kind: RejectionKind = "request" if kind == "request" else "install" if kind == "install" else "lifecycle"
+        debug_detail = None
+        if self.debug and exc.code is AuthErrorCode.INVALID_QSH:
+            canonicals = (canonical_request(target.method, target.path, target.query, b) for b in self._base_paths)
+            debug_detail = f"(debug) The canonical request we computed: {' | '.join(canonicals)}"
+        event = RejectionEvent.of(
+            exc,
+            event_kind,
+            route=route or target.path,
+            headers=headers,
+            issuer=issuer,
+            lifecycle_event=kind if event_kind == "lifecycle" else None,
+            debug_detail=debug_detail,
+        )
+        if timing is not None:
+            signed = parsed is not None and parsed.alg == "RS256"
+            timing.end(code=exc.code.value, tenant=issuer, signed=signed, key_provider=self.key_provider)
+        if exc.code is AuthErrorCode.CLIENT_DISCONNECTED:  # no one to refuse: the body reader logged the hang-up
             return
-        issuer = parsed.claims.iss[:64] if parsed is not None else None
-        logger.warning("Rejected Connect %s: %s (iss=%r): %s", kind, exc.code.value, issuer, exc.message)
+        message = f"Rejected Connect {kind}: {exc.code.value} (iss={event.issuer!r}): {event.detail}"
+        await deliver(event, message, self.on_rejection)
+
+
+def _answered(found: object) -> TypeGuard[Credentials[Any] | None]:
+    """Whether a loader answered at once (a sync loader): then there is nothing to await."""
+    return found is None or isinstance(found, Credentials)
+
+
+async def _awaited(found: Any) -> Credentials[Any] | None:
+    """An async loader's (or the thread's) answer."""
+    return await found if inspect.isawaitable(found) else found  # type: ignore[no-any-return]
 
 
 def _installed(credentials: Credentials[Any] | None) -> Credentials[Any]:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .._errors import AuthError, AuthErrorCode
 from .._tokens import check_kid
-from .._wiring import OwnedClient
+from .._wiring import IDENTITY_ENCODING, OwnedClient, read_raw
 from ._environments import INSTALL_KEYS_URLS, ConnectEnvironment
 
 __all__ = ["ATLASSIAN_KID_FORMATS", "AtlassianKeyProvider", "PublicKeyProvider"]
@@ -337,15 +337,13 @@ class AtlassianKeyProvider(OwnedClient):
     @staticmethod
     async def _read_key(client: httpx2.AsyncClient, url: str) -> RSAPublicKey:
         try:
-            async with client.stream("GET", url, follow_redirects=False) as response:
+            async with client.stream("GET", url, headers=IDENTITY_ENCODING, follow_redirects=False) as response:
                 if response.status_code != 200:
                     outage = response.status_code >= 500 or response.status_code == 429
                     raise _KeyUnavailable(f"the key server answered {response.status_code}", outage=outage)
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _MAX_KEY_BYTES:
-                        raise _KeyUnavailable("the key server's answer is too large", outage=True)
+                body = await read_raw(response, _MAX_KEY_BYTES)
+        except ValueError as exc:  # compressed, or past the cap on the bytes received
+            raise _KeyUnavailable(f"the key server's answer is refused: {exc}", outage=True) from None
         except httpx2.HTTPError as exc:
             raise _KeyUnavailable(f"the key server could not be reached ({type(exc).__name__})", outage=True) from exc
         try:

@@ -1,6 +1,6 @@
 """A Connect JWT parsed once into `ConnectClaims`, and its signature checked with the key it needs. No I/O.
 
-HS256 signatures are checked by the standard library's `hmac`, keyed once per
+HS256 signatures are checked with the standard library's SHA-256, keyed once per
 shared secret; RS256 ones by PyJWT's algorithm object (`verify_rs256`).
 """
 
@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import ValidationError
@@ -19,7 +19,10 @@ from .._errors import AuthError, AuthErrorCode
 from .._tokens import invalid_claims, invalid_signature, split_token, verify_rs256
 from ._models import ConnectClaims, claims_from_token
 
-__all__ = ["Algorithm", "ParsedToken", "check_algorithm", "parse_token", "verify_signature"]
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+__all__ = ["Algorithm", "ParsedToken", "check_algorithm", "hs256_signature", "parse_token", "verify_signature"]
 
 Algorithm = Literal["HS256", "RS256"]
 
@@ -61,18 +64,41 @@ def check_algorithm(parsed: ParsedToken, allowed: frozenset[Algorithm]) -> Algor
     return alg
 
 
-@lru_cache(maxsize=512)
-def _keyed_hmac_sha256(shared_secret: str) -> hmac.HMAC:
-    """An HMAC-SHA256 already keyed with a tenant's secret, to be copied for each token.
+_BLOCK = 64
+"""SHA-256's block size: HMAC pads (or first hashes) the key to it (RFC 2104)."""
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 
-    Keying (OpenSSL's digest lookup and the key's two padded blocks) costs more than
-    hashing a token, and between a server's own work it costs several times what it
-    does in a tight loop; a tenant's tokens share one secret. The 512 most recently
-    used secrets are kept, as the loader's `Credentials` hold them anyway. A rotated
-    secret may linger until pushed out, but it is only looked up by the secret the
-    loader returns now, so it never validates a token again.
+
+@lru_cache(maxsize=512)
+def _keyed_sha256(shared_secret: str) -> tuple[_Hash, _Hash]:
+    """HMAC-SHA256's inner and outer hashes already fed a tenant's padded secret, to be copied for each token.
+
+    This is RFC 2104's HMAC as `hmac.new(secret, digestmod=sha256)` computes it,
+    with the keying done once per secret: keying (OpenSSL's digest lookup and the
+    key's two padded blocks) costs more than hashing a token, and between a
+    server's own work it costs several times what it does in a tight loop. Two
+    plain `hashlib` copies then cost less than copying an `hmac.HMAC` (three
+    OpenSSL contexts, and three Python wrappers around them). The 512 most
+    recently used secrets are kept, as the loader's `Credentials` hold them
+    anyway. A rotated secret may linger until pushed out, but it is only looked
+    up by the secret the loader returns now, so it never validates a token again.
     """
-    return hmac.new(shared_secret.encode("utf-8"), digestmod=hashlib.sha256)
+    key = shared_secret.encode("utf-8")
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_INNER_PAD)), hashlib.sha256(key.translate(_OUTER_PAD))
+
+
+def hs256_signature(shared_secret: str, signing_input: bytes) -> bytes:
+    """`hmac.digest(shared_secret, signing_input, "sha256")`, with the secret keyed once (`_keyed_sha256`)."""
+    inner, outer = _keyed_sha256(shared_secret)
+    inner = inner.copy()
+    inner.update(signing_input)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
@@ -82,9 +108,7 @@ def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
     it, so a public key can never be used as an HMAC secret.
     """
     if parsed.alg == "HS256" and isinstance(key, str) and key:
-        mac = _keyed_hmac_sha256(key).copy()
-        mac.update(parsed.signing_input)
-        if hmac.compare_digest(mac.digest(), parsed.signature):
+        if hmac.compare_digest(hs256_signature(key, parsed.signing_input), parsed.signature):
             return
     elif parsed.alg == "RS256" and isinstance(key, RSAPublicKey):
         verify_rs256(parsed.signing_input, parsed.signature, key)

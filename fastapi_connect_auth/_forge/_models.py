@@ -8,7 +8,7 @@ the verifier relies on: a FIT without them is refused as `FAILED_TO_DECODE`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -33,12 +33,27 @@ __all__ = [
     "ForgeInstallation",
     "ForgeInstallationContext",
     "ForgeInvocation",
+    "ForgeInvocationKind",
     "ForgeLicense",
     "ForgeModule",
 ]
 
-_Text = Annotated[StrictStr, StringConstraints(max_length=2048)]
-_Id = Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)]
+ShortText = Annotated[StrictStr, StringConstraints(max_length=2048)]
+"""A string of at most 2,048 characters (field types: the reference shows these names, so they are not private)."""
+Identifier = Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)]
+"""A non-empty string of at most 512 characters: an id or an ARI."""
+
+ForgeInvocationKind = Literal["ui", "backend", "event", "trigger", "lifecycle"]
+"""Which calls a route takes (`ForgeRequest(invocation=...)`).
+
+`"ui"`: calls from the app's UI (`invokeRemote` from the frontend, `requestRemote`),
+whose FIT carries a `principal` or a `context` and may have passed through the
+user's browser. `"backend"` (`invokeRemote` from a Forge function), `"event"`
+(product events), `"trigger"` (scheduled triggers) and `"lifecycle"` (installed,
+upgraded, preUninstall) all require a FIT with neither: Forge sends them the same
+way, so they name the route's intent; tell them apart with `module_keys`.
+"""
+
 _CONFIG = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
@@ -47,9 +62,9 @@ class ForgeEnvironment(BaseModel):
 
     model_config = _CONFIG
 
-    type: _Text | None = None
+    type: ShortText | None = None
     """`DEVELOPMENT`, `STAGING` or `PRODUCTION`."""
-    id: _Text | None = None
+    id: ShortText | None = None
     """The environment's id."""
 
 
@@ -58,9 +73,9 @@ class ForgeModule(BaseModel):
 
     model_config = _CONFIG
 
-    type: _Text | None = None
+    type: ShortText | None = None
     """The module's type, as in the manifest (e.g. `jira:issuePanel`)."""
-    key: _Text | None = None
+    key: ShortText | None = None
     """The module's key, as in the manifest."""
 
 
@@ -73,7 +88,7 @@ class ForgeLicense(BaseModel):
     """Whether the license is active (`isActive` in older tokens)."""
     is_evaluation: StrictBool | None = None
     """Whether the license is an evaluation."""
-    type: _Text | None = None
+    type: ShortText | None = None
     """The license type, as sent."""
 
 
@@ -82,13 +97,13 @@ class ForgeInstallationContext(BaseModel):
 
     model_config = _CONFIG
 
-    name: _Text | None = None
+    name: ShortText | None = None
     """The context's ARI (a site or workspace)."""
-    api_base_url: _Text | None = None
+    api_base_url: ShortText | None = None
     """Where the app calls this context's product."""
-    cloud_id: _Text | None = None
+    cloud_id: ShortText | None = None
     """The site's cloud id (Atlassian sites)."""
-    workspace_id: _Text | None = None
+    workspace_id: ShortText | None = None
     """The workspace id (Bitbucket)."""
 
 
@@ -97,7 +112,7 @@ class ForgeInstallation(BaseModel):
 
     model_config = _CONFIG
 
-    id: _Id | None = None
+    id: Identifier | None = None
     """The installation's id: must equal `app.installationId`."""
     contexts: list[ForgeInstallationContext] = Field(default_factory=list, max_length=100)
     """The sites or workspaces the app is installed in."""
@@ -108,13 +123,13 @@ class ForgeApp(BaseModel):
 
     model_config = _CONFIG
 
-    id: _Id
+    id: Identifier
     """The app's id (an ARI): must be one of `ForgeAuth.app_ids`."""
-    installation_id: _Id
+    installation_id: Identifier
     """The installation's id."""
-    api_base_url: _Text
+    api_base_url: ShortText
     """Where the app calls the product with the tokens sent alongside."""
-    app_version: _Text | None = Field(default=None, validation_alias=AliasChoices("appVersion", "version"))
+    app_version: ShortText | None = Field(default=None, validation_alias=AliasChoices("appVersion", "version"))
     """The app's deployed version."""
     environment: ForgeEnvironment | None = None
     """The app's environment."""
@@ -131,15 +146,15 @@ class ForgeContext(BaseModel):
 
     model_config = _CONFIG
 
-    cloud_id: _Text | None = None
+    cloud_id: ShortText | None = None
     """The site's cloud id."""
-    workspace_id: _Text | None = None
+    workspace_id: ShortText | None = None
     """The Bitbucket workspace's id."""
-    site_url: _Text | None = None
+    site_url: ShortText | None = None
     """The site's URL."""
-    local_id: _Text | None = None
+    local_id: ShortText | None = None
     """The id of the module's instance on the page."""
-    module_key: _Text | None = None
+    module_key: ShortText | None = None
     """The key of the module that called."""
     extension: dict[str, Any] | None = None
     """What the product says about where the module runs (the issue, the space...)."""
@@ -160,15 +175,15 @@ class ForgeClaims(BaseModel):
     """Issued at, seconds since the epoch."""
     nbf: NumericDate
     """Not before, seconds since the epoch."""
-    jti: _Id
+    jti: Identifier
     """The token's unique id."""
     app: ForgeApp
     """The app, its installation and where to call the product."""
     context: ForgeContext | None = None
     """The UI context (calls from the UI only)."""
-    principal: _Text | None = None
+    principal: ShortText | None = None
     """The account id of the user who acted, if any."""
-    ic_label: _Text | None = None
+    ic_label: ShortText | None = None
     """The Isolated Cloud label, for tokens from an Isolated Cloud."""
 
     @field_validator("aud", mode="before")
@@ -195,8 +210,11 @@ class ForgeInvocation:
     """The call's trace id (`x-b3-traceid`), when well-formed."""
     span_id: str | None = None
     """The call's span id (`x-b3-spanid`), when well-formed."""
-    body: bytes | None = field(default=None, repr=False)
-    """The raw request body, read after verification when the dependency asks for it (`ForgeRequest(read_body=True)`)."""
+    body: Any = field(default=None, repr=False)
+    """The body, read only once the FIT is verified: the validated model of `ForgeRequest(body=Model)`, or
+    the raw bytes of `ForgeRequest(read_body=True)`; `None` when the route reads none."""
+    raw_body: bytes | None = field(default=None, repr=False)
+    """The body's bytes as received, whenever the dependency read it (to recognise a redelivery by them)."""
 
     @property
     def app_id(self) -> str:

@@ -46,6 +46,8 @@ from ._clients import product_client, sync_product_client
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
 from ._forge import (
     FORGE_GRAPHQL_URL,
+    FORGE_GRAPHQL_URLS,
+    MAX_PRODUCT_TOKEN_LIFETIME,
     ForgeBearerAuth,
     ForgeStoredToken,
     ForgeTokenStore,
@@ -56,6 +58,7 @@ from ._forge import (
     stored_forge_client,
 )
 from ._issue_writes import IssueWrites
+from ._paths import api_path
 from ._retries import RateLimitedError, RateLimitInfo, RetryPolicy
 from ._user_auth import (
     AUTHORIZATION_SERVERS,
@@ -69,7 +72,9 @@ from ._user_auth import (
 __all__ = [
     "AUTHORIZATION_SERVERS",
     "FORGE_GRAPHQL_URL",
+    "FORGE_GRAPHQL_URLS",
     "JWT_BEARER_GRANT_TYPE",
+    "MAX_PRODUCT_TOKEN_LIFETIME",
     "ConnectAppAuth",
     "ConnectUserAuth",
     "ForgeBearerAuth",
@@ -87,6 +92,7 @@ __all__ = [
     "UnsafeRequestError",
     "UserGrant",
     "UserTokenProvider",
+    "api_path",
     "authorization_server_for",
     "context_token",
     "forge_product_client",

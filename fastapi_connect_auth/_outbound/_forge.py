@@ -19,15 +19,18 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import httpx2
 from cachetools import LRUCache
 from pydantic import SecretStr
 
+from .._forge._flow import IC_LABEL
 from .._forge._models import ForgeInvocation
+from .._json import loads
 from ._errors import ProductAPIError, TokenRequestError
 from ._origin import TenantAuth
 from ._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy, send_with_retries_async
@@ -35,6 +38,8 @@ from ._user_auth import _scrub
 
 __all__ = [
     "FORGE_GRAPHQL_URL",
+    "FORGE_GRAPHQL_URLS",
+    "MAX_PRODUCT_TOKEN_LIFETIME",
     "ForgeBearerAuth",
     "ForgeStoredToken",
     "ForgeTokenStore",
@@ -49,7 +54,16 @@ __all__ = [
 logger = logging.getLogger("fastapi_connect_auth")
 
 FORGE_GRAPHQL_URL = "https://api.atlassian.com/graphql"
-"""Atlassian's GraphQL gateway, where `offlineUserAuthToken` is asked for."""
+"""Atlassian's GraphQL gateway, where `offlineUserAuthToken` is asked for (production)."""
+FORGE_GRAPHQL_URLS: Mapping[str, str] = MappingProxyType(
+    {"api.atlassian.com": FORGE_GRAPHQL_URL, "api.stg.atlassian.com": "https://api.stg.atlassian.com/graphql"}
+)
+"""The GraphQL gateway of each API host (an invocation's `app.apiBaseUrl`): production and staging.
+
+Bitbucket (`api.bitbucket.org`) and Isolated Clouds have none here: configure them.
+"""
+MAX_PRODUCT_TOKEN_LIFETIME = 4 * 3600.0
+"""The longest a Forge product token lives (CHANGE-2160): a longer announced lifetime is refused."""
 
 _OFFLINE_MUTATION = (
     "mutation offlineUserAuthToken($input: OfflineUserAuthTokenInput!) {"
@@ -278,13 +292,31 @@ class _OfflineToken:
     expires_at: float
 
 
+_OfflineKey = tuple[str, str, str, tuple[str, ...]]  # gateway, installation, account, context ids
+
+
+def _gateway_url(url: str) -> str:
+    """`url` if a token may be sent there: https, or plain http to a loopback host (a test gateway)."""
+    parts = httpx2.URL(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.host in ("127.0.0.1", "localhost", "::1")):
+        return url
+    raise ValueError(f"a GraphQL gateway is an https URL, not {url!r}")
+
+
 class OfflineUserTokens:
-    """Act as a user with no user in session: `offlineUserAuthToken`, cached per installation and account.
+    """Act as a user with no user in session: `offlineUserAuthToken`, cached per installation, account and contexts.
 
     Make one per app and share it. Tokens are asked for with the installation's
-    system token at `graphql_url`, kept for their `ttl` less `leeway`, and
-    concurrent callers wanting the same one share a single request, retried
-    as `retries` says when the gateway is rate limited or unreachable.
+    system token at the GraphQL gateway of the invocation's environment: the
+    host of its `app.apiBaseUrl` picks it from `graphql_urls` (production and
+    staging by default, `FORGE_GRAPHQL_URLS`; Bitbucket and your own hosts when
+    you add them), and Isolated Cloud invocations use `isolated_cloud_graphql_url`
+    (a template with `{ic_label}`). An invocation of an environment with no known
+    gateway is refused: its system token is never sent to another environment's.
+    Redirects are not followed. Tokens are kept for their `ttl` less `leeway`, a
+    `ttl` outside `0 < ttl <= max_ttl` (4 h) is refused, and concurrent callers
+    wanting the same token share a single request, retried as `retries` says
+    when the gateway is rate limited or unreachable.
 
     ```python
     tokens = OfflineUserTokens()
@@ -297,32 +329,71 @@ class OfflineUserTokens:
         self,
         *,
         client: httpx2.AsyncClient | None = None,
-        graphql_url: str = FORGE_GRAPHQL_URL,
+        graphql_urls: Mapping[str, str] | None = None,
+        isolated_cloud_graphql_url: str | None = None,
+        max_ttl: float = MAX_PRODUCT_TOKEN_LIFETIME,
         leeway: float = 60.0,
         max_size: int = 10_000,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         retries: RetryPolicy | None = ATLASSIAN_RETRIES,
     ) -> None:
+        if isolated_cloud_graphql_url is not None and "{ic_label}" not in isolated_cloud_graphql_url:
+            raise ValueError("isolated_cloud_graphql_url must contain '{ic_label}'")
+        if not 0 < max_ttl < float("inf"):
+            raise ValueError("max_ttl must be a positive number of seconds")
         self._client = client
         self.retries = retries
         """How a token request is retried when the gateway is rate limited or unreachable; `None`: never."""
-        self.graphql_url = graphql_url
-        """Where `offlineUserAuthToken` is asked for."""
+        self.graphql_urls: Mapping[str, str] = MappingProxyType(
+            {host.lower(): _gateway_url(url) for host, url in {**FORGE_GRAPHQL_URLS, **(graphql_urls or {})}.items()}
+        )
+        """The GraphQL gateway of each API host (`FORGE_GRAPHQL_URLS` and yours)."""
+        self.isolated_cloud_graphql_url = (
+            None if isolated_cloud_graphql_url is None else _gateway_url(isolated_cloud_graphql_url)
+        )
+        """A template with `{ic_label}` for Isolated Cloud gateways; `None`: Isolated Cloud invocations are refused."""
+        self.max_ttl = max_ttl
+        """The longest `ttl` accepted, in seconds (a longer one is refused, not cut)."""
         self.leeway = leeway
         """Seconds before expiry at which a cached token is replaced."""
         self.timeout = timeout
         """Seconds a token request may take."""
         self.clock = clock
         """The clock expiries are checked against."""
-        self._tokens: LRUCache[tuple[str, str], _OfflineToken] = LRUCache(max_size)
-        self._inflight: dict[tuple[str, str], asyncio.Future[_OfflineToken]] = {}
+        self._tokens: LRUCache[_OfflineKey, _OfflineToken] = LRUCache(max_size)
+        self._inflight: dict[_OfflineKey, asyncio.Future[_OfflineToken]] = {}
+
+    def graphql_url(self, api_base_url: str, ic_label: str | None = None) -> str:
+        """The gateway for an invocation with this `app.apiBaseUrl` (and `icLabel`); `TokenRequestError` if none."""
+        if ic_label is not None:
+            if self.isolated_cloud_graphql_url is None or IC_LABEL.fullmatch(ic_label) is None:
+                raise TokenRequestError("No GraphQL gateway is configured for this Isolated Cloud invocation.")
+            return self.isolated_cloud_graphql_url.format(ic_label=ic_label)
+        host = (httpx2.URL(api_base_url).host or "").lower()
+        url = self.graphql_urls.get(host)
+        if url is None:
+            raise TokenRequestError(
+                f"No GraphQL gateway is configured for the API host {host[:64]!r}: add it to graphql_urls."
+            )
+        return url
 
     async def token(
-        self, *, system_token: str, installation_id: str, account_id: str, context_ids: Sequence[str]
+        self,
+        *,
+        system_token: str,
+        installation_id: str,
+        account_id: str,
+        context_ids: Sequence[str],
+        api_base_url: str,
+        ic_label: str | None = None,
     ) -> str:
-        """A user token for `account_id` in the installation, from the cache or the GraphQL mutation."""
-        key = (installation_id, account_id)
+        """A user token for `account_id` in the installation, from the cache or the environment's gateway.
+
+        `api_base_url` and `ic_label` are the invocation's (they pick the gateway).
+        """
+        url = self.graphql_url(api_base_url, ic_label)
+        key = (url, installation_id, account_id, tuple(sorted(set(context_ids))))
         cached = self._tokens.get(key)
         if cached is not None and cached.expires_at - self.leeway > self.clock():
             return cached.token
@@ -332,7 +403,7 @@ class OfflineUserTokens:
         future: asyncio.Future[_OfflineToken] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            fetched = await self._fetch(system_token, account_id, context_ids)
+            fetched = await self._fetch(url, system_token, account_id, key[3])
         except BaseException as exc:
             failure = (
                 exc if isinstance(exc, TokenRequestError) else TokenRequestError("The token request was cancelled.")
@@ -347,8 +418,9 @@ class OfflineUserTokens:
         return fetched.token
 
     def forget(self, installation_id: str, account_id: str) -> None:
-        """Drop a cached user token (the product answered 401 to it)."""
-        self._tokens.pop((installation_id, account_id), None)
+        """Drop the cached user tokens of `account_id` in the installation (the product answered 401 to one)."""
+        for key in [key for key in self._tokens if key[1:3] == (installation_id, account_id)]:
+            self._tokens.pop(key, None)
 
     async def client(
         self,
@@ -367,6 +439,8 @@ class OfflineUserTokens:
             installation_id=invocation.installation_id,
             account_id=account_id,
             context_ids=context_ids,
+            api_base_url=invocation.api_base_url,
+            ic_label=invocation.ic_label,
         )
 
         async def forget() -> None:
@@ -374,7 +448,7 @@ class OfflineUserTokens:
 
         return _client(invocation.api_base_url, token, forget, retries, client_options)
 
-    async def _fetch(self, system_token: str, account_id: str, context_ids: Sequence[str]) -> _OfflineToken:
+    async def _fetch(self, url: str, system_token: str, account_id: str, context_ids: Sequence[str]) -> _OfflineToken:
         body = {
             "query": _OFFLINE_MUTATION,
             "variables": {"input": {"contextIds": list(context_ids), "userId": account_id}},
@@ -383,16 +457,18 @@ class OfflineUserTokens:
 
         async def attempt() -> httpx2.Response:
             if self._client is not None:
-                return await self._client.post(self.graphql_url, json=body, headers=headers, timeout=self.timeout)
+                return await self._client.post(
+                    url, json=body, headers=headers, timeout=self.timeout, follow_redirects=False
+                )
             async with httpx2.AsyncClient(timeout=self.timeout) as client:
-                return await client.post(self.graphql_url, json=body, headers=headers)
+                return await client.post(url, json=body, headers=headers, follow_redirects=False)
 
         try:
             # Asking again for a token is safe: the mutation counts as idempotent.
             response = await send_with_retries_async(
                 self.retries,
                 "POST",
-                httpx2.URL(self.graphql_url).path,
+                httpx2.URL(url).path,
                 attempt,
                 idempotent=True,
                 raise_rate_limited=False,
@@ -409,7 +485,7 @@ class OfflineUserTokens:
             )
         document: Any = None
         try:
-            document = response.json()
+            document = loads(response.content)
             result = document["data"]["offlineUserAuthToken"]
         except (ValueError, KeyError, TypeError):
             result = None
@@ -420,8 +496,12 @@ class OfflineUserTokens:
             )
         auth = result.get("authToken")
         token, ttl = (auth.get("token"), auth.get("ttl")) if isinstance(auth, dict) else (None, None)
-        if not isinstance(token, str) or not token or isinstance(ttl, bool) or not isinstance(ttl, int | float):
-            raise TokenRequestError("offlineUserAuthToken's answer has no token and numeric ttl.", status_code=200)
+        if not isinstance(token, str) or not token:
+            raise TokenRequestError("offlineUserAuthToken's answer has no token.", status_code=200)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= self.max_ttl:
+            raise TokenRequestError(
+                f"offlineUserAuthToken's answer has no ttl between 0 and {self.max_ttl:g} seconds.", status_code=200
+            )
         return _OfflineToken(token, self.clock() + float(ttl))
 
 

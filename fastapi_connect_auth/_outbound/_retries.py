@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import httpx2
 
+from .._telemetry import outbound_span
 from ._errors import ProductAPIError
 from ._issue_writes import IssueWrites
 from ._origin import refuse_client_redirects
@@ -333,9 +334,19 @@ class _Attempts:
         self.idempotent = method.upper() in policy.idempotent_methods if idempotent is None else idempotent
         self.started = policy.clock()
         self.sent = 0
+        self.span = outbound_span(method, path)
 
     def next_wait(self, outcome: _Outcome) -> float | None:
-        """Seconds to wait before the next attempt, or `None` to stop with `outcome`: every retry is decided here."""
+        """Seconds to wait before the next attempt, or `None` to stop with `outcome`; noted on the call's span."""
+        delay = self._decide(outcome)
+        if self.span is not None:
+            response = outcome if isinstance(outcome, httpx2.Response) else None
+            status, headers = (response.status_code, response.headers) if response is not None else (None, None)
+            self.span.attempt(status, headers, self.sent - 1, stop=delay is None)
+        return delay
+
+    def _decide(self, outcome: _Outcome) -> float | None:
+        """Every retry is decided here."""
         self.sent += 1
         policy = self.policy
         if isinstance(outcome, Exception):

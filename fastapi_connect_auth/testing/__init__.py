@@ -11,13 +11,13 @@ def test_webhook_is_verified(fake_product: FakeProduct) -> None:
         assert jira.webhook("jira:issue_created").is_success
 ```
 
-The `fake_product` (Jira), `fake_confluence` and `fake_bitbucket` fixtures come
-with the library's pytest plugin.
+The `fake_product` (Jira), `fake_confluence`, `fake_bitbucket` and `fake_forge`
+fixtures come with the library's pytest plugin.
 """
 
 from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
-from ._forge import FAKE_FORGE_JWKS_URL, FakeForge, ForgeAppDriver, JwksServer
+from ._forge import FAKE_FORGE_JWKS_URL, FAKE_FORGE_UI_ORIGIN, FakeForge, FitShape, ForgeAppDriver, JwksServer
 from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
@@ -28,6 +28,7 @@ __all__ = [
     "ALL_JS_URL",
     "DEFAULT_ACCOUNT_ID",
     "FAKE_FORGE_JWKS_URL",
+    "FAKE_FORGE_UI_ORIGIN",
     "FAKE_KEYS_URL",
     "APBridge",
     "APIRequest",
@@ -36,6 +37,7 @@ __all__ = [
     "FakeProduct",
     "FakeRestAPI",
     "FakeTenant",
+    "FitShape",
     "ForgeAppDriver",
     "JwksServer",
     "KeyServer",

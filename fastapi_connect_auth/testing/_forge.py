@@ -1,8 +1,12 @@
 """`FakeForge`: a simulated Forge platform that signs Forge Invocation Tokens and serves its JWKS and a product API.
 
-Tokens are made with PyJWT directly from the documented claim shapes (a UI call,
-a product event, a scheduled trigger); the fake never reaches the network: its
-JWKS and product API answer through `httpx2.MockTransport`, or on a loopback port.
+Tokens are made with PyJWT directly from the documented claim shapes: a UI call
+(`invokeRemote` from the frontend, or `requestRemote`), a backend `invokeRemote`,
+a product event, a scheduled trigger and a lifecycle event, with the module
+types Forge sends (the UI module of the fake's product, else `core:endpoint`).
+The fake never reaches the network: its JWKS and product API answer through
+`httpx2.MockTransport`, or on a loopback port. The product API is the Connect
+kit's `FakeRestAPI`, checking Forge's tokens instead of Connect's JWTs.
 """
 
 from __future__ import annotations
@@ -24,19 +28,50 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._forge._flow import ForgeAuth, forge_app_ari
 from .._forge._jwks import JwksKeyProvider
+from .._forge._lifecycle import INSTALLATION_ARI_PREFIX, ForgeLifecycleEvent
 from ._keyserver import running
-from ._profiles import DEFAULT_ACCOUNT_ID
-from ._tenant import generate_rsa_key
+from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
+from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, issue_route
+from ._tenant import FakeTenant, generate_rsa_key
 
-__all__ = ["FAKE_FORGE_JWKS_URL", "FakeForge", "ForgeAppDriver", "JwksServer"]
+__all__ = ["FAKE_FORGE_JWKS_URL", "FAKE_FORGE_UI_ORIGIN", "FakeForge", "FitShape", "ForgeAppDriver", "JwksServer"]
 
 FAKE_FORGE_JWKS_URL = "https://forge.fake-cdn.test/.well-known/jwks.json"
 """Where `FakeForge.key_provider()` and `FakeForge.forge_auth()` look for keys; answered in-process."""
+FAKE_FORGE_UI_ORIGIN = "https://fake-app.cdn.prod.atlassian-dev.net"
+"""The `Origin` of the fake's `requestRemote` calls: a Forge UI iframe's (`*.cdn.prod.atlassian-dev.net`)."""
 
-FitShape = Literal["ui", "event", "trigger"]
+FitShape = Literal["ui", "request-remote", "backend", "event", "trigger", "lifecycle"]
+"""The calls `FakeForge.mint_fit` signs a FIT for.
+
+`ui` and `request-remote` (a UI call, proxied by Forge or straight from the browser)
+carry a `principal` and a `context` and the product's UI module; `backend` (a Forge
+function's `invokeRemote`), `event`, `trigger` and `lifecycle` carry neither, and the
+module `core:endpoint` with the endpoint's key.
+"""
 
 _FIT_LIFETIME = 25
 _PRODUCT_TOKEN_LIFETIME = 3600
+_SYSTEM_ACCOUNT = "app-system-user"
+_UI_MODULES: dict[ProductType, tuple[str, str, dict[str, Any]]] = {
+    "jira": (
+        "jira:issuePanel",
+        "issue-panel",
+        {"issue": {"id": "10001", "key": "DEMO-1", "type": "Task"}, "project": {"id": "10000", "key": "DEMO"}},
+    ),
+    "confluence": (
+        "xen:macro",
+        "remote-macro",
+        {"content": {"id": "5341185"}, "space": {"id": "65538", "key": "DEMO"}},
+    ),
+    "bitbucket": ("bitbucket:workspaceGlobalPage", "workspace-page", {}),
+}
+_ENDPOINT_KEYS: dict[str, str] = {
+    "backend": "remote-resolver",
+    "event": "remote-events",
+    "trigger": "hourly-sync",
+    "lifecycle": "lifecycle-events",
+}
 
 
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,21 +99,65 @@ class JwksServer:
     """Guards `requests` across the server's threads."""
 
 
+class _ForgeRestAPI(FakeRestAPI):
+    """The fake product's REST API behind Forge: Bearer tokens that `FakeForge` issued, and the GraphQL gateway."""
+
+    def __init__(self, forge: FakeForge, tenant: FakeTenant) -> None:
+        super().__init__(tenant)
+        self.forge = forge
+
+    def _verified_claims(self, request: httpx2.Request) -> dict[str, Any] | str:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            return "no Authorization: Bearer header"
+        return self.forge.token_claims(token) or "not a live token of this fake Forge"
+
+    def _token_kind(self, request: httpx2.Request, claims: dict[str, Any]) -> str:
+        return str(claims["kind"])
+
+    def answer(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path != "/graphql" or request.method != "POST":
+            return super().answer(request)
+        claims = self._verified_claims(request)
+        if isinstance(claims, str):
+            response = httpx2.Response(401, json={"message": "Unauthorized"})
+        else:
+            response = self.forge.answer_offline_token(request, claims)
+        call = ProductAPICall(
+            request.method,
+            request.url.raw_path.decode("ascii"),
+            response.status_code,
+            claims=None if isinstance(claims, str) else claims,
+            refusal=claims if isinstance(claims, str) else None,
+            token_kind=None if isinstance(claims, str) else claims["kind"],
+        )
+        with self.lock:
+            self.calls.append(call)
+        return response
+
+
 class FakeForge:
-    """A fake Forge platform for one app installed on one site.
+    """A fake Forge platform for one app installed in one product of one site (or Bitbucket workspace).
 
     ```python
     forge = FakeForge()
     app = create_app(forge_auth=forge.forge_auth())
     with TestClient(app) as client:
         assert forge.drive(client).event("/forge/events", {"issue": "KEY-1"}).is_success
+        assert forge.drive(client).lifecycle("/forge/lifecycle/installed", "installed").is_success
     ```
 
     It holds RSA signing keys (`rotate_key()` adds one, as Forge rotates) served
-    as a JWKS, mints FITs (`mint_fit`), issues system and user tokens
-    (`system_token`, `user_token`) that its product API (`api_transport`:
-    `/ex/jira/{cloudId}/rest/api/3/myself` and the GraphQL `offlineUserAuthToken`
-    mutation) accepts until they expire, and records what it answered.
+    as a JWKS (`jwks_transport`, or `serve_jwks()` on loopback), mints FITs
+    (`mint_fit`), and issues system and user tokens (`system_token`,
+    `user_token`) that its product API accepts until they expire. The product
+    API (`api`, a `FakeRestAPI`: in-process through `api_transport`, or
+    `serve_api()` on loopback) answers `GET /rest/api/3/myself` and, for Jira,
+    `GET /rest/api/{2,3}/issue/{key}` with the summaries in `issues`, per user
+    (`api.restrict(key, *account_ids)`); add routes with `api.route(...)`, make it
+    answer 429 with `api.throttle(...)`; `api_calls` records each call with the
+    kind of token it carried (`system`, `user`, `offline`). It is also the GraphQL
+    gateway of `offlineUserAuthToken`.
     """
 
     def __init__(
@@ -87,6 +166,7 @@ class FakeForge:
         app_id: str | None = None,
         installation_id: str | None = None,
         cloud_id: str | None = None,
+        product: ProductType = "jira",
         api_base_url: str | None = None,
         account_id: str = DEFAULT_ACCOUNT_ID,
         private_key: rsa.RSAPrivateKey | None = None,
@@ -95,12 +175,16 @@ class FakeForge:
     ) -> None:
         self.app_id = forge_app_ari(app_id or str(uuid.uuid4()))
         """The app's id (an ARI)."""
-        self.installation_id = installation_id or f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+        self.installation_id = installation_id or f"{INSTALLATION_ARI_PREFIX}{uuid.uuid4()}"
         """The installation's id (an ARI)."""
+        self.product: ProductType = product
+        """The product the app is installed in: `jira`, `confluence` or `bitbucket`."""
         self.cloud_id = cloud_id or str(uuid.uuid4())
-        """The site's cloud id."""
-        self.api_base_url = (api_base_url or f"https://api.atlassian.com/ex/jira/{self.cloud_id}").rstrip("/")
-        """Where the app calls the product (`app.apiBaseUrl` of the FITs)."""
+        """The site's cloud id (Jira and Confluence)."""
+        self.workspace_id = "{" + str(uuid.uuid4()) + "}"
+        """The workspace's id (Bitbucket)."""
+        self.environment_id = f"ari:cloud:ecosystem::environment/{self.app_id.rsplit('/', 1)[1]}/{uuid.uuid4()}"
+        """The app's environment (`PRODUCTION`)."""
         self.account_id = account_id
         """The user the FITs name as `principal` unless told otherwise."""
         self.kid = kid
@@ -115,11 +199,38 @@ class FakeForge:
         """How many times the JWKS was fetched in-process."""
         self.issued_tokens: dict[str, str] = {}
         """Product tokens this fake issued: token → `"system"`, `"user"` or `"offline"`."""
-        self.api_calls: list[tuple[str, str, int]] = []
-        """`(method, path, status)` of each call its product API answered."""
+        self.issues: dict[str, str] = {}
+        """`{issue key: summary}` that a Jira product API's `GET /rest/api/3/issue/{key}` answers."""
+        default_base = (
+            "https://api.bitbucket.org"
+            if product == "bitbucket"
+            else f"https://api.atlassian.com/ex/{product}/{self.cloud_id}"
+        )
+        tenant = FakeTenant(
+            product_type=product,
+            base_url=api_base_url or default_base,
+            private_key=self.signing_keys[kid],
+            clock=clock,
+        )
+        self.api: FakeRestAPI = _ForgeRestAPI(self, tenant)
+        """The product's REST API: add routes with `api.route(method, path)`, answers with `api.throttle(...)`."""
+        self.api.add_route("GET", "/rest/api/3/myself", self._myself)
+        if product == "jira":
+            self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues, self.api.viewers))
         self._token_secret = secrets.token_bytes(32)
+        self._token_accounts: dict[str, str] = {}
         self.lock = threading.Lock()
         """Guards the counters and records across threads."""
+
+    @property
+    def api_base_url(self) -> str:
+        """Where the app calls the product (`app.apiBaseUrl` of the FITs); on loopback inside `serve_api()`."""
+        return self.api.tenant.base_url
+
+    @property
+    def installation_uuid(self) -> str:
+        """The installation's bare UUID, as lifecycle payloads name it."""
+        return self.installation_id.removeprefix(INSTALLATION_ARI_PREFIX)
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -159,7 +270,10 @@ class FakeForge:
         return JwksKeyProvider(client=httpx2.AsyncClient(transport=self.jwks_transport), **options)
 
     def forge_auth(self, **options: Any) -> ForgeAuth:
-        """A `ForgeAuth` for this fake's app, keys fetched in-process; `options` go to `ForgeAuth`."""
+        """A `ForgeAuth` for this fake's app, keys fetched in-process; `options` go to `ForgeAuth`.
+
+        It trusts this fake's keys: for tests only, never in production.
+        """
         options.setdefault("key_provider", self.key_provider())
         return ForgeAuth(app_id=self.app_id, jwks_url=FAKE_FORGE_JWKS_URL, **options)
 
@@ -191,41 +305,42 @@ class FakeForge:
 
     # -- tokens -----------------------------------------------------------------------------
 
+    def _installation_context(self) -> dict[str, Any]:
+        if self.product == "bitbucket":
+            return {"name": "bitbucket", "apiBaseUrl": self.api_base_url, "workspaceId": self.workspace_id}
+        return {"name": self.product, "apiBaseUrl": self.api_base_url, "cloudId": self.cloud_id}
+
     def fit_claims(self, shape: FitShape = "ui") -> dict[str, Any]:
-        """The claims Forge sends for a UI call (`requestRemote`), a product event or a scheduled trigger."""
+        """The claims Forge sends for a call of `shape` (see `FitShape`)."""
         now = int(self.clock())
-        module = {
-            "ui": {"type": "xen:macro", "key": "my-panel"},
-            "event": {"type": "core:endpoint", "key": "remote-events"},
-            "trigger": {"type": "scheduledTrigger", "key": "hourly-sync"},
-        }[shape]
+        ui = shape in ("ui", "request-remote")
+        module_type, ui_key, extension = _UI_MODULES[self.product]
+        module = {"type": module_type, "key": ui_key} if ui else {"type": "core:endpoint", "key": _ENDPOINT_KEYS[shape]}
         claims: dict[str, Any] = {
             "iss": "forge/invocation-token",
             "aud": self.app_id,
             "iat": now,
             "nbf": now,
             "exp": now + _FIT_LIFETIME,
-            "jti": str(uuid.uuid4()),
+            "jti": secrets.token_hex(20),
             "app": {
                 "id": self.app_id,
                 "installationId": self.installation_id,
                 "apiBaseUrl": self.api_base_url,
                 "appVersion": "2.4.0",
-                "environment": {"type": "PRODUCTION", "id": str(uuid.uuid4())},
+                "environment": {"type": "PRODUCTION", "id": self.environment_id},
                 "module": module,
-                "installation": {
-                    "id": self.installation_id,
-                    "contexts": [{"name": "jira", "apiBaseUrl": self.api_base_url, "cloudId": self.cloud_id}],
-                },
+                "installation": {"id": self.installation_id, "contexts": [self._installation_context()]},
             },
         }
-        if shape == "ui":
+        if ui:
+            site = {"workspaceId": self.workspace_id} if self.product == "bitbucket" else {"cloudId": self.cloud_id}
             claims["context"] = {
-                "cloudId": self.cloud_id,
+                **site,
                 "siteUrl": "https://fake-site.atlassian.net",
-                "localId": "a1b2c3",
-                "moduleKey": module["key"],
-                "extension": {"type": module["type"]},
+                "localId": str(uuid.uuid4()),
+                "moduleKey": ui_key,
+                "extension": {"type": module_type, **extension},
             }
             claims["principal"] = self.account_id
         return claims
@@ -247,7 +362,7 @@ class FakeForge:
         header = _merge({"kid": self.kid}, headers or {})
         return jwt.encode(claims, key if key is not None else self.signing_keys[self.kid], algorithm, header)
 
-    def _product_token(self, kind: str, exp: float | None) -> str:
+    def _product_token(self, kind: str, exp: float | None, account_id: str | None) -> str:
         now = int(self.clock())
         token = jwt.encode(
             {
@@ -262,57 +377,86 @@ class FakeForge:
         )
         with self.lock:
             self.issued_tokens[token] = kind
+            if account_id is not None:
+                self._token_accounts[token] = account_id
         return token
 
     def system_token(self, *, exp: float | None = None) -> str:
         """An app system token (`x-forge-oauth-system`) that the fake product API accepts until `exp`."""
-        return self._product_token("system", exp)
+        return self._product_token("system", exp, None)
 
-    def user_token(self, *, exp: float | None = None) -> str:
-        """An app user token (`x-forge-oauth-user`) that the fake product API accepts until `exp`."""
-        return self._product_token("user", exp)
+    def user_token(self, *, exp: float | None = None, account_id: str | None = None) -> str:
+        """An app user token (`x-forge-oauth-user`) for `account_id` (the fake's user by default), live until `exp`."""
+        return self._product_token("user", exp, account_id or self.account_id)
 
     def revoke(self, token: str) -> None:
         """Make the product API refuse `token` from now on (what a 401 from Atlassian looks like)."""
         with self.lock:
             self.issued_tokens.pop(token, None)
 
-    # -- the product API -------------------------------------------------------------------
-
-    def _bearer_kind(self, request: httpx2.Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        kind = self.issued_tokens.get(token) if scheme == "Bearer" else None
+    def token_claims(self, token: str) -> dict[str, Any] | None:
+        """What the product knows of `token` if it is live: `kind`, `sub` (the user, `None` for the app), `exp`."""
+        with self.lock:
+            kind, account = self.issued_tokens.get(token), self._token_accounts.get(token)
         if kind is None:
             return None
         try:
             claims = jwt.decode(token, self._token_secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.PyJWTError:
             return None
-        return kind if claims["exp"] > self.clock() else None  # expiry by the fake's own clock
+        if claims["exp"] <= self.clock():  # expiry by the fake's own clock
+            return None
+        return {"kind": kind, "sub": account, "exp": claims["exp"]}
+
+    # -- lifecycle payloads -----------------------------------------------------------------
+
+    def installed_payload(self, **overrides: Any) -> dict[str, Any]:
+        """`avi:forge:installed:app` as Forge sends it for this installation; `overrides` merge in (`None` removes)."""
+        payload = {
+            "id": self.installation_uuid,
+            "installerAccountId": self.account_id,
+            "app": {"id": self.app_id.rsplit("/", 1)[1], "version": "2.4.0", "name": "Fake Forge app"},
+            "environment": {"id": self.environment_id.rsplit("/", 1)[1]},
+        }
+        return _merge(payload, overrides)
+
+    def upgraded_payload(self, **overrides: Any) -> dict[str, Any]:
+        """`avi:forge:upgraded:app` (a new major version); `overrides` merge in (`None` removes)."""
+        payload = self.installed_payload(installerAccountId=None, upgraderAccountId=self.account_id)
+        return _merge({**payload, "permissions": {"scopes": ["read:jira-work", "read:app-system-token"]}}, overrides)
+
+    def pre_uninstall_payload(self, **overrides: Any) -> dict[str, Any]:
+        """The preUninstall module's payload, with Atlassian's opaque `contextToken`; `overrides` merge in."""
+        context_token = jwt.encode(
+            {"iss": "forge/context-token", "aud": "forge", "context": {"cloudId": self.cloud_id}},
+            self._token_secret,
+            "HS256",
+        )
+        payload = {"context": {"cloudId": self.cloud_id, "moduleKey": "pre-uninstall"}, "contextToken": context_token}
+        return _merge(payload, overrides)
+
+    # -- the product API -------------------------------------------------------------------
+
+    @staticmethod
+    def _myself(call: APIRequest) -> httpx2.Response:
+        """`GET /rest/api/3/myself`: who the token acts as (the app's system user for a system token)."""
+        account = call.account_id or _SYSTEM_ACCOUNT
+        return httpx2.Response(200, json={"accountId": account, "tokenKind": call.claims["kind"]})
+
+    @property
+    def api_calls(self) -> list[ProductAPICall]:
+        """Every call the product API and the GraphQL gateway received, in order (`api.calls`)."""
+        return self.api.calls
 
     def answer_api_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Answer one call to the product API (`api_transport`); 401 without a live token of this fake."""
-        kind = self._bearer_kind(request)
-        path = request.url.path
-        if kind is None:
-            response = httpx2.Response(401, json={"message": "Unauthorized"})
-        elif path == "/graphql" and request.method == "POST":
-            response = self._offline_token(request, kind)
-        elif path.startswith(f"/ex/jira/{self.cloud_id}/rest/api/3/myself"):
-            account = self.account_id if kind != "system" else "app-system-user"
-            response = httpx2.Response(200, json={"accountId": account, "tokenKind": kind})
-        elif path.startswith(f"/ex/jira/{self.cloud_id}/"):
-            response = httpx2.Response(200, json={"path": path, "tokenKind": kind})
-        else:
-            response = httpx2.Response(404, json={"message": "Not found"})
-        with self.lock:
-            self.api_calls.append((request.method, path, response.status_code))
-        return response
+        """Answer one call to the product API (as `api_transport` does); 401 without a live token of this fake."""
+        return self.api.answer(request)
 
-    def _offline_token(self, request: httpx2.Request, kind: str) -> httpx2.Response:
+    def answer_offline_token(self, request: httpx2.Request, claims: Mapping[str, Any]) -> httpx2.Response:
+        """The GraphQL gateway's answer to `offlineUserAuthToken`, asked with a verified token of `claims`."""
         body = json.loads(request.content or b"{}")
         variables = (body.get("variables") or {}).get("input") or {}
-        if kind != "system" or "offlineUserAuthToken" not in str(body.get("query", "")):
+        if claims["kind"] != "system" or "offlineUserAuthToken" not in str(body.get("query", "")):
             return httpx2.Response(200, json={"data": None, "errors": [{"message": "Not allowed"}]})
         if not variables.get("userId") or not variables.get("contextIds"):
             result = {
@@ -322,14 +466,25 @@ class FakeForge:
             }
         else:
             ttl = _PRODUCT_TOKEN_LIFETIME
-            token = self._product_token("offline", self.clock() + ttl)
+            token = self._product_token("offline", self.clock() + ttl, str(variables["userId"]))
             result = {"success": True, "errors": None, "authToken": {"token": token, "ttl": ttl}}
         return httpx2.Response(200, json={"data": {"offlineUserAuthToken": result}})
 
     @property
     def api_transport(self) -> httpx2.MockTransport:
         """An httpx2 transport answering the product API (`https://api.atlassian.com/...`) in-process."""
-        return httpx2.MockTransport(self.answer_api_request)
+        return self.api.transport
+
+    @contextmanager
+    def serve_api(self) -> Iterator[str]:
+        """Serve the product API and the GraphQL gateway on 127.0.0.1, yielding the new `api_base_url`.
+
+        Within the block FITs name `http://127.0.0.1:<port>/ex/<product>/<cloudId>` as
+        their `apiBaseUrl` (allow it with `ForgeAuth(api_hosts=["127.0.0.1"])`), and
+        the gateway answers at `http://127.0.0.1:<port>/graphql`.
+        """
+        with self.api.serve() as base_url:
+            yield base_url
 
     # -- driving the app --------------------------------------------------------------------
 
@@ -338,8 +493,15 @@ class FakeForge:
         return ForgeAppDriver(self, client)
 
 
+_LIFECYCLE_PAYLOADS: dict[ForgeLifecycleEvent, str] = {
+    "installed": "installed_payload",
+    "upgraded": "upgraded_payload",
+    "pre-uninstall": "pre_uninstall_payload",
+}
+
+
 class ForgeAppDriver:
-    """Delivers Forge's calls to an app: product events and triggers, and UI calls, with the headers Forge sends."""
+    """Delivers Forge's calls to an app: events, triggers, lifecycle events, UI and backend calls, with Forge's headers."""
 
     def __init__(self, forge: FakeForge, client: httpx2.Client) -> None:
         self.forge = forge
@@ -373,6 +535,32 @@ class ForgeAppDriver:
         fit = fit or self.forge.mint_fit(shape)
         return self.client.post(path, json=dict(payload), headers=self.headers(fit, system_token=system_token))
 
+    def lifecycle(
+        self,
+        path: str,
+        event: ForgeLifecycleEvent,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        fit: str | None = None,
+        system_token: str | None = None,
+        retry_count: int | None = None,
+    ) -> httpx2.Response:
+        """POST a lifecycle event (`installed`, `upgraded`, `pre-uninstall`) with a lifecycle FIT and a system token.
+
+        `payload` defaults to the fake's own (`installed_payload()`...);
+        `retry_count` adds the `retryContext` of a redelivery.
+        """
+        body = dict(payload if payload is not None else getattr(self.forge, _LIFECYCLE_PAYLOADS[event])())
+        if retry_count is not None:
+            body["retryContext"] = {
+                "retryCount": retry_count,
+                "retryReason": "INVALID_REMOTE_INVOCATION_ERROR",
+                "retryData": None,
+            }
+        headers = self.headers(fit or self.forge.mint_fit("lifecycle"), system_token=system_token)
+        headers.setdefault("x-forge-oauth-system", self.forge.system_token())
+        return self.client.post(path, json=body, headers=headers)
+
     def ui_call(
         self,
         path: str,
@@ -383,7 +571,28 @@ class ForgeAppDriver:
         user_token: str | None = None,
         json_body: Any = None,
     ) -> httpx2.Response:
-        """A call from the app's UI (`requestRemote`)."""
+        """A call from the app's UI through Forge (a frontend `invokeRemote`), with the OAuth tokens given."""
         fit = fit or self.forge.mint_fit("ui")
         headers = self.headers(fit, system_token=system_token, user_token=user_token)
         return self.client.request(method, path, headers=headers, json=json_body)
+
+    def request_remote(
+        self, path: str, *, method: str = "GET", fit: str | None = None, json_body: Any = None
+    ) -> httpx2.Response:
+        """A `requestRemote` call: straight from the user's browser, with the FIT, no OAuth tokens, an `Origin`."""
+        fit = fit or self.forge.mint_fit("request-remote")
+        headers = {"Authorization": f"Bearer {fit}", "Origin": FAKE_FORGE_UI_ORIGIN}
+        return self.client.request(method, path, headers=headers, json=json_body)
+
+    def backend_call(
+        self,
+        path: str,
+        *,
+        method: str = "POST",
+        fit: str | None = None,
+        system_token: str | None = None,
+        json_body: Any = None,
+    ) -> httpx2.Response:
+        """A Forge function's `invokeRemote`: no `principal`, no `context`; body and query are the caller's."""
+        fit = fit or self.forge.mint_fit("backend")
+        return self.client.request(method, path, headers=self.headers(fit, system_token=system_token), json=json_body)

@@ -77,6 +77,9 @@ class ProductAPICall:
     """Why a call got 401 (or a token request 400), else `None`."""
     account_id: str | None = None
     """The user the call acted as (a Bearer user token), `None` for the app's JWT."""
+    token_kind: str | None = None
+    """Which token the call carried, once verified: `"jwt"` (the app's) or `"user"` here;
+    Forge's fake API says `"system"`, `"user"` or `"offline"`."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,10 @@ class FakeRestAPI:
             return "qsh does not match the request"
         return claims
 
+    def _token_kind(self, request: httpx2.Request, claims: dict[str, Any]) -> str:
+        """Which kind of token a verified call carried: the app's JWT, or a user's Bearer token."""
+        return "user" if request.headers["Authorization"].startswith("Bearer ") else "jwt"
+
     def _user_claims(self, token: str) -> dict[str, Any] | str:
         """`sub` (the account id) and `exp` of a user access token this server issued and that is still valid."""
         with self.lock:
@@ -375,7 +382,14 @@ class FakeRestAPI:
         else:
             account_id = verified["sub"] if request.headers["Authorization"].startswith("Bearer ") else None
             response = self._throttled(request) or self._route(request, verified, account_id)
-            call = ProductAPICall(request.method, url, response.status_code, claims=verified, account_id=account_id)
+            call = ProductAPICall(
+                request.method,
+                url,
+                response.status_code,
+                claims=verified,
+                account_id=account_id,
+                token_kind=self._token_kind(request, verified),
+            )
         with self.lock:
             self.calls.append(call)
         return response

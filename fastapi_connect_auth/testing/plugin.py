@@ -1,4 +1,4 @@
-"""The pytest plugin of `fastapi_connect_auth.testing`: the `fake_product`, `fake_confluence` and `fake_bitbucket` fixtures.
+"""The pytest plugin of `fastapi_connect_auth.testing`: the `fake_product`, `fake_confluence`, `fake_bitbucket` and `fake_forge` fixtures.
 
 Registered through the `pytest11` entry point, so installing the library is enough.
 """
@@ -8,10 +8,18 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ._forge import FakeForge
 from ._product import FakeProduct
 from ._tenant import generate_rsa_key
 
-__all__ = ["fake_bitbucket", "fake_confluence", "fake_product", "fake_product_signing_key"]
+__all__ = [
+    "fake_bitbucket",
+    "fake_confluence",
+    "fake_forge",
+    "fake_forge_signing_key",
+    "fake_product",
+    "fake_product_signing_key",
+]
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +44,19 @@ def fake_confluence(fake_product_signing_key: rsa.RSAPrivateKey) -> FakeProduct:
 def fake_bitbucket(fake_product_signing_key: rsa.RSAPrivateKey) -> FakeProduct:
     """A fresh fake Bitbucket Cloud tenant: its installs are signed with the shared secret, not a key."""
     return FakeProduct(product_type="bitbucket", private_key=fake_product_signing_key)
+
+
+@pytest.fixture(scope="session")
+def fake_forge_signing_key() -> rsa.RSAPrivateKey:
+    """One RSA key for Forge's FITs for the whole run."""
+    return generate_rsa_key()
+
+
+@pytest.fixture
+def fake_forge(fake_forge_signing_key: rsa.RSAPrivateKey) -> FakeForge:
+    """A fresh fake Forge platform: one app installed in a fake Jira site, with its JWKS and product API.
+
+    Give the app `fake_forge.forge_auth()`, and send Forge's calls with
+    `fake_forge.drive(client)`.
+    """
+    return FakeForge(private_key=fake_forge_signing_key)
