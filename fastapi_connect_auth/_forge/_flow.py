@@ -12,7 +12,6 @@ code that passes `audience=decode(token).app.id` accepts every Forge app's token
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import time
@@ -20,10 +19,18 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
 from pydantic import SecretStr, ValidationError
 
 from .._errors import AuthError, AuthErrorCode
-from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
+from .._tokens import (
+    RawToken,
+    check_kid,
+    check_times,
+    invalid_claims,
+    split_token,
+    verify_rs256,
+)
 from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
 from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind
@@ -54,6 +61,7 @@ IC_LABEL = re.compile(r"[a-z0-9_-]{1,50}")
 _UNSAFE_IN_URL = re.compile(r"[^!-~]|[?#\\]")  # anything but printable ASCII, and ? # \
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _MAX_HEADER_TOKEN = 16 * 1024
+_KNOWN_API_BASE_URLS = 1024  # accepted app.apiBaseUrls remembered: one per installation
 
 
 def forge_app_ari(app_id: str) -> str:
@@ -197,6 +205,7 @@ class ForgeAuth(AppConfig):
         """Seconds of clock skew tolerated on `exp`, `nbf` and `iat`."""
         self.clock = clock
         """The clock tokens are checked against (seconds since the epoch)."""
+        self._api_base_urls: LRUCache[str, str] = LRUCache(_KNOWN_API_BASE_URLS)
 
     # -- the flow -----------------------------------------------------------------------
 
@@ -277,9 +286,9 @@ class ForgeAuth(AppConfig):
             )
 
     def _check_issuer_and_audience(self, claims: ForgeClaims) -> None:
-        if not hmac.compare_digest(claims.iss.encode(), FORGE_ISSUER.encode()):
+        if claims.iss != FORGE_ISSUER:  # public, like the audience: no secret to time
             raise AuthError(AuthErrorCode.WRONG_ISSUER, f"The FIT's issuer is not {FORGE_ISSUER!r}.")
-        if not any(aud in self.app_ids for aud in claims.aud):
+        if self.app_ids.isdisjoint(claims.aud):
             raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The FIT's audience is not this app.")
         if claims.app.id not in claims.aud or claims.app.id not in self.app_ids:
             raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The FIT's app.id is not this app's audience.")
@@ -297,8 +306,15 @@ class ForgeAuth(AppConfig):
 
         https on an allowed host and its default port (plain http, any port, on
         a configured loopback host), a path and nothing else: no userinfo, query,
-        fragment, backslash, whitespace, control or non-ASCII character.
+        fragment, backslash, whitespace, control or non-ASCII character. A URL
+        accepted once is remembered (bounded): an installation's never changes.
         """
+        host = self._api_base_urls.get(api_base_url)
+        if host is None:
+            host = self._api_base_urls[api_base_url] = self._check_api_base_url(api_base_url)
+        return host
+
+    def _check_api_base_url(self, api_base_url: str) -> str:
         parts = urlsplit(api_base_url)
         host = (parts.hostname or "").lower()
         try:
