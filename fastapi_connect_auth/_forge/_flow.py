@@ -12,7 +12,6 @@ code that passes `audience=decode(token).app.id` accepts every Forge app's token
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 import uuid
@@ -20,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
 from pydantic import SecretStr, ValidationError
 
 from .._errors import AuthError, AuthErrorCode
@@ -53,6 +53,7 @@ IC_LABEL = re.compile(r"[a-z0-9_-]{1,50}")
 _UNSAFE_IN_URL = re.compile(r"[^!-~]|[?#\\]")  # anything but printable ASCII, and ? # \
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _MAX_HEADER_TOKEN = 16 * 1024
+_KNOWN_API_BASE_URLS = 1024  # accepted app.apiBaseUrls remembered: one per installation
 
 
 def forge_app_ari(app_id: str) -> str:
@@ -201,6 +202,7 @@ class ForgeAuth(AppConfig):
         """Called with a `RejectionEvent` for each refused call."""
         self.telemetry = telemetry
         """Records each verification with OpenTelemetry when set."""
+        self._api_base_urls: LRUCache[str, str] = LRUCache(_KNOWN_API_BASE_URLS)
 
     # -- the flow -----------------------------------------------------------------------
 
@@ -314,9 +316,9 @@ class ForgeAuth(AppConfig):
             )
 
     def _check_issuer_and_audience(self, claims: ForgeClaims) -> None:
-        if not hmac.compare_digest(claims.iss.encode(), FORGE_ISSUER.encode()):
+        if claims.iss != FORGE_ISSUER:  # public, like the audience: no secret to time
             raise AuthError(AuthErrorCode.WRONG_ISSUER, f"The FIT's issuer is not {FORGE_ISSUER!r}.")
-        if not any(aud in self.app_ids for aud in claims.aud):
+        if self.app_ids.isdisjoint(claims.aud):
             raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The FIT's audience is not this app.")
         if claims.app.id not in claims.aud or claims.app.id not in self.app_ids:
             raise AuthError(AuthErrorCode.WRONG_AUDIENCE, "The FIT's app.id is not this app's audience.")
@@ -334,8 +336,15 @@ class ForgeAuth(AppConfig):
 
         https on an allowed host and its default port (plain http, any port, on
         a configured loopback host), a path and nothing else: no userinfo, query,
-        fragment, backslash, whitespace, control or non-ASCII character.
+        fragment, backslash, whitespace, control or non-ASCII character. A URL
+        accepted once is remembered (bounded): an installation's never changes.
         """
+        host = self._api_base_urls.get(api_base_url)
+        if host is None:
+            host = self._api_base_urls[api_base_url] = self._check_api_base_url(api_base_url)
+        return host
+
+    def _check_api_base_url(self, api_base_url: str) -> str:
         parts = urlsplit(api_base_url)
         host = (parts.hostname or "").lower()
         try:
