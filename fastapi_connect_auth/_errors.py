@@ -74,6 +74,11 @@ class AuthErrorCode(str, enum.Enum):
     """Forge: the FIT's `icLabel` is malformed, or Isolated Cloud is not configured."""
     INSTALLATION_MISMATCH = "INSTALLATION_MISMATCH"
     """Forge: `app.installation.id` is not the FIT's `app.installationId`."""
+    # Stores.
+    DELIVERY_CONFLICT = "DELIVERY_CONFLICT"
+    """A delivery id (a FIT's `jti`, a webhook's identifier) seen before came with another body (409)."""
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    """The store (database, Redis) could not be reached or written: nothing was changed; retry later (503)."""
 
     def __str__(self) -> str:
         return self.value
@@ -83,6 +88,8 @@ _STATUS_BY_CODE: dict[AuthErrorCode, int] = {
     AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY: 503,
     AuthErrorCode.INVALID_INSTALL_PAYLOAD: 400,
     AuthErrorCode.PAYLOAD_TOO_LARGE: 413,
+    AuthErrorCode.DELIVERY_CONFLICT: 409,
+    AuthErrorCode.STORE_UNAVAILABLE: 503,
 }
 
 

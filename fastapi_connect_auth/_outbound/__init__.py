@@ -44,6 +44,7 @@ from ._clients import product_client, sync_product_client
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
 from ._forge import (
     FORGE_GRAPHQL_URL,
+    FORGE_TOKEN_MAX_LIFETIME,
     ForgeBearerAuth,
     ForgeStoredToken,
     ForgeTokenStore,
@@ -66,6 +67,7 @@ from ._user_auth import (
 __all__ = [
     "AUTHORIZATION_SERVERS",
     "FORGE_GRAPHQL_URL",
+    "FORGE_TOKEN_MAX_LIFETIME",
     "JWT_BEARER_GRANT_TYPE",
     "ConnectAppAuth",
     "ConnectUserAuth",
