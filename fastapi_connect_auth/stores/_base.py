@@ -36,6 +36,7 @@ from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeInvocation
 from .._outbound._forge import ForgeStoredToken
 from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant, product_of_api_base_url
+from ._secrets import SecretDecryptionError
 
 __all__ = ["BaseStore", "CacheStats", "link_connect_tenant", "store_unavailable"]
 
@@ -266,6 +267,13 @@ class BaseStore(ABC):
             yield
         except AuthError:
             raise
+        except SecretDecryptionError:
+            logger.error(
+                "%s cannot decrypt a stored secret during %s: was a key dropped too early?",
+                type(self).__name__,
+                operation,
+            )
+            raise store_unavailable() from None
         except self.faults as exc:
             orig = getattr(exc, "orig", None)
             sqlstate = getattr(orig, "sqlstate", None)
