@@ -46,7 +46,7 @@ from fastapi_connect_auth import (
 settings.register_profile("no-deadline", deadline=None)
 settings.load_profile("no-deadline")
 
-pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server, for the tests that ask for it
+pytest_plugins = ["tests.postgres", "tests.redis_server"]  # real PostgreSQL and Redis servers, for the tests that ask
 
 BASE_URL = "https://test.example.com"
 PRODUCT_BASE_URL = "https://tenant.atlassian.net"
