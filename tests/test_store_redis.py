@@ -80,7 +80,7 @@ async def test_rotation_re_encrypts_secrets_and_tokens(redis_url: str) -> None:
     assert raw
     for key in raw:
         assert b"secret-one" not in (await old.redis.dump(key) or b"")
-        assert b"tok\"" not in (await old.redis.dump(key) or b"")
+        assert b'tok"' not in (await old.redis.dump(key) or b"")
     await old.close()
     new_key = SecretCipher.generate_key()
     rotating = RedisStore(redis_url, cipher=SecretCipher([new_key, KEY]), prefix=prefix)
