@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import validation_error_definition, validation_error_response_definition
@@ -73,18 +74,32 @@ def _dependencies(dependant: Dependant) -> list[DocumentedDependency]:
     return found
 
 
+def _api_routes(app: FastAPI) -> list[tuple[APIRoute, str]]:
+    """Each `APIRoute` of `app` with its path as served, the routes of included routers too.
+
+    FastAPI 0.165 keeps an included router as one entry of `app.routes` and lists
+    its routes through `fastapi.routing.iter_route_contexts`; earlier versions copy
+    them into `app.routes`.
+    """
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    found = []
+    for entry in contexts(app.routes) if contexts is not None else app.routes:
+        route = getattr(entry, "original_route", entry)
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            found.append((route, getattr(entry, "path_format", None) or route.path_format))
+    return found
+
+
 def _document(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
+    for route, path in _api_routes(app):
         dependencies = _dependencies(route.dependant)
         if not dependencies:
             continue
         statuses = set().union(*(dependency.openapi_statuses(app) for dependency in dependencies))
         bodies = [body for dependency in dependencies if (body := dependency.openapi_body()) is not None]
         for method in route.methods or ():
-            operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+            operation = schema.get("paths", {}).get(path, {}).get(method.lower())
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})

@@ -9,7 +9,7 @@ callback the store did not commit. A store fault is a 503 the product retries.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends
 
@@ -64,31 +64,29 @@ def lifecycle_router(
         event: f"{prefix}/{event}" for event in ("installed", "uninstalled", "enabled", "disabled")
     }
 
+    # Dependencies as defaults: the annotations are strings (postponed), and `connect` is not a global.
+    signed_install: Any = Depends(ConnectInstall(config=connect))
+    uninstall: Any = Depends(ConnectLifecycle("uninstalled", config=connect))
+    enable: Any = Depends(ConnectLifecycle("enabled", config=connect))
+    disable: Any = Depends(ConnectLifecycle("disabled", config=connect))
+
     @router.post("/installed", status_code=204)
-    async def installed(
-        install: Annotated[VerifiedInstallation[Tenant], Depends(ConnectInstall(config=connect))],
-    ) -> None:
+    async def installed(install: VerifiedInstallation[Tenant] = signed_install) -> None:
         await store.save_install(install)
         await _run(on_installed, install)
 
     @router.post("/uninstalled", status_code=204)
-    async def uninstalled(
-        event: Annotated[VerifiedLifecycle[Tenant], Depends(ConnectLifecycle("uninstalled", config=connect))],
-    ) -> None:
+    async def uninstalled(event: VerifiedLifecycle[Tenant] = uninstall) -> None:
         await store.uninstall(event.client_key, signed_at=event.claims.iat)
         await _run(on_uninstalled, event)
 
     @router.post("/enabled", status_code=204)
-    async def enabled(
-        event: Annotated[VerifiedLifecycle[Tenant], Depends(ConnectLifecycle("enabled", config=connect))],
-    ) -> None:
+    async def enabled(event: VerifiedLifecycle[Tenant] = enable) -> None:
         await store.set_enabled(event.client_key, True)
         await _run(on_enabled, event)
 
     @router.post("/disabled", status_code=204)
-    async def disabled(
-        event: Annotated[VerifiedLifecycle[Tenant], Depends(ConnectLifecycle("disabled", config=connect))],
-    ) -> None:
+    async def disabled(event: VerifiedLifecycle[Tenant] = disable) -> None:
         await store.set_enabled(event.client_key, False)
         await _run(on_disabled, event)
 

@@ -59,11 +59,12 @@ def test_event_is_stored_once_per_delivery(forge: FakeForge, client: TestClient,
     fit = forge.mint_fit("event")
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204  # redelivered
-    assert driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit).status_code == 204  # another body
+    replayed = driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit)  # the same FIT, another body
+    assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT
     assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
     rows = forge_events(database)
-    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 3 + [
+    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 2 + [
         (forge.installation_id, "hourly-sync")
     ]
 
@@ -77,6 +78,7 @@ def test_whoami_links_the_connect_tenant(forge: FakeForge, fake_product: FakePro
         "accountId": forge.account_id,
         "environment": "PRODUCTION",
         "connectClientKey": None,
+        "installationState": None,
     }
     assert fake_product.drive(client).install(installationId=forge.installation_id).status_code == 204
     system, user = forge.system_token(), forge.user_token()
@@ -181,4 +183,5 @@ def test_openapi_documents_the_forge_routes(client: TestClient) -> None:
         "accountId",
         "environment",
         "connectClientKey",
+        "installationState",
     }

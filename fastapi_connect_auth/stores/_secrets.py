@@ -10,12 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-__all__ = ["SecretCipher", "SecretDecryptionError"]
+__all__ = ["CipherSource", "Encrypting", "SecretCipher", "SecretDecryptionError"]
 
 
 class SecretDecryptionError(Exception):
@@ -114,3 +114,23 @@ def read_key_file(key_file: Path) -> bytes:
                 f"it is mode {stat.S_IMODE(status.st_mode):o}."
             )
         return file.read()
+
+
+CipherSource = SecretCipher | Callable[[], SecretCipher]
+"""A `SecretCipher`, or a function making one when the store first needs it (keys read at startup, not import)."""
+
+
+class Encrypting:
+    """A store's `cipher`, made on first use when given as a function."""
+
+    def __init__(self, cipher: CipherSource) -> None:
+        self._cipher_source = cipher
+        self._cipher = cipher if isinstance(cipher, SecretCipher) else None
+
+    @property
+    def cipher(self) -> SecretCipher:
+        """The keys secrets are encrypted with."""
+        if self._cipher is None:
+            source = self._cipher_source
+            self._cipher = source if isinstance(source, SecretCipher) else source()
+        return self._cipher

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
 from ._records import ForgeInstallationRecord, Tenant
-from ._secrets import SecretCipher
+from ._secrets import CipherSource, Encrypting
 
 __all__ = ["RedisStore"]
 
@@ -79,7 +79,7 @@ return 0
 _MUTABLE = ("installed", "enabled", "uninstalled_at")
 
 
-class RedisStore(BaseStore):
+class RedisStore(BaseStore, Encrypting):
     """The library's store in Redis.
 
     ```python
@@ -88,7 +88,8 @@ class RedisStore(BaseStore):
 
     * `redis`: a URL (`redis://`, `rediss://`, `unix://`) or your own
       `redis.asyncio.Redis` (then yours to close).
-    * `cipher`: the keys shared secrets and tokens are encrypted with.
+    * `cipher`: the keys shared secrets and tokens are encrypted with (a
+      `SecretCipher`, or a function making one at first use).
     * `prefix`: the start of every key (one per app on a shared Redis).
     * Options as for `BaseStore` (`cache_ttl`, …).
     """
@@ -97,16 +98,15 @@ class RedisStore(BaseStore):
     """redis-py's errors (connection refused, timeouts, a server that refused a command)."""
 
     def __init__(
-        self, redis: str | Redis, *, cipher: SecretCipher, prefix: str = "connect-auth", **options: Any
+        self, redis: str | Redis, *, cipher: CipherSource, prefix: str = "connect-auth", **options: Any
     ) -> None:
-        super().__init__(**options)
+        BaseStore.__init__(self, **options)
+        Encrypting.__init__(self, cipher)
         if not prefix or ":" in prefix or not prefix.isprintable():
             raise ValueError("prefix must be a non-empty printable name without ':'")
         self._owns_client = isinstance(redis, str)
         self.redis: Redis = Redis.from_url(redis) if isinstance(redis, str) else redis
         """The redis-py client."""
-        self.cipher = cipher
-        """The keys secrets are encrypted with."""
         self.prefix = prefix
         """The start of every key this store writes."""
         self._put_tenant_script = self.redis.register_script(_PUT_TENANT)

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
 from ._records import ForgeInstallationRecord, InstallationState, Tenant
-from ._secrets import SecretCipher
+from ._secrets import CipherSource, Encrypting
 
 __all__ = ["MIGRATIONS", "SQLAlchemyStore", "async_database_url", "metadata"]
 
@@ -135,7 +135,7 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 
 
-class SQLAlchemyStore(BaseStore):
+class SQLAlchemyStore(BaseStore, Encrypting):
     """The library's store in a SQL database.
 
     ```python
@@ -145,7 +145,8 @@ class SQLAlchemyStore(BaseStore):
 
     * `database`: a URL (`sqlite:///…`, `postgresql://…`; the async driver is
       chosen) or your own `AsyncEngine` (then yours to dispose of).
-    * `cipher`: the keys shared secrets and tokens are encrypted with.
+    * `cipher`: the keys shared secrets and tokens are encrypted with (a
+      `SecretCipher`, or a function making one at first use).
     * Options as for `BaseStore` (`cache_ttl`, …).
 
     Database faults (down, locked, pool exhausted) answer `STORE_UNAVAILABLE`
@@ -156,13 +157,12 @@ class SQLAlchemyStore(BaseStore):
     faults: ClassVar[tuple[type[BaseException], ...]] = (SQLAlchemyError, OSError, asyncio.TimeoutError)
     """SQLAlchemy's errors, and the driver's connection errors that reach the app unwrapped."""
 
-    def __init__(self, database: str | AsyncEngine, *, cipher: SecretCipher, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, database: str | AsyncEngine, *, cipher: CipherSource, **options: Any) -> None:
+        BaseStore.__init__(self, **options)
+        Encrypting.__init__(self, cipher)
         self._owns_engine = isinstance(database, str)
         self.engine: AsyncEngine = create_engine(database) if isinstance(database, str) else database
         """The store's engine (for the app's own tables too)."""
-        self.cipher = cipher
-        """The keys secrets are encrypted with."""
         self._dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         self._writes_since_purge = 0
