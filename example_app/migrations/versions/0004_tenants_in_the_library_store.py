@@ -51,7 +51,7 @@ def upgrade() -> None:
             batch.drop_constraint(_SQLITE_FK, type_="foreignkey")
     else:
         for foreign_key in sa.inspect(bind).get_foreign_keys("events"):
-            op.drop_constraint(foreign_key["name"], "events", type_="foreignkey")
+            op.drop_constraint(str(foreign_key["name"]), "events", type_="foreignkey")
     op.drop_index("ix_installations_cloud_id", table_name="installations")
     op.drop_index("ix_installations_installation_id", table_name="installations")
     op.drop_table("installations")
