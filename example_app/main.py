@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx2
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -41,6 +40,7 @@ from fastapi_connect_auth import (
     lifecycle_router,
     redact_access_logs,
     remember_forge_delivery,
+    remember_forge_tokens,
 )
 from fastapi_connect_auth.stores import Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
@@ -90,7 +90,7 @@ NO_USER: dict[int | str, dict[str, Any]] = {
     },
     403: {
         "description": "The context token names no user (`UNAUTHORIZED_REQUEST`).",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectAuthError"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthErrorResponse"}}},
     },
 }
 
@@ -100,9 +100,12 @@ WebhookCall = Annotated[
 ]
 """A webhook: verified like a page load, then its JSON object read (at most MAX_WEBHOOK_BYTES) into `call.body`."""
 
-ForgeEventCall = Annotated[ForgeInvocation, Depends(ForgeRequest(read_body=True, max_body_size=MAX_WEBHOOK_BYTES))]
-"""A Forge product event or trigger: its FIT verified, then its body read (at most MAX_WEBHOOK_BYTES)."""
-ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
+ForgeEventCall = Annotated[
+    ForgeInvocation,
+    Depends(ForgeRequest(invocation="event", body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES)),
+]
+"""A Forge product event or trigger (never a FIT from a browser): verified, then its JSON object read strictly."""
+ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="ui"))]
 """A call from the app's Forge UI (`requestRemote`)."""
 
 
@@ -244,7 +247,7 @@ def create_app(
     redact_access_logs()
     answer_database_outages(app)
 
-    lifecycle = lifecycle_router(connect, tenants)
+    lifecycle = lifecycle_router(connect, tenants, forge)
 
     @app.get("/atlassian-connect.json")
     async def descriptor() -> dict[str, Any]:
@@ -304,19 +307,17 @@ def add_forge_routes(app: FastAPI, stores: list[Stores], forge: ForgeAuth) -> No
 
     @app.post("/forge/events", status_code=204)
     async def forge_event(call: ForgeEventCall) -> None:
-        """A product event or scheduled trigger, stored once: Forge redelivers, and may send one FIT twice."""
-        body = call.body or b""
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = None
-        if not isinstance(payload, dict):
-            raise HTTPException(400, "A Forge event body must be a JSON object.")
+        """A product event or scheduled trigger, stored once: Forge redelivers with the same FIT.
+
+        The same FIT with another body is refused (409 `DELIVERY_CONFLICT`); the system
+        token of an event (never a browser's call) is kept for work between invocations.
+        """
         opened = stores[0]
-        await remember_forge_delivery(opened.forge, call)  # the same jti with another body: 409
-        delivery = hashlib.sha256(call.jti.encode() + b"\0" + body).hexdigest()
+        await remember_forge_delivery(opened.forge, call)
+        await remember_forge_tokens(opened.forge, call)
+        delivery = hashlib.sha256(call.jti.encode() + b"\0" + (call.raw_body or b"")).hexdigest()
         module_key = call.module.key if call.module else None
-        await opened.events.add_forge_event(call.installation_id, delivery, module_key, payload)
+        await opened.events.add_forge_event(call.installation_id, delivery, module_key, call.body)
 
     @app.get("/forge/whoami")
     async def forge_whoami(call: ForgeUiCall) -> ForgeWhoAmI:

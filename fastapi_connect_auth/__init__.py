@@ -31,9 +31,21 @@ from ._connect._models import (
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, remember_webhook_delivery
 from ._errors import AuthError, AuthErrorCode
-from ._forge._dependencies import ForgeRequest
+from ._forge._dependencies import ForgeLifecycle, ForgeRequest
 from ._forge._flow import FORGE_API_HOSTS, FORGE_ISSUER, ForgeAuth, forge_app_ari
 from ._forge._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
+from ._forge._lifecycle import (
+    ForgeInstalledPayload,
+    ForgeLifecycleApp,
+    ForgeLifecycleEnvironment,
+    ForgeLifecycleEvent,
+    ForgeLifecyclePayload,
+    ForgePreUninstallContext,
+    ForgePreUninstallPayload,
+    ForgeRetryContext,
+    ForgeUpgradedPayload,
+    VerifiedForgeLifecycle,
+)
 from ._forge._models import (
     ForgeApp,
     ForgeClaims,
@@ -42,6 +54,7 @@ from ._forge._models import (
     ForgeInstallation,
     ForgeInstallationContext,
     ForgeInvocation,
+    ForgeInvocationKind,
     ForgeLicense,
     ForgeModule,
 )
@@ -111,13 +124,24 @@ __all__ = [
     "ForgeEnvironment",
     "ForgeInstallation",
     "ForgeInstallationContext",
+    "ForgeInstalledPayload",
     "ForgeInvocation",
+    "ForgeInvocationKind",
     "ForgeKeyProvider",
     "ForgeLicense",
+    "ForgeLifecycle",
+    "ForgeLifecycleApp",
+    "ForgeLifecycleEnvironment",
+    "ForgeLifecycleEvent",
+    "ForgeLifecyclePayload",
     "ForgeModule",
+    "ForgePreUninstallContext",
+    "ForgePreUninstallPayload",
     "ForgeRequest",
+    "ForgeRetryContext",
     "ForgeStoredToken",
     "ForgeTokenStore",
+    "ForgeUpgradedPayload",
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
@@ -141,6 +165,7 @@ __all__ = [
     "UnsafeRequestError",
     "UserGrant",
     "UserTokenProvider",
+    "VerifiedForgeLifecycle",
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",

@@ -2,6 +2,8 @@
 
 `request.body()` buffers everything before anyone can look at its size, and a
 chunked body declares none, so every body the library reads comes through here.
+`read_kept` then keeps what it read where Starlette keeps `request.body()`, so
+the body can be read again on the same request, by another dependency or the route.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from starlette.requests import Request
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["BodySource", "declared_length", "read_capped", "too_large"]
+__all__ = ["BodySource", "declared_length", "read_capped", "read_kept", "too_large"]
 
 BodySource = Callable[[], Awaitable[bytes]]
 """Reads the body when a flow needs it: after the checks that do not depend on it."""
@@ -45,3 +47,24 @@ async def read_capped(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large(limit)
     return bytes(body)
+
+
+async def read_kept(request: Request, limit: int) -> bytes:
+    """`read_capped`, then kept on the request: read again, by any dependency or the route, it is the same bytes.
+
+    A request's stream can be consumed once; Starlette's `request.body()` keeps
+    what it read and every later `body()`, `json()` or `stream()` serves that.
+    Keeping ours in the same place means two dependencies reading one body, or
+    a dependency followed by the route's own `await request.body()`, both work,
+    in either order. A body already streamed away by other code (`request.stream()`,
+    which keeps nothing) cannot be had again: that is a `RuntimeError` naming the fix.
+    """
+    try:
+        body = await read_capped(request, limit)
+    except RuntimeError as exc:  # Starlette's "Stream consumed"
+        raise RuntimeError(
+            "The request body was consumed through request.stream() before this dependency read it;"
+            " read it with `await request.body()`, which keeps it for the next reader."
+        ) from exc
+    request._body = body  # where Starlette's `body()` keeps it
+    return body

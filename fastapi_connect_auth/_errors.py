@@ -73,7 +73,9 @@ class AuthErrorCode(str, enum.Enum):
     INVALID_IC_LABEL = "INVALID_IC_LABEL"
     """Forge: the FIT's `icLabel` is malformed, or Isolated Cloud is not configured."""
     INSTALLATION_MISMATCH = "INSTALLATION_MISMATCH"
-    """Forge: `app.installation.id` is not the FIT's `app.installationId`."""
+    """Forge: `app.installation.id`, or a lifecycle payload's installation, is not the FIT's `app.installationId`."""
+    WRONG_INVOCATION = "WRONG_INVOCATION"
+    """Forge: the FIT is not of the kind the route takes (a UI call on an event route, another module)."""
     # Stores.
     DELIVERY_CONFLICT = "DELIVERY_CONFLICT"
     """A delivery id (a FIT's `jti`, a webhook's identifier) seen before came with another body (409)."""

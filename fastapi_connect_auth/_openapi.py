@@ -1,15 +1,19 @@
-"""OpenAPI: every route guarded by a Connect dependency documents the errors it can answer.
+"""OpenAPI: every route guarded by one of the library's dependencies documents the errors it can answer.
 
 FastAPI lets a dependency add a security scheme but not responses, so
-`ConnectAuth.install(app)` wraps `app.openapi`: each `DocumentedDependency`
-found in a route's dependency tree adds its statuses (with the
-`ConnectAuthError` model, whose `code` is the `AuthErrorCode` enum) and the
-request body it reads, which FastAPI cannot see since it never parses it.
+`ConnectAuth.install(app)` and `ForgeAuth.install(app)` wrap `app.openapi`: each
+`DocumentedDependency` found in a route's dependency tree adds its statuses
+(with the `AuthErrorResponse` model, whose `code` is the `AuthErrorCode` enum,
+and the `WWW-Authenticate` challenge of its side: `JWT` for Connect, `Bearer`
+for Forge) and the request body it reads, which FastAPI cannot see since it
+never parses it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import fastapi.routing
 from fastapi import FastAPI
@@ -17,10 +21,17 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import validation_error_definition, validation_error_response_definition
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter
+from starlette.routing import BaseRoute
 
 from ._errors import AuthErrorCode
 
-__all__ = ["ConnectAuthError", "DocumentedDependency", "document_errors"]
+# FastAPI 0.16x keeps included routers nested in `app.routes` and walks them with this; older
+# versions copy their routes into `app.routes`.
+_iter_route_contexts: Callable[[list[BaseRoute]], Iterable[Any]] | None = getattr(
+    fastapi.routing, "iter_route_contexts", None
+)
+
+__all__ = ["AuthErrorResponse", "DocumentedDependency", "GuardedRoute", "document_errors", "guarded_routes"]
 
 _REF = "#/components/schemas/{model}"
 
@@ -33,15 +44,18 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 
 
-class ConnectAuthError(BaseModel):
-    """The body of every rejection: a message safe to show, and why, as a code."""
+class AuthErrorResponse(BaseModel):
+    """The body of every rejection, Connect's and Forge's: a message safe to show, and why, as a code."""
 
     detail: str
     code: AuthErrorCode
 
 
 class DocumentedDependency:
-    """A dependency that says which error statuses it can answer, and which body it reads."""
+    """A dependency that says which error statuses it can answer, which body it reads, and what it needs."""
+
+    challenge: ClassVar[str] = "JWT"
+    """The `WWW-Authenticate` scheme of its 401s."""
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
         """The statuses this dependency may answer on `app` (with the configuration installed there, if any)."""
@@ -49,6 +63,10 @@ class DocumentedDependency:
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The type of the body this dependency reads, if it reads one."""
+        return None
+
+    def missing_configuration(self, app: FastAPI) -> str | None:
+        """Why this dependency could not run on `app` (no configuration passed or installed), or `None`."""
         return None
 
 
@@ -74,37 +92,55 @@ def _dependencies(dependant: Dependant) -> list[DocumentedDependency]:
     return found
 
 
-def _api_routes(app: FastAPI) -> list[tuple[APIRoute, str]]:
-    """Each `APIRoute` of `app` with its path as served, the routes of included routers too.
+@dataclass(frozen=True)
+class GuardedRoute:
+    """A route of an app as it is served (its included routers' prefix and dependencies applied), and its guards."""
 
-    FastAPI 0.165 keeps an included router as one entry of `app.routes` and lists
-    its routes through `fastapi.routing.iter_route_contexts`; earlier versions copy
-    them into `app.routes`.
-    """
-    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    found = []
-    for entry in contexts(app.routes) if contexts is not None else app.routes:
-        route = getattr(entry, "original_route", entry)
-        if isinstance(route, APIRoute) and route.include_in_schema:
-            found.append((route, getattr(entry, "path_format", None) or route.path_format))
-    return found
+    path_format: str
+    methods: frozenset[str]
+    include_in_schema: bool
+    dependencies: list[DocumentedDependency]
+
+
+def _api_routes(app: FastAPI) -> Iterator[tuple[Any, APIRoute]]:
+    """Each `APIRoute` of `app`, with what serves it: itself, or (FastAPI 0.16x) its included router's context."""
+    if _iter_route_contexts is None:  # older FastAPI copies included routes into `app.routes`
+        yield from ((route, route) for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in _iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context, context.original_route
+
+
+def guarded_routes(app: FastAPI) -> Iterator[GuardedRoute]:
+    """Each route of `app` (included routers' too) guarded by the library's dependencies, with them."""
+    for served, route in _api_routes(app):
+        dependant = getattr(served, "dependant", None) or route.dependant
+        if dependencies := _dependencies(dependant):
+            yield GuardedRoute(
+                getattr(served, "path_format", None) or route.path_format,
+                frozenset(getattr(served, "methods", None) or route.methods or ()),
+                bool(getattr(served, "include_in_schema", route.include_in_schema)),
+                dependencies,
+            )
 
 
 def _document(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for route, path in _api_routes(app):
-        dependencies = _dependencies(route.dependant)
-        if not dependencies:
+    for route in guarded_routes(app):
+        if not route.include_in_schema:
             continue
+        dependencies = route.dependencies
         statuses = set().union(*(dependency.openapi_statuses(app) for dependency in dependencies))
+        challenge = ", ".join(sorted({dependency.challenge for dependency in dependencies}))
         bodies = [body for dependency in dependencies if (body := dependency.openapi_body()) is not None]
-        for method in route.methods or ():
-            operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+        for method in sorted(route.methods):
+            operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
             for status in sorted(statuses):
-                responses.setdefault(str(status), _response(status, components))
+                responses.setdefault(str(status), _response(status, challenge, components))
             if bodies and "requestBody" not in operation:
                 operation["requestBody"] = {
                     "required": True,
@@ -112,20 +148,20 @@ def _document(app: FastAPI, schema: dict[str, Any]) -> None:
                 }
 
 
-def _response(status: int, components: dict[str, Any]) -> dict[str, Any]:
+def _response(status: int, challenge: str, components: dict[str, Any]) -> dict[str, Any]:
     if status == 422:
         components.setdefault("ValidationError", validation_error_definition)
         components.setdefault("HTTPValidationError", validation_error_response_definition)
         model = "HTTPValidationError"
     else:
-        _schema_of(TypeAdapter(ConnectAuthError), components)
-        model = "ConnectAuthError"
+        _schema_of(TypeAdapter(AuthErrorResponse), components)
+        model = "AuthErrorResponse"
     response: dict[str, Any] = {
         "description": ERROR_DESCRIPTIONS[status],
         "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
     }
     if status == 401:
-        response["headers"] = {"WWW-Authenticate": {"description": "`JWT`", "schema": {"type": "string"}}}
+        response["headers"] = {"WWW-Authenticate": {"description": f"`{challenge}`", "schema": {"type": "string"}}}
     return response
 
 

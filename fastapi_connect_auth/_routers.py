@@ -16,8 +16,12 @@ from fastapi import APIRouter, Depends
 from ._connect._dependencies import ConnectInstall, ConnectLifecycle
 from ._connect._flow import ConnectAuth
 from ._connect._models import VerifiedInstallation, VerifiedLifecycle
+from ._forge._dependencies import ForgeLifecycle
+from ._forge._flow import ForgeAuth
+from ._forge._lifecycle import VerifiedForgeLifecycle
+from ._outbound._forge import remember_forge_tokens
 from .stores._base import BaseStore
-from .stores._records import Tenant
+from .stores._records import InstallationState, Tenant
 
 __all__ = ["LifecycleRouter", "lifecycle_router"]
 
@@ -36,12 +40,17 @@ class LifecycleRouter(APIRouter):
 def lifecycle_router(
     connect: ConnectAuth,
     store: BaseStore,
+    forge: ForgeAuth | None = None,
     *,
     prefix: str = "",
+    forge_prefix: str = "/forge/lifecycle",
     on_installed: Hook[VerifiedInstallation[Tenant]] | None = None,
     on_uninstalled: Hook[VerifiedLifecycle[Tenant]] | None = None,
     on_enabled: Hook[VerifiedLifecycle[Tenant]] | None = None,
     on_disabled: Hook[VerifiedLifecycle[Tenant]] | None = None,
+    on_forge_installed: Hook[VerifiedForgeLifecycle] | None = None,
+    on_forge_upgraded: Hook[VerifiedForgeLifecycle] | None = None,
+    on_forge_uninstalled: Hook[VerifiedForgeLifecycle] | None = None,
 ) -> LifecycleRouter:
     """`POST {prefix}/installed`, `/uninstalled`, `/enabled` and `/disabled`, each answering 204 once stored.
 
@@ -55,9 +64,16 @@ def lifecycle_router(
       secret, payload and Forge installation id are written (`store.save_install`).
     * `uninstalled`: the tenant is kept, refused until a signed install.
     * `enabled`/`disabled`: recorded on the tenant.
-    * `on_installed=`, `on_uninstalled=`, `on_enabled=`, `on_disabled=`: the app's
-      own work, awaited after the store committed; the callback is answered
-      once the hook returns.
+    * With `forge`: `POST {forge_prefix}/installed`, `/upgraded` and
+      `/pre-uninstall` (Forge `trigger` and `preUninstall` modules with
+      `endpoint:`), each a `ForgeLifecycle` route: no browser-visible FIT, the
+      payload's installation the FIT's. The installation is recorded with its
+      contexts (`installed`, then `uninstalled` with its time), and the system
+      token the event brings is kept (`remember_forge_tokens`).
+    * `on_installed=`, `on_uninstalled=`, `on_enabled=`, `on_disabled=`,
+      `on_forge_installed=`, `on_forge_upgraded=`, `on_forge_uninstalled=`: the
+      app's own work, awaited after the store committed; the callback is
+      answered once the hook returns.
     """
     router = LifecycleRouter(prefix=prefix)
     router.lifecycle_urls = {
@@ -90,7 +106,46 @@ def lifecycle_router(
         await store.set_enabled(event.client_key, False)
         await _run(on_disabled, event)
 
+    if forge is not None:
+        _add_forge_routes(
+            router, store, forge, forge_prefix, on_forge_installed, on_forge_upgraded, on_forge_uninstalled
+        )
     return router
+
+
+def _add_forge_routes(
+    router: LifecycleRouter,
+    store: BaseStore,
+    forge: ForgeAuth,
+    prefix: str,
+    on_installed: Hook[VerifiedForgeLifecycle] | None,
+    on_upgraded: Hook[VerifiedForgeLifecycle] | None,
+    on_uninstalled: Hook[VerifiedForgeLifecycle] | None,
+) -> None:
+    forge_installed: Any = Depends(ForgeLifecycle("installed", config=forge))
+    forge_upgraded: Any = Depends(ForgeLifecycle("upgraded", config=forge))
+    forge_pre_uninstall: Any = Depends(ForgeLifecycle("pre-uninstall", config=forge))
+
+    async def record(event: VerifiedForgeLifecycle, state: InstallationState) -> None:
+        app = getattr(event.payload, "app", None)
+        await store.record_forge_installation(event.invocation, state=state, app_version=getattr(app, "version", None))
+        if state == "installed":
+            await remember_forge_tokens(store, event.invocation)
+
+    @router.post(f"{prefix}/installed", status_code=204)
+    async def forge_installed_event(event: VerifiedForgeLifecycle = forge_installed) -> None:
+        await record(event, "installed")
+        await _run(on_installed, event)
+
+    @router.post(f"{prefix}/upgraded", status_code=204)
+    async def forge_upgraded_event(event: VerifiedForgeLifecycle = forge_upgraded) -> None:
+        await record(event, "installed")
+        await _run(on_upgraded, event)
+
+    @router.post(f"{prefix}/pre-uninstall", status_code=204)
+    async def forge_pre_uninstall_event(event: VerifiedForgeLifecycle = forge_pre_uninstall) -> None:
+        await record(event, "uninstalled")
+        await _run(on_uninstalled, event)
 
 
 async def _run(hook: Hook[Any] | None, verified: Any) -> None:

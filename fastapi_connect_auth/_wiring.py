@@ -2,7 +2,10 @@
 
 * `AppConfig.install(app)` puts the configuration on `app.state` and answers
   `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
-* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime.
+* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime,
+  and first checks that every guarded route will find its configuration
+  (`check_configured`): a forgotten `install(app)` fails at startup, not at the
+  first request.
 * `OwnedClient` is a key provider's `httpx2.AsyncClient`: one passed in, or its
   own, opened by `async with` and closed by `aclose()`.
 """
@@ -18,14 +21,15 @@ import httpx2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from ._errors import AuthError
-from ._openapi import document_errors
+from ._openapi import document_errors, guarded_routes
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
-__all__ = ["AppConfig", "OwnedClient", "auth_error_handler"]
+__all__ = ["AppConfig", "OwnedClient", "auth_error_handler", "check_configured"]
 
 
 async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
@@ -33,6 +37,34 @@ async def auth_error_handler(request: Request, exc: AuthError) -> JSONResponse:
     return JSONResponse(
         {"detail": exc.message, "code": exc.code.value}, status_code=exc.status_code, headers=exc.headers
     )
+
+
+def _unconfigured(app: Starlette, prefix: str = "") -> list[str]:
+    problems = []
+    if isinstance(app, FastAPI):
+        for route in guarded_routes(app):
+            for dependency in route.dependencies:
+                if (reason := dependency.missing_configuration(app)) is not None:
+                    methods = ",".join(sorted(route.methods))
+                    problems.append(
+                        f"{methods} {prefix}{route.path_format} uses {type(dependency).__name__}, but {reason}"
+                    )
+    for mount in app.routes:
+        if isinstance(mount, Mount) and isinstance(mount.app, Starlette):
+            problems += _unconfigured(mount.app, prefix + mount.path)
+    return problems
+
+
+def check_configured(app: Starlette) -> None:
+    """Raise `RuntimeError` at startup if a route's dependency would find no configuration at its first request.
+
+    Covers the app's routes (included routers too) and mounted sub-apps, each
+    against its own `install()`. Apps that never enter a library lifespan are
+    not checked here: their first guarded request raises the same error.
+    """
+    problems = _unconfigured(app)
+    if problems:
+        raise RuntimeError("; ".join(dict.fromkeys(problems)) + ".")
 
 
 class AppConfig:
@@ -54,7 +86,14 @@ class AppConfig:
 
     @asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=config.lifespan)`."""
+        """Open the key provider's HTTP client for the app's lifetime: `FastAPI(lifespan=config.lifespan)`.
+
+        Before anything, every guarded route of `app` is checked to find its
+        configuration (`install(app)` or `config=`): a `RuntimeError` naming the
+        route and the fix otherwise, so the app does not start.
+        """
+        if app is not None:
+            check_configured(app)
         async with AsyncExitStack() as stack:
             if isinstance(self.key_provider, AbstractAsyncContextManager):
                 await stack.enter_async_context(self.key_provider)

@@ -435,6 +435,20 @@ def legacy_app(make_connect_app: ConnectAppFactory) -> ConnectApp:
 
 MIB = 1024 * 1024
 
+# JSON no body should ever be: each must be a 422 (after the token is verified), never a 500.
+HOSTILE_JSON = {
+    "NaN": b'{"eventType": "x", "weight": NaN}',
+    "Infinity": b'{"eventType": "x", "weight": Infinity}',
+    "-Infinity": b'{"eventType": "x", "weight": -Infinity}',
+    "1e400": b'{"eventType": "x", "weight": 1e400}',
+    "-1e400": b'{"eventType": "x", "issue": {"n": -1e400}}',
+    "65 levels": b'{"eventType": "x", "issue": {"a": ' + b"[" * 64 + b"]" * 64 + b"}}",
+    "100,000 levels": b'{"eventType": "x", "issue": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+    "an int of 5,000 digits": b'{"eventType": "x", "issue": {"n": ' + b"9" * 5000 + b"}}",
+    "not UTF-8": b'{"eventType": "\xff"}',
+    "truncated": b'{"eventType": "x"',
+}
+
 
 class Upload:
     """An ASGI `receive` serving `total` bytes in 1 MiB chunks, lazily, counting the chunks pulled; or `body`."""

@@ -1,6 +1,8 @@
 """Bodies: `ConnectRequest(body=Model)` reads a webhook body only after the token, capped, then validates it.
 
-The order of answers is 401, then 413, then 422. The ASGI-level tests count the
+The order of answers is 401, then 413, then 422; the JSON is strict (no `NaN`,
+`Infinity`, numbers out of range or nesting past 64 levels: each a 422), and the
+body, once read, can be read again by the route. The ASGI-level tests count the
 chunks the app pulled, so "not read" is observed, not inferred.
 """
 
@@ -10,11 +12,21 @@ import json
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, field_validator
 
 from fastapi_connect_auth import ConnectRequest, VerifiedRequest
-from tests.conftest import MIB, ConnectApp, ConnectAppFactory, Tokens, Upload, asgi_post, auth_header, qsh_for
+from tests.conftest import (
+    HOSTILE_JSON,
+    MIB,
+    ConnectApp,
+    ConnectAppFactory,
+    Tokens,
+    Upload,
+    asgi_post,
+    auth_header,
+    qsh_for,
+)
 
 MAX_WEBHOOK = 1024
 
@@ -36,11 +48,19 @@ VALIDATED: list[str] = []
 def webhook_routes(app: FastAPI) -> None:
     # In a closure the dependency is a default value: a string annotation cannot see it.
     verified = Depends(ConnectRequest(body=IssueEvent, max_body_size=MAX_WEBHOOK))
+    large = Depends(ConnectRequest(body=IssueEvent, max_body_size=300_000))
 
     @app.post("/issue-webhook")
     async def issue_webhook(call: VerifiedRequest[Any] = verified) -> dict[str, Any]:
         event: IssueEvent = call.body
         return {"client_key": call.client_key, "event": event.webhookEvent, "issue": event.issue_key}
+
+    @app.post("/large-webhook")
+    async def large_webhook(call: VerifiedRequest[Any] = large) -> None: ...
+
+    @app.post("/webhook-then-route")
+    async def then_route(request: Request, call: VerifiedRequest[Any] = verified) -> dict[str, Any]:
+        return {"same": json.loads(await request.body())["issue_key"] == call.body.issue_key}
 
 
 @pytest.fixture
@@ -125,3 +145,18 @@ def test_signed_chunked_webhook_is_cut_off_at_the_cap(app: ConnectApp, tokens: T
 
     assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert upload.pulled == 1  # the first 1 MiB chunk is past the 1 KiB cap: nothing more is pulled
+
+
+@pytest.mark.parametrize("case", HOSTILE_JSON)
+def test_hostile_json_is_422_never_500(app: ConnectApp, tokens: Tokens, case: str) -> None:
+    headers = auth_header(tokens.hs256(qsh_for("POST", "/large-webhook")))
+    response = app.client.post("/large-webhook", headers=headers, content=HOSTILE_JSON[case])
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert VALIDATED == []
+
+
+def test_the_route_can_read_the_body_again(app: ConnectApp, tokens: Tokens) -> None:
+    headers = auth_header(tokens.hs256(qsh_for("POST", "/webhook-then-route")))
+    body = json.dumps({"webhookEvent": "jira:issue_created", "issue_key": "DEMO-1"})
+    assert app.client.post("/webhook-then-route", headers=headers, content=body).json() == {"same": True}

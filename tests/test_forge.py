@@ -11,7 +11,8 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx2
@@ -19,17 +20,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_connect_auth import (
     FORGE_STAGING_JWKS_URL,
     AuthError,
     AuthErrorCode,
+    ConnectAuth,
+    ConnectRequest,
     ForgeAuth,
     ForgeInvocation,
     ForgeRequest,
     JwksKeyProvider,
+    VerifiedRequest,
     forge_app_ari,
 )
 from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
@@ -428,6 +432,69 @@ def test_without_install_the_dependency_says_what_to_do(forge: FakeForge) -> Non
         client.get("/x", headers={"Authorization": f"Bearer {forge.mint_fit()}"})
 
 
+def test_forgetting_install_fails_at_startup_with_the_fix(forge: FakeForge) -> None:
+    config = forge.forge_auth()
+    app = FastAPI(lifespan=config.lifespan)
+    router = APIRouter()
+
+    @router.post("/forge/events")
+    async def route(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    app.include_router(router, prefix="/api")
+    with pytest.raises(RuntimeError, match=r"POST /api/forge/events uses ForgeRequest.*call forge\.install\(app\)"):
+        TestClient(app).__enter__()
+    config.install(app)
+    with TestClient(app) as client:
+        assert client.post("/api/forge/events").status_code == 401
+    # An included router's routes are documented as the app's own.
+    assert "401" in app.openapi()["paths"]["/api/forge/events"]["post"]["responses"]
+
+
+def test_the_startup_check_covers_mounted_apps_and_both_sides(forge: FakeForge) -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    config = forge.forge_auth()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect.lifespan(app), config.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    connect.install(app)
+    forge_app = FastAPI()
+
+    @forge_app.get("/whoami")
+    async def whoami(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    @forge_app.get("/configured")
+    async def configured(call: Annotated[ForgeInvocation, Depends(ForgeRequest(config=config))]) -> None: ...
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    app.mount("/forge", forge_app)
+    with pytest.raises(RuntimeError) as failed:
+        TestClient(app).__enter__()
+    assert str(failed.value) == (
+        "GET /forge/whoami uses ForgeRequest, but no ForgeAuth is installed on this app:"
+        " call forge.install(app), or pass config= to the dependency."
+    )
+    config.install(forge_app)
+    with TestClient(app) as client:
+        assert client.get("/forge/whoami").status_code == 401
+
+
+def test_a_connect_app_that_forgot_install_fails_at_startup_too() -> None:
+    connect = ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+    app = FastAPI(lifespan=connect.lifespan)
+
+    @app.get("/connect")
+    async def connect_route(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+    with pytest.raises(RuntimeError, match=r"GET /connect uses ConnectRequest.*call connect\.install\(app\)"):
+        TestClient(app).__enter__()
+
+
 def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     app, _ = make_app(forge.forge_auth())
     schema = app.openapi()
@@ -442,6 +509,94 @@ def test_openapi_shows_the_bearer_scheme(forge: FakeForge) -> None:
     assert schema["paths"]["/forge/events"]["post"]["security"] == [{"ForgeInvocationToken": []}]
     assert {"401", "503"} <= set(schema["paths"]["/forge/events"]["post"]["responses"])
     assert "413" not in schema["paths"]["/forge/events"]["post"]["responses"]
-    assert schema["components"]["schemas"]["ConnectAuthError"]["properties"]["code"] == {
+    assert schema["components"]["schemas"]["AuthErrorResponse"]["properties"]["code"] == {
         "$ref": "#/components/schemas/AuthErrorCode"
     }
+    unauthorized = schema["paths"]["/forge/events"]["post"]["responses"]["401"]
+    assert unauthorized["headers"]["WWW-Authenticate"]["description"] == "`Bearer`"
+    assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuthErrorResponse"}
+
+
+# -- which invocations a route takes ----------------------------------------------------------
+
+UI_ONLY = ForgeRequest(invocation="ui")
+EVENTS_ONLY = ForgeRequest(invocation="event")
+HOURLY_ONLY = ForgeRequest(invocation="trigger", module_keys={"hourly-sync"})
+
+
+def routes_by_invocation(config: ForgeAuth) -> tuple[FastAPI, list[ForgeInvocation]]:
+    app = FastAPI()
+    config.install(app)
+    stored: list[ForgeInvocation] = []
+
+    @app.post("/ui")
+    async def ui(call: Annotated[ForgeInvocation, Depends(UI_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/events")
+    async def events(call: Annotated[ForgeInvocation, Depends(EVENTS_ONLY)]) -> None:
+        stored.append(call)
+
+    @app.post("/hourly")
+    async def hourly(call: Annotated[ForgeInvocation, Depends(HOURLY_ONLY)]) -> None:
+        stored.append(call)
+
+    return app, stored
+
+
+@pytest.mark.parametrize(
+    ("path", "shape", "overrides", "accepted"),
+    [
+        ("/ui", "ui", {}, True),
+        ("/ui", "event", {}, False),
+        ("/ui", "ui", {"principal": None}, True),  # a context alone is still a UI call
+        ("/events", "event", {}, True),
+        ("/events", "trigger", {}, True),
+        ("/events", "ui", {}, False),
+        ("/events", "ui", {"context": None}, False),  # a principal alone too
+        ("/events", "ui", {"principal": None}, False),
+        ("/hourly", "trigger", {}, True),
+        ("/hourly", "event", {}, False),  # another module
+        ("/hourly", "trigger", {"app": {"module": None}}, False),
+        ("/hourly", "ui", {"app": {"module": {"key": "hourly-sync"}}}, False),
+    ],
+)
+def test_a_route_takes_only_the_invocations_it_names(
+    forge: FakeForge,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    shape: Any,
+    overrides: dict[str, Any],
+    accepted: bool,
+) -> None:
+    fit = forge.mint_fit(shape, **overrides)
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="fastapi_connect_auth"):
+        response = client.post(path, headers=forge.drive(client).headers(fit))
+    if accepted:
+        assert response.status_code == 200, response.text
+        assert len(stored) == 1
+    else:
+        assert_refused(response, "WRONG_INVOCATION", stored)
+        assert "WRONG_INVOCATION" in caplog.text
+
+
+def test_the_wrong_invocation_is_refused_before_any_key_lookup(forge: FakeForge) -> None:
+    app, stored = routes_by_invocation(forge.forge_auth(clock=lambda: NOW))
+    with TestClient(app) as client:
+        response = client.post("/events", headers=forge.drive(client).headers(forge.mint_fit("ui")))
+    assert_refused(response, "WRONG_INVOCATION", stored)
+    assert forge.jwks_requests == 0
+
+
+@pytest.mark.anyio
+async def test_verify_invocation_takes_the_same_restrictions(forge: FakeForge) -> None:
+    config = forge.forge_auth(clock=lambda: NOW)
+    event = await config.verify_invocation(forge.mint_fit("event"), invocation="backend")
+    assert not event.browser_visible
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("ui"), invocation="lifecycle")
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION
+    with pytest.raises(AuthError) as refused:
+        await config.verify_invocation(forge.mint_fit("event"), module_keys=())
+    assert refused.value.code is AuthErrorCode.WRONG_INVOCATION

@@ -81,15 +81,15 @@ def test_each_protected_route_documents_its_401_with_the_error_model(
 ) -> None:
     responses = openapi["paths"][path][method]["responses"]
 
-    assert error_model(openapi, method, path, "401") == "ConnectAuthError"
+    assert error_model(openapi, method, path, "401") == "AuthErrorResponse"
     assert "WWW-Authenticate" in responses["401"]["headers"]
 
 
 def test_the_error_model_has_a_detail_and_an_enum_code(openapi: dict[str, Any]) -> None:
     schemas = openapi["components"]["schemas"]
 
-    assert schemas["ConnectAuthError"]["required"] == ["detail", "code"]
-    assert schemas["ConnectAuthError"]["properties"]["code"] == {"$ref": "#/components/schemas/AuthErrorCode"}
+    assert schemas["AuthErrorResponse"]["required"] == ["detail", "code"]
+    assert schemas["AuthErrorResponse"]["properties"]["code"] == {"$ref": "#/components/schemas/AuthErrorCode"}
     assert schemas["AuthErrorCode"]["enum"] == [code.value for code in AuthErrorCode]
 
 

@@ -6,7 +6,7 @@ generated case signed like Jira would sign it, so that webhook bodies are
 stored and the inbox's `/api/events` answer is checked against its schema.
 The checks are `not_a_server_error`, `status_code_conformance` and
 `response_schema_conformance`: the errors are documented (each Connect dependency
-adds its statuses and the `ConnectAuthError` model), so 401s, 400s, 413s and
+adds its statuses and the `AuthErrorResponse` model), so 401s, 400s, 413s and
 422s are checked against the schema like the successes.
 """
 

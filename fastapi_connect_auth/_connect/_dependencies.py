@@ -12,13 +12,13 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from .._bodies import BodySource, read_capped
+from .._bodies import BodySource, read_kept
 from .._errors import AuthError, AuthErrorCode
+from .._json import validate_body
 from .._openapi import DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
@@ -84,6 +84,12 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         """The `ConnectAuth` this dependency checks with on `app`, if one is set (for OpenAPI, outside a request)."""
         return self.config or ConnectAuth.installed_on(app)
 
+    def missing_configuration(self, app: FastAPI) -> str | None:
+        """Why this dependency cannot run on `app`: no `config=` and no `ConnectAuth` installed there."""
+        if self.configured(app) is not None:
+            return None
+        return f"no ConnectAuth is installed on this app: {ConnectAuth.install_hint}, or pass config= to the dependency"
+
     def connect_auth(self, request: Request) -> ConnectAuth:
         """The `ConnectAuth` this dependency checks with: its own `config`, else the app's."""
         return self.config or ConnectAuth.of(request)
@@ -97,7 +103,7 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
         config = self.connect_auth(request)
 
         async def body() -> bytes:
-            return await read_capped(request, config.max_body_size)
+            return await read_kept(request, config.max_body_size)
 
         return config, self.extract_token(request), request_target(request), body
 
@@ -183,18 +189,9 @@ class ConnectRequest(_ConnectSecurity):
     async def _with_body(
         self, request: Request, verified: VerifiedRequest[Any], body_type: TypeAdapter[Any]
     ) -> VerifiedRequest[Any]:
-        """`verified` with its body: streamed under the cap, then validated (422 as FastAPI words it)."""
-        raw = await read_capped(request, self.max_body_size or self.connect_auth(request).max_body_size)
-        try:
-            body = body_type.validate_json(raw)
-        except ValidationError as exc:
-            # Without `input`: the caller's own bytes are not echoed back, however large.
-            errors = [
-                {"type": error["type"], "loc": ("body", *error["loc"]), "msg": error["msg"]}
-                for error in exc.errors(include_url=False)
-            ]
-            raise RequestValidationError(errors) from None
-        return VerifiedRequest(verified.claims, verified.stored_entity, body)
+        """`verified` with its body: streamed under the cap, then parsed strictly and validated (422)."""
+        raw = await read_kept(request, self.max_body_size or self.connect_auth(request).max_body_size)
+        return VerifiedRequest(verified.claims, verified.stored_entity, validate_body(body_type, raw))
 
 
 class ConnectInstall(_ConnectSecurity):

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
@@ -26,9 +26,9 @@ from .._errors import AuthError, AuthErrorCode
 from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
 from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
-from ._models import ForgeClaims, ForgeInvocation
+from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind
 
-__all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "forge_app_ari"]
+__all__ = ["FORGE_API_HOSTS", "FORGE_ISSUER", "ForgeAuth", "check_invocation", "forge_app_ari", "log_rejection"]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -56,6 +56,34 @@ def forge_app_ari(app_id: str) -> str:
     if str(parsed) != bare.lower():
         raise ValueError(f"a Forge app id is a UUID or {_APP_ARI_PREFIX}<uuid>, not {app_id!r}")
     return _APP_ARI_PREFIX + bare.lower()
+
+
+def log_rejection(exc: AuthError, installation_id: str | None) -> None:
+    """Log a refused Forge call: its code, its installation (as the FIT claims it) and why; never a token."""
+    installation = installation_id[:128] if installation_id is not None else None
+    logger.warning("Rejected Forge invocation: %s (installation=%r): %s", exc.code, installation, exc.message)
+
+
+def check_invocation(
+    claims: ForgeClaims, invocation: ForgeInvocationKind | None, module_keys: Collection[str] | None
+) -> None:
+    """Refuse a FIT of another kind than `invocation`, or of a module not in `module_keys` (`WRONG_INVOCATION`).
+
+    A UI call carries a `principal` or a `context`; Forge sends every other kind
+    (product events, triggers, lifecycle events, backend `invokeRemote`) without
+    either, and nothing else in a FIT tells those apart: `module_keys` does.
+    """
+    from_browser = claims.principal is not None or claims.context is not None
+    if invocation == "ui" and not from_browser:
+        raise AuthError(AuthErrorCode.WRONG_INVOCATION, "This route takes UI calls only; the FIT is not one.")
+    if invocation is not None and invocation != "ui" and from_browser:
+        raise AuthError(
+            AuthErrorCode.WRONG_INVOCATION,
+            f"This route takes {invocation} calls only; the FIT carries a principal or a context (a UI call).",
+        )
+    module = claims.app.module
+    if module_keys is not None and (module is None or module.key not in module_keys):
+        raise AuthError(AuthErrorCode.WRONG_INVOCATION, "The FIT's app.module.key is not one this route takes.")
 
 
 def _trace(value: str | None) -> str | None:
@@ -142,12 +170,18 @@ class ForgeAuth(AppConfig):
         user_token: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
+        invocation: ForgeInvocationKind | None = None,
+        module_keys: Collection[str] | None = None,
     ) -> ForgeInvocation:
         """Verify a Forge Invocation Token; return the call's `ForgeInvocation` or raise `AuthError`.
 
         `system_token` and `user_token` are the `x-forge-oauth-system` and
         `x-forge-oauth-user` headers, kept as secrets; they are not verified (they
         are opaque to the app) and are only trusted because the FIT is.
+
+        `invocation` and `module_keys` restrict which calls are taken (see
+        `ForgeRequest`); a FIT of another kind is `WRONG_INVOCATION`, refused
+        before any key lookup.
         """
         claims: ForgeClaims | None = None
         try:
@@ -166,12 +200,13 @@ class ForgeAuth(AppConfig):
             self._check_issued_at(claims)
             self._check_issuer_and_audience(claims)
             self._check_installation(claims)
+            if invocation is not None or module_keys is not None:
+                check_invocation(claims, invocation, module_keys)
             jwks_url = self._jwks_url(claims)
             key = await self.key_provider.get_signing_key(kid, jwks_url)
             verify_rs256(raw.signing_input, raw.signature, key)
         except AuthError as exc:
-            installation = claims.app.installation_id[:128] if claims is not None else None
-            logger.warning("Rejected Forge invocation: %s (installation=%r): %s", exc.code, installation, exc.message)
+            log_rejection(exc, claims.app.installation_id if claims is not None else None)
             raise
         return ForgeInvocation(claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id))
 

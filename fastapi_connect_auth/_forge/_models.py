@@ -8,7 +8,7 @@ the verifier relies on: a FIT without them is refused as `FAILED_TO_DECODE`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -33,9 +33,21 @@ __all__ = [
     "ForgeInstallation",
     "ForgeInstallationContext",
     "ForgeInvocation",
+    "ForgeInvocationKind",
     "ForgeLicense",
     "ForgeModule",
 ]
+
+ForgeInvocationKind = Literal["ui", "backend", "event", "trigger", "lifecycle"]
+"""Which calls a route takes (`ForgeRequest(invocation=...)`).
+
+`"ui"`: calls from the app's UI (`invokeRemote` from the frontend, `requestRemote`),
+whose FIT carries a `principal` or a `context` and may have passed through the
+user's browser. `"backend"` (`invokeRemote` from a Forge function), `"event"`
+(product events), `"trigger"` (scheduled triggers) and `"lifecycle"` (installed,
+upgraded, preUninstall) all require a FIT with neither: Forge sends them the same
+way, so they name the route's intent; tell them apart with `module_keys`.
+"""
 
 _Text = Annotated[StrictStr, StringConstraints(max_length=2048)]
 _Id = Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)]
@@ -195,8 +207,11 @@ class ForgeInvocation:
     """The call's trace id (`x-b3-traceid`), when well-formed."""
     span_id: str | None = None
     """The call's span id (`x-b3-spanid`), when well-formed."""
-    body: bytes | None = field(default=None, repr=False)
-    """The raw request body, read after verification when the dependency asks for it (`ForgeRequest(read_body=True)`)."""
+    body: Any = field(default=None, repr=False)
+    """The body, read only once the FIT is verified: the validated model of `ForgeRequest(body=Model)`, or
+    the raw bytes of `ForgeRequest(read_body=True)`; `None` when the route reads none."""
+    raw_body: bytes | None = field(default=None, repr=False)
+    """The body's bytes as received, whenever the dependency read it (to recognise a redelivery by them)."""
 
     @property
     def app_id(self) -> str:

@@ -17,7 +17,7 @@ async def remember_forge_delivery(
 
     The same `jti` with another body is refused (`DELIVERY_CONFLICT`, 409): the FIT
     does not sign the body, so it must not carry a second one. `body` defaults to
-    the raw body the dependency read (`ForgeRequest(read_body=True)`). The `jti` is
+    the bytes the dependency read (`ForgeInvocation.raw_body`). The `jti` is
     kept until the FIT's `exp` plus `leeway` (at least the verifier's leeway): after
     that the FIT itself is refused as expired.
 
@@ -29,6 +29,6 @@ async def remember_forge_delivery(
     return await remember_delivery(
         store,
         f"forge:{invocation.installation_id}:{invocation.jti}",
-        invocation.body if body is None else body,
+        (invocation.raw_body if invocation.raw_body is not None else invocation.body) if body is None else body,
         expires_at=invocation.claims.exp + leeway,
     )
