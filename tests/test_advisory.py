@@ -15,11 +15,12 @@ from typing import Any
 
 import anyio
 import httpx2
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from example_app.main import create_app
 from example_app.settings import Settings
@@ -30,12 +31,18 @@ from fastapi_connect_auth import (
     ConnectAuth,
     ConnectEnvironment,
     ConnectRequest,
+    ForgeInvocation,
+    InMemoryForgeTokenStore,
+    InMemoryRedeliveryStore,
     UnsafeRequestError,
     VerifiedRequest,
     product_client,
+    remember_forge_delivery,
+    remember_forge_tokens,
     sync_product_client,
 )
-from fastapi_connect_auth.testing import FakeProduct
+from fastapi_connect_auth.stores import MemoryStore
+from fastapi_connect_auth.testing import FakeProduct, forge_invocation, install_payload
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -577,9 +584,8 @@ PLANT_NOW = 1_900_000_000.0
 
 
 def _product_token(exp: float) -> str:
-    import jwt as pyjwt  # the token is opaque to the app: any JWT-shaped string with an exp
-
-    return pyjwt.encode({"exp": exp, "jti": str(exp)}, "k" * 32, "HS256")
+    """A product token as opaque to the app as Forge's: JWT-shaped, with an `exp`."""
+    return jwt.encode({"exp": exp, "jti": str(exp)}, "k" * 32, "HS256")
 
 
 @pytest.mark.anyio
@@ -589,8 +595,6 @@ async def test_planted_system_token_from_a_browser_fit_never_replaces_or_outlive
     It replaced the installation's stored system token (the later unverified exp won) and
     outlived every later genuine one; background work then failed with 401.
     """
-    from fastapi_connect_auth import ForgeInvocation, InMemoryForgeTokenStore, remember_forge_tokens
-    from fastapi_connect_auth.testing import forge_invocation
 
     clock = [PLANT_NOW]
     store = InMemoryForgeTokenStore(clock=lambda: clock[0])
@@ -598,7 +602,6 @@ async def test_planted_system_token_from_a_browser_fit_never_replaces_or_outlive
     genuine, junk = _product_token(PLANT_NOW + 3600), _product_token(4_102_444_800)  # 2100-01-01
     event = forge_invocation(installation, "cloud-1")
     browser = forge_invocation(installation, "cloud-1", browser=True)
-    from pydantic import SecretStr
 
     def carrying(invocation: ForgeInvocation, token: str) -> ForgeInvocation:
         return ForgeInvocation(invocation.claims, system_token=SecretStr(token))
@@ -625,8 +628,6 @@ async def test_planted_system_token_from_a_browser_fit_never_replaces_or_outlive
 @pytest.mark.anyio
 async def test_the_same_jti_with_another_body_was_stored_as_a_second_event() -> None:
     """One FIT stored 50 different bodies: the FIT signs no body, so the jti alone must not be a licence."""
-    from fastapi_connect_auth import AuthError, InMemoryRedeliveryStore, remember_forge_delivery
-    from fastapi_connect_auth.testing import forge_invocation
 
     store = InMemoryRedeliveryStore()
     call = forge_invocation("ari:cloud:ecosystem::installation/jti", "cloud-1")
@@ -641,9 +642,6 @@ async def test_the_same_jti_with_another_body_was_stored_as_a_second_event() -> 
 @pytest.mark.anyio
 async def test_a_fit_of_another_installation_on_the_same_site_got_the_linked_connect_tenant() -> None:
     """`connect_tenant` fell back to the cloud id even for a tenant linked to another installation."""
-    from fastapi_connect_auth.stores import MemoryStore
-
-    from fastapi_connect_auth.testing import forge_invocation, install_payload
 
     store = MemoryStore()
     linked = "ari:cloud:ecosystem::installation/linked"
@@ -656,9 +654,6 @@ async def test_a_fit_of_another_installation_on_the_same_site_got_the_linked_con
 @pytest.mark.anyio
 async def test_jira_and_confluence_on_one_cloud_id_were_taken_for_each_other() -> None:
     """The cloud-id fallback ignored the product: a Confluence FIT got the Jira tenant of the same site."""
-    from fastapi_connect_auth.stores import MemoryStore
-
-    from fastapi_connect_auth.testing import forge_invocation, install_payload
 
     store = MemoryStore()
     await store.save_install(install_payload("jira-only", "s" * 40, cloudId="site-2"))
