@@ -19,7 +19,7 @@ class Settings:
     encrypting (a rotation); unset, a dev key file is used."""
     migrate_on_start: bool = True
     """MIGRATE_ON_START: apply the schema migrations when the app starts; set it to 0 in production and run
-    `alembic -c example_app/alembic.ini upgrade head` once per release instead."""
+    `alembic -c example_app/alembic.ini upgrade heads` once per release instead."""
     app_key: str = "fastapi-connect-example"
     extra_product_hosts: tuple[str, ...] = ()
     """CONNECT_EXTRA_PRODUCT_HOSTS: comma-separated hosts allowed to install besides Atlassian's (a local Jira)."""

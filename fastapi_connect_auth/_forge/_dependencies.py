@@ -51,6 +51,7 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
     """What Forge's dependencies share: the bearer scheme, the configuration, verifying, then reading the body."""
 
     challenge: ClassVar[str] = "Bearer"
+    """The `WWW-Authenticate` scheme of its 401s."""
 
     def __init__(
         self,

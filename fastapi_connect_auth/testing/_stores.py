@@ -106,6 +106,7 @@ class StoreContract:
     # -- tenants ---------------------------------------------------------------------------
 
     async def test_an_install_is_kept_with_its_secret_and_link(self) -> None:
+        """An install is kept with its secret and link."""
         key = _key()
         async with self.open_store() as store:
             assert await store.credentials(key) is None
@@ -131,6 +132,7 @@ class StoreContract:
             assert "s" * 40 not in repr(tenant)
 
     async def test_a_new_secret_replaces_the_old_one_at_once(self) -> None:
+        """A new secret replaces the old one at once."""
         key = _key()
         async with self.open_store() as store:
             await store.save_install(install_payload(key, "old" * 12), signed_at=100)
@@ -142,6 +144,7 @@ class StoreContract:
 
     @pytest.mark.parametrize("order", ["later last", "later first"])
     async def test_two_racing_installs_the_later_signed_secret_wins(self, order: str) -> None:
+        """Two installs racing for one clientKey: the later signed secret wins, whichever commits last."""
         key = _key()
         earlier, later = (install_payload(key, "e" * 40), 100.0), (install_payload(key, "l" * 40), 200.0)
         racers = [earlier, later] if order == "later last" else [later, earlier]
@@ -155,6 +158,7 @@ class StoreContract:
                 assert (tenant.shared_secret, tenant.signed_at) == ("l" * 40, 200.0)
 
     async def test_an_uninstalled_tenant_stays_known_until_a_signed_install(self) -> None:
+        """An uninstalled tenant stays known until a signed install."""
         key = _key()
         async with self.open_store() as store:
             await store.save_install(install_payload(key, "s" * 40), signed_at=100)
@@ -174,6 +178,7 @@ class StoreContract:
             assert tenant.uninstalled_at is not None
 
     async def test_enabled_and_disabled_are_recorded(self) -> None:
+        """Enabled and disabled are recorded."""
         key = _key()
         async with self.open_store() as store:
             assert not await store.set_enabled(key, False)  # never installed
@@ -198,6 +203,7 @@ class StoreContract:
         ids=["nan", "infinity", "nesting", "nul", "control-in-id", "long-id"],
     )
     async def test_hostile_values_are_refused_before_storage(self, fields: dict[str, Any]) -> None:
+        """Hostile values are refused before storage."""
         key = _key()
         async with self.open_store() as store:
             try:
@@ -211,6 +217,7 @@ class StoreContract:
 
     @pytest.mark.parametrize("client_key", ["", "nul\x00", "x" * 256, "\ud800", "line\nbreak"])
     async def test_ids_no_store_could_hold_are_never_found(self, client_key: str) -> None:
+        """Ids no store could hold are never found."""
         async with self.open_store() as store:
             assert await store.credentials(client_key) is None
             assert await store.forge_installation(client_key) is None
@@ -219,6 +226,7 @@ class StoreContract:
     # -- the Connect-on-Forge link -------------------------------------------------------------
 
     async def test_the_link_goes_by_installation_id_and_follows_a_reinstall(self) -> None:
+        """The link goes by installation id and follows a reinstall."""
         key, cloud = _key(), _key()
         first, second = f"ari:cloud:ecosystem::installation/{_key()}", f"ari:cloud:ecosystem::installation/{_key()}"
         async with self.open_store() as store:
@@ -234,6 +242,7 @@ class StoreContract:
             assert relinked.client_key == key
 
     async def test_the_cloud_id_fallback_is_for_one_unlinked_tenant_of_the_product(self) -> None:
+        """The cloud id fallback is for one unlinked tenant of the product."""
         jira, confluence, cloud = _key(), _key(), _key()
         installation = f"ari:cloud:ecosystem::installation/{_key()}"
         async with self.open_store() as store:
@@ -251,6 +260,7 @@ class StoreContract:
     # -- Forge installations ------------------------------------------------------------------
 
     async def test_forge_installations_are_kept_with_their_state_and_contexts(self) -> None:
+        """Forge installations are kept with their state and contexts."""
         installation, cloud = f"ari:cloud:ecosystem::installation/{_key()}", _key()
         async with self.open_store() as store:
             assert await store.forge_installation(installation) is None
@@ -274,6 +284,7 @@ class StoreContract:
     # -- Forge tokens ---------------------------------------------------------------------------
 
     async def test_the_latest_received_token_is_kept_whatever_its_exp(self) -> None:
+        """The latest received token is kept whatever its exp."""
         installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
         base = "https://api.atlassian.com/ex/jira/c"
         async with self.open_store() as store:
@@ -289,6 +300,7 @@ class StoreContract:
             assert await store.get(installation, None) is None
 
     async def test_concurrent_tokens_the_latest_received_wins(self) -> None:
+        """Concurrent tokens the latest received wins."""
         installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
         tokens = [
             ForgeStoredToken(f"t{n}", "https://api.atlassian.com/ex/jira/c", now + 3600, now + n) for n in range(8)
@@ -301,6 +313,7 @@ class StoreContract:
             assert kept.token == "t7"  # noqa: S105 - a test token's name
 
     async def test_tokens_expire(self) -> None:
+        """Tokens expire."""
         installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
         async with self.open_store() as store:
             soon = ForgeStoredToken("soon", "https://api.atlassian.com/ex/jira/c", now + store.token_leeway + 0.5, now)
@@ -314,6 +327,7 @@ class StoreContract:
     # -- delivery ids -----------------------------------------------------------------------------
 
     async def test_of_n_identical_concurrent_deliveries_exactly_one_is_new(self) -> None:
+        """Of N identical concurrent deliveries, exactly one is new."""
         key = f"forge:{_key()}"
         async with self.open_store() as first, self.open_store() as second:
             stores = [first, second]
@@ -324,6 +338,7 @@ class StoreContract:
             assert await first.remember_delivery(key, "f2", expires) == "f1"  # another body: the kept one is told
 
     async def test_delivery_ids_expire(self) -> None:
+        """Delivery ids expire."""
         key = f"forge:{_key()}"
         async with self.open_store() as store:
             assert await store.remember_delivery(key, "f1", time.time() + 0.3) is None
@@ -334,6 +349,7 @@ class StoreContract:
     # -- restart ----------------------------------------------------------------------------------
 
     async def test_a_new_store_object_on_the_same_data_sees_everything(self) -> None:
+        """A new store object on the same data sees everything."""
         if not self.persistent:
             pytest.skip("this store keeps nothing past its object")
         key, installation, delivery = _key(), f"ari:cloud:ecosystem::installation/{_key()}", f"forge:{_key()}"
