@@ -51,11 +51,17 @@ def free_port() -> int:
 
 @contextmanager
 def run_app(
-    folder: Path, keys_url: str, *, env: Mapping[str, str] | None = None, server_options: Sequence[str] = ()
+    folder: Path,
+    keys_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    server_options: Sequence[str] = (),
+    source: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start the example app with uvicorn on a free loopback port; yield its URL and process once it answers; stop it.
 
-    `env` adds to (or overrides) the app's settings, `server_options` to uvicorn's command line.
+    `env` adds to (or overrides) the app's settings, `server_options` to uvicorn's command line;
+    `source` runs the app and library of another checkout (a benchmark's baseline) instead of this one.
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -71,7 +77,11 @@ def run_app(
     command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     log_path = folder / "app.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, *server_options], env=app_env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        if source is not None:
+            app_env["PYTHONPATH"] = str(source)
+        process = subprocess.Popen(  # noqa: S603
+            [*command, *server_options], env=app_env, stdout=log, stderr=subprocess.STDOUT, cwd=source
+        )
     try:
         wait_until_ready(process, base_url)
         yield base_url, process

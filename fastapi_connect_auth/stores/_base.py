@@ -212,7 +212,10 @@ class BaseStore(ABC):
 
     @abstractmethod
     async def _put_tenant(self, tenant: Tenant) -> bool:
-        """Insert or replace the tenant, atomically, unless the kept one has a later `signed_at`; `True` if written."""
+        """Insert or replace the tenant, atomically, unless the kept one has a later `signed_at`; `True` if written.
+
+        A kept tenant keeps its `installed_at` and `uninstalled_at`.
+        """
 
     @abstractmethod
     async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
@@ -350,12 +353,12 @@ class BaseStore(ABC):
 
     async def save_install(
         self, install: VerifiedInstallation[Any] | InstallPayload, *, signed_at: float | None = None
-    ) -> Tenant:
+    ) -> bool:
         """Keep a verified install: its shared secret replaces the old one at once; the tenant is installed.
 
         `signed_at` orders racing installs; it defaults to the install token's `iat`
         (else now). An install signed before the kept install or uninstall changes
-        nothing. Returns the tenant as the store now keeps it.
+        nothing: `False`, else `True`. One atomic write, no read first.
         """
         payload = install.payload if isinstance(install, VerifiedInstallation) else install
         claims = install.claims if isinstance(install, VerifiedInstallation) else None
@@ -370,25 +373,22 @@ class BaseStore(ABC):
         check_json(payload.model_dump(exclude={"shared_secret"}), "the install payload")  # before JSON mode nulls a NaN
         if not math.isfinite(when):
             raise _refuse("the install's time is not finite")
+        tenant = Tenant(
+            client_key=payload.client_key,
+            base_url=payload.base_url,
+            shared_secret=secret,
+            signed_at=float(when),
+            product_type=payload.product_type,
+            installation_id=payload.installation_id,
+            cloud_id=payload.cloud_id,
+            oauth_client_id=payload.oauth_client_id,
+            payload=record,
+            installed_at=now,
+        )
         async with self._reaching("an install"):
-            kept = await self._get_tenant(payload.client_key)
-            tenant = Tenant(
-                client_key=payload.client_key,
-                base_url=payload.base_url,
-                shared_secret=secret,
-                signed_at=float(when),
-                product_type=payload.product_type,
-                installation_id=payload.installation_id,
-                cloud_id=payload.cloud_id,
-                oauth_client_id=payload.oauth_client_id,
-                payload=record,
-                installed_at=kept.installed_at if kept is not None and kept.installed_at is not None else now,
-                uninstalled_at=kept.uninstalled_at if kept is not None else None,
-            )
             written = await self._put_tenant(tenant)
-            self._forget(payload.client_key)
-            current = tenant if written else await self._get_tenant(payload.client_key)
-        return current or tenant
+        self._forget(payload.client_key)
+        return written
 
     async def uninstall(self, client_key: str, *, signed_at: float | None = None) -> bool:
         """Mark the tenant uninstalled (kept, refused until a signed install); `True` if it was written.

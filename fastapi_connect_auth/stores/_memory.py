@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .._outbound._forge import ForgeStoredToken
@@ -34,6 +35,8 @@ class MemoryStore(BaseStore):
         kept = self._tenants.get(tenant.client_key)
         if kept is not None and kept.signed_at > tenant.signed_at:
             return False
+        if kept is not None:
+            tenant = replace(tenant, installed_at=kept.installed_at, uninstalled_at=kept.uninstalled_at)
         self._tenants[tenant.client_key] = tenant
         return True
 

@@ -37,7 +37,8 @@ local old_installation = redis.call('HGET', KEYS[1], 'installation_id')
 local old_cloud = redis.call('HGET', KEYS[1], 'cloud_id')
 if old_installation and old_installation ~= '' then redis.call('SREM', ARGV[5] .. old_installation, ARGV[4]) end
 if old_cloud and old_cloud ~= '' then redis.call('SREM', ARGV[6] .. old_cloud, ARGV[4]) end
-redis.call('HDEL', KEYS[1], 'installed', 'enabled', 'uninstalled_at')
+redis.call('HDEL', KEYS[1], 'installed', 'enabled')
+redis.call('HSETNX', KEYS[1], 'installed_at', ARGV[8])
 redis.call('HSET', KEYS[1], 'signed_at', ARGV[1], 'record', ARGV[7], 'installation_id', ARGV[2], 'cloud_id', ARGV[3])
 if ARGV[2] ~= '' then redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[4]) end
 if ARGV[3] ~= '' then redis.call('SADD', ARGV[6] .. ARGV[3], ARGV[4]) end
@@ -76,7 +77,7 @@ local ttl = redis.call('PTTL', KEYS[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] and ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl) return 1 end
 return 0
 """
-_MUTABLE = ("installed", "enabled", "uninstalled_at")
+_MUTABLE = ("installed", "enabled", "uninstalled_at", "installed_at")
 
 
 class RedisStore(BaseStore, Encrypting):
@@ -153,10 +154,8 @@ class RedisStore(BaseStore, Encrypting):
             "cloud_id": tenant.cloud_id,
             "oauth_client_id": tenant.oauth_client_id,
             "payload": dict(tenant.payload),
-            "installed_at": tenant.installed_at,
             "installed": tenant.installed,
             "enabled": tenant.enabled,
-            "uninstalled_at": tenant.uninstalled_at,
         }
         key = self._key("tenant", tenant.client_key)
         arguments = [
@@ -167,6 +166,7 @@ class RedisStore(BaseStore, Encrypting):
             f"{self.prefix}:by-installation:",
             f"{self.prefix}:by-cloud:",
             json.dumps(record),
+            json.dumps(tenant.installed_at),
         ]
         return bool(await self._put_tenant_script(keys=[key], args=arguments))
 

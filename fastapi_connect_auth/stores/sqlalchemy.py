@@ -231,7 +231,11 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             "uninstalled_at": tenant.uninstalled_at,
         }
         insert = self._dialect.insert(tenants).values(values)
-        changed = {name: insert.excluded[name] for name in values if name not in ("client_key", "installed_at")}
+        changed = {
+            name: insert.excluded[name]
+            for name in values
+            if name not in ("client_key", "installed_at", "uninstalled_at")
+        }
         statement = insert.on_conflict_do_update(
             index_elements=[tenants.c.client_key],
             set_=changed,

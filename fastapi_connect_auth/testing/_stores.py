@@ -162,6 +162,9 @@ class StoreContract:
         key = _key()
         async with self.open_store() as store:
             await store.save_install(install_payload(key, "s" * 40), signed_at=100)
+            first = await store.tenant(key)
+            assert first is not None
+            assert first.installed_at is not None
             assert await store.credentials(key) is not None
             assert await store.uninstall(key, signed_at=101)
             credentials = await store.credentials(key)
@@ -176,6 +179,7 @@ class StoreContract:
             tenant = credentials.stored_entity
             assert tenant is not None
             assert tenant.uninstalled_at is not None
+            assert tenant.installed_at == first.installed_at  # when it was first installed, kept
 
     async def test_enabled_and_disabled_are_recorded(self) -> None:
         """Enabled and disabled are recorded."""
