@@ -560,15 +560,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.compare_with:
         return compare_main(arguments)
-    report = run_load(
+    report = load_for(arguments)
+    print(summary(report))
+    return 0 if report.correct else 1
+
+
+def load_for(arguments: argparse.Namespace, source: Path | None = None) -> LoadReport:
+    """`run_load` with the command line's sizes, on `source`'s app (this checkout's by default)."""
+    return run_load(
         arguments.tenants,
         arguments.webhooks,
         arguments.concurrency,
         database=arguments.database,
         workers=arguments.workers,
+        source=source,
     )
-    print(summary(report))
-    return 0 if report.correct else 1
 
 
 def compare_main(arguments: argparse.Namespace) -> int:
@@ -578,14 +584,7 @@ def compare_main(arguments: argparse.Namespace) -> int:
     with exported(arguments.compare_with) as baseline:
         for _ in range(arguments.rounds):
             for side, source in ((arguments.compare_with, baseline), ("this checkout", None)):
-                report = run_load(
-                    arguments.tenants,
-                    arguments.webhooks,
-                    arguments.concurrency,
-                    database=arguments.database,
-                    workers=arguments.workers,
-                    source=source,
-                )
+                report = load_for(arguments, source)
                 print(summary(report), end="\n\n", flush=True)
                 reports[side].append(report)
                 correct = correct and report.correct

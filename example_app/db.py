@@ -7,7 +7,6 @@ this app's `Store` of events on the same engine.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from sqlalchemy import DateTime, String, UniqueConstraint, insert, inspect, sele
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -183,19 +182,18 @@ def storable_text(value: object, limit: int = 255) -> str:
 
 
 class Store:
-    """The app's own tables: webhook events and Forge events, on the library store's engine.
+    """The app's own tables: webhook events and Forge events, on the library store's engine and write queue.
 
     Under a burst of webhooks the events that arrive together are inserted in one
-    transaction (`Batcher`); each request still waits for its own commit. SQLite
-    takes one writer at a time, so on SQLite this process's writes queue on an
-    asyncio lock: waiting there costs nothing, while writers colliding inside SQLite
-    back off in its busy handler's sleeps (seconds at the tail, under a burst).
+    transaction (`Batcher`); each request still waits for its own commit. Writes go
+    through `SQLAlchemyStore.transaction()`, which on SQLite queues this process's
+    writers (the store's and these) on one lock instead of inside SQLite.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        self.engine = store.engine
+        self.sessions = async_sessionmaker(store.engine, expire_on_commit=False)
+        self._transaction = store.transaction
         self._new_events = Batcher(self._insert_events)
 
     async def migrate(self) -> None:
@@ -207,24 +205,14 @@ class Store:
         async with self.engine.begin() as connection:
             await connection.run_sync(upgrade_schema)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one write transaction, committed at the end (after the SQLite write lock, if any)."""
-        if self._write_lock is None:
-            async with self.sessions.begin() as session:
-                yield session
-            return
-        async with self._write_lock, self.sessions.begin() as session:
-            yield session
-
     async def _insert_events(self, events: list[dict[str, Any]]) -> list[DBAPIError | None]:
         """Insert `events` in one transaction; if the database refuses one of them, insert each on its own.
 
         A payload PostgreSQL's `json` refuses must fail its own webhook, not those it was batched with.
         """
         try:
-            async with self._transaction() as session:
-                await session.execute(insert(Event), events)
+            async with self._transaction() as connection:
+                await connection.execute(insert(Event), events)
         except DBAPIError as exc:
             if len(events) == 1 or is_outage(exc):
                 raise
@@ -233,8 +221,8 @@ class Store:
 
     async def _insert_alone(self, event: dict[str, Any]) -> DBAPIError | None:
         try:
-            async with self._transaction() as session:
-                await session.execute(insert(Event), [event])
+            async with self._transaction() as connection:
+                await connection.execute(insert(Event), [event])
         except DBAPIError as exc:  # this event's own outcome: those stored before it stay stored
             return exc
         return None
@@ -262,12 +250,12 @@ class Store:
         self, installation_id: str, delivery_key: str, module_key: str | None, payload: Any
     ) -> bool:
         """Store a verified Forge event once per delivery key; `False` if it was already stored (a redelivery)."""
-        event = ForgeEvent(
+        event = insert(ForgeEvent).values(
             installation_id=installation_id, delivery_key=delivery_key, module_key=module_key, payload=payload
         )
         try:
-            async with self._transaction() as session:
-                session.add(event)
+            async with self._transaction() as connection:
+                await connection.execute(event)
         except IntegrityError:
             return False
         return True
@@ -295,7 +283,7 @@ async def open_stores(settings: Settings, tenants: SQLAlchemyStore) -> AsyncIter
     """The app's stores for its lifetime: migrated first (`MIGRATE_ON_START`), closed at the end."""
     forge: BaseStore = tenants
     try:
-        events = Store(tenants.engine)
+        events = Store(tenants)
         if settings.migrate_on_start:
             await events.migrate()
         if settings.redis_url:

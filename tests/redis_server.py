@@ -9,7 +9,6 @@ When `redis-server` is missing the Redis tests are skipped, loudly; with
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-REQUIRED = os.environ.get("REQUIRE_REDIS") == "1"
+from tests.postgres import not_installed
+
 SKIP_REASON = "redis-server not found: install Debian's `redis-server` package"
 _skipped: list[str] = []
 
@@ -81,10 +81,7 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
 def redis_server() -> Iterator[RedisServer]:
     """The session's Redis; skipped (or failed, with `REQUIRE_REDIS=1`) when `redis-server` is not installed."""
     if shutil.which("redis-server") is None:
-        if REQUIRED:
-            pytest.fail(f"REQUIRE_REDIS=1 but {SKIP_REASON}", pytrace=False)
-        _skipped.append(SKIP_REASON)
-        pytest.skip(SKIP_REASON)
+        not_installed(SKIP_REASON, variable="REQUIRE_REDIS", skipped=_skipped)
     with tempfile.TemporaryDirectory(prefix="redis-") as directory, running_redis(Path(directory)) as server:
         yield server
 

@@ -9,15 +9,16 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from example_app.db import Store
-from fastapi_connect_auth.stores.sqlalchemy import create_engine
+from fastapi_connect_auth.stores import SecretCipher
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 from tests.postgres import Database
 
 CLIENT_KEY = "jira:store-test"
 
 
 async def _store_concurrently(database: Database, payloads: list[dict[str, Any]]) -> list[BaseException | None]:
-    engine = create_engine(database.url)
-    store = Store(engine)
+    tenants = SQLAlchemyStore(database.url, cipher=SecretCipher([SecretCipher.generate_key()]))
+    store = Store(tenants)
     await store.migrate()
     try:
         results = await asyncio.gather(
@@ -25,7 +26,7 @@ async def _store_concurrently(database: Database, payloads: list[dict[str, Any]]
         )
         return [result if isinstance(result, BaseException) else None for result in results]
     finally:
-        await engine.dispose()
+        await tenants.close()
 
 
 def test_a_webhook_the_database_refuses_fails_alone(database: Database) -> None:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-__all__ = ["ForgeInstallationRecord", "InstallationState", "Product", "Tenant", "product_of_api_base_url"]
+__all__ = [
+    "ForgeInstallationRecord",
+    "InstallationState",
+    "Product",
+    "Tenant",
+    "installation_values",
+    "product_of_api_base_url",
+]
 
 Product = Literal["jira", "confluence", "bitbucket"]
 """The Atlassian product of a tenant or a Forge installation."""
@@ -140,3 +147,17 @@ class ForgeInstallationRecord:
             if product is not None:
                 return product
         return None
+
+
+def installation_values(record: ForgeInstallationRecord) -> dict[str, Any]:
+    """The record's fields as JSON types (its contexts as a list of dicts), as backends write them."""
+    return {
+        "installation_id": record.installation_id,
+        "state": record.state,
+        "contexts": [dict(context) for context in record.contexts],
+        "api_base_url": record.api_base_url,
+        "app_version": record.app_version,
+        "installed_at": record.installed_at,
+        "updated_at": record.updated_at,
+        "uninstalled_at": record.uninstalled_at,
+    }

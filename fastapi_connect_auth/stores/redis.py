@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
-from ._records import ForgeInstallationRecord, Tenant
+from ._records import ForgeInstallationRecord, Tenant, installation_values
 from ._secrets import CipherSource, Encrypting
 
 __all__ = ["RedisStore"]
@@ -219,16 +219,7 @@ class RedisStore(BaseStore, Encrypting):
         return ForgeInstallationRecord(**{**record, "contexts": tuple(record["contexts"])})
 
     async def _put_installation(self, record: ForgeInstallationRecord) -> None:
-        value = {
-            "installation_id": record.installation_id,
-            "state": record.state,
-            "contexts": [dict(context) for context in record.contexts],
-            "api_base_url": record.api_base_url,
-            "app_version": record.app_version,
-            "installed_at": record.installed_at,
-            "updated_at": record.updated_at,
-            "uninstalled_at": record.uninstalled_at,
-        }
+        value = installation_values(record)
         await self.redis.set(self._key("installation", record.installation_id), json.dumps(value))
 
     # -- Forge tokens: `received_at|{"token": <encrypted>, "hash", "api_base_url", "expires_at"}` ----------

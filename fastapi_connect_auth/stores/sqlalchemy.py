@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
-from ._records import ForgeInstallationRecord, InstallationState, Tenant
+from ._records import ForgeInstallationRecord, InstallationState, Tenant, installation_values
 from ._secrets import CipherSource, Encrypting
 
 __all__ = ["MIGRATIONS", "SQLAlchemyStore", "async_database_url", "metadata"]
@@ -181,8 +181,13 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             await self.engine.dispose()
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction; on SQLite, this process's writers queue on a lock rather than in SQLite's."""
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on the store's engine, for the app's own tables too.
+
+        On SQLite, which takes one writer at a time, this process's writers (the store's
+        and the app's) queue on one asyncio lock: waiting there costs nothing, while
+        writers colliding inside SQLite back off in its busy handler's sleeps.
+        """
         if self._write_lock is None:
             async with self.engine.begin() as connection:
                 yield connection
@@ -241,14 +246,14 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             set_=changed,
             where=tenants.c.signed_at <= insert.excluded.signed_at,
         ).returning(tenants.c.client_key)
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             return (await connection.execute(statement)).first() is not None
 
     async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
         statement = update(tenants).where(tenants.c.client_key == client_key).values(**changes)
         if signed_at is not None:
             statement = statement.where(tenants.c.signed_at <= signed_at).values(signed_at=signed_at)
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             return (await connection.execute(statement)).rowcount > 0
 
     async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
@@ -275,7 +280,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
                     .where(*match, table.c[column] == row[-1])
                     .values({column: self.cipher.rotate(row[-1])})
                 )
-                async with self._writing() as connection:
+                async with self.transaction() as connection:
                     rotated += (await connection.execute(rotate)).rowcount
         return rotated
 
@@ -300,22 +305,13 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         )
 
     async def _put_installation(self, record: ForgeInstallationRecord) -> None:
-        values = {
-            "installation_id": record.installation_id,
-            "state": record.state,
-            "contexts": [dict(context) for context in record.contexts],
-            "api_base_url": record.api_base_url,
-            "app_version": record.app_version,
-            "installed_at": record.installed_at,
-            "updated_at": record.updated_at,
-            "uninstalled_at": record.uninstalled_at,
-        }
+        values = installation_values(record)
         insert = self._dialect.insert(installations).values(values)
         statement = insert.on_conflict_do_update(
             index_elements=[installations.c.installation_id],
             set_={name: insert.excluded[name] for name in values if name != "installation_id"},
         )
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             await connection.execute(statement)
 
     # -- Forge tokens ----------------------------------------------------------------------------
@@ -350,7 +346,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             },
             where=or_(tokens.c.received_at <= insert.excluded.received_at, tokens.c.expires_at <= self.clock()),
         )
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             await connection.execute(statement)
         await self._purge_now_and_then()
 
@@ -360,7 +356,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             tokens.c.account_id == (account_id or _SYSTEM),
             tokens.c.token_hash == _digest(token),
         )
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             await connection.execute(statement)
 
     # -- delivery ids -------------------------------------------------------------------------------
@@ -372,7 +368,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             set_={"fingerprint": insert.excluded.fingerprint, "expires_at": insert.excluded.expires_at},
             where=deliveries.c.expires_at <= self.clock(),
         ).returning(deliveries.c.key)
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             if (await connection.execute(statement)).first() is not None:
                 kept = None
             else:
@@ -388,7 +384,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             return
         self._writes_since_purge = 0
         now = self.clock()
-        async with self._writing() as connection:
+        async with self.transaction() as connection:
             await connection.execute(delete(deliveries).where(deliveries.c.expires_at <= now))
             await connection.execute(delete(tokens).where(tokens.c.expires_at <= now))
 
