@@ -28,13 +28,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
 from fastapi_connect_auth import AuthErrorCode
-from fastapi_connect_auth.stores import BaseStore, SecretCipher
+from fastapi_connect_auth.stores import BaseStore, Batcher, SecretCipher
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 from fastapi_connect_auth.stores.sqlalchemy import async_database_url as async_database_url
 from fastapi_connect_auth.stores.sqlalchemy import create_engine as store_engine
 from fastapi_connect_auth.stores.sqlalchemy import metadata as store_metadata
 
-from .batching import Batcher
 from .settings import Settings
 
 logger = logging.getLogger("example_app")

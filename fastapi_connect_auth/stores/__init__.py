@@ -20,12 +20,14 @@ imports neither SQLAlchemy nor redis. Write your own by subclassing `BaseStore`;
 """
 
 from ._base import BaseStore, CacheStats, link_connect_tenant
+from ._batching import Batcher
 from ._memory import MemoryStore
 from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant
 from ._secrets import SecretCipher, SecretDecryptionError
 
 __all__ = [
     "BaseStore",
+    "Batcher",
     "CacheStats",
     "ForgeInstallationRecord",
     "InstallationState",

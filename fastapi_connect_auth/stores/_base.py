@@ -19,7 +19,6 @@ its `faults`: the exceptions that mean "unreachable now". The contract suite
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -35,6 +34,7 @@ from .._connect._models import Credentials, InstallPayload, VerifiedInstallation
 from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeInvocation
 from .._outbound._forge import ForgeStoredToken
+from ._batching import Batcher
 from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant, product_of_api_base_url
 from ._secrets import SecretDecryptionError
 
@@ -199,7 +199,7 @@ class BaseStore(ABC):
         self._cache: TTLCache[str, Credentials[Tenant] | None] | None = (
             TTLCache(cache_size, cache_ttl, timer=time.monotonic) if cache_ttl > 0 else None
         )
-        self._loading: dict[str, asyncio.Future[Credentials[Tenant] | None]] = {}
+        self._reads: Batcher[str, Credentials[Tenant] | None] = Batcher(self._read_credentials)
         self._hits = self._misses = 0
         self._writes = 0
         """Bumped on every tenant write in this process: a read that overlapped one is not cached."""
@@ -209,6 +209,11 @@ class BaseStore(ABC):
     @abstractmethod
     async def _get_tenant(self, client_key: str) -> Tenant | None:
         """The tenant kept for `client_key`, or `None`."""
+
+    async def _get_tenants(self, client_keys: Sequence[str]) -> Mapping[str, Tenant]:
+        """The tenants kept for `client_keys` (distinct), by clientKey; override to read them in one query."""
+        found = {key: await self._get_tenant(key) for key in client_keys}
+        return {key: tenant for key, tenant in found.items() if tenant is not None}
 
     @abstractmethod
     async def _put_tenant(self, tenant: Tenant) -> bool:
@@ -295,7 +300,7 @@ class BaseStore(ABC):
 
         `installed=False` for an uninstalled tenant; `None` for one never seen
         (or an id no store could hold). Answered from the cache for `cache_ttl`
-        seconds; concurrent misses for one tenant share a single read.
+        seconds; the misses that arrive together are read in one query.
         """
         cache = self._cache
         if cache is not None:
@@ -309,31 +314,16 @@ class BaseStore(ABC):
         self._misses += 1
         if not _storable_id(client_key):
             return None
-        loading = self._loading.get(client_key)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        future: asyncio.Future[Credentials[Tenant] | None] = asyncio.get_running_loop().create_future()
-        self._loading[client_key] = future
         writes = self._writes
-        try:
-            tenant = await self.tenant(client_key)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no warning when nobody else waited
-            raise
-        finally:
-            del self._loading[client_key]
-        credentials = (
-            None
-            if tenant is None
-            else Credentials(
-                tenant.shared_secret, stored_entity=tenant, base_url=tenant.base_url, installed=tenant.installed
-            )
-        )
-        if cache is not None and writes == self._writes:
+        credentials = await self._reads.submit(client_key)
+        if cache is not None and writes == self._writes:  # a read that overlapped a write here is not kept
             cache[client_key] = credentials
-        future.set_result(credentials)
         return credentials
+
+    async def _read_credentials(self, client_keys: list[str]) -> list[Credentials[Tenant] | None]:
+        async with self._reaching("a tenant read"):
+            found = await self._get_tenants(list(dict.fromkeys(client_keys)))
+        return [_credentials(found.get(key)) for key in client_keys]
 
     @property
     def cache_stats(self) -> CacheStats:
@@ -506,6 +496,12 @@ class BaseStore(ABC):
         """Keep `key` until `expires_at` unless it is kept; the kept fingerprint, or `None` for a new delivery."""
         async with self._reaching("a delivery check"):
             return await self._remember_delivery(key, fingerprint, expires_at)
+
+
+def _credentials(tenant: Tenant | None) -> Credentials[Tenant] | None:
+    if tenant is None:
+        return None
+    return Credentials(tenant.shared_secret, stored_entity=tenant, base_url=tenant.base_url, installed=tenant.installed)
 
 
 def _updated(tenant: Tenant, signed_at: float | None, changes: Mapping[str, Any]) -> Tenant | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from redis.asyncio import Redis
@@ -144,6 +144,14 @@ class RedisStore(BaseStore, Encrypting):
         fields = await self.redis.hgetall(self._key("tenant", client_key))
         return self._tenant(fields) if fields else None
 
+    async def _get_tenants(self, client_keys: Sequence[str]) -> Mapping[str, Tenant]:
+        """The tenants of `client_keys` in one round trip (a pipeline)."""
+        async with self.redis.pipeline(transaction=False) as pipeline:
+            for client_key in client_keys:
+                pipeline.hgetall(self._key("tenant", client_key))
+            found = await pipeline.execute()
+        return {key: self._tenant(fields) for key, fields in zip(client_keys, found, strict=True) if fields}
+
     async def _put_tenant(self, tenant: Tenant) -> bool:
         record = {
             "client_key": tenant.client_key,
@@ -180,12 +188,8 @@ class RedisStore(BaseStore, Encrypting):
         sets = [f"{self.prefix}:by-installation:{installation_id}"]
         if cloud_id is not None:
             sets.append(f"{self.prefix}:by-cloud:{cloud_id}")
-        client_keys = sorted(await self.redis.sunion(sets))[:100]
-        async with self.redis.pipeline(transaction=False) as pipeline:
-            for client_key in client_keys:
-                pipeline.hgetall(self._key("tenant", _text(client_key)))
-            found = await pipeline.execute()
-        return [self._tenant(fields) for fields in found if fields]
+        client_keys = sorted(_text(key) for key in await self.redis.sunion(sets))[:100]
+        return list((await self._get_tenants(client_keys)).values())
 
     async def _rotate(self) -> int:
         """Re-encrypt every secret and token with the first key (each key atomically: a concurrent write wins)."""

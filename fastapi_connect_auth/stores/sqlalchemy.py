@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
@@ -218,6 +218,12 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         async with self.engine.connect() as connection:
             row = (await connection.execute(select(tenants).where(tenants.c.client_key == client_key))).first()
         return self._tenant(row) if row is not None else None
+
+    async def _get_tenants(self, client_keys: Sequence[str]) -> Mapping[str, Tenant]:
+        """The tenants of `client_keys` in one query."""
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(tenants).where(tenants.c.client_key.in_(client_keys)))).all()
+        return {row.client_key: self._tenant(row) for row in rows}
 
     async def _put_tenant(self, tenant: Tenant) -> bool:
         values = {
