@@ -64,7 +64,7 @@ def lifecycle_router(
       secret, payload and Forge installation id are written (`store.save_install`).
     * `uninstalled`: the tenant is kept, refused until a signed install.
     * `enabled`/`disabled`: recorded on the tenant.
-    * With `forge`: `POST {forge_prefix}/installed`, `/upgraded` and
+    * With `forge`: `POST {prefix}{forge_prefix}/installed`, `/upgraded` and
       `/pre-uninstall` (Forge `trigger` and `preUninstall` modules with
       `endpoint:`), each a `ForgeLifecycle` route: no browser-visible FIT, the
       payload's installation the FIT's. The installation is recorded with its

@@ -433,7 +433,8 @@ class BaseStore(ABC):
         """Keep the installation of a verified lifecycle invocation, with its contexts and `state`.
 
         `installed` (installed or upgraded) keeps when it was first recorded;
-        `uninstalled` (a `preUninstall`) records when.
+        `uninstalled` (a `preUninstall`) records when. The version is the FIT's
+        `appVersion`, else `app_version` (a payload's, unsigned).
         """
         installation_id = check_id(invocation.installation_id, "installationId")
         contexts = [
@@ -451,7 +452,8 @@ class BaseStore(ABC):
                 state=state,
                 contexts=tuple(contexts) or (kept.contexts if kept is not None else ()),
                 api_base_url=invocation.api_base_url,
-                app_version=app_version or invocation.app_version or (kept.app_version if kept else None),
+                # The FIT's appVersion is signed; a payload's version is not: it only fills a gap.
+                app_version=invocation.app_version or app_version or (kept.app_version if kept else None),
                 installed_at=kept.installed_at if kept is not None and kept.installed_at is not None else now,
                 updated_at=now,
                 uninstalled_at=now if state == "uninstalled" else None,

@@ -99,10 +99,11 @@ def read_key_file(key_file: Path) -> bytes:
         if exc.errno == errno.ELOOP:
             raise PermissionError(f"The key file {key_file} is a symlink: refusing it.") from None
         raise
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise PermissionError(f"The key file {key_file} is not a regular file.")
     with os.fdopen(descriptor, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise PermissionError(f"The key file {key_file} is not a regular file.")
         if status.st_uid != os.geteuid():
             raise PermissionError(
                 f"The key file {key_file} belongs to uid {status.st_uid}, not to the user running the app "

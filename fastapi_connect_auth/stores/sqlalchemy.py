@@ -106,7 +106,6 @@ deliveries = Table(
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 _SYSTEM = ""
 """`account_id` of the system token in `atlassian_forge_tokens` (a key column cannot be NULL)."""
-_PURGE_EVERY = 1000
 
 
 def async_database_url(url: str) -> str:
@@ -147,6 +146,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
       chosen) or your own `AsyncEngine` (then yours to dispose of).
     * `cipher`: the keys shared secrets and tokens are encrypted with (a
       `SecretCipher`, or a function making one at first use).
+    * `purge_every`: expired delivery ids and tokens are deleted every that many writes.
     * Options as for `BaseStore` (`cache_ttl`, …).
 
     Database faults (down, locked, pool exhausted) answer `STORE_UNAVAILABLE`
@@ -157,7 +157,9 @@ class SQLAlchemyStore(BaseStore, Encrypting):
     faults: ClassVar[tuple[type[BaseException], ...]] = (SQLAlchemyError, OSError, asyncio.TimeoutError)
     """SQLAlchemy's errors, and the driver's connection errors that reach the app unwrapped."""
 
-    def __init__(self, database: str | AsyncEngine, *, cipher: CipherSource, **options: Any) -> None:
+    def __init__(
+        self, database: str | AsyncEngine, *, cipher: CipherSource, purge_every: int = 1000, **options: Any
+    ) -> None:
         BaseStore.__init__(self, **options)
         Encrypting.__init__(self, cipher)
         self._owns_engine = isinstance(database, str)
@@ -166,6 +168,8 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         self._dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         self._writes_since_purge = 0
+        self.purge_every = purge_every
+        """Every that many token and delivery writes, the expired ones are deleted."""
 
     def __repr__(self) -> str:
         return f"SQLAlchemyStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -386,7 +390,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
     async def _purge_now_and_then(self) -> None:
         """Every thousand writes, delete the expired delivery ids and tokens, so the tables stay small."""
         self._writes_since_purge += 1
-        if self._writes_since_purge < _PURGE_EVERY:
+        if self._writes_since_purge < self.purge_every:
             return
         self._writes_since_purge = 0
         now = self.clock()
