@@ -23,8 +23,15 @@ migrated once, before they start).
 
 Loopback only; bounded in count and time; the server is always stopped.
 
+The credentials cache's hit rate is read from the app's own log line at shutdown.
+`--compare-with REV` runs the same load against the example app and library of
+another commit too (exported with `git archive`, run from there), alternating
+`--rounds` times in one run, and prints the ratios of the medians (this commit
+over REV): figures from a shared machine only mean something side by side.
+
     .venv/bin/python benchmarks/load.py [--tenants 200] [--webhooks 5000] [--concurrency 50]
                                         [--database sqlite|postgresql] [--workers 1]
+                                        [--compare-with 281d10b] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,8 +41,12 @@ import asyncio
 import json
 import math
 import os
+import re
 import sqlite3
+import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -101,6 +112,10 @@ class LoadReport:
     rss_kib: dict[str, int]
     cpu_share: dict[str, float]
     """CPU time over wall time while the webhooks ran: 1.0 is one core busy all along."""
+    cache_hit_rate: float | None = None
+    """The credentials cache's hit rate, from the app's log at shutdown (`None`: the app logs none)."""
+    source: str = "this checkout"
+    """Which app and library ran: this checkout, or the commit compared with."""
 
     @property
     def correct(self) -> bool:
@@ -263,12 +278,13 @@ def stored_rows(database: Path) -> int:
 
 
 @contextmanager
-def fresh_database(kind: str, folder: Path) -> Iterator[tuple[str, Callable[[], int]]]:
-    """A migrated, empty database of `kind` in `folder`: its URL and a count of its stored events."""
+def fresh_database(kind: str, folder: Path, *, migrated: bool = True) -> Iterator[tuple[str, Callable[[], int]]]:
+    """An empty database of `kind` in `folder` (migrated unless the app will): its URL and a count of its events."""
     if kind == "sqlite":
         path = folder / "load.db"
         url = f"sqlite:///{path}"
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url, lambda: stored_rows(path)
         return
     from tests.postgres import running_server  # the tests' throwaway cluster; imported only when asked for
@@ -277,7 +293,8 @@ def fresh_database(kind: str, folder: Path) -> Iterator[tuple[str, Callable[[], 
     with tempfile.TemporaryDirectory(prefix="pg-") as cluster, running_server(Path(cluster), durable=True) as server:
         name = server.create_database()
         url = server.url(name)
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url, lambda: int(server.execute("SELECT COUNT(*) FROM events", database=name)[0][0][0])
 
 
@@ -350,10 +367,37 @@ async def drive(
     return install_phase, delivery_phase, lost, misattributed, rss, cpu
 
 
+LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+    "loggers": {"example_app": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+}
+"""The app's own INFO lines (its cache statistics at shutdown) in its log, uvicorn's warnings as before."""
+HIT_RATE = re.compile(r"Credentials cache: \d+ hits, \d+ misses \(hit rate ([0-9.]+)\)")
+
+
+def cache_hit_rate(log: str) -> float | None:
+    """The hit rate the app logged at shutdown (one line per worker: their mean), if it logged one."""
+    rates = [float(rate) for rate in HIT_RATE.findall(log)]
+    return statistics.fmean(rates) if rates else None
+
+
 def run_load(
-    tenants: int = 200, webhooks: int = 5000, concurrency: int = 50, *, database: str = "sqlite", workers: int = 1
+    tenants: int = 200,
+    webhooks: int = 5000,
+    concurrency: int = 50,
+    *,
+    database: str = "sqlite",
+    workers: int = 1,
+    source: Path | None = None,
 ) -> LoadReport:
-    """Run the whole load against a fresh app, database and key server; the server is stopped however it ends."""
+    """Run the whole load against a fresh app, database and key server; the server is stopped however it ends.
+
+    `source`: the checkout whose example app and library run (a baseline); it migrates its own
+    schema at startup, so it runs with one worker.
+    """
     if not 1 <= tenants <= MAX_TENANTS or not 0 <= webhooks <= MAX_WEBHOOKS or concurrency < 1:
         raise ValueError(f"Keep 1 <= tenants <= {MAX_TENANTS}, 0 <= webhooks <= {MAX_WEBHOOKS}, concurrency >= 1.")
     if math.ceil(webhooks / tenants) > EVENTS_PAGE:
@@ -369,22 +413,37 @@ def run_load(
         # Every worker must decrypt what another stored.
         "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
     }
+    if source is not None:
+        env["MIGRATE_ON_START"], workers = "1", 1
     with (
         tempfile.TemporaryDirectory(prefix="connect-load-") as folder,
-        fresh_database(database, Path(folder)) as (database_url, count_rows),
+        fresh_database(database, Path(folder), migrated=source is None) as (database_url, count_rows),
         products[0].serve_keys() as key_server,
-        run_app(
+    ):
+        log_config = Path(folder) / "log.json"
+        log_config.write_text(json.dumps(LOG_CONFIG))
+        options = [
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+            "--log-config",
+            str(log_config),
+        ]
+        with run_app(
             Path(folder),
             key_server.url,
             env={**env, "DATABASE_URL": database_url},
-            server_options=["--no-access-log", "--log-level", "warning", "--workers", str(workers)],
-        ) as (base_url, process),
-    ):
-        installs, deliveries, lost, misattributed, rss, cpu = asyncio.run(
-            asyncio.wait_for(drive(base_url, process.pid, products, webhooks, concurrency), RUN_TIMEOUT)
-        )
-        rows = count_rows()
-        fetches = _fetches(key_server)
+            server_options=options,
+            source=source,
+        ) as (base_url, process):
+            installs, deliveries, lost, misattributed, rss, cpu = asyncio.run(
+                asyncio.wait_for(drive(base_url, process.pid, products, webhooks, concurrency), RUN_TIMEOUT)
+            )
+            rows = count_rows()
+            fetches = _fetches(key_server)
+        hit_rate = cache_hit_rate((Path(folder) / "app.log").read_text(errors="replace"))
     return LoadReport(
         tenants,
         webhooks,
@@ -399,7 +458,47 @@ def run_load(
         rows,
         rss,
         cpu,
+        hit_rate,
+        "this checkout" if source is None else source.name,
     )
+
+
+@contextmanager
+def exported(revision: str) -> Iterator[Path]:
+    """The tree of `revision` (`git archive`), in a temporary folder named after it."""
+    with tempfile.TemporaryDirectory(prefix="connect-baseline-") as folder:
+        tree = Path(folder) / revision
+        tree.mkdir()
+        archive = Path(folder) / "tree.tar"
+        with archive.open("wb") as out:
+            subprocess.run(["git", "archive", revision], cwd=HERE.parent, stdout=out, check=True)  # noqa: S603, S607
+        with tarfile.open(archive) as tar:
+            tar.extractall(tree, filter="data")
+        yield tree
+
+
+def compare(reports: dict[str, list[LoadReport]]) -> str:
+    """The medians of each side's rounds, and this checkout's over the baseline's."""
+
+    def median(side: str, value: Callable[[LoadReport], float]) -> float:
+        return statistics.median(value(report) for report in reports[side])
+
+    figures: list[tuple[str, Callable[[LoadReport], float]]] = [
+        ("install p99 ms", lambda r: r.installs.percentile(0.99)),
+        ("install req/s", lambda r: r.installs.throughput),
+        ("webhooks/s", lambda r: r.deliveries.throughput),
+        ("webhook p99 ms", lambda r: r.deliveries.percentile(0.99)),
+    ]
+    baseline, current = list(reports)
+    lines = [f"{'median of ' + str(len(reports[current])) + ' rounds':<22}{baseline:>16}{current:>16}{'ratio':>9}"]
+    for name, value in figures:
+        old, new = median(baseline, value), median(current, value)
+        lines.append(f"{name:<22}{old:>16.1f}{new:>16.1f}{(new / old if old else 0.0):>9.2f}")
+    rates = [r.cache_hit_rate for r in reports[current] if r.cache_hit_rate is not None]
+    lines.append(
+        f"credentials cache hit rate ({current}): " + (f"{statistics.median(rates):.3f}" if rates else "not logged")
+    )
+    return "\n".join(lines)
 
 
 def _fetches(key_server: KeyServer) -> list[str]:
@@ -410,8 +509,8 @@ def _fetches(key_server: KeyServer) -> list[str]:
 def summary(report: LoadReport) -> str:
     lines = [
         f"Load: {report.tenants} tenants (one signing key, one kid), {report.webhooks} webhooks, "
-        f"concurrency {report.concurrency}; example app under uvicorn ({report.workers} worker(s), "
-        f"{report.database}) on 127.0.0.1",
+        f"concurrency {report.concurrency}; example app of {report.source} under uvicorn ({report.workers} "
+        f"worker(s), {report.database}) on 127.0.0.1",
         "",
         f"{'phase':<10}{'requests':>10}{'failed':>8}{'seconds':>9}{'req/s':>9}"
         f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}",
@@ -433,6 +532,8 @@ def summary(report: LoadReport) -> str:
         "server RSS (MiB): " + ", ".join(f"{name} {kib / 1024:.1f}" for name, kib in report.rss_kib.items()),
         f"server RSS growth over the webhooks: "
         f"{(report.rss_kib['after all webhooks'] - report.rss_kib['after installs']) / 1024:.1f} MiB",
+        "credentials cache hit rate: "
+        + (f"{report.cache_hit_rate:.3f}" if report.cache_hit_rate is not None else "not logged by this app"),
         "CPU while the webhooks ran (1.0 = one core busy): "
         + ", ".join(f"{name} {share:.2f}" for name, share in report.cpu_share.items()),
         f"server CPU per webhook: {report.cpu_share['server'] / report.deliveries.throughput * 1000:.2f} ms "
@@ -454,16 +555,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    parser.add_argument("--compare-with", metavar="REV", help="also run the example app of this commit, alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side with --compare-with (default 3)")
     arguments = parser.parse_args(argv)
-    report = run_load(
+    if arguments.compare_with:
+        return compare_main(arguments)
+    report = load_for(arguments)
+    print(summary(report))
+    return 0 if report.correct else 1
+
+
+def load_for(arguments: argparse.Namespace, source: Path | None = None) -> LoadReport:
+    """`run_load` with the command line's sizes, on `source`'s app (this checkout's by default)."""
+    return run_load(
         arguments.tenants,
         arguments.webhooks,
         arguments.concurrency,
         database=arguments.database,
         workers=arguments.workers,
+        source=source,
     )
-    print(summary(report))
-    return 0 if report.correct else 1
+
+
+def compare_main(arguments: argparse.Namespace) -> int:
+    """`--compare-with REV`: alternate rounds of REV's app and this checkout's, then print the ratios."""
+    reports: dict[str, list[LoadReport]] = {arguments.compare_with: [], "this checkout": []}
+    correct = True
+    with exported(arguments.compare_with) as baseline:
+        for _ in range(arguments.rounds):
+            for side, source in ((arguments.compare_with, baseline), ("this checkout", None)):
+                report = load_for(arguments, source)
+                print(summary(report), end="\n\n", flush=True)
+                reports[side].append(report)
+                correct = correct and report.correct
+    print(compare(reports))
+    return 0 if correct else 1
 
 
 if __name__ == "__main__":

@@ -1,39 +1,42 @@
-"""Installations and webhook events in SQLAlchemy; shared secrets encrypted at rest with Fernet."""
+"""The app's own tables (webhook events, Forge events) in SQLAlchemy; tenants live in the library's store.
+
+`open_stores` opens the library's `SQLAlchemyStore` (tenants, Forge installations,
+and tokens and delivery ids unless `REDIS_URL` puts those in a `RedisStore`) and
+this app's `Store` of events on the same engine.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
-import os
-import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from cryptography.fernet import Fernet, InvalidToken
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint, insert, inspect, or_, select
+from sqlalchemy import DateTime, String, UniqueConstraint, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.event import listen
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
-from fastapi_connect_auth import Credentials, InstallPayload
+from fastapi_connect_auth import AuthErrorCode
+from fastapi_connect_auth.stores import BaseStore, Batcher, SecretCipher
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
+from fastapi_connect_auth.stores.sqlalchemy import async_database_url as async_database_url
+from fastapi_connect_auth.stores.sqlalchemy import create_engine as store_engine
+from fastapi_connect_auth.stores.sqlalchemy import metadata as store_metadata
 
-from .batching import Batcher
+from .settings import Settings
 
 logger = logging.getLogger("example_app")
-
-_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
 
 def _now() -> datetime:
@@ -44,31 +47,14 @@ class Base(DeclarativeBase):
     pass
 
 
-class Installation(Base):
-    """A tenant. Uninstalling keeps the row (and its events) but stops it authenticating."""
-
-    __tablename__ = "installations"
-
-    client_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    base_url: Mapped[str] = mapped_column(String(2048))
-    encrypted_shared_secret: Mapped[bytes]
-    installed: Mapped[bool] = mapped_column(default=True)
-    enabled: Mapped[bool] = mapped_column(default=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
-    installation_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    """Connect on Forge: the Forge installation (`installationId` of `installed`), as FITs name it."""
-    cloud_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    oauth_client_id: Mapped[str | None] = mapped_column(String(255))
-    """The app's OAuth client id on this tenant (`oauthClientId` of `installed`): needed to act as a user."""
-
-
 class Event(Base):
     """A verified webhook, stored for its tenant."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    client_key: Mapped[str] = mapped_column(ForeignKey("installations.client_key"), index=True)
+    client_key: Mapped[str] = mapped_column(String(255), index=True)
+    """The tenant's clientKey (`atlassian_tenants.client_key` in the library's store)."""
     event: Mapped[str] = mapped_column(String(255))
     issue_key: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -89,97 +75,55 @@ class ForgeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
-def async_database_url(url: str) -> str:
-    """`sqlite:///…` and `postgresql://…` with their async drivers (aiosqlite, asyncpg); others unchanged."""
-    parsed = make_url(url)
-    driver = _ASYNC_DRIVERS.get(parsed.drivername)
-    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
-
-
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    """WAL, so reads never wait for the writer, and `synchronous=NORMAL`, which WAL makes safe.
-
-    In WAL mode `NORMAL` syncs at checkpoints instead of at every commit: the database
-    cannot be corrupted, though the last commits before a power cut may be rolled back.
-    """
-    cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
 def create_engine(database_url: str) -> AsyncEngine:
-    """The app's one engine for `database_url` (`sqlite:///…` or `postgresql://…`).
-
-    `hide_parameters`: a database error's message never quotes the statement's
-    parameters, which include encrypted shared secrets and tenants' payloads.
-    """
-    url = make_url(async_database_url(database_url))
-    # A fixed pool: with overflow connections, a burst opens and closes a connection (for aiosqlite, a thread)
-    # per request beyond the pool. In-memory SQLite has a single connection of its own.
-    on_file = url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
-    pool = {"pool_size": 10, "max_overflow": 0} if on_file else {}
-    engine = create_async_engine(url, hide_parameters=True, **pool)
-    if engine.dialect.name == "sqlite":
-        listen(engine.sync_engine, "connect", _tune_sqlite)
-    return engine
+    """The engine the library's store makes (async driver, fixed pool, parameters hidden), for tools and tests."""
+    return store_engine(database_url)
 
 
 MIGRATIONS = Path(__file__).with_name("alembic.ini")
 FIRST_REVISION = "0001"
 """The schema that `Base.metadata.create_all` made before the app had migrations."""
+METADATA = [Base.metadata, store_metadata]
+"""What the migrations build: this app's tables and the library store's (its own branch, `fastapi_connect_auth`)."""
 
 
 def migrations_config(connection: Connection | None = None) -> Config:
-    """Alembic's configuration for the app's migrations; with `connection`, they run on it."""
+    """Alembic's configuration for the app's migrations and the store's; with `connection`, they run on it."""
     config = Config(MIGRATIONS)
     config.attributes["connection"] = connection
     return config
 
 
 def upgrade_schema(connection: Connection) -> None:
-    """Apply every migration not yet applied; a database made before migrations existed is adopted first."""
+    """Apply every migration not yet applied; a database made before migrations existed is adopted first.
+
+    `heads`: the app's branch and the library store's; the app's revision 0004 moves
+    the tenants of its old `installations` table into the store's.
+    """
     tables = set(inspect(connection).get_table_names())
     if "installations" in tables and "alembic_version" not in tables:
         command.stamp(migrations_config(connection), FIRST_REVISION)
-    command.upgrade(migrations_config(connection), "head")
+    command.upgrade(migrations_config(connection), "heads")
 
 
-def load_cipher(secret_encryption_key: str | None, database_url: str) -> Fernet:
-    """The Fernet key from the settings, else a development key kept in a file beside the SQLite database."""
+def load_cipher(secret_encryption_key: str | None, database_url: str) -> SecretCipher:
+    """The keys from the settings (comma-separated, the first encrypting), else a development key file beside SQLite.
+
+    The key file is made once, mode 0600; it is refused if it is a symlink, not the
+    running user's, or readable by others.
+    """
     if secret_encryption_key:
-        return Fernet(secret_encryption_key)
+        return SecretCipher([key.strip() for key in secret_encryption_key.split(",") if key.strip()])
     url = make_url(database_url)
     if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
         raise RuntimeError("Set SECRET_ENCRYPTION_KEY: a development key file is only made beside a SQLite file.")
     key_file = Path(f"{url.database}.key")
-    try:  # created once, readable by its owner only; another worker may have just made it
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(Fernet.generate_key())
-    logger.warning("SECRET_ENCRYPTION_KEY is not set: using the development key in %s. Set it in production.", key_file)
-    return Fernet(read_key_file(key_file))
-
-
-def read_key_file(key_file: Path) -> bytes:
-    """The development key, refused if it is a symlink (planted elsewhere) or others could read it."""
     try:
-        descriptor = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RuntimeError(f"The development key file {key_file} is a symlink: refusing it.") from None
-        raise
-    with os.fdopen(descriptor, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o077:
-            raise RuntimeError(
-                f"The development key file {key_file} must be a regular file readable by its owner only "
-                f"(chmod 600 {key_file}); it is mode {stat.S_IMODE(status.st_mode):o}."
-            )
-        return file.read()
+        cipher = SecretCipher.from_key_file(key_file, create=True)
+    except PermissionError as exc:
+        raise RuntimeError(str(exc)) from None
+    logger.warning("SECRET_ENCRYPTION_KEY is not set: using the development key in %s. Set it in production.", key_file)
+    return cipher
 
 
 DATABASE_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
@@ -217,8 +161,8 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if not outage:
         return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
-    return JSONResponse(
-        {"detail": "The database is unavailable; try again later.", "code": "DATABASE_UNAVAILABLE"},
+    return JSONResponse(  # the library store's own answer to its faults: one contract for both
+        {"detail": "The app's store is unavailable; try again later.", "code": AuthErrorCode.STORE_UNAVAILABLE.value},
         status_code=503,
         headers={"Retry-After": "5"},
     )
@@ -237,82 +181,37 @@ def storable_text(value: object, limit: int = 255) -> str:
 
 
 class Store:
-    """Tenants and their events. `credentials` is the library's credentials loader.
+    """The app's own tables: webhook events and Forge events, on the library store's engine and write queue.
 
-    One engine for the app's lifetime, one short transaction per write. Under a burst
-    of webhooks, the tenants wanted at the same moment are read in one query and the
-    events that arrive together are inserted in one transaction (`Batcher`); each
-    request still waits for its own read or commit. SQLite takes one writer at a
-    time, so on SQLite this process's writes queue on an asyncio lock: waiting there
-    costs nothing, while writers colliding inside SQLite back off in its busy
-    handler's sleeps (seconds at the tail, under a burst).
+    Under a burst of webhooks the events that arrive together are inserted in one
+    transaction (`Batcher`); each request still waits for its own commit. Writes go
+    through `SQLAlchemyStore.transaction()`, which on SQLite queues this process's
+    writers (the store's and these) on one lock instead of inside SQLite.
     """
 
-    def __init__(self, database_url: str, secret_encryption_key: str | None) -> None:
-        self.database_url = database_url
-        self.secret_encryption_key = secret_encryption_key
-        self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
-        self._cipher: Fernet | None = None
-        self._write_lock: asyncio.Lock | None = None
-        self._installations = Batcher(self._load_installations)
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        self.engine = store.engine
+        self.sessions = async_sessionmaker(store.engine, expire_on_commit=False)
+        self._transaction = store.transaction
         self._new_events = Batcher(self._insert_events)
 
-    async def open(self, *, migrate: bool = True) -> None:
-        """Load the encryption key, connect and, with `migrate`, bring the schema up to date.
+    async def migrate(self) -> None:
+        """Bring the schema (this app's tables and the library store's) up to date.
 
         In production run the migrations once per release instead
-        (`alembic -c example_app/alembic.ini upgrade head`) and start with `MIGRATE_ON_START=0`.
+        (`alembic -c example_app/alembic.ini upgrade heads`) and start with `MIGRATE_ON_START=0`.
         """
-        self._cipher = load_cipher(self.secret_encryption_key, self.database_url)
-        self._engine = create_engine(self.database_url)
-        if self._engine.dialect.name == "sqlite":
-            self._write_lock = asyncio.Lock()
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        if migrate:
-            async with self._engine.begin() as connection:
-                await connection.run_sync(upgrade_schema)
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        if self._sessions is None:
-            raise RuntimeError("The store is not open: it opens in the app's lifespan.")
-        return self._sessions
-
-    @property
-    def cipher(self) -> Fernet:
-        if self._cipher is None:
-            raise RuntimeError("The store is not open: it opens in the app's lifespan.")
-        return self._cipher
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one write transaction, committed at the end (after the SQLite write lock, if any)."""
-        if self._write_lock is None:
-            async with self.sessions.begin() as session:
-                yield session
-            return
-        async with self._write_lock, self.sessions.begin() as session:
-            yield session
-
-    async def _load_installations(self, client_keys: list[str]) -> list[Installation | None]:
-        query = select(Installation).where(Installation.client_key.in_(set(client_keys)))
-        async with self.sessions() as session:
-            rows = {row.client_key: row for row in await session.scalars(query)}
-        return [rows.get(client_key) for client_key in client_keys]
+        async with self.engine.begin() as connection:
+            await connection.run_sync(upgrade_schema)
 
     async def _insert_events(self, events: list[dict[str, Any]]) -> list[DBAPIError | None]:
         """Insert `events` in one transaction; if the database refuses one of them, insert each on its own.
 
-        A payload PostgreSQL's `json` refuses (a NaN) must fail its own webhook, not those it was batched with.
+        A payload PostgreSQL's `json` refuses must fail its own webhook, not those it was batched with.
         """
         try:
-            async with self._transaction() as session:
-                await session.execute(insert(Event), events)
+            async with self._transaction() as connection:
+                await connection.execute(insert(Event), events)
         except DBAPIError as exc:
             if len(events) == 1 or is_outage(exc):
                 raise
@@ -321,48 +220,11 @@ class Store:
 
     async def _insert_alone(self, event: dict[str, Any]) -> DBAPIError | None:
         try:
-            async with self._transaction() as session:
-                await session.execute(insert(Event), [event])
+            async with self._transaction() as connection:
+                await connection.execute(insert(Event), [event])
         except DBAPIError as exc:  # this event's own outcome: those stored before it stay stored
             return exc
         return None
-
-    async def credentials(self, client_key: str) -> Credentials[Installation] | None:
-        """The tenant's credentials, `installed=False` once it uninstalled; `None` if never seen.
-
-        An uninstalled tenant is still known: the library refuses its calls, and a new
-        install for its clientKey must be signed (never accepted unsigned as a newcomer).
-        """
-        row = await self._installations.submit(client_key)
-        if row is None:
-            return None
-        try:
-            secret = self.cipher.decrypt(row.encrypted_shared_secret).decode()
-        except InvalidToken:
-            logger.error("Cannot decrypt the shared secret of a tenant: was SECRET_ENCRYPTION_KEY changed?")
-            return None  # refused as unknown; this app takes signed installs only, so none is re-claimed unsigned
-        return Credentials(secret, stored_entity=row, base_url=row.base_url, installed=row.installed)
-
-    async def save_installation(self, payload: InstallPayload) -> None:
-        """Insert or update the tenant; its new shared secret replaces the old one at once."""
-        record = payload.dump_for_storage()  # the secret in clear, to encrypt (model_dump_json masks it)
-        secret = self.cipher.encrypt(record["sharedSecret"].encode())
-        async with self._transaction() as session:
-            row = await session.get(Installation, payload.client_key)
-            if row is None:
-                row = Installation(client_key=payload.client_key)
-                session.add(row)
-            row.base_url, row.encrypted_shared_secret = record["baseUrl"], secret
-            row.installation_id, row.cloud_id = payload.installation_id, payload.cloud_id
-            row.oauth_client_id = payload.oauth_client_id
-            row.installed = row.enabled = True
-
-    async def set_state(self, client_key: str, *, installed: bool | None = None, enabled: bool | None = None) -> None:
-        async with self._transaction() as session:
-            row = await session.get(Installation, client_key)
-            if row is not None:
-                row.installed = row.installed if installed is None else installed
-                row.enabled = row.enabled if enabled is None else enabled
 
     async def add_event(self, client_key: str, payload: dict[str, Any]) -> None:
         """Store a verified webhook; returns once it is committed."""
@@ -383,26 +245,16 @@ class Store:
         async with self.sessions() as session:
             return list(await session.scalars(query))
 
-    async def connect_tenant(self, installation_id: str, cloud_id: str | None) -> Installation | None:
-        """The installed Connect tenant of a Forge invocation: by installation id, else by cloud id."""
-        match = Installation.installation_id == installation_id
-        if cloud_id:
-            match = or_(match, Installation.cloud_id == cloud_id)
-        query = select(Installation).where(match, Installation.installed)
-        async with self.sessions() as session:
-            rows = list(await session.scalars(query))
-        return next((row for row in rows if row.installation_id == installation_id), rows[0] if rows else None)
-
     async def add_forge_event(
         self, installation_id: str, delivery_key: str, module_key: str | None, payload: Any
     ) -> bool:
         """Store a verified Forge event once per delivery key; `False` if it was already stored (a redelivery)."""
-        event = ForgeEvent(
+        event = insert(ForgeEvent).values(
             installation_id=installation_id, delivery_key=delivery_key, module_key=module_key, payload=payload
         )
         try:
-            async with self._transaction() as session:
-                session.add(event)
+            async with self._transaction() as connection:
+                await connection.execute(event)
         except IntegrityError:
             return False
         return True
@@ -411,3 +263,34 @@ class Store:
         query = select(ForgeEvent).where(ForgeEvent.installation_id == installation_id).order_by(ForgeEvent.id)
         async with self.sessions() as session:
             return list(await session.scalars(query))
+
+
+@dataclass
+class Stores:
+    """What the app keeps, opened in its lifespan: the library's stores and this app's events."""
+
+    tenants: SQLAlchemyStore
+    """Connect tenants and Forge installations (and tokens and delivery ids without Redis)."""
+    forge: BaseStore
+    """Forge tokens and delivery ids: a `RedisStore` when `REDIS_URL` is set, else `tenants`."""
+    events: Store
+    """This app's own tables."""
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings, tenants: SQLAlchemyStore) -> AsyncIterator[Stores]:
+    """The app's stores for its lifetime: migrated first (`MIGRATE_ON_START`), closed at the end."""
+    forge: BaseStore = tenants
+    try:
+        events = Store(tenants)
+        if settings.migrate_on_start:
+            await events.migrate()
+        if settings.redis_url:
+            from fastapi_connect_auth.stores.redis import RedisStore
+
+            forge = RedisStore(settings.redis_url, cipher=tenants.cipher, prefix=settings.redis_prefix)
+        yield Stores(tenants, forge, events)
+    finally:
+        if forge is not tenants:
+            await forge.close()
+        await tenants.close()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from cryptography.fernet import Fernet
@@ -27,7 +28,14 @@ from sqlalchemy.engine import make_url
 
 from example_app.db import create_engine
 from fastapi_connect_auth import ForgeAuth, forge_product_client
-from fastapi_connect_auth.testing import DEFAULT_ACCOUNT_ID, ConnectAppDriver, FakeForge, FakeProduct, generate_rsa_key
+from fastapi_connect_auth.testing import (
+    DEFAULT_ACCOUNT_ID,
+    ConnectAppDriver,
+    FakeForge,
+    FakeProduct,
+    ForgeAppDriver,
+    generate_rsa_key,
+)
 
 READY_TIMEOUT = 30.0
 LIVE_SUMMARY = "Live summary from Jira's REST API"
@@ -43,11 +51,17 @@ def free_port() -> int:
 
 @contextmanager
 def run_app(
-    folder: Path, keys_url: str, *, env: Mapping[str, str] | None = None, server_options: Sequence[str] = ()
+    folder: Path,
+    keys_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    server_options: Sequence[str] = (),
+    source: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start the example app with uvicorn on a free loopback port; yield its URL and process once it answers; stop it.
 
-    `env` adds to (or overrides) the app's settings, `server_options` to uvicorn's command line.
+    `env` adds to (or overrides) the app's settings, `server_options` to uvicorn's command line;
+    `source` runs the app and library of another checkout (a benchmark's baseline) instead of this one.
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -63,7 +77,11 @@ def run_app(
     command = [sys.executable, "-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     log_path = folder / "app.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, *server_options], env=app_env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        if source is not None:
+            app_env["PYTHONPATH"] = str(source)
+        process = subprocess.Popen(  # noqa: S603
+            [*command, *server_options], env=app_env, stdout=log, stderr=subprocess.STDOUT, cwd=source
+        )
     try:
         wait_until_ready(process, base_url)
         yield base_url, process
@@ -329,11 +347,24 @@ def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx2.Client, s
         check=lambda response: _forge_events_stored(database_url, forge.installation_id) == 1,
     )
     steps.expect(
+        "The same FIT with another body refused (the FIT signs no body)",
+        driver.event("/forge/events", {"issue": {"key": "DEMO-2"}}, fit=fit),
+        409,
+        "DELIVERY_CONFLICT",
+    )
+    steps.expect(
+        "A UI call's FIT on the event route refused (it may come from a browser)",
+        driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=forge.mint_fit("ui")),
+        401,
+        "WRONG_INVOCATION",
+    )
+    steps.expect(
         "Forge UI call GET /forge/whoami linked to the Connect tenant",
         driver.ui_call("/forge/whoami"),
         200,
         check=lambda response: response.json()["connectClientKey"] == product.client_key,
     )
+    run_forge_lifecycle(forge, driver, client, steps)
     steps.expect(
         "The system token calls the fake product API (Bearer, pinned to app.apiBaseUrl)",
         asyncio.run(_call_product_as_the_app(forge)),
@@ -352,6 +383,46 @@ def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx2.Client, s
         driver.event("/forge/events", {}, fit=forge.mint_fit("event", aud=other_app, app={"id": other_app})),
         401,
         "WRONG_AUDIENCE",
+    )
+
+
+def run_forge_lifecycle(forge: FakeForge, driver: ForgeAppDriver, client: httpx2.Client, steps: Steps) -> None:
+    """Forge's own lifecycle events (a trigger and the preUninstall module, each with `endpoint:`)."""
+    print("\nForge lifecycle")
+    installation = forge.installation_id.rsplit("/", 1)[1]  # the payload names it as a bare UUID
+
+    def lifecycle(event: str, payload: dict[str, Any], fit: str | None = None) -> httpx2.Response:
+        fit = fit or forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+        return client.post(f"/forge/lifecycle/{event}", json=payload, headers=driver.headers(fit))
+
+    installed = {"id": installation, "app": {"id": forge.app_id, "version": "2.4.0"}}
+    steps.expect("Forge installed event recorded", lifecycle("installed", installed), 204)
+    steps.expect(
+        "GET /forge/whoami says the installation is installed",
+        driver.ui_call("/forge/whoami"),
+        200,
+        check=lambda response: response.json()["installationState"] == "installed",
+    )
+    other = {"id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "app": {"id": forge.app_id, "version": "3.0.0"}}
+    steps.expect(
+        "Upgraded event naming another installation refused, nothing recorded",
+        lifecycle("upgraded", other),
+        401,
+        "INSTALLATION_MISMATCH",
+    )
+    steps.expect(
+        "Lifecycle event with a UI call's FIT refused",
+        lifecycle("installed", installed, fit=forge.mint_fit("ui")),
+        401,
+        "WRONG_INVOCATION",
+    )
+    leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "pre-uninstall"}, "contextToken": "opaque"}
+    steps.expect("preUninstall recorded", lifecycle("pre-uninstall", leaving), 204)
+    steps.expect(
+        "GET /forge/whoami says the installation is uninstalled",
+        driver.ui_call("/forge/whoami"),
+        200,
+        check=lambda response: response.json()["installationState"] == "uninstalled",
     )
 
 

@@ -7,19 +7,15 @@ from typing import Any
 from .settings import Settings
 
 
-def connect_descriptor(settings: Settings) -> dict[str, Any]:
+def connect_descriptor(settings: Settings, lifecycle: dict[str, str]) -> dict[str, Any]:
+    """The descriptor; `lifecycle` is the lifecycle router's URLs (`LifecycleRouter.lifecycle_urls`)."""
     return {
         "key": settings.app_key,
         "name": "FastAPI Connect example",
         "description": "Keeps a verified inbox of Jira issue webhooks.",
         "baseUrl": settings.base_url,
         "authentication": {"type": "jwt"},
-        "lifecycle": {
-            "installed": "/installed",
-            "uninstalled": "/uninstalled",
-            "enabled": "/enabled",
-            "disabled": "/disabled",
-        },
+        "lifecycle": lifecycle,
         "apiMigrations": {"signed-install": True, "context-qsh": True, "gdpr": True},
         "scopes": ["READ", "ACT_AS_USER"],
         "modules": {

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx2
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -27,8 +27,6 @@ from fastapi_connect_auth import (
     AuthError,
     AuthErrorCode,
     ConnectAuth,
-    ConnectInstall,
-    ConnectLifecycle,
     ConnectRequest,
     ForgeAuth,
     ForgeInvocation,
@@ -38,27 +36,32 @@ from fastapi_connect_auth import (
     ProductHosts,
     PublicKeyProvider,
     UserTokenProvider,
-    VerifiedInstallation,
-    VerifiedLifecycle,
     VerifiedRequest,
+    lifecycle_router,
     redact_access_logs,
+    remember_forge_delivery,
+    remember_forge_tokens,
 )
+from fastapi_connect_auth.stores import Tenant
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 
-from .db import Installation, Store, answer_database_outages
+from .db import Stores, answer_database_outages, load_cipher, open_stores
 from .descriptor import connect_descriptor
-from .jira_api import SummarySource, Tenant, visible_summaries, webhook_summary
+from .jira_api import SummarySource, visible_summaries, webhook_summary
+from .jira_api import Tenant as JiraTenant
 from .pages import PAGE_RESPONSES, FramedPage
 from .settings import Settings
 
 INBOX_PAGE = Path(__file__).with_name("inbox.html")
+logger = logging.getLogger("example_app")
 
-TenantCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest())]
+TenantCall = Annotated[VerifiedRequest[Tenant], Depends(ConnectRequest())]
 """A webhook or page load: HS256 with the tenant's shared secret, bound to this method and URL."""
-IframeCall = Annotated[VerifiedRequest[Installation], Depends(ConnectRequest(qsh="context"))]
+IframeCall = Annotated[VerifiedRequest[Tenant], Depends(ConnectRequest(qsh="context"))]
 """A call from the app's own iframe, with a token from `AP.context.getToken()`."""
 
 
-async def user_call(call: IframeCall) -> VerifiedRequest[Installation]:
+async def user_call(call: IframeCall) -> VerifiedRequest[Tenant]:
     """An iframe call made for a user. A context token naming no user (anonymous access) is refused (403).
 
     What a tenant's users may see differs per user: an answer built for "nobody" would have
@@ -74,7 +77,7 @@ async def user_call(call: IframeCall) -> VerifiedRequest[Installation]:
 
 
 WITHHELD_HEADER = "X-Events-Withheld"
-UserIframeCall = Annotated[VerifiedRequest[Installation], Depends(user_call)]
+UserIframeCall = Annotated[VerifiedRequest[Tenant], Depends(user_call)]
 """An iframe call for a known user (`call.account_id` is set)."""
 NO_USER: dict[int | str, dict[str, Any]] = {
     200: {
@@ -94,13 +97,16 @@ NO_USER: dict[int | str, dict[str, Any]] = {
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 WebhookCall = Annotated[
-    VerifiedRequest[Installation], Depends(ConnectRequest(body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES))
+    VerifiedRequest[Tenant], Depends(ConnectRequest(body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES))
 ]
 """A webhook: verified like a page load, then its JSON object read (at most MAX_WEBHOOK_BYTES) into `call.body`."""
 
-ForgeEventCall = Annotated[ForgeInvocation, Depends(ForgeRequest(read_body=True, max_body_size=MAX_WEBHOOK_BYTES))]
-"""A Forge product event or trigger: its FIT verified, then its body read (at most MAX_WEBHOOK_BYTES)."""
-ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest())]
+ForgeEventCall = Annotated[
+    ForgeInvocation,
+    Depends(ForgeRequest(invocation="event", body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES)),
+]
+"""A Forge product event or trigger (never a FIT from a browser): verified, then its JSON object read strictly."""
+ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="ui"))]
 """A call from the app's Forge UI (`requestRemote`)."""
 
 
@@ -132,6 +138,8 @@ class ForgeWhoAmI(BaseModel):
     account_id: str | None
     environment: str | None
     connect_client_key: str | None
+    installation_state: Literal["installed", "uninstalled"] | None = None
+    """The Forge installation's state from its lifecycle events; null for one never seen."""
 
 
 @contextmanager
@@ -167,28 +175,28 @@ def create_app(
     `user_tokens` gives users' access tokens (by default from `settings.authorization_server`, else Atlassian's).
     """
     settings = settings or Settings.from_env()
-    store = Store(settings.database_url, settings.secret_encryption_key)
+    tenants = SQLAlchemyStore(
+        settings.database_url,
+        cipher=lambda: load_cipher(settings.secret_encryption_key, settings.database_url),
+        cache_ttl=settings.credentials_cache_ttl,
+    )
+    stores: list[Stores] = []  # the one `Stores` of the running app, set in its lifespan
     connect = ConnectAuth(
         base_url=settings.base_url,
-        credentials_loader=store.credentials,
+        store=tenants,
         key_provider=key_provider or AtlassianKeyProvider(base_url=settings.keys_url),
         product_hosts=ProductHosts.of(extra_hosts=settings.extra_product_hosts),
     )
 
     tokens = user_tokens or UserTokenProvider(authorization_server=settings.authorization_server)
 
-    async def live_summaries(call: VerifiedRequest[Installation], issue_keys: list[str]) -> dict[str, str | None]:
+    async def live_summaries(call: VerifiedRequest[Tenant], issue_keys: list[str]) -> dict[str, str | None]:
         """The issues Jira confirms the caller may see, with their current summaries, fetched as that user."""
-        credentials = await store.credentials(call.client_key)
-        if credentials is None or credentials.base_url is None or call.account_id is None:
+        stored = call.stored_entity
+        if stored is None or call.account_id is None:
             return {}
-        row = credentials.stored_entity
-        tenant = Tenant(
-            settings.app_key,
-            call.client_key,
-            credentials.base_url,
-            credentials.shared_secret,
-            row.oauth_client_id if row is not None else None,
+        tenant = JiraTenant(
+            settings.app_key, call.client_key, stored.base_url, stored.shared_secret, stored.oauth_client_id
         )
         return await visible_summaries(
             tenant,
@@ -211,16 +219,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open(migrate=settings.migrate_on_start)
-        try:
-            async with AsyncExitStack() as stack:
-                await stack.enter_async_context(connect.lifespan(app))
-                if forge is not None:
-                    await stack.enter_async_context(forge.lifespan(app))
-                with _startup_objects_frozen():
-                    yield
-        finally:
-            await store.close()
+        tenants.cipher  # noqa: B018 - the keys are read (or the dev key file made) now: a bad key file stops startup
+        async with open_stores(settings, tenants) as opened, AsyncExitStack() as stack:
+            stores[:] = [opened]
+            await stack.enter_async_context(connect.lifespan(app))
+            if forge is not None:
+                await stack.enter_async_context(forge.lifespan(app))
+            with _startup_objects_frozen():
+                yield
+            _log_cache_stats(tenants)
 
     app = FastAPI(title="FastAPI Connect example", lifespan=lifespan)
     connect.install(app)
@@ -229,29 +236,17 @@ def create_app(
     redact_access_logs()
     answer_database_outages(app)
 
+    lifecycle = lifecycle_router(connect, tenants, forge)
+
     @app.get("/atlassian-connect.json")
     async def descriptor() -> dict[str, Any]:
-        return connect_descriptor(settings)
+        return connect_descriptor(settings, lifecycle.lifecycle_urls)
 
-    @app.post("/installed", status_code=204)
-    async def installed(install: Annotated[VerifiedInstallation[Installation], Depends(ConnectInstall())]) -> None:
-        await store.save_installation(install.payload)
-
-    @app.post("/uninstalled", status_code=204)
-    async def uninstalled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("uninstalled"))]) -> None:
-        await store.set_state(event.client_key, installed=False)
-
-    @app.post("/enabled", status_code=204)
-    async def enabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("enabled"))]) -> None:
-        await store.set_state(event.client_key, enabled=True)
-
-    @app.post("/disabled", status_code=204)
-    async def disabled(event: Annotated[VerifiedLifecycle[Any], Depends(ConnectLifecycle("disabled"))]) -> None:
-        await store.set_state(event.client_key, enabled=False)
+    app.include_router(lifecycle)
 
     @app.post("/webhooks", status_code=204)
     async def webhook(call: WebhookCall) -> None:
-        await store.add_event(call.client_key, call.body)
+        await stores[0].events.add_event(call.client_key, call.body)
 
     async def inbox(call: TenantCall) -> HTMLResponse:
         return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"))
@@ -270,7 +265,7 @@ def create_app(
         are left out, counted in `X-Events-Withheld`; the webhook's stored summary is shown only
         for an issue Jira confirmed but answered without a summary.
         """
-        stored = await store.events(call.client_key)
+        stored = await stores[0].events.events(call.client_key)
         visible = await live_summaries(call, [event.issue_key for event in stored if event.issue_key])
         listed, withheld = [], 0
         for event in stored:
@@ -289,37 +284,45 @@ def create_app(
         return listed
 
     if forge is not None:
-        add_forge_routes(app, store, forge)
+        add_forge_routes(app, stores, forge)
     return app
 
 
-def add_forge_routes(app: FastAPI, store: Store, forge: ForgeAuth) -> None:
+def _log_cache_stats(store: SQLAlchemyStore) -> None:
+    stats = store.cache_stats
+    logger.info("Credentials cache: %d hits, %d misses (hit rate %.3f)", stats.hits, stats.misses, stats.hit_rate)
+
+
+def add_forge_routes(app: FastAPI, stores: list[Stores], forge: ForgeAuth) -> None:
     """Connect on Forge: Forge events and UI calls, verified by their Forge Invocation Token."""
 
     @app.post("/forge/events", status_code=204)
     async def forge_event(call: ForgeEventCall) -> None:
-        """A product event or scheduled trigger, stored once: Forge redelivers, and may send one FIT twice."""
-        body = call.body or b""
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = None
-        if not isinstance(payload, dict):
-            raise HTTPException(400, "A Forge event body must be a JSON object.")
-        delivery = hashlib.sha256(call.jti.encode() + b"\0" + body).hexdigest()
+        """A product event or scheduled trigger, stored once: Forge redelivers with the same FIT.
+
+        The same FIT with another body is refused (409 `DELIVERY_CONFLICT`); the system
+        token of an event (never a browser's call) is kept for work between invocations.
+        """
+        opened = stores[0]
+        await remember_forge_delivery(opened.forge, call)
+        await remember_forge_tokens(opened.forge, call)
+        delivery = hashlib.sha256(call.jti.encode() + b"\0" + (call.raw_body or b"")).hexdigest()
         module_key = call.module.key if call.module else None
-        await store.add_forge_event(call.installation_id, delivery, module_key, payload)
+        await opened.events.add_forge_event(call.installation_id, delivery, module_key, call.body)
 
     @app.get("/forge/whoami")
     async def forge_whoami(call: ForgeUiCall) -> ForgeWhoAmI:
         """Who called from the app's Forge UI, and the Connect tenant of that installation."""
-        tenant = await store.connect_tenant(call.installation_id, call.cloud_id)
+        tenants = stores[0].tenants
+        tenant = await tenants.connect_tenant(call)
+        installation = await tenants.forge_installation(call.installation_id)
         return ForgeWhoAmI(
             installation_id=call.installation_id,
             cloud_id=call.cloud_id,
             account_id=call.principal,
             environment=call.environment.type if call.environment else None,
             connect_client_key=tenant.client_key if tenant else None,
+            installation_state=installation.state if installation else None,
         )
 
 

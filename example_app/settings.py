@@ -15,10 +15,11 @@ class Settings:
     database_url: str = "sqlite:///./example_app.db"
     """DATABASE_URL: `sqlite:///…` or `postgresql://…`."""
     secret_encryption_key: str | None = None
-    """SECRET_ENCRYPTION_KEY: the Fernet key shared secrets are encrypted with; unset, a dev key file is used."""
+    """SECRET_ENCRYPTION_KEY: the Fernet key shared secrets are encrypted with, or several, comma-separated, the first
+    encrypting (a rotation); unset, a dev key file is used."""
     migrate_on_start: bool = True
     """MIGRATE_ON_START: apply the schema migrations when the app starts; set it to 0 in production and run
-    `alembic -c example_app/alembic.ini upgrade head` once per release instead."""
+    `alembic -c example_app/alembic.ini upgrade heads` once per release instead."""
     app_key: str = "fastapi-connect-example"
     extra_product_hosts: tuple[str, ...] = ()
     """CONNECT_EXTRA_PRODUCT_HOSTS: comma-separated hosts allowed to install besides Atlassian's (a local Jira)."""
@@ -33,6 +34,13 @@ class Settings:
     """FORGE_JWKS_URL: a mirror of Forge's JWKS; unset, Forge's production JWKS is used."""
     forge_api_hosts: tuple[str, ...] = ()
     """FORGE_API_HOSTS: comma-separated API hosts allowed in FITs besides Atlassian's (a local fake product)."""
+    redis_url: str | None = None
+    """REDIS_URL: keep Forge tokens and delivery ids in Redis (`redis://…`, `unix://…`); unset, in the database."""
+    redis_prefix: str = "fastapi-connect-example"
+    """REDIS_PREFIX: the start of every key the app writes in Redis."""
+    credentials_cache_ttl: float = 5.0
+    """CREDENTIALS_CACHE_TTL: seconds a tenant's credentials are answered from a replica's cache; another
+    replica's install or uninstall is honoured within that time (this replica's at once)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +57,9 @@ class Settings:
             forge_app_id=env.get("FORGE_APP_ID") or None,
             forge_jwks_url=env.get("FORGE_JWKS_URL") or None,
             forge_api_hosts=_hosts(env.get("FORGE_API_HOSTS", "")),
+            redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("REDIS_PREFIX") or cls.redis_prefix,
+            credentials_cache_ttl=float(env.get("CREDENTIALS_CACHE_TTL", cls.credentials_cache_ttl)),
         )
 
 

@@ -7,7 +7,14 @@ from the app's own iframe, each verified by a FastAPI dependency.
 
 from ._connect._dependencies import ConnectInstall, ConnectLifecycle, ConnectRequest, request_target
 from ._connect._environments import ConnectEnvironment, ProductHosts
-from ._connect._flow import AuthorizationMethod, ConnectAuth, CredentialsLoader, QshMode, RequestTarget
+from ._connect._flow import (
+    AuthorizationMethod,
+    ConnectAuth,
+    CredentialsLoader,
+    CredentialsSource,
+    QshMode,
+    RequestTarget,
+)
 from ._connect._keys import ATLASSIAN_KID_FORMATS, AtlassianKeyProvider, PublicKeyProvider
 from ._connect._models import (
     ConnectClaims,
@@ -22,6 +29,7 @@ from ._connect._models import (
     VerifiedRequest,
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
+from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, remember_webhook_delivery
 from ._errors import AuthError, AuthErrorCode
 from ._events import RejectionEvent, RejectionKind
 from ._forge._dependencies import ForgeLifecycle, ForgeRequest
@@ -51,11 +59,12 @@ from ._forge._models import (
     ForgeLicense,
     ForgeModule,
 )
+from ._forge._redelivery import remember_forge_delivery
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
     FORGE_GRAPHQL_URLS,
-    MAX_PRODUCT_TOKEN_LIFETIME,
+    FORGE_TOKEN_MAX_LIFETIME,
     ConnectAppAuth,
     ConnectUserAuth,
     ForgeBearerAuth,
@@ -82,6 +91,8 @@ from ._outbound import (
     stored_forge_client,
     sync_product_client,
 )
+from ._redelivery import InMemoryRedeliveryStore, RedeliveryStore, remember_delivery
+from ._routers import LifecycleRouter, lifecycle_router
 from ._telemetry import Telemetry
 
 __all__ = [
@@ -93,7 +104,8 @@ __all__ = [
     "FORGE_ISSUER",
     "FORGE_JWKS_URL",
     "FORGE_STAGING_JWKS_URL",
-    "MAX_PRODUCT_TOKEN_LIFETIME",
+    "FORGE_TOKEN_MAX_LIFETIME",
+    "WEBHOOK_IDENTIFIER_HEADER",
     "AtlassianKeyProvider",
     "AuthError",
     "AuthErrorCode",
@@ -110,6 +122,7 @@ __all__ = [
     "ConnectUserAuth",
     "Credentials",
     "CredentialsLoader",
+    "CredentialsSource",
     "ForgeApp",
     "ForgeAuth",
     "ForgeBearerAuth",
@@ -137,11 +150,13 @@ __all__ = [
     "ForgeTokenStore",
     "ForgeUpgradedPayload",
     "InMemoryForgeTokenStore",
+    "InMemoryRedeliveryStore",
     "InstallPayload",
     "InstallationType",
     "IssueWrites",
     "JwksKeyProvider",
     "LifecyclePayload",
+    "LifecycleRouter",
     "OfflineUserTokens",
     "ProductAPIError",
     "ProductHosts",
@@ -150,6 +165,7 @@ __all__ = [
     "RateLimitInfo",
     "RateLimitedError",
     "RedactTokens",
+    "RedeliveryStore",
     "RejectionEvent",
     "RejectionKind",
     "RequestTarget",
@@ -170,10 +186,14 @@ __all__ = [
     "context_token",
     "forge_app_ari",
     "forge_product_client",
+    "lifecycle_router",
     "product_client",
     "query_string_hash",
     "redact_access_logs",
+    "remember_delivery",
+    "remember_forge_delivery",
     "remember_forge_tokens",
+    "remember_webhook_delivery",
     "request_target",
     "stored_forge_client",
     "sync_product_client",

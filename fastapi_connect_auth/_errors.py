@@ -84,6 +84,11 @@ class AuthErrorCode(str, enum.Enum):
     """Forge: the FIT's `app.environment.type` is not one of `ForgeAuth.environments`."""
     INVALID_TOKEN_LIFETIME = "INVALID_TOKEN_LIFETIME"
     """Forge: the FIT's `exp - iat` is negative or longer than `ForgeAuth.max_token_lifetime`."""
+    # Stores.
+    DELIVERY_CONFLICT = "DELIVERY_CONFLICT"
+    """A delivery id (a FIT's `jti`, a webhook's identifier) seen before came with another body (409)."""
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    """The store (database, Redis) could not be reached or written: nothing was changed; retry later (503)."""
 
     def __str__(self) -> str:
         return self.value
@@ -95,6 +100,8 @@ _STATUS_BY_CODE: dict[AuthErrorCode, int] = {
     AuthErrorCode.PAYLOAD_TOO_LARGE: 413,
     AuthErrorCode.BODY_TIMEOUT: 408,
     AuthErrorCode.CLIENT_DISCONNECTED: 400,
+    AuthErrorCode.DELIVERY_CONFLICT: 409,
+    AuthErrorCode.STORE_UNAVAILABLE: 503,
 }
 # A connection whose request body was not read to its end cannot carry another request.
 _CLOSE_CONNECTION = frozenset({AuthErrorCode.BODY_TIMEOUT, AuthErrorCode.CLIENT_DISCONNECTED})

@@ -46,7 +46,11 @@ from fastapi_connect_auth import (
 settings.register_profile("no-deadline", deadline=None)
 settings.load_profile("no-deadline")
 
-pytest_plugins = ["tests.postgres", "tests.browser"]  # a real PostgreSQL server and a real browser, on request
+pytest_plugins = [
+    "tests.postgres",
+    "tests.redis_server",
+    "tests.browser",
+]  # real PostgreSQL and Redis servers and a real browser, on request
 
 BASE_URL = "https://test.example.com"
 PRODUCT_BASE_URL = "https://tenant.atlassian.net"

@@ -29,11 +29,10 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-REQUIRED = os.environ.get("REQUIRE_POSTGRES") == "1"
 SKIP_REASON = "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's `postgresql` package"
 _skipped: list[str] = []
 
@@ -165,14 +164,19 @@ def running_server(directory: Path, *, durable: bool = False) -> Iterator[Postgr
         _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], **owner)
 
 
+def not_installed(reason: str, *, variable: str, skipped: list[str]) -> NoReturn:
+    """Fail when the environment `variable` is `1` (CI), else skip, remembering why for the summary."""
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{variable}=1 but {reason}", pytrace=False)
+    skipped.append(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server; skipped (or failed, with `REQUIRE_POSTGRES=1`) when it is not installed."""
     if server_binaries() is None:
-        if REQUIRED:
-            pytest.fail(f"REQUIRE_POSTGRES=1 but {SKIP_REASON}", pytrace=False)
-        _skipped.append(SKIP_REASON)
-        pytest.skip(SKIP_REASON)
+        not_installed(SKIP_REASON, variable="REQUIRE_POSTGRES", skipped=_skipped)
     with tempfile.TemporaryDirectory(prefix="pg-") as directory, running_server(Path(directory)) as server:
         yield server
 

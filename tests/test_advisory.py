@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from example_app.main import create_app
 from example_app.settings import Settings
@@ -40,15 +40,20 @@ from fastapi_connect_auth import (
     ForgeAuth,
     ForgeInvocation,
     ForgeRequest,
+    InMemoryForgeTokenStore,
+    InMemoryRedeliveryStore,
     JwksKeyProvider,
     OfflineUserTokens,
     TokenRequestError,
     UnsafeRequestError,
     VerifiedRequest,
     product_client,
+    remember_forge_delivery,
+    remember_forge_tokens,
     sync_product_client,
 )
-from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct
+from fastapi_connect_auth.stores import MemoryStore
+from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -1056,3 +1061,89 @@ async def test_offline_user_tokens_sent_every_environments_system_token_to_produ
             await tokens.client(invocations[name], "557058:user", context_ids=["ari:cloud:jira::site/c"])
 
     assert asked == ["https://api.atlassian.com/graphql", "https://api.stg.atlassian.com/graphql"]
+
+
+# -- issue 18/19: stores, tenancy, tokens --------------------------------------------------------
+
+PLANT_NOW = 1_900_000_000.0
+
+
+def _product_token(exp: float) -> str:
+    """A product token as opaque to the app as Forge's: JWT-shaped, with an `exp`."""
+    return jwt.encode({"exp": exp, "jti": str(exp)}, "k" * 32, "HS256")
+
+
+@pytest.mark.anyio
+async def test_planted_system_token_from_a_browser_fit_never_replaces_or_outlives_the_genuine_one() -> None:
+    """A user resent their `requestRemote` FIT with a junk `x-forge-oauth-system` whose exp is 2100.
+
+    It replaced the installation's stored system token (the later unverified exp won) and
+    outlived every later genuine one; background work then failed with 401.
+    """
+
+    clock = [PLANT_NOW]
+    store = InMemoryForgeTokenStore(clock=lambda: clock[0])
+    installation = "ari:cloud:ecosystem::installation/plant"
+    genuine, junk = _product_token(PLANT_NOW + 3600), _product_token(4_102_444_800)  # 2100-01-01
+    event = forge_invocation(installation, "cloud-1")
+    browser = forge_invocation(installation, "cloud-1", browser=True)
+
+    def carrying(invocation: ForgeInvocation, token: str) -> ForgeInvocation:
+        return ForgeInvocation(invocation.claims, system_token=SecretStr(token))
+
+    assert await remember_forge_tokens(store, carrying(event, genuine), clock=lambda: clock[0])
+    assert not await remember_forge_tokens(store, carrying(browser, junk), clock=lambda: clock[0])
+    kept = await store.get(installation, None)
+    assert kept is not None
+    assert kept.token == genuine
+    # Even from a FIT no browser sent, an unverified exp never outlives receipt + 4 h, and the later token wins.
+    clock[0] += 60
+    assert await remember_forge_tokens(store, carrying(event, junk), clock=lambda: clock[0])
+    kept = await store.get(installation, None)
+    assert kept is not None
+    assert kept.expires_at == clock[0] + 4 * 3600
+    clock[0] += 60
+    later = _product_token(clock[0] + 1800)
+    assert await remember_forge_tokens(store, carrying(event, later), clock=lambda: clock[0])
+    kept = await store.get(installation, None)
+    assert kept is not None
+    assert kept.token == later
+
+
+@pytest.mark.anyio
+async def test_the_same_jti_with_another_body_was_stored_as_a_second_event() -> None:
+    """One FIT stored 50 different bodies: the FIT signs no body, so the jti alone must not be a licence."""
+
+    store = InMemoryRedeliveryStore()
+    call = forge_invocation("ari:cloud:ecosystem::installation/jti", "cloud-1")
+    assert await remember_forge_delivery(store, call, b'{"n": 1}')
+    assert not await remember_forge_delivery(store, call, b'{"n": 1}')  # Forge's retry: accepted, stored once
+    for n in range(2, 52):
+        with pytest.raises(AuthError) as refused:
+            await remember_forge_delivery(store, call, f'{{"n": {n}}}'.encode())
+        assert (refused.value.code.value, refused.value.status_code) == ("DELIVERY_CONFLICT", 409)
+
+
+@pytest.mark.anyio
+async def test_a_fit_of_another_installation_on_the_same_site_got_the_linked_connect_tenant() -> None:
+    """`connect_tenant` fell back to the cloud id even for a tenant linked to another installation."""
+
+    store = MemoryStore()
+    linked = "ari:cloud:ecosystem::installation/linked"
+    await store.save_install(install_payload("jira", "s" * 40, installationId=linked, cloudId="site-1"))
+    assert (await store.connect_tenant(forge_invocation(linked, "site-1"))) is not None
+    other = forge_invocation("ari:cloud:ecosystem::installation/other", "site-1")
+    assert await store.connect_tenant(other) is None
+
+
+@pytest.mark.anyio
+async def test_jira_and_confluence_on_one_cloud_id_were_taken_for_each_other() -> None:
+    """The cloud-id fallback ignored the product: a Confluence FIT got the Jira tenant of the same site."""
+
+    store = MemoryStore()
+    await store.save_install(install_payload("jira-only", "s" * 40, cloudId="site-2"))
+    installation = "ari:cloud:ecosystem::installation/wiki"
+    assert await store.connect_tenant(forge_invocation(installation, "site-2", product="confluence")) is None
+    found = await store.connect_tenant(forge_invocation(installation, "site-2", product="jira"))
+    assert found is not None
+    assert found.client_key == "jira-only"

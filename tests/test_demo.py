@@ -52,7 +52,13 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ Another Forge app's FIT refused (the audience is configured, never read from the token) (401 WRONG_AUDIENCE)",
         "The app fetched Forge's JWKS 1 time(s)",
         "✓ Context call with an anonymous context token (no user) refused (403 UNAUTHORIZED_REQUEST)",
-        "✓ All 30 steps verified.",
+        "✓ The same FIT with another body refused (the FIT signs no body) (409 DELIVERY_CONFLICT)",
+        "✓ A UI call's FIT on the event route refused (it may come from a browser) (401 WRONG_INVOCATION)",
+        "✓ Forge installed event recorded (204)",
+        "✓ Upgraded event naming another installation refused, nothing recorded (401 INSTALLATION_MISMATCH)",
+        "✓ Lifecycle event with a UI call's FIT refused (401 WRONG_INVOCATION)",
+        "✓ GET /forge/whoami says the installation is uninstalled (200)",
+        "✓ All 38 steps verified.",
     ):
         assert line in output
 

@@ -291,9 +291,9 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: D
         assert client.post("/installed", headers=headers, json=body).status_code == 204
         assert_rejected(client.post(webhook, headers=tenant_token(f"POST&{webhook}&")), "INVALID_SIGNATURE")
 
-    ((stored,),) = database.rows("SELECT encrypted_shared_secret FROM installations")
+    ((stored,),) = database.rows("SELECT encrypted_shared_secret FROM atlassian_tenants")
     assert new_secret.encode() not in stored
-    assert Fernet(old_key).decrypt(stored) == new_secret.encode()
+    assert Fernet(old_key).decrypt(bytes(stored)) == new_secret.encode()
 
     # Another replica, on the same database, with a rotated encryption key list: reads old rows.
     replica = module.create_app(**settings, encryption_keys=[new_key, old_key], key_provider=cdn.provider())
@@ -305,7 +305,7 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: D
         gone = client.post(webhook, headers=tenant_token(f"POST&{webhook}&", secret=new_secret))
         assert_rejected(gone, "UNKNOWN_ISSUER")
     # The row stays, marked uninstalled, with the install's body minus its secret.
-    ((installed, install),) = database.rows("SELECT installed, install FROM installations")
+    ((installed, install),) = database.rows("SELECT installed, payload FROM atlassian_tenants")
     install = install if isinstance(install, dict) else json.loads(install)
     assert (installed, install["baseUrl"], "sharedSecret" in install) == (False, PRODUCT_URL, False)
 
@@ -885,3 +885,24 @@ def test_both_lifespans_open_their_key_fetchers_and_check_their_routes() -> None
 
     with pytest.raises(RuntimeError, match=r"call forge\.install\(app\)"), TestClient(forgot):
         pass
+
+
+# -- writing your own store ---------------------------------------------------------------------
+
+
+@exercises("store_contract.py")
+def test_the_store_contract_sample_runs_the_whole_contract_and_passes() -> None:
+    """As a user runs it: pytest on the sample file, which collects the contract through its subclass."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "docs_src/store_contract.py"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary
+    assert "failed" not in summary
+    assert int(summary.split()[0]) >= 25

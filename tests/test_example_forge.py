@@ -59,11 +59,12 @@ def test_event_is_stored_once_per_delivery(forge: FakeForge, client: TestClient,
     fit = forge.mint_fit("event")
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204  # redelivered
-    assert driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit).status_code == 204  # another body
+    replayed = driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit)  # the same FIT, another body
+    assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT
     assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
     rows = forge_events(database)
-    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 3 + [
+    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 2 + [
         (forge.installation_id, "hourly-sync")
     ]
 
@@ -77,6 +78,7 @@ def test_whoami_links_the_connect_tenant(forge: FakeForge, fake_product: FakePro
         "accountId": forge.account_id,
         "environment": "PRODUCTION",
         "connectClientKey": None,
+        "installationState": None,
     }
     assert fake_product.drive(client).install(installationId=forge.installation_id).status_code == 204
     system, user = forge.system_token(), forge.user_token()
@@ -117,8 +119,10 @@ def test_refused_events_store_nothing(case: str, forge: FakeForge, client: TestC
 
 def test_bad_bodies_are_4xx_and_store_nothing(forge: FakeForge, client: TestClient, database: Database) -> None:
     headers = forge.drive(client).headers(forge.mint_fit("event"))
-    assert client.post("/forge/events", content=b"[1, 2]", headers=headers).status_code == 400
-    assert client.post("/forge/events", content=b"{not json", headers=headers).status_code == 400
+    for body in (b"[1, 2]", b"{not json", b'{"n": NaN}', b'{"n": Infinity}', b'{"n": 1e999}', b"[" * 200 + b"]" * 200):
+        refused = client.post("/forge/events", content=body, headers=headers)
+        assert refused.status_code == 422, body[:20]
+        assert body.decode() not in refused.text
     too_big = client.post("/forge/events", content=b" " * (1024 * 1024 + 1), headers=headers)
     assert (too_big.status_code, too_big.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert forge_events(database) == []
@@ -181,4 +185,66 @@ def test_openapi_documents_the_forge_routes(client: TestClient) -> None:
         "accountId",
         "environment",
         "connectClientKey",
+        "installationState",
     }
+
+
+def installation_uuid(forge: FakeForge) -> str:
+    return forge.installation_id.rsplit("/", 1)[1]
+
+
+def lifecycle_fit(forge: FakeForge) -> str:
+    """A lifecycle event's FIT: like a product event's, no principal, no context."""
+    return forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+
+
+def test_forge_lifecycle_is_recorded_and_whoami_says_the_state(forge: FakeForge, client: TestClient) -> None:
+    driver = forge.drive(client)
+    assert driver.ui_call("/forge/whoami").json()["installationState"] is None  # never seen
+    installed = {"id": installation_uuid(forge), "app": {"id": forge.app_id, "version": "2.4.0"}}
+    response = client.post("/forge/lifecycle/installed", json=installed, headers=driver.headers(lifecycle_fit(forge)))
+    assert response.status_code == 204, response.text
+    assert driver.ui_call("/forge/whoami").json()["installationState"] == "installed"
+    upgraded = {"id": forge.installation_id, "app": {"id": forge.app_id, "version": "3.0.0"}}  # the ARI works too
+    response = client.post("/forge/lifecycle/upgraded", json=upgraded, headers=driver.headers(lifecycle_fit(forge)))
+    assert response.status_code == 204, response.text
+    leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "pre-uninstall"}, "contextToken": "opaque"}
+    response = client.post("/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(lifecycle_fit(forge)))
+    assert response.status_code == 204, response.text
+    assert driver.ui_call("/forge/whoami").json()["installationState"] == "uninstalled"
+
+
+@pytest.mark.parametrize("route", ["installed", "upgraded"])
+def test_a_lifecycle_payload_of_another_installation_records_nothing(
+    route: str, forge: FakeForge, client: TestClient, database: Database
+) -> None:
+    driver = forge.drive(client)
+    other = {"id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "app": {"id": forge.app_id, "version": "1"}}
+    response = client.post(f"/forge/lifecycle/{route}", json=other, headers=driver.headers(lifecycle_fit(forge)))
+    assert (response.status_code, response.json()["code"]) == (401, "INSTALLATION_MISMATCH")
+    assert database.rows("SELECT count(*) FROM atlassian_forge_installations") == [(0,)]
+
+
+@pytest.mark.parametrize("path", ["/forge/events", "/forge/lifecycle/installed", "/forge/lifecycle/pre-uninstall"])
+def test_server_side_forge_routes_refuse_ui_fits_and_unsigned_calls(
+    path: str, forge: FakeForge, client: TestClient, database: Database
+) -> None:
+    driver = forge.drive(client)
+    body = {"id": installation_uuid(forge), "app": {"id": forge.app_id}}
+    from_browser = client.post(path, json=body, headers=driver.headers(forge.mint_fit("ui")))
+    assert (from_browser.status_code, from_browser.json()["code"]) == (401, "WRONG_INVOCATION")
+    unsigned = client.post(path, json=body)
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "MISSING_JWT")
+    assert forge_events(database) == []
+    assert database.rows("SELECT count(*) FROM atlassian_forge_installations") == [(0,)]
+
+
+def test_whoami_never_links_another_installations_or_products_tenant(
+    forge: FakeForge, fake_product: FakeProduct, client: TestClient
+) -> None:
+    """The cross-installation link: a FIT of another installation on the same site gets no tenant."""
+    assert fake_product.drive(client).install(installationId=forge.installation_id, cloudId=forge.cloud_id).is_success
+    other = FakeForge(private_key=forge.signing_keys[forge.kid], cloud_id=forge.cloud_id, app_id=forge.app_id)
+    other.kid = forge.kid
+    assert forge.drive(client).ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+    assert other.drive(client).ui_call("/forge/whoami").json()["connectClientKey"] is None

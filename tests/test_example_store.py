@@ -6,28 +6,27 @@ import asyncio
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy.exc import DBAPIError
 
 from example_app.db import Store
-from fastapi_connect_auth import InstallPayload
+from fastapi_connect_auth.stores import SecretCipher
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 from tests.postgres import Database
 
 CLIENT_KEY = "jira:store-test"
 
 
 async def _store_concurrently(database: Database, payloads: list[dict[str, Any]]) -> list[BaseException | None]:
-    store = Store(database.url, Fernet.generate_key().decode())
-    await store.open()
+    tenants = SQLAlchemyStore(database.url, cipher=SecretCipher([SecretCipher.generate_key()]))
+    store = Store(tenants)
+    await store.migrate()
     try:
-        install = {"key": "app", "clientKey": CLIENT_KEY, "sharedSecret": "s" * 40, "eventType": "installed"}
-        await store.save_installation(InstallPayload.model_validate({**install, "baseUrl": "https://x.atlassian.net"}))
         results = await asyncio.gather(
             *(store.add_event(CLIENT_KEY, payload) for payload in payloads), return_exceptions=True
         )
         return [result if isinstance(result, BaseException) else None for result in results]
     finally:
-        await store.close()
+        await tenants.close()
 
 
 def test_a_webhook_the_database_refuses_fails_alone(database: Database) -> None:

@@ -41,11 +41,13 @@ UNREACHABLE = {
     AuthErrorCode.PAYLOAD_TOO_LARGE,
     AuthErrorCode.BODY_TIMEOUT,
     AuthErrorCode.CLIENT_DISCONNECTED,
+    AuthErrorCode.DELIVERY_CONFLICT,
+    AuthErrorCode.STORE_UNAVAILABLE,
     AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
     AuthErrorCode.WRONG_INVOCATION,
     AuthErrorCode.WRONG_ENVIRONMENT,
 }
-"""Codes about a body (its content, size or arrival) or a restriction of the route or app (`ForgeRequest(invocation=...)`,
+"""Codes about a body (its content, size or arrival), the store, or a restriction of the route or app (`ForgeRequest(invocation=...)`,
 `ForgeAuth(environments=...)`), which the command does not take: it explains tokens (and names a FIT's invocation kind among its facts)."""
 
 

@@ -260,7 +260,7 @@ POSTGRES_LOCKS: dict[LockMode, str] = {"IMMEDIATE": "EXCLUSIVE", "EXCLUSIVE": "A
 def database_locked(database: Database, mode: LockMode) -> Iterator[None]:
     """Another connection holds the database's tables, as a migration or a backup would."""
     if database.server is not None:
-        lock = f"LOCK TABLE installations, events IN {POSTGRES_LOCKS[mode]} MODE"
+        lock = f"LOCK TABLE atlassian_tenants, events IN {POSTGRES_LOCKS[mode]} MODE"
         with database.server.holding(lock, database=database.name):
             yield
         return
@@ -276,15 +276,15 @@ def database_locked(database: Database, mode: LockMode) -> Iterator[None]:
 def assert_database_unavailable(response: httpx2.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json() == {
-        "detail": "The database is unavailable; try again later.",
-        "code": "DATABASE_UNAVAILABLE",
+        "detail": "The app's store is unavailable; try again later.",
+        "code": "STORE_UNAVAILABLE",
     }
     assert response.headers["Retry-After"] == "5"
 
 
 def assert_logged_without_secrets(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
     logged = caplog.text
-    assert "Database unavailable during POST /installed: " in logged
+    assert "SQLAlchemyStore unavailable during " in logged
     for leak in ("INSERT", "UPDATE", "SELECT", "encrypted_shared_secret", *secrets):
         assert leak not in logged
 
@@ -294,7 +294,7 @@ def test_a_new_install_while_the_database_is_unavailable_gets_a_503_and_a_retry_
     fake_product: FakeProduct, settings: Settings, database: Database, mode: LockMode, caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
-        caplog.at_level(logging.ERROR, logger="example_app"),
+        caplog.at_level(logging.ERROR),
         running_app(settings, fake_product.key_provider()) as client,
     ):
         driver = fake_product.drive(client)
@@ -314,7 +314,7 @@ def test_an_update_while_the_database_is_unavailable_leaves_the_tenant_as_it_was
 ) -> None:
     """No half-written update: the old shared secret keeps working until a retried update succeeds."""
     with (
-        caplog.at_level(logging.ERROR, logger="example_app"),
+        caplog.at_level(logging.ERROR),
         running_app(settings, fake_product.key_provider()) as client,
     ):
         driver = fake_product.drive(client)

@@ -33,9 +33,11 @@ from fastapi_connect_auth import (
 )
 from fastapi_connect_auth._outbound._forge import token_expiry
 from fastapi_connect_auth.testing import FakeForge, generate_rsa_key
+from fastapi_connect_auth.testing._forge import FitShape
 
 NOW = 1_700_000_000.0
 INSTALLATION = "ari:cloud:ecosystem::installation/1"
+BASE = "https://api.atlassian.com/ex/jira/c"
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,11 @@ def forge(signing_key: rsa.RSAPrivateKey) -> FakeForge:
     return FakeForge(private_key=signing_key, clock=lambda: NOW)
 
 
-async def invocation(forge: FakeForge, *, system: str | None = None, user: str | None = None) -> ForgeInvocation:
+async def invocation(
+    forge: FakeForge, *, system: str | None = None, user: str | None = None, shape: FitShape = "ui"
+) -> ForgeInvocation:
     config = forge.forge_auth(clock=lambda: NOW)
-    return await config.verify_invocation(forge.mint_fit("ui"), system_token=system, user_token=user)
+    return await config.verify_invocation(forge.mint_fit(shape), system_token=system, user_token=user)
 
 
 # -- clients --------------------------------------------------------------------------------
@@ -135,16 +139,17 @@ def stored(token: str, expires_at: float, base: str = "https://api.atlassian.com
 
 
 @pytest.mark.anyio
-async def test_store_keeps_the_later_token_and_never_returns_a_nearly_expired_one() -> None:
+async def test_store_keeps_the_latest_received_token_and_never_returns_a_nearly_expired_one() -> None:
     clock = [NOW]
     store = InMemoryForgeTokenStore(leeway=60, clock=lambda: clock[0])
-    await store.put(INSTALLATION, None, stored("later", NOW + 3600))
-    await store.put(INSTALLATION, None, stored("sooner", NOW + 600))
-    assert (await store.get(INSTALLATION, None)) == stored("later", NOW + 3600)
+    await store.put(INSTALLATION, None, ForgeStoredToken("first", BASE, NOW + 7200, received_at=NOW))
+    await store.put(INSTALLATION, None, ForgeStoredToken("latest", BASE, NOW + 600, received_at=NOW + 1))
+    await store.put(INSTALLATION, None, ForgeStoredToken("late", BASE, NOW + 9000, received_at=NOW + 0.5))
+    assert (await store.get(INSTALLATION, None)) == ForgeStoredToken("latest", BASE, NOW + 600, received_at=NOW + 1)
     assert await store.get(INSTALLATION, "someone") is None
-    clock[0] = NOW + 3541
+    clock[0] = NOW + 541
     assert await store.get(INSTALLATION, None) is None
-    assert "later" not in repr(stored("later", NOW))
+    assert "latest" not in repr(stored("latest", NOW))
 
 
 @pytest.mark.anyio
@@ -161,13 +166,16 @@ async def test_store_discards_only_the_token_that_failed() -> None:
 @pytest.mark.anyio
 async def test_remembered_tokens_serve_calls_later_and_a_401_drops_them(forge: FakeForge) -> None:
     system, user = forge.system_token(exp=NOW + 3600), forge.user_token(exp=NOW + 1800)
-    call = await invocation(forge, system=system, user=user)
     store = InMemoryForgeTokenStore(clock=lambda: NOW)
-    await remember_forge_tokens(store, call)
-    assert (await store.get(call.installation_id, None)) == ForgeStoredToken(system, forge.api_base_url, NOW + 3600)
-    assert (await store.get(call.installation_id, forge.account_id)) == ForgeStoredToken(
-        user, forge.api_base_url, NOW + 1800
-    )
+    ui_call = await invocation(forge, system=system, user=user)
+    assert not await remember_forge_tokens(store, ui_call, clock=lambda: NOW)  # a browser may have sent it
+    assert await store.get(ui_call.installation_id, None) is None
+    call = await invocation(forge, system=system, shape="trigger")
+    assert not await remember_forge_tokens(store, call, module_keys={"other-trigger"}, clock=lambda: NOW)
+    assert await remember_forge_tokens(store, call, module_keys={"hourly-sync"}, clock=lambda: NOW)
+    kept = ForgeStoredToken(system, forge.api_base_url, NOW + 3600, received_at=NOW)
+    assert (await store.get(call.installation_id, None)) == kept
+    assert await store.get(call.installation_id, forge.account_id) is None  # user tokens are never kept
 
     async with await stored_forge_client(store, call.installation_id, transport=forge.api_transport) as later:
         assert (await later.get("/rest/api/3/myself")).status_code == 200
@@ -180,10 +188,10 @@ async def test_remembered_tokens_serve_calls_later_and_a_401_drops_them(forge: F
 
 @pytest.mark.anyio
 async def test_invocation_client_with_a_store_drops_a_rejected_token(forge: FakeForge) -> None:
-    system = forge.system_token()
-    call = await invocation(forge, system=system)
+    system = forge.system_token(exp=NOW + 3600)
+    call = await invocation(forge, system=system, shape="event")
     store = InMemoryForgeTokenStore(clock=lambda: NOW)
-    await remember_forge_tokens(store, call)
+    assert await remember_forge_tokens(store, call, clock=lambda: NOW)
     forge.revoke(system)
     async with forge_product_client(call, store=store, transport=forge.api_transport) as client:
         assert (await client.get("/rest/api/3/myself")).status_code == 401
@@ -192,9 +200,11 @@ async def test_invocation_client_with_a_store_drops_a_rejected_token(forge: Fake
 
 @pytest.mark.anyio
 async def test_tokens_without_a_readable_exp_are_not_kept(forge: FakeForge) -> None:
-    call = await invocation(forge, system="opaque-token", user="also.not.jwt")
+    call = await invocation(forge, system="opaque-token", user="also.not.jwt", shape="event")
     store = InMemoryForgeTokenStore(clock=lambda: NOW)
-    await remember_forge_tokens(store, call)
+    assert not await remember_forge_tokens(store, call, clock=lambda: NOW)
+    expired = await invocation(forge, system=forge.system_token(exp=NOW - 1), shape="event")
+    assert not await remember_forge_tokens(store, expired, clock=lambda: NOW)
     assert await store.get(call.installation_id, None) is None
     assert await store.get(call.installation_id, forge.account_id) is None
 

@@ -154,7 +154,9 @@ class Target:
     def snapshot(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every stored installation and event, whole rows: any write shows up here."""
         with closing(sqlite3.connect(self.database)) as connection:
-            tenants = connection.execute("SELECT * FROM installations ORDER BY client_key").fetchall()
+            tenants = connection.execute(
+                "SELECT client_key, base_url, encrypted_shared_secret, installed, enabled FROM atlassian_tenants ORDER BY client_key"
+            ).fetchall()
             events = connection.execute("SELECT * FROM events ORDER BY id").fetchall()
         return tenants, events
 

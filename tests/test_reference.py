@@ -22,11 +22,20 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 import fastapi_connect_auth
+import fastapi_connect_auth.stores
+import fastapi_connect_auth.stores.redis
+import fastapi_connect_auth.stores.sqlalchemy
 import fastapi_connect_auth.testing
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES: list[ModuleType] = [fastapi_connect_auth, fastapi_connect_auth.testing]
-ENTRY = re.compile(r"^::: (fastapi_connect_auth(?:\.testing)?)\.(\w+)$", re.MULTILINE)
+PACKAGES: list[ModuleType] = [
+    fastapi_connect_auth,
+    fastapi_connect_auth.testing,
+    fastapi_connect_auth.stores,
+    fastapi_connect_auth.stores.sqlalchemy,
+    fastapi_connect_auth.stores.redis,
+]
+ENTRY = re.compile(r"^::: (fastapi_connect_auth(?:\.testing|\.stores(?:\.sqlalchemy|\.redis)?)?)\.(\w+)$", re.MULTILINE)
 NOT_API = {"model_config"}  # pydantic's configuration of a model, not something users call
 PRIVATE_NAME = re.compile(r"(?<![\w.])_[A-Za-z]\w*")
 

@@ -7,18 +7,18 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from example_app.db import Base, create_engine
+from example_app.db import METADATA, create_engine
 from example_app.settings import Settings
 
 
 def run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=METADATA, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def migrate_database_url() -> None:
-    """The command line (`alembic -c example_app/alembic.ini upgrade head`): the database is DATABASE_URL."""
+    """The command line (`alembic -c example_app/alembic.ini upgrade heads`): the database is DATABASE_URL."""
     engine = create_engine(Settings.from_env().database_url)
     try:
         async with engine.begin() as connection:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeGuard, TypeVar, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -65,6 +65,16 @@ AuthorizationMethod = Literal["publicKey", "sharedSecret", "any"]
 CredentialsLoader = Callable[[str], "Credentials[Any] | Awaitable[Credentials[Any] | None] | None"]
 """`loader(client_key)`, sync or async: the tenant's `Credentials` (`installed=False` once it uninstalled),
 or `None` if never seen."""
+
+
+class CredentialsSource(Protocol):
+    """Anything with a `credentials` loader: the library's stores."""
+
+    @property
+    def credentials(self) -> CredentialsLoader:
+        """`loader(client_key)` returning the tenant's `Credentials` or `None`."""
+        ...
+
 
 MAX_CLIENT_KEY_LENGTH = 255
 """The longest `iss`/`clientKey` passed to a loader; Atlassian's are far shorter (UUIDs and the like)."""
@@ -133,6 +143,8 @@ class ConnectAuth(AppConfig):
       tenant's `Credentials`, with `installed=False` once it uninstalled, or
       `None` for a tenant never seen. It is only called with a printable
       `client_key` of at most 255 characters; anything else is refused first.
+    * `store`: a store of `fastapi_connect_auth.stores` instead: its
+      `credentials` is the loader (pass one or the other).
     * `sync_loader_in_thread`: a sync loader runs in a worker thread, as FastAPI
       runs sync dependencies, so a blocking database call stalls no other request.
       Pass `False` for a loader that never blocks (an in-memory dict): it then
@@ -164,7 +176,8 @@ class ConnectAuth(AppConfig):
         self,
         *,
         base_url: str | Sequence[str],
-        credentials_loader: CredentialsLoader,
+        credentials_loader: CredentialsLoader | None = None,
+        store: CredentialsSource | None = None,
         sync_loader_in_thread: bool = True,
         key_provider: PublicKeyProvider | None = None,
         authorization_method: AuthorizationMethod = "publicKey",
@@ -180,14 +193,17 @@ class ConnectAuth(AppConfig):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("ConnectAuth needs at least one base_url")
+        if (credentials_loader is None) == (store is None):
+            raise ValueError("ConnectAuth takes credentials_loader= or store=, one of them")
+        loader = credentials_loader if credentials_loader is not None else store.credentials  # type: ignore[union-attr]
         if authorization_method not in _ALGORITHMS_BY_METHOD:
             raise ValueError(f"authorization_method must be one of {sorted(_ALGORITHMS_BY_METHOD)}")
         self.base_urls: tuple[str, ...] = tuple(dict.fromkeys(_normalise_base_url(url) for url in urls))
         """The app's base URLs, normalised (no trailing slash): the only accepted `aud`."""
         self._base_paths = tuple(dict.fromkeys(urlsplit(url).path for url in self.base_urls))
-        self.credentials_loader = credentials_loader
+        self.credentials_loader: CredentialsLoader = loader
         """`loader(client_key)` returning the tenant's `Credentials` or `None`."""
-        self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(credentials_loader)
+        self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(loader)
         self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
         """Where Atlassian's install keys come from (`AtlassianKeyProvider` by default)."""
         self.authorization_method: AuthorizationMethod = authorization_method

@@ -47,7 +47,7 @@ from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, Un
 from ._forge import (
     FORGE_GRAPHQL_URL,
     FORGE_GRAPHQL_URLS,
-    MAX_PRODUCT_TOKEN_LIFETIME,
+    FORGE_TOKEN_MAX_LIFETIME,
     ForgeBearerAuth,
     ForgeStoredToken,
     ForgeTokenStore,
@@ -73,8 +73,8 @@ __all__ = [
     "AUTHORIZATION_SERVERS",
     "FORGE_GRAPHQL_URL",
     "FORGE_GRAPHQL_URLS",
+    "FORGE_TOKEN_MAX_LIFETIME",
     "JWT_BEARER_GRANT_TYPE",
-    "MAX_PRODUCT_TOKEN_LIFETIME",
     "ConnectAppAuth",
     "ConnectUserAuth",
     "ForgeBearerAuth",

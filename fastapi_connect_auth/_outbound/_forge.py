@@ -19,14 +19,13 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import httpx2
 from cachetools import LRUCache
-from pydantic import SecretStr
 
 from .._forge._flow import IC_LABEL
 from .._forge._models import ForgeInvocation
@@ -39,7 +38,7 @@ from ._user_auth import _scrub
 __all__ = [
     "FORGE_GRAPHQL_URL",
     "FORGE_GRAPHQL_URLS",
-    "MAX_PRODUCT_TOKEN_LIFETIME",
+    "FORGE_TOKEN_MAX_LIFETIME",
     "ForgeBearerAuth",
     "ForgeStoredToken",
     "ForgeTokenStore",
@@ -62,8 +61,9 @@ FORGE_GRAPHQL_URLS: Mapping[str, str] = MappingProxyType(
 
 Bitbucket (`api.bitbucket.org`) and Isolated Clouds have none here: configure them.
 """
-MAX_PRODUCT_TOKEN_LIFETIME = 4 * 3600.0
-"""The longest a Forge product token lives (CHANGE-2160): a longer announced lifetime is refused."""
+FORGE_TOKEN_MAX_LIFETIME = 4 * 3600.0
+"""The longest a Forge system or user token lives (CHANGE-2160): a longer announced lifetime is refused,
+and no kept token outlives its receipt by more."""
 
 _OFFLINE_MUTATION = (
     "mutation offlineUserAuthToken($input: OfflineUserAuthTokenInput!) {"
@@ -92,14 +92,16 @@ def token_expiry(token: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class ForgeStoredToken:
-    """A product token kept for an installation: where it may be sent, and until when."""
+    """A product token kept for an installation: where it may be sent, until when, and when it was received."""
 
     token: str = field(repr=False)
     """The product token; never shown in a repr."""
     api_base_url: str
     """The only base URL the token may be sent to."""
     expires_at: float
-    """When the token expires, seconds since the epoch."""
+    """When the token expires, seconds since the epoch: its `exp`, capped at `received_at` plus 4 hours."""
+    received_at: float = 0.0
+    """When the invocation that brought it was received: of two tokens, the later received is kept."""
 
 
 @runtime_checkable
@@ -107,6 +109,8 @@ class ForgeTokenStore(Protocol):
     """Where Forge's tokens are kept per installation, for calls made outside a Forge invocation.
 
     `account_id` is `None` for the app's system token, else the user's account id.
+    Which tokens are kept, and until when, is decided once by `remember_forge_tokens`;
+    a store only keeps the most recently received one per key.
     """
 
     async def get(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
@@ -114,7 +118,7 @@ class ForgeTokenStore(Protocol):
         ...
 
     async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
-        """Keep `token` unless the one kept already expires later."""
+        """Keep `token` unless the one kept was received later (`received_at`); atomically."""
         ...
 
     async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
@@ -123,7 +127,7 @@ class ForgeTokenStore(Protocol):
 
 
 class InMemoryForgeTokenStore:
-    """A process-local `ForgeTokenStore`: bounded, keeps the later-expiring token, never returns a nearly expired one.
+    """A process-local `ForgeTokenStore`: bounded, keeps the latest received token, never returns a nearly expired one.
 
     `leeway` seconds before expiry a token is no longer handed out, so a call does
     not start with a token that dies on the way.
@@ -144,9 +148,9 @@ class InMemoryForgeTokenStore:
         return stored
 
     async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
-        """Keep `token` unless the one kept already expires later."""
+        """Keep `token` unless the one kept was received later."""
         current = self._tokens.get((installation_id, account_id))
-        if current is None or token.expires_at >= current.expires_at:
+        if current is None or token.received_at >= current.received_at:
             self._tokens[(installation_id, account_id)] = token
 
     async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
@@ -156,19 +160,43 @@ class InMemoryForgeTokenStore:
             del self._tokens[(installation_id, account_id)]
 
 
-async def remember_forge_tokens(store: ForgeTokenStore, invocation: ForgeInvocation) -> None:
-    """Keep the invocation's system token (and user token, under its principal) for later calls."""
-    tokens: list[tuple[str | None, SecretStr | None]] = [(None, invocation.system_token)]
-    if invocation.principal is not None:
-        tokens.append((invocation.principal, invocation.user_token))
-    for account_id, secret in tokens:
-        if secret is None:
-            continue
-        value = secret.get_secret_value()
-        expires_at = token_expiry(value)
-        if expires_at is not None:
-            stored = ForgeStoredToken(value, invocation.api_base_url, expires_at)
-            await store.put(invocation.installation_id, account_id, stored)
+async def remember_forge_tokens(
+    store: ForgeTokenStore,
+    invocation: ForgeInvocation,
+    *,
+    module_keys: Collection[str] | None = None,
+    max_lifetime: float = FORGE_TOKEN_MAX_LIFETIME,
+    clock: Callable[[], float] = time.time,
+) -> bool:
+    """Keep the invocation's system token for later calls, if it can be trusted to be Forge's; `True` if kept.
+
+    The FIT signs neither the `x-forge-oauth-*` headers nor anything else about
+    them, and a UI call's FIT (`requestRemote`) passes through the user's browser,
+    which can resend it with a token of its choice. So a token is kept only:
+
+    * from an invocation that cannot come from a browser (`browser_visible` is
+      false: no `principal`, no `context`: events, triggers, backend calls);
+    * when `module_keys` is given, from one of those modules only;
+    * until its unverified `exp`, but never past `max_lifetime` (4 h) after it was
+      received; the most recently received token replaces the kept one.
+
+    User tokens come only with a user, so from browser-visible calls: they are
+    never kept (ask `OfflineUserTokens` for a user's token instead).
+    """
+    if invocation.browser_visible or invocation.system_token is None:
+        return False
+    module = invocation.module.key if invocation.module else None
+    if module_keys is not None and module not in module_keys:
+        return False
+    value = invocation.system_token.get_secret_value()
+    expires_at, received_at = token_expiry(value), clock()
+    if expires_at is None or expires_at <= received_at:
+        return False
+    capped = min(expires_at, received_at + max_lifetime)
+    await store.put(
+        invocation.installation_id, None, ForgeStoredToken(value, invocation.api_base_url, capped, received_at)
+    )
+    return True
 
 
 class ForgeBearerAuth(TenantAuth):
@@ -331,7 +359,7 @@ class OfflineUserTokens:
         client: httpx2.AsyncClient | None = None,
         graphql_urls: Mapping[str, str] | None = None,
         isolated_cloud_graphql_url: str | None = None,
-        max_ttl: float = MAX_PRODUCT_TOKEN_LIFETIME,
+        max_ttl: float = FORGE_TOKEN_MAX_LIFETIME,
         leeway: float = 60.0,
         max_size: int = 10_000,
         timeout: float = 10.0,

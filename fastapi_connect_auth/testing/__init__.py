@@ -22,6 +22,7 @@ from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, RouteHandler
+from ._stores import StoreContract, forge_invocation, install_payload
 from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
     "ProductAPICall",
     "ProductType",
     "RouteHandler",
+    "StoreContract",
     "expand_url",
+    "forge_invocation",
     "generate_rsa_key",
+    "install_payload",
 ]

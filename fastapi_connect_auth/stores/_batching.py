@@ -1,5 +1,7 @@
 """Group the database calls that arrive together into one: batched reads and group commit.
 
+The stores read the tenants whose credentials are wanted at the same moment in one
+query; the example app inserts the events that arrive together in one transaction.
 Under a burst of webhooks each request reads its tenant and writes its event. Done
 one by one, every call pays the driver's round trips (for aiosqlite, thread hops)
 and every write its own commit. `Batcher` runs one call for all the items that
@@ -23,7 +25,13 @@ ResultT = TypeVar("ResultT")
 
 
 class Batcher(Generic[ItemT, ResultT]):
-    """`await batcher.submit(item)`: `run(items)` returns one result (or exception) per item, in order."""
+    """`await batcher.submit(item)`: `run(items)` returns one result (or exception) per item, in order.
+
+    ```python
+    inserts = Batcher(insert_all)  # async def insert_all(rows: list[Row]) -> list[None]
+    await inserts.submit(row)  # answered once the batch holding it is committed
+    ```
+    """
 
     def __init__(
         self, run: Callable[[list[ItemT]], Awaitable[Sequence[ResultT | Exception]]], *, max_batch: int = 256
@@ -34,6 +42,7 @@ class Batcher(Generic[ItemT, ResultT]):
         self._draining: asyncio.Task[None] | None = None
 
     async def submit(self, item: ItemT) -> ResultT:
+        """Wait for `item`'s own result, run with whatever else arrived meanwhile."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._draining is None:

@@ -1,10 +1,10 @@
-"""The example app's `Batcher`: batched reads and group commit keep each caller's own answer."""
+"""`Batcher` (the stores' batched reads, the example app's group commit): each caller keeps its own answer."""
 
 from __future__ import annotations
 
 import anyio
 
-from example_app.batching import Batcher
+from fastapi_connect_auth.stores import Batcher
 
 
 def test_callers_arriving_together_share_one_run_and_get_their_own_results() -> None:

@@ -1,0 +1,519 @@
+"""`BaseStore`: the rules every store follows, once, over a few storage primitives each backend implements.
+
+The rules that are easy to get wrong live here, not in the adapters:
+
+* an install's new shared secret replaces the old one at once, and of two
+  racing installs the later signed one wins (`Tenant.signed_at`);
+* an uninstalled tenant stays known and refused until a signed install;
+* a Forge call is linked to a Connect tenant by installation id, and by cloud id
+  only in the narrow case `link_connect_tenant` allows;
+* hostile values (NaN, absurd nesting, control characters in ids) are refused
+  before a backend sees them, and a backend's faults answer 503, never 500;
+* a bounded local cache answers `credentials` for `cache_ttl` seconds, dropped
+  at once in this process on install and uninstall.
+
+A backend implements the `_`-prefixed primitives (each one atomic) and declares
+its `faults`: the exceptions that mean "unreachable now". The contract suite
+(`fastapi_connect_auth.testing.StoreContract`) checks a backend against all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from cachetools import TTLCache
+
+from .._connect._models import Credentials, InstallPayload, VerifiedInstallation
+from .._errors import AuthError, AuthErrorCode
+from .._forge._models import ForgeInvocation
+from .._outbound._forge import ForgeStoredToken
+from ._batching import Batcher
+from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant, product_of_api_base_url
+from ._secrets import SecretDecryptionError
+
+__all__ = ["BaseStore", "CacheStats", "link_connect_tenant", "store_unavailable"]
+
+logger = logging.getLogger("fastapi_connect_auth")
+
+MAX_ID_LENGTH = 255
+MAX_JSON_DEPTH = 32
+MAX_JSON_ITEMS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """How the credentials cache has served this process: hits, misses and the hit rate."""
+
+    hits: int
+    """Lookups answered from the cache."""
+    misses: int
+    """Lookups that read the store."""
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over all lookups (0.0 before any)."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+def store_unavailable() -> AuthError:
+    """The `STORE_UNAVAILABLE` (503) answer to a store fault: nothing was changed, the product retries."""
+    error = AuthError(
+        AuthErrorCode.STORE_UNAVAILABLE, "The app's store is unavailable; try again later.", status_code=503
+    )
+    error.headers = {"Retry-After": "5"}
+    return error
+
+
+def _refuse(what: str) -> AuthError:
+    return AuthError(AuthErrorCode.INVALID_INSTALL_PAYLOAD, f"Refused before storage: {what}.")
+
+
+def _storable_id(value: object) -> bool:
+    """A printable string of 1 to 255 characters that UTF-8 can encode (no lone surrogate, no NUL)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_id(value: str, what: str) -> str:
+    """`value` if it is a storable id, else `INVALID_INSTALL_PAYLOAD` (400) before any database sees it."""
+    if not _storable_id(value):
+        raise _refuse(f"{what} must be a printable id of 1 to {MAX_ID_LENGTH} characters")
+    return value
+
+
+def check_json(value: Any, what: str) -> None:
+    """Refuse what a JSON column would choke on: NaN or infinite numbers, nesting past 32, NUL, lone surrogates."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    items = 0
+    while pending:
+        item, depth = pending.pop()
+        items += 1
+        if depth > MAX_JSON_DEPTH or items > MAX_JSON_ITEMS:
+            raise _refuse(f"{what} is nested too deeply or too large")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _refuse(f"{what} holds a number JSON cannot represent (NaN or infinite)")
+        if isinstance(item, str):
+            _check_text(item, what)
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                _check_text(str(key), what)
+                pending.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            pending.extend((child, depth + 1) for child in item)
+        elif item is not None and not isinstance(item, bool | int | float):
+            raise _refuse(f"{what} holds a value that is not JSON")
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise _refuse(f"{what} holds a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refuse(f"{what} holds text UTF-8 cannot encode") from None
+
+
+def link_connect_tenant(
+    candidates: Iterable[Tenant], *, installation_id: str, cloud_id: str | None, product: Product | None
+) -> Tenant | None:
+    """The installed Connect tenant a Forge invocation belongs to, or `None`; never a guess.
+
+    * By installation id: the tenant whose latest signed install named it (a
+      re-install naming a new `installationId` re-links).
+    * Else by cloud id, only for a tenant with no installation id recorded, of the
+      invocation's product (Jira and Confluence share a cloud id), and only when
+      exactly one such tenant matches.
+
+    Ambiguity means no link.
+    """
+    installed = [tenant for tenant in candidates if tenant.installed]
+    linked = [tenant for tenant in installed if tenant.installation_id == installation_id]
+    if linked:
+        return linked[0] if len(linked) == 1 else None
+    if not cloud_id or product is None:
+        return None
+    unlinked = [
+        tenant
+        for tenant in installed
+        if tenant.installation_id is None and tenant.cloud_id == cloud_id and tenant.product == product
+    ]
+    return unlinked[0] if len(unlinked) == 1 else None
+
+
+def _invocation_product(invocation: ForgeInvocation) -> Product | None:
+    urls = (invocation.api_base_url, *(context.api_base_url for context in invocation.installation_contexts))
+    return next((product for url in urls if (product := product_of_api_base_url(url)) is not None), None)
+
+
+class BaseStore(ABC):
+    """Connect tenants, Forge installations, Forge tokens and delivery ids, with the library's rules.
+
+    Use one of the library's stores (`MemoryStore`, `SQLAlchemyStore`, `RedisStore`)
+    or subclass this one and implement its primitives; `StoreContract` tests it.
+
+    ```python
+    store = MemoryStore()
+    connect = ConnectAuth(base_url="https://my-app.example.com", store=store)
+    app.include_router(lifecycle_router(connect, store))
+    ```
+
+    * `cache_ttl`: seconds `credentials` may answer from this process's cache.
+      This process drops an entry at once when it writes the tenant; another
+      replica's write is seen within `cache_ttl` (5 s by default). `0` turns it off.
+    * `cache_size`: the most tenants cached (least recently used go first).
+    * `token_leeway`: seconds before expiry a Forge token is no longer handed out.
+    """
+
+    faults: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Exceptions of the backend that mean it cannot be reached or written now: answered 503."""
+
+    def __init__(
+        self,
+        *,
+        cache_ttl: float = 5.0,
+        cache_size: int = 10_000,
+        token_leeway: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not math.isfinite(cache_ttl) or cache_ttl < 0:
+            raise ValueError("cache_ttl must be a finite number of seconds, 0 or more")
+        self.cache_ttl = cache_ttl
+        """Seconds a tenant's credentials may be answered from this process's cache."""
+        self.token_leeway = token_leeway
+        """Seconds before expiry from which a Forge token is no longer handed out."""
+        self.clock = clock
+        """The clock records are dated by (seconds since the epoch)."""
+        self._cache: TTLCache[str, Credentials[Tenant] | None] | None = (
+            TTLCache(cache_size, cache_ttl, timer=time.monotonic) if cache_ttl > 0 else None
+        )
+        self._reads: Batcher[str, Credentials[Tenant] | None] = Batcher(self._read_credentials)
+        self._hits = self._misses = 0
+        self._writes = 0
+        """Bumped on every tenant write in this process: a read that overlapped one is not cached."""
+
+    # -- what backends implement ---------------------------------------------------------
+
+    @abstractmethod
+    async def _get_tenant(self, client_key: str) -> Tenant | None:
+        """The tenant kept for `client_key`, or `None`."""
+
+    async def _get_tenants(self, client_keys: Sequence[str]) -> Mapping[str, Tenant]:
+        """The tenants kept for `client_keys` (distinct), by clientKey; override to read them in one query."""
+        found = {key: await self._get_tenant(key) for key in client_keys}
+        return {key: tenant for key, tenant in found.items() if tenant is not None}
+
+    @abstractmethod
+    async def _put_tenant(self, tenant: Tenant) -> bool:
+        """Insert or replace the tenant, atomically, unless the kept one has a later `signed_at`; `True` if written.
+
+        A kept tenant keeps its `installed_at` and `uninstalled_at`.
+        """
+
+    @abstractmethod
+    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
+        """Apply `changes` (field → value) to a kept tenant, atomically; `True` if written.
+
+        With `signed_at`, only if the kept one's is not later, and `signed_at` is
+        written too; with `None`, whatever it is.
+        """
+
+    @abstractmethod
+    async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
+        """The tenants whose installation id is `installation_id` or whose cloud id is `cloud_id`."""
+
+    @abstractmethod
+    async def _get_installation(self, installation_id: str) -> ForgeInstallationRecord | None:
+        """The Forge installation kept for `installation_id`, or `None`."""
+
+    @abstractmethod
+    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
+        """Insert or replace the Forge installation."""
+
+    @abstractmethod
+    async def _get_token(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        """The token kept for the key, expired or not (the store may have dropped expired ones)."""
+
+    @abstractmethod
+    async def _put_token(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        """Keep `token` unless the kept one was received later, atomically; expire it at `expires_at`."""
+
+    @abstractmethod
+    async def _discard_token(self, installation_id: str, account_id: str | None, token: str) -> None:
+        """Forget the kept token if it is still `token`, atomically."""
+
+    @abstractmethod
+    async def _remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
+        """`RedeliveryStore.remember_delivery`: atomic; of concurrent calls for one key, exactly one gets `None`."""
+
+    async def _rotate(self) -> int:
+        """Re-encrypt every secret with the first key; how many were rewritten (none for a store that encrypts none)."""
+        return 0
+
+    async def close(self) -> None:
+        """Release the backend's connections (the app's lifespan calls it)."""
+        return None
+
+    # -- faults ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _reaching(self, operation: str) -> AsyncIterator[None]:
+        """Turn the backend's faults into `STORE_UNAVAILABLE` (503), logging only their class and SQLSTATE."""
+        try:
+            yield
+        except AuthError:
+            raise
+        except SecretDecryptionError:
+            logger.error(
+                "%s cannot decrypt a stored secret during %s: was a key dropped too early?",
+                type(self).__name__,
+                operation,
+            )
+            raise store_unavailable() from None
+        except self.faults as exc:
+            orig = getattr(exc, "orig", None)
+            sqlstate = getattr(orig, "sqlstate", None)
+            cause = type(orig).__name__ if orig is not None else "none"
+            if isinstance(sqlstate, str):
+                cause += f", SQLSTATE {sqlstate}"
+            logger.error(
+                "%s unavailable during %s: %s (cause: %s)", type(self).__name__, operation, type(exc).__name__, cause
+            )
+            raise store_unavailable() from None
+
+    # -- Connect tenants -------------------------------------------------------------------
+
+    async def credentials(self, client_key: str) -> Credentials[Tenant] | None:
+        """The credentials loader: `ConnectAuth(credentials_loader=store.credentials)` (or `store=store`).
+
+        `installed=False` for an uninstalled tenant; `None` for one never seen
+        (or an id no store could hold). Answered from the cache for `cache_ttl`
+        seconds; the misses that arrive together are read in one query.
+        """
+        cache = self._cache
+        if cache is not None:
+            try:
+                cached = cache[client_key]
+            except KeyError:
+                pass
+            else:
+                self._hits += 1
+                return cached
+        self._misses += 1
+        if not _storable_id(client_key):
+            return None
+        writes = self._writes
+        credentials = await self._reads.submit(client_key)
+        if cache is not None and writes == self._writes:  # a read that overlapped a write here is not kept
+            cache[client_key] = credentials
+        return credentials
+
+    async def _read_credentials(self, client_keys: list[str]) -> list[Credentials[Tenant] | None]:
+        async with self._reaching("a tenant read"):
+            found = await self._get_tenants(list(dict.fromkeys(client_keys)))
+        return [_credentials(found.get(key)) for key in client_keys]
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        """How often `credentials` was answered from the cache in this process."""
+        return CacheStats(self._hits, self._misses)
+
+    def _forget(self, client_key: str) -> None:
+        self._writes += 1
+        if self._cache is not None:
+            self._cache.pop(client_key, None)
+
+    async def tenant(self, client_key: str) -> Tenant | None:
+        """The tenant kept for `client_key`, read from the store (never the cache), installed or not."""
+        check_id(client_key, "clientKey")
+        async with self._reaching("a tenant read"):
+            return await self._get_tenant(client_key)
+
+    async def save_install(
+        self, install: VerifiedInstallation[Any] | InstallPayload, *, signed_at: float | None = None
+    ) -> bool:
+        """Keep a verified install: its shared secret replaces the old one at once; the tenant is installed.
+
+        `signed_at` orders racing installs; it defaults to the install token's `iat`
+        (else now). An install signed before the kept install or uninstall changes
+        nothing: `False`, else `True`. One atomic write, no read first.
+        """
+        payload = install.payload if isinstance(install, VerifiedInstallation) else install
+        claims = install.claims if isinstance(install, VerifiedInstallation) else None
+        now = self.clock()
+        when = signed_at if signed_at is not None else (claims.iat if claims is not None and claims.iat else now)
+        record = payload.dump_for_storage()
+        secret = record.pop("sharedSecret")
+        check_id(payload.client_key, "clientKey")
+        for name, value in (("installationId", payload.installation_id), ("cloudId", payload.cloud_id)):
+            if value is not None:
+                check_id(value, name)
+        check_json(payload.model_dump(exclude={"shared_secret"}), "the install payload")  # before JSON mode nulls a NaN
+        if not math.isfinite(when):
+            raise _refuse("the install's time is not finite")
+        tenant = Tenant(
+            client_key=payload.client_key,
+            base_url=payload.base_url,
+            shared_secret=secret,
+            signed_at=float(when),
+            product_type=payload.product_type,
+            installation_id=payload.installation_id,
+            cloud_id=payload.cloud_id,
+            oauth_client_id=payload.oauth_client_id,
+            payload=record,
+            installed_at=now,
+        )
+        async with self._reaching("an install"):
+            written = await self._put_tenant(tenant)
+        self._forget(payload.client_key)
+        return written
+
+    async def uninstall(self, client_key: str, *, signed_at: float | None = None) -> bool:
+        """Mark the tenant uninstalled (kept, refused until a signed install); `True` if it was written.
+
+        An uninstall signed before the kept install changes nothing.
+        """
+        check_id(client_key, "clientKey")
+        now = self.clock()
+        async with self._reaching("an uninstall"):
+            written = await self._update_tenant(
+                client_key, signed_at if signed_at is not None else now, {"installed": False, "uninstalled_at": now}
+            )
+        self._forget(client_key)
+        return written
+
+    async def set_enabled(self, client_key: str, enabled: bool) -> bool:
+        """Record an `enabled` or `disabled` callback; `True` if the tenant is kept."""
+        check_id(client_key, "clientKey")
+        async with self._reaching("an enabled/disabled write"):
+            written = await self._update_tenant(client_key, None, {"enabled": enabled})
+        self._forget(client_key)
+        return written
+
+    async def connect_tenant(self, invocation: ForgeInvocation) -> Tenant | None:
+        """The Connect tenant linked to a Forge invocation (`link_connect_tenant`'s rule), or `None`."""
+        installation_id, cloud_id = invocation.installation_id, invocation.cloud_id
+        if not _storable_id(installation_id) or (cloud_id is not None and not _storable_id(cloud_id)):
+            return None
+        async with self._reaching("a tenant lookup"):
+            candidates = await self._find_tenants(installation_id, cloud_id)
+        return link_connect_tenant(
+            candidates, installation_id=installation_id, cloud_id=cloud_id, product=_invocation_product(invocation)
+        )
+
+    async def rotate(self) -> int:
+        """Re-encrypt every kept secret with the first encryption key; returns how many were rewritten."""
+        async with self._reaching("a key rotation"):
+            return await self._rotate()
+
+    # -- Forge installations -----------------------------------------------------------------
+
+    async def forge_installation(self, installation_id: str) -> ForgeInstallationRecord | None:
+        """The Forge installation kept for `installation_id`, or `None` for one never seen."""
+        if not _storable_id(installation_id):
+            return None
+        async with self._reaching("an installation read"):
+            return await self._get_installation(installation_id)
+
+    async def record_forge_installation(
+        self, invocation: ForgeInvocation, *, state: InstallationState = "installed", app_version: str | None = None
+    ) -> ForgeInstallationRecord:
+        """Keep the installation of a verified lifecycle invocation, with its contexts and `state`.
+
+        `installed` (installed or upgraded) keeps when it was first recorded;
+        `uninstalled` (a `preUninstall`) records when. The version is the FIT's
+        `appVersion`, else `app_version` (a payload's, unsigned).
+        """
+        installation_id = check_id(invocation.installation_id, "installationId")
+        contexts = [
+            context.model_dump(
+                by_alias=True, exclude_none=True, include={"name", "api_base_url", "cloud_id", "workspace_id"}
+            )
+            for context in invocation.installation_contexts
+        ]
+        check_json(contexts, "the installation's contexts")
+        now = self.clock()
+        async with self._reaching("an installation write"):
+            kept = await self._get_installation(installation_id)
+            record = ForgeInstallationRecord(
+                installation_id=installation_id,
+                state=state,
+                contexts=tuple(contexts) or (kept.contexts if kept is not None else ()),
+                api_base_url=invocation.api_base_url,
+                # The FIT's appVersion is signed; a payload's version is not: it only fills a gap.
+                app_version=invocation.app_version or app_version or (kept.app_version if kept else None),
+                installed_at=kept.installed_at if kept is not None and kept.installed_at is not None else now,
+                updated_at=now,
+                uninstalled_at=now if state == "uninstalled" else None,
+            )
+            await self._put_installation(record)
+        return record
+
+    # -- Forge tokens (`ForgeTokenStore`) --------------------------------------------------------
+
+    async def get(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        """A kept token that stays valid for `token_leeway` seconds yet, or `None`."""
+        if not _storable_id(installation_id) or (account_id is not None and not _storable_id(account_id)):
+            return None
+        async with self._reaching("a token read"):
+            stored = await self._get_token(installation_id, account_id)
+        if stored is None or stored.expires_at - self.token_leeway <= self.clock():
+            return None
+        return stored
+
+    async def put(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        """Keep `token` unless the kept one was received later."""
+        check_id(installation_id, "installationId")
+        if account_id is not None:
+            check_id(account_id, "accountId")
+        if not (math.isfinite(token.expires_at) and math.isfinite(token.received_at)):
+            raise _refuse("a token's times must be finite")
+        if token.expires_at <= self.clock():
+            return
+        async with self._reaching("a token write"):
+            await self._put_token(installation_id, account_id, token)
+
+    async def discard(self, installation_id: str, account_id: str | None, token: str) -> None:
+        """Forget `token` if it is still the one kept (the product answered 401 to it)."""
+        if not _storable_id(installation_id) or (account_id is not None and not _storable_id(account_id)):
+            return
+        async with self._reaching("a token discard"):
+            await self._discard_token(installation_id, account_id, token)
+
+    # -- delivery ids (`RedeliveryStore`) ----------------------------------------------------------
+
+    async def remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
+        """Keep `key` until `expires_at` unless it is kept; the kept fingerprint, or `None` for a new delivery."""
+        async with self._reaching("a delivery check"):
+            return await self._remember_delivery(key, fingerprint, expires_at)
+
+
+def _credentials(tenant: Tenant | None) -> Credentials[Tenant] | None:
+    if tenant is None:
+        return None
+    return Credentials(tenant.shared_secret, stored_entity=tenant, base_url=tenant.base_url, installed=tenant.installed)
+
+
+def _updated(tenant: Tenant, signed_at: float | None, changes: Mapping[str, Any]) -> Tenant | None:
+    """`tenant` with `changes` (and `signed_at`), or `None` when the kept one was signed later."""
+    if signed_at is not None and tenant.signed_at > signed_at:
+        return None
+    updated = replace(tenant, **changes)
+    return replace(updated, signed_at=signed_at) if signed_at is not None else updated
+
+
+def matching(tenants: Sequence[Tenant], installation_id: str, cloud_id: str | None) -> list[Tenant]:
+    """The tenants whose installation id or cloud id matches (for backends that filter in Python)."""
+    return [t for t in tenants if t.installation_id == installation_id or (cloud_id and t.cloud_id == cloud_id)]

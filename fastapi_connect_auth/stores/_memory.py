@@ -1,0 +1,74 @@
+"""`MemoryStore`: the library's rules over dictionaries, for tests and single-process demos."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from .._outbound._forge import ForgeStoredToken
+from .._redelivery import InMemoryRedeliveryStore
+from ._base import BaseStore, _updated, matching
+from ._records import ForgeInstallationRecord, Tenant
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(BaseStore):
+    """Everything in this process's memory: gone when it stops, invisible to other processes.
+
+    For tests and demos; production apps with more than one process use
+    `SQLAlchemyStore` or `RedisStore`. Options as for `BaseStore`.
+    """
+
+    def __init__(self, *, max_deliveries: int = 100_000, **options: Any) -> None:
+        super().__init__(**options)
+        self._tenants: dict[str, Tenant] = {}
+        self._installations: dict[str, ForgeInstallationRecord] = {}
+        self._tokens: dict[tuple[str, str | None], ForgeStoredToken] = {}
+        self._deliveries = InMemoryRedeliveryStore(max_size=max_deliveries, clock=self.clock)
+
+    async def _get_tenant(self, client_key: str) -> Tenant | None:
+        return self._tenants.get(client_key)
+
+    async def _put_tenant(self, tenant: Tenant) -> bool:
+        kept = self._tenants.get(tenant.client_key)
+        if kept is not None and kept.signed_at > tenant.signed_at:
+            return False
+        if kept is not None:
+            tenant = replace(tenant, installed_at=kept.installed_at, uninstalled_at=kept.uninstalled_at)
+        self._tenants[tenant.client_key] = tenant
+        return True
+
+    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
+        kept = self._tenants.get(client_key)
+        updated = _updated(kept, signed_at, changes) if kept is not None else None
+        if updated is None:
+            return False
+        self._tenants[client_key] = updated
+        return True
+
+    async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
+        return matching(list(self._tenants.values()), installation_id, cloud_id)
+
+    async def _get_installation(self, installation_id: str) -> ForgeInstallationRecord | None:
+        return self._installations.get(installation_id)
+
+    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
+        self._installations[record.installation_id] = record
+
+    async def _get_token(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
+        return self._tokens.get((installation_id, account_id))
+
+    async def _put_token(self, installation_id: str, account_id: str | None, token: ForgeStoredToken) -> None:
+        kept = self._tokens.get((installation_id, account_id))
+        if kept is None or kept.received_at <= token.received_at or kept.expires_at <= self.clock():
+            self._tokens[(installation_id, account_id)] = token
+
+    async def _discard_token(self, installation_id: str, account_id: str | None, token: str) -> None:
+        kept = self._tokens.get((installation_id, account_id))
+        if kept is not None and kept.token == token:
+            del self._tokens[(installation_id, account_id)]
+
+    async def _remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
+        return await self._deliveries.remember_delivery(key, fingerprint, expires_at)

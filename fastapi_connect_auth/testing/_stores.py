@@ -1,0 +1,380 @@
+"""`StoreContract`: the tests every store must pass, for the library's stores and for yours.
+
+```python
+from contextlib import asynccontextmanager
+from fastapi_connect_auth.testing import StoreContract
+
+class TestMyStore(StoreContract):
+    @asynccontextmanager
+    async def open_store(self):
+        store = MyStore(url=DATABASE_URL)  # every call: a new store object on the same data
+        try:
+            yield store
+        finally:
+            await store.close()
+```
+
+It covers the rules (a new secret replaces the old at once, uninstalled tenants
+stay known, the tenancy link), concurrency (two installs racing for one
+clientKey: the later signed secret wins whichever commits last; of N identical
+deliveries exactly one is new; the latest received token wins), expiry (delivery
+ids and tokens), hostile values refused before storage, and a restart: a new
+store object on the same data sees everything (skipped when `persistent` is false).
+Tests run with anyio's pytest plugin (`anyio_backend` is asyncio unless you say otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar
+
+import pytest
+
+from .._connect._models import InstallPayload
+from .._errors import AuthError, AuthErrorCode
+from .._forge._models import ForgeClaims, ForgeInvocation
+from .._outbound._forge import ForgeStoredToken
+from ..stores._base import BaseStore
+
+__all__ = ["StoreContract", "forge_invocation", "install_payload"]
+
+
+def install_payload(client_key: str, shared_secret: str, **fields: Any) -> InstallPayload:
+    """An `installed` payload as Jira sends it; `fields` (camelCase) add to or override it."""
+    body = {
+        "key": "contract-app",
+        "clientKey": client_key,
+        "sharedSecret": shared_secret,
+        "baseUrl": "https://contract.atlassian.net",
+        "productType": "jira",
+        "eventType": "installed",
+        **fields,
+    }
+    return InstallPayload.model_validate({name: value for name, value in body.items() if value is not None})
+
+
+def forge_invocation(
+    installation_id: str, cloud_id: str, *, product: str = "jira", browser: bool = False, **claims: Any
+) -> ForgeInvocation:
+    """A `ForgeInvocation` (unverified: for store tests) of an installation on a site of `product`."""
+    api_base_url = f"https://api.atlassian.com/ex/{product}/{cloud_id}"
+    now = int(time.time())
+    body: dict[str, Any] = {
+        "iss": "forge/invocation-token",
+        "aud": ["ari:cloud:ecosystem::app/00000000-0000-4000-8000-000000000000"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 25,
+        "jti": str(uuid.uuid4()),
+        "app": {
+            "id": "ari:cloud:ecosystem::app/00000000-0000-4000-8000-000000000000",
+            "installationId": installation_id,
+            "apiBaseUrl": api_base_url,
+            "installation": {
+                "id": installation_id,
+                "contexts": [
+                    {"name": f"ari:cloud:{product}::site/{cloud_id}", "apiBaseUrl": api_base_url, "cloudId": cloud_id}
+                ],
+            },
+        },
+        **claims,
+    }
+    if browser:
+        body["principal"] = "account-1"
+        body["context"] = {"cloudId": cloud_id}
+    return ForgeInvocation(ForgeClaims.model_validate(body))
+
+
+def _key() -> str:
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.anyio
+class StoreContract:
+    """Subclass it as `Test…` and define `open_store()`: each call opens a new store object on the same data."""
+
+    persistent: ClassVar[bool] = True
+    """Whether a new store object sees what an earlier one wrote (false for `MemoryStore`)."""
+
+    def open_store(self) -> AbstractAsyncContextManager[BaseStore]:
+        """An async context manager yielding a new store object on this test's data, closed on exit."""
+        raise NotImplementedError("define open_store() in your subclass")
+
+    # -- tenants ---------------------------------------------------------------------------
+
+    async def test_an_install_is_kept_with_its_secret_and_link(self) -> None:
+        """An install is kept with its secret and link."""
+        key = _key()
+        async with self.open_store() as store:
+            assert await store.credentials(key) is None
+            payload = install_payload(
+                key, "s" * 40, installationId="ari:cloud:ecosystem::installation/1", cloudId="c-1"
+            )
+            await store.save_install(payload, signed_at=100)
+            credentials = await store.credentials(key)
+            assert credentials is not None
+            assert (credentials.shared_secret, credentials.installed, credentials.base_url) == (
+                "s" * 40,
+                True,
+                "https://contract.atlassian.net",
+            )
+            tenant = credentials.stored_entity
+            assert tenant is not None
+            assert (tenant.installation_id, tenant.cloud_id, tenant.product) == (
+                "ari:cloud:ecosystem::installation/1",
+                "c-1",
+                "jira",
+            )
+            assert "sharedSecret" not in tenant.payload
+            assert "s" * 40 not in repr(tenant)
+
+    async def test_a_new_secret_replaces_the_old_one_at_once(self) -> None:
+        """A new secret replaces the old one at once."""
+        key = _key()
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "old" * 12), signed_at=100)
+            assert (await store.credentials(key)) is not None  # now cached
+            await store.save_install(install_payload(key, "new" * 12), signed_at=101)
+            credentials = await store.credentials(key)
+            assert credentials is not None
+            assert credentials.shared_secret == "new" * 12
+
+    @pytest.mark.parametrize("order", ["later last", "later first"])
+    async def test_two_racing_installs_the_later_signed_secret_wins(self, order: str) -> None:
+        """Two installs racing for one clientKey: the later signed secret wins, whichever commits last."""
+        key = _key()
+        earlier, later = (install_payload(key, "e" * 40), 100.0), (install_payload(key, "l" * 40), 200.0)
+        racers = [earlier, later] if order == "later last" else [later, earlier]
+        async with self.open_store() as first, self.open_store() as second:
+            await asyncio.gather(
+                *(store.save_install(p, signed_at=t) for store, (p, t) in zip((first, second), racers, strict=True))
+            )
+            for store in (first, second):
+                tenant = await store.tenant(key)
+                assert tenant is not None
+                assert (tenant.shared_secret, tenant.signed_at) == ("l" * 40, 200.0)
+
+    async def test_an_uninstalled_tenant_stays_known_until_a_signed_install(self) -> None:
+        """An uninstalled tenant stays known until a signed install."""
+        key = _key()
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40), signed_at=100)
+            first = await store.tenant(key)
+            assert first is not None
+            assert first.installed_at is not None
+            assert await store.credentials(key) is not None
+            assert await store.uninstall(key, signed_at=101)
+            credentials = await store.credentials(key)
+            assert credentials is not None
+            assert credentials.installed is False
+            await store.save_install(install_payload(key, "s" * 40), signed_at=100.5)  # signed before the uninstall
+            assert (await store.credentials(key)).installed is False  # type: ignore[union-attr]
+            await store.save_install(install_payload(key, "t" * 40), signed_at=102)
+            credentials = await store.credentials(key)
+            assert credentials is not None
+            assert (credentials.installed, credentials.shared_secret) == (True, "t" * 40)
+            tenant = credentials.stored_entity
+            assert tenant is not None
+            assert tenant.uninstalled_at is not None
+            assert tenant.installed_at == first.installed_at  # when it was first installed, kept
+
+    async def test_enabled_and_disabled_are_recorded(self) -> None:
+        """Enabled and disabled are recorded."""
+        key = _key()
+        async with self.open_store() as store:
+            assert not await store.set_enabled(key, False)  # never installed
+            await store.save_install(install_payload(key, "s" * 40), signed_at=100)
+            assert await store.set_enabled(key, False)
+            assert (await store.tenant(key)).enabled is False  # type: ignore[union-attr]
+            assert await store.set_enabled(key, True)
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.enabled, tenant.shared_secret) == (True, "s" * 40)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"extra": float("nan")},
+            {"extra": float("inf")},
+            {"extra": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            {"extra": "nul\x00inside"},
+            {"installationId": "ari:\x00cloud"},
+            {"cloudId": "c" * 300},
+        ],
+        ids=["nan", "infinity", "nesting", "nul", "control-in-id", "long-id"],
+    )
+    async def test_hostile_values_are_refused_before_storage(self, fields: dict[str, Any]) -> None:
+        """Hostile values are refused before storage."""
+        key = _key()
+        async with self.open_store() as store:
+            try:
+                payload = install_payload(key, "s" * 40, **fields)
+            except ValueError:
+                return  # the payload model refused it already
+            with pytest.raises(AuthError) as refused:
+                await store.save_install(payload, signed_at=100)
+            assert (refused.value.code, refused.value.status_code) == (AuthErrorCode.INVALID_INSTALL_PAYLOAD, 400)
+            assert await store.tenant(key) is None
+
+    @pytest.mark.parametrize("client_key", ["", "nul\x00", "x" * 256, "\ud800", "line\nbreak"])
+    async def test_ids_no_store_could_hold_are_never_found(self, client_key: str) -> None:
+        """Ids no store could hold are never found."""
+        async with self.open_store() as store:
+            assert await store.credentials(client_key) is None
+            assert await store.forge_installation(client_key) is None
+            assert await store.get(client_key, None) is None
+
+    # -- the Connect-on-Forge link -------------------------------------------------------------
+
+    async def test_the_link_goes_by_installation_id_and_follows_a_reinstall(self) -> None:
+        """The link goes by installation id and follows a reinstall."""
+        key, cloud = _key(), _key()
+        first, second = f"ari:cloud:ecosystem::installation/{_key()}", f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40, installationId=first, cloudId=cloud), signed_at=1)
+            linked = await store.connect_tenant(forge_invocation(first, cloud))
+            assert linked is not None
+            assert linked.client_key == key
+            assert await store.connect_tenant(forge_invocation(second, cloud)) is None  # another installation
+            await store.save_install(install_payload(key, "s" * 40, installationId=second, cloudId=cloud), signed_at=2)
+            assert await store.connect_tenant(forge_invocation(first, cloud)) is None
+            relinked = await store.connect_tenant(forge_invocation(second, cloud))
+            assert relinked is not None
+            assert relinked.client_key == key
+
+    async def test_the_cloud_id_fallback_is_for_one_unlinked_tenant_of_the_product(self) -> None:
+        """The cloud id fallback is for one unlinked tenant of the product."""
+        jira, confluence, cloud = _key(), _key(), _key()
+        installation = f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as store:
+            await store.save_install(install_payload(jira, "s" * 40, cloudId=cloud), signed_at=1)
+            wiki = {"cloudId": cloud, "productType": "confluence", "baseUrl": "https://contract.atlassian.net/wiki"}
+            await store.save_install(install_payload(confluence, "s" * 40, **wiki), signed_at=1)
+            on_jira = await store.connect_tenant(forge_invocation(installation, cloud, product="jira"))
+            on_wiki = await store.connect_tenant(forge_invocation(installation, cloud, product="confluence"))
+            assert (on_jira and on_jira.client_key, on_wiki and on_wiki.client_key) == (jira, confluence)
+            await store.save_install(install_payload(_key(), "s" * 40, cloudId=cloud), signed_at=1)  # a second Jira
+            assert await store.connect_tenant(forge_invocation(installation, cloud, product="jira")) is None
+            await store.uninstall(confluence, signed_at=2)
+            assert await store.connect_tenant(forge_invocation(installation, cloud, product="confluence")) is None
+
+    # -- Forge installations ------------------------------------------------------------------
+
+    async def test_forge_installations_are_kept_with_their_state_and_contexts(self) -> None:
+        """Forge installations are kept with their state and contexts."""
+        installation, cloud = f"ari:cloud:ecosystem::installation/{_key()}", _key()
+        async with self.open_store() as store:
+            assert await store.forge_installation(installation) is None
+            invocation = forge_invocation(installation, cloud, product="confluence")
+            record = await store.record_forge_installation(invocation, app_version="2.0.0")
+            kept = await store.forge_installation(installation)
+            assert kept == record
+            assert (kept.state, kept.cloud_id, kept.product, kept.app_version) == (
+                "installed",
+                cloud,
+                "confluence",
+                "2.0.0",
+            )
+            gone = await store.record_forge_installation(invocation, state="uninstalled")
+            kept = await store.forge_installation(installation)
+            assert kept == gone
+            assert kept.state == "uninstalled"
+            assert kept.uninstalled_at is not None
+            assert kept.installed_at == record.installed_at
+
+    # -- Forge tokens ---------------------------------------------------------------------------
+
+    async def test_the_latest_received_token_is_kept_whatever_its_exp(self) -> None:
+        """The latest received token is kept whatever its exp."""
+        installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
+        base = "https://api.atlassian.com/ex/jira/c"
+        async with self.open_store() as store:
+            await store.put(installation, None, ForgeStoredToken("junk", base, now + 3 * 3600, received_at=now - 10))
+            await store.put(installation, None, ForgeStoredToken("real", base, now + 3600, received_at=now))
+            await store.put(installation, None, ForgeStoredToken("stale", base, now + 3 * 3600, received_at=now - 5))
+            kept = await store.get(installation, None)
+            assert kept == ForgeStoredToken("real", base, now + 3600, received_at=now)
+            assert await store.get(installation, "account-1") is None
+            await store.discard(installation, None, "junk")  # not the kept one: nothing happens
+            assert await store.get(installation, None) is not None
+            await store.discard(installation, None, "real")
+            assert await store.get(installation, None) is None
+
+    async def test_concurrent_tokens_the_latest_received_wins(self) -> None:
+        """Concurrent tokens the latest received wins."""
+        installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
+        tokens = [
+            ForgeStoredToken(f"t{n}", "https://api.atlassian.com/ex/jira/c", now + 3600, now + n) for n in range(8)
+        ]
+        async with self.open_store() as first, self.open_store() as second:
+            stores = [first, second]
+            await asyncio.gather(*(stores[n % 2].put(installation, None, tokens[n]) for n in (3, 7, 1, 5, 0, 6, 2, 4)))
+            kept = await first.get(installation, None)
+            assert kept is not None
+            assert kept.token == "t7"  # noqa: S105 - a test token's name
+
+    async def test_tokens_expire(self) -> None:
+        """Tokens expire."""
+        installation, now = f"ari:cloud:ecosystem::installation/{_key()}", time.time()
+        async with self.open_store() as store:
+            soon = ForgeStoredToken("soon", "https://api.atlassian.com/ex/jira/c", now + store.token_leeway + 1.5, now)
+            await store.put(installation, "account-1", soon)
+            assert await store.get(installation, "account-1") == soon
+            await asyncio.sleep(2.0)
+            assert await store.get(installation, "account-1") is None
+            await store.put(installation, "account-1", ForgeStoredToken("dead", soon.api_base_url, now - 1, now))
+            assert await store.get(installation, "account-1") is None
+
+    # -- delivery ids -----------------------------------------------------------------------------
+
+    async def test_of_n_identical_concurrent_deliveries_exactly_one_is_new(self) -> None:
+        """Of N identical concurrent deliveries, exactly one is new."""
+        key = f"forge:{_key()}"
+        async with self.open_store() as first, self.open_store() as second:
+            stores = [first, second]
+            expires = time.time() + 60
+            answers = await asyncio.gather(*(stores[n % 2].remember_delivery(key, "f1", expires) for n in range(20)))
+            assert answers.count(None) == 1
+            assert set(answers) == {None, "f1"}
+            assert await first.remember_delivery(key, "f2", expires) == "f1"  # another body: the kept one is told
+
+    async def test_delivery_ids_expire(self) -> None:
+        """Delivery ids expire."""
+        key = f"forge:{_key()}"
+        async with self.open_store() as store:
+            expires_at = time.time() + 1.5  # room for a loaded machine between the two calls
+            assert await store.remember_delivery(key, "f1", expires_at) is None
+            assert await store.remember_delivery(key, "f1", expires_at) == "f1"
+            await asyncio.sleep(2.0)
+            assert await store.remember_delivery(key, "f2", time.time() + 60) is None
+
+    # -- restart ----------------------------------------------------------------------------------
+
+    async def test_a_new_store_object_on_the_same_data_sees_everything(self) -> None:
+        """A new store object on the same data sees everything."""
+        if not self.persistent:
+            pytest.skip("this store keeps nothing past its object")
+        key, installation, delivery = _key(), f"ari:cloud:ecosystem::installation/{_key()}", f"forge:{_key()}"
+        now = time.time()
+        token = ForgeStoredToken("kept", "https://api.atlassian.com/ex/jira/c", now + 3600, now)
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40, installationId=installation), signed_at=100)
+            await store.record_forge_installation(forge_invocation(installation, "cloud-1"))
+            await store.put(installation, None, token)
+            assert await store.remember_delivery(delivery, "f1", now + 60) is None
+        async with self.open_store() as restarted:
+            credentials = await restarted.credentials(key)
+            assert credentials is not None
+            assert credentials.shared_secret == "s" * 40
+            installation_record = await restarted.forge_installation(installation)
+            assert installation_record is not None
+            assert installation_record.state == "installed"
+            assert await restarted.get(installation, None) == token
+            assert await restarted.remember_delivery(delivery, "f1", now + 60) == "f1"
+            assert await restarted.rotate() >= 0
+            credentials = await restarted.credentials(key)
+            assert credentials is not None
+            assert credentials.shared_secret == "s" * 40

@@ -1,0 +1,238 @@
+"""`lifecycle_router` over a store, driven by the test kit's fake Jira and fake Forge; `ConnectAuth(store=)`.
+
+Hooks must see what the store committed; the descriptor's lifecycle URLs come from the router.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_connect_auth import (
+    ConnectAuth,
+    ForgeStoredToken,
+    InMemoryRedeliveryStore,
+    VerifiedForgeLifecycle,
+    VerifiedInstallation,
+    VerifiedLifecycle,
+    VerifiedRequest,
+    lifecycle_router,
+    remember_webhook_delivery,
+)
+from fastapi_connect_auth.stores import MemoryStore, SecretCipher, Tenant
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
+from fastapi_connect_auth.testing import FakeForge, FakeProduct
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+APP_URL = "https://router-app.example.test"
+
+
+@pytest.fixture
+def seen() -> list[tuple[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def app_parts(
+    fake_product: FakeProduct, seen: list[tuple[str, Any]]
+) -> Iterator[tuple[TestClient, MemoryStore, FakeForge]]:
+    store, forge = MemoryStore(), FakeForge()
+    connect = ConnectAuth(base_url=APP_URL, store=store, key_provider=fake_product.key_provider())
+    forge_auth = forge.forge_auth()
+
+    async def on_installed(install: VerifiedInstallation[Tenant]) -> None:
+        kept = await store.tenant(install.client_key)  # the hook runs after the store committed
+        seen.append(("installed", kept.shared_secret if kept else None))
+
+    async def on_uninstalled(event: VerifiedLifecycle[Tenant]) -> None:
+        kept = await store.tenant(event.client_key)
+        seen.append(("uninstalled", kept.installed if kept else None))
+
+    async def on_enabled(event: VerifiedLifecycle[Tenant]) -> None:
+        seen.append(("enabled", event.client_key))
+
+    async def on_disabled(event: VerifiedLifecycle[Tenant]) -> None:
+        seen.append(("disabled", event.client_key))
+
+    async def on_forge(event: VerifiedForgeLifecycle) -> None:
+        kept = await store.forge_installation(event.installation_id)
+        seen.append((event.event, kept.state if kept else None))
+
+    router = lifecycle_router(
+        connect,
+        store,
+        forge_auth,
+        prefix="/atlassian",
+        on_installed=on_installed,
+        on_uninstalled=on_uninstalled,
+        on_enabled=on_enabled,
+        on_disabled=on_disabled,
+        on_forge_installed=on_forge,
+        on_forge_upgraded=on_forge,
+        on_forge_uninstalled=on_forge,
+    )
+    app = FastAPI()
+    connect.install(app)
+    forge_auth.install(app)
+    app.include_router(router)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {"key": "router-app", "baseUrl": APP_URL, "lifecycle": router.lifecycle_urls}
+
+    with TestClient(app, base_url=APP_URL) as client:
+        yield client, store, forge
+
+
+def test_the_connect_routes_store_first_then_run_the_hooks(
+    app_parts: tuple[TestClient, MemoryStore, FakeForge], fake_product: FakeProduct, seen: list[tuple[str, Any]]
+) -> None:
+    client, _, _ = app_parts
+    jira = fake_product.drive(client)
+    assert jira.descriptor["lifecycle"] == {
+        "installed": "/atlassian/installed",
+        "uninstalled": "/atlassian/uninstalled",
+        "enabled": "/atlassian/enabled",
+        "disabled": "/atlassian/disabled",
+    }
+    assert jira.install().status_code == 204
+    assert jira.disable().status_code == 204
+    assert jira.enable().status_code == 204
+    assert jira.uninstall().status_code == 204
+    assert seen == [
+        ("installed", fake_product.shared_secret),
+        ("disabled", fake_product.client_key),
+        ("enabled", fake_product.client_key),
+        ("uninstalled", False),
+    ]
+    refused = jira.install(token=fake_product.context_token())  # never a context token on a lifecycle route
+    assert refused.status_code == 401
+    assert len(seen) == 4
+
+
+def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
+    app_parts: tuple[TestClient, MemoryStore, FakeForge], seen: list[tuple[str, Any]]
+) -> None:
+    client, store, forge = app_parts
+    driver = forge.drive(client)
+    fit = forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+    token = forge.system_token()
+    body = {"id": forge.installation_id.rsplit("/", 1)[1], "app": {"id": forge.app_id, "version": "7.0.0"}}
+    installed = client.post(
+        "/atlassian/forge/lifecycle/installed", json=body, headers=driver.headers(fit, system_token=token)
+    )
+    assert installed.status_code == 204, installed.text
+    upgraded = client.post("/atlassian/forge/lifecycle/upgraded", json=body, headers=driver.headers(fit))
+    assert upgraded.status_code == 204
+    leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "bye"}, "contextToken": "opaque"}
+    gone = client.post("/atlassian/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(fit))
+    assert gone.status_code == 204
+    assert seen == [("installed", "installed"), ("upgraded", "installed"), ("pre-uninstall", "uninstalled")]
+
+    async def kept() -> tuple[Any, ForgeStoredToken | None]:
+        return await store.forge_installation(forge.installation_id), await store.get(forge.installation_id, None)
+
+    record, stored = anyio.run(kept)
+    # The version is the FIT's (signed appVersion), not the payload's.
+    assert (record.app_version, record.cloud_id, record.product) == ("2.4.0", forge.cloud_id, "jira")
+    assert stored is not None
+    assert stored.token == token
+
+
+def test_connect_auth_takes_a_loader_or_a_store_not_both_nor_neither() -> None:
+    store = MemoryStore()
+    assert ConnectAuth(base_url=APP_URL, store=store).credentials_loader == store.credentials
+    with pytest.raises(ValueError, match="one of them"):
+        ConnectAuth(base_url=APP_URL)
+    with pytest.raises(ValueError, match="one of them"):
+        ConnectAuth(base_url=APP_URL, store=store, credentials_loader=store.credentials)
+
+
+@pytest.mark.anyio
+async def test_a_jira_webhook_retry_is_known_by_its_identifier_per_tenant() -> None:
+    from fastapi_connect_auth import AuthError, ConnectClaims
+
+    deliveries = InMemoryRedeliveryStore()
+    claims = ConnectClaims.model_validate({"iss": "tenant-a", "exp": time.time() + 60})
+    call = VerifiedRequest(claims, None, {"issue": {"key": "K-1"}})
+    other_tenant = VerifiedRequest(ConnectClaims.model_validate({"iss": "tenant-b", "exp": 1}), None, call.body)
+    assert await remember_webhook_delivery(deliveries, call, "id-1")
+    assert not await remember_webhook_delivery(deliveries, call, "id-1")  # Jira's retry
+    assert await remember_webhook_delivery(deliveries, other_tenant, "id-1")  # ids are per tenant
+    assert await remember_webhook_delivery(deliveries, call, None)  # no identifier: cannot tell, so new
+    with pytest.raises(AuthError) as refused:
+        await remember_webhook_delivery(deliveries, call, "id-1", {"issue": {"key": "K-2"}})
+    assert refused.value.status_code == 409
+    with pytest.raises(AuthError):
+        await remember_webhook_delivery(deliveries, call, "bad\nid")
+
+
+# -- key files ------------------------------------------------------------------------------------
+
+
+def test_a_key_file_is_made_once_for_its_owner_only_and_read_back(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    cipher = SecretCipher.from_key_file(key_file, create=True)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    again = SecretCipher.from_key_file(key_file, create=True)
+    assert again.decrypt(cipher.encrypt("secret")) == "secret"
+    assert "secret" not in repr(cipher)
+    assert key_file.read_text().strip() not in repr(cipher)
+
+
+def test_a_key_file_of_another_user_a_directory_or_a_symlink_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text(SecretCipher.generate_key() + "\n")
+    key_file.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(key_file, 65534, 65534)  # nobody's
+        with pytest.raises(PermissionError, match="not to the user running the app"):
+            SecretCipher.from_key_file(key_file)
+        os.chown(key_file, 0, 0)
+    link = tmp_path / "link"
+    link.symlink_to(key_file)
+    with pytest.raises(PermissionError, match="symlink"):
+        SecretCipher.from_key_file(link)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(PermissionError, match="not a regular file"):
+        SecretCipher.from_key_file(folder)
+
+
+@pytest.mark.parametrize("keys", [[], ["not a key"], "one-string"])
+def test_a_cipher_needs_a_list_of_fernet_keys(keys: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        SecretCipher(keys)
+
+
+def test_expired_delivery_ids_and_tokens_are_purged(tmp_path: Path) -> None:
+    async def run() -> list[int]:
+        store = SQLAlchemyStore(
+            f"sqlite:///{tmp_path / 'purge.db'}", cipher=SecretCipher([SecretCipher.generate_key()]), purge_every=3
+        )
+        await store.create_tables()
+        now = time.time()
+        await store.remember_delivery("gone-1", "f", now - 10)
+        await store.remember_delivery("kept", "f", now + 60)
+        await store.put("i", None, ForgeStoredToken("t", "https://api.atlassian.com/ex/jira/c", now + 3600, now))
+        async with store.engine.connect() as connection:
+            from sqlalchemy import text
+
+            counts = [
+                (await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+                for table in ("atlassian_deliveries", "atlassian_forge_tokens")
+            ]
+        await store.close()
+        return counts
+
+    assert anyio.run(run) == [1, 1]
