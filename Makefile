@@ -28,39 +28,31 @@ dist: install
 	$(BIN)/python -m build --no-isolation --outdir dist .
 	$(BIN)/twine check --strict dist/*
 
-# The PostgreSQL tests need Debian's server binaries (initdb, pg_ctl): installed here when missing, if we may.
-# Where they cannot be, those tests are skipped, loudly; REQUIRE_POSTGRES=1 (set by .ci/run) makes that a failure.
+# The real servers and browser the tests use are Debian's packages, installed here when missing, if we may
+# (root and apt-get). Where they cannot be, their tests are skipped, loudly; REQUIRE_POSTGRES=1, REQUIRE_REDIS=1
+# and REQUIRE_BROWSER=1 (set by .ci/run) make a skip a failure.
+# $(call debian,PRESENT,PACKAGE,WHAT): install PACKAGE unless the shell test PRESENT succeeds.
+define debian
+	@if $(1); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); \
+	else \
+		echo "!!!!! $(3) missing and not installable here (needs root and apt-get):"; \
+		echo "!!!!! the $(3) tests will be SKIPPED. Install Debian's $(2) package to run them."; \
+	fi
+endef
+
+# PostgreSQL's server binaries (initdb, pg_ctl): the tests run a throwaway cluster on a Unix socket.
 postgres:
-	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	else \
-		echo "!!!!! PostgreSQL server binaries missing and not installable here (needs root and apt-get):"; \
-		echo "!!!!! the PostgreSQL tests will be SKIPPED. Install Debian's postgresql package to run them."; \
-	fi
+	$(call debian,command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,postgresql,PostgreSQL)
 
-# The browser tests drive Debian's Chromium through Playwright (which downloads no browser): installed here when
-# missing, if we may. Where it cannot be, those tests are skipped, loudly; REQUIRE_BROWSER=1 (.ci/run) fails them.
-browser:
-	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	else \
-		echo "!!!!! Chromium missing and not installable here (needs root and apt-get):"; \
-		echo "!!!!! the browser tests will be SKIPPED. Install Debian's chromium package to run them."; \
-	fi
-
-
-# The Redis tests need Debian's redis-server (started by the tests on a Unix socket): installed here when missing,
-# if we may; else they are skipped, loudly, and REQUIRE_REDIS=1 (set by .ci/run) makes that a failure.
+# redis-server: the tests start one on a Unix socket.
 redis:
-	@if command -v redis-server >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	else \
-		echo "!!!!! redis-server missing and not installable here (needs root and apt-get):"; \
-		echo "!!!!! the Redis tests will be SKIPPED. Install Debian's redis-server package to run them."; \
-	fi
+	$(call debian,command -v redis-server >/dev/null,redis-server,Redis)
+
+# Chromium, driven by Playwright (which downloads no browser) in the browser tests.
+browser:
+	$(call debian,command -v chromium >/dev/null || [ -x /usr/bin/chromium ],chromium,browser)
 
 test: lint typecheck postgres redis browser dist
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
