@@ -77,11 +77,16 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
             process.wait(timeout=10)
 
 
+def require_redis() -> None:
+    """Skip the calling test (fail it, with `REQUIRE_REDIS=1`) when `redis-server` is not installed."""
+    if shutil.which("redis-server") is None:
+        not_installed(SKIP_REASON, variable="REQUIRE_REDIS", skipped=_skipped)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """The session's Redis; skipped (or failed, with `REQUIRE_REDIS=1`) when `redis-server` is not installed."""
-    if shutil.which("redis-server") is None:
-        not_installed(SKIP_REASON, variable="REQUIRE_REDIS", skipped=_skipped)
+    require_redis()
     with tempfile.TemporaryDirectory(prefix="redis-") as directory, running_redis(Path(directory)) as server:
         yield server
 

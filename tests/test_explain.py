@@ -114,7 +114,8 @@ class Cli:
         self.tokens: list[str] = []
 
     def run(self, *args: str, stdin: str | None = None, color: bool = False) -> Result:
-        self.tokens.extend(arg for arg in args if arg.count(".") == 2 and len(arg) > 40)
+        # A JWT: three base64url parts (a file path with two dots in it is not one: base64url has no "/").
+        self.tokens.extend(arg for arg in args if arg.count(".") == 2 and len(arg) > 40 and "/" not in arg)
         if stdin:
             self.tokens.append(stdin.strip())
         runner = CliRunner()

@@ -16,7 +16,7 @@ from fastapi_connect_auth import AuthError, AuthErrorCode, ForgeStoredToken
 from fastapi_connect_auth.stores import BaseStore, SecretCipher
 from fastapi_connect_auth.stores.redis import RedisStore
 from fastapi_connect_auth.testing import StoreContract, install_payload
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer, require_redis, running_redis
 
 KEY = SecretCipher.generate_key()
 
@@ -97,6 +97,7 @@ async def test_rotation_re_encrypts_secrets_and_tokens(redis_url: str) -> None:
 
 
 def test_redis_down_is_503_with_a_code_and_no_install_is_lost(tmp_path: Any) -> None:
+    require_redis()  # a server of its own, stopped mid-test
     with running_redis(tmp_path) as server:
         url = server.url()
         down: RedisServer = server

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from fastapi_connect_auth import ConnectEnvironment, ForgeAuth, RetryPolicy, Telemetry, sync_product_client
+from fastapi_connect_auth import ForgeAuth, RetryPolicy, Telemetry, sync_product_client
 from fastapi_connect_auth._telemetry import outbound_span
 from tests.conftest import (
     CLIENT_KEY,
@@ -141,32 +141,18 @@ def test_counters_by_code_and_the_duration_histogram(
     ]
 
 
-class CountingKeys:
-    """A Connect `PublicKeyProvider` that caches and counts its fetches, as `JwksKeyProvider.fetches` does."""
-
-    def __init__(self, key: RSAPublicKey) -> None:
-        self.key = key
-        self.cached: set[str] = set()
-        self.fetches = 0
-
-    async def get_public_key(self, kid: str, environment: ConnectEnvironment) -> RSAPublicKey:
-        if kid not in self.cached:
-            self.fetches += 1
-            self.cached.add(kid)
-        return self.key
-
-
 def test_signed_installs_and_lifecycle_record_whether_the_key_was_cached(
-    make_connect_app: ConnectAppFactory, tokens: Tokens, recorded: Recorded
+    make_connect_app: ConnectAppFactory, tokens: Tokens, recorded: Recorded, key_server: KeyServer
 ) -> None:
-    keys = CountingKeys(tokens.signing_key.public_key())
-    app = make_connect_app(telemetry=recorded.telemetry, key_provider=keys)
+    """The shipped `AtlassianKeyProvider` (its CDN answered by the key server): one fetch, then the cache."""
+    app = make_connect_app(telemetry=recorded.telemetry)
 
     first = app.install(install_body(), tokens.rs256(qsh_for("POST", "/installed")))
     second = app.install(install_body(), tokens.rs256(qsh_for("POST", "/installed")))
     refused = app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled"), secret="wrong-" * 8))
 
     assert (first.status_code, second.status_code, refused.status_code) == (200, 200, 401)
+    assert len(key_server.requests) == 1
     spans = recorded.spans()
     assert [span.name for span in spans] == [
         "fastapi_connect_auth.verify install",

@@ -227,6 +227,8 @@ class AtlassianKeyProvider(OwnedClient):
             for shape, (burst, rate) in enumerate(shapes)
         }
         self._inflight: dict[_CacheKey, asyncio.Future[RSAPublicKey]] = {}
+        self.fetches = 0
+        """How many key fetches were made (for monitoring; telemetry's `key.cached` reads it)."""
 
     def shape_of(self, kid: str) -> int:
         """The budget `kid` draws on: the index of the first of `kid_formats` it matches, else the other kids'."""
@@ -289,6 +291,7 @@ class AtlassianKeyProvider(OwnedClient):
             budget = self._budgets[environment, self.shape_of(kid)]
             if not await budget.take(lambda: self._asks.get(cache_key, 0)):
                 raise _RateLimited()
+        self.fetches += 1
         return await self._fetch(kid, environment)
 
     def _remember(self, cache_key: _CacheKey, failure: _KeyUnavailable) -> None:

@@ -29,7 +29,8 @@ _LINK = ("installation_id", "cloud_id", "oauth_client_id")
 
 installations = sa.table(
     "installations",
-    *(sa.column(name) for name in (*_COLUMNS, *_LINK, "updated_at")),
+    *(sa.column(name) for name in (*_COLUMNS, *_LINK)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),  # typed: Python 3.12 deprecates sqlite3's own adapter
 )
 tenants = sa.table(
     "atlassian_tenants",
