@@ -11,11 +11,12 @@ and body, in `--rounds` interleaved rounds; the fastest round of each is reporte
 * `library`: `Depends(ConnectRequest())`;
 * `body`: `Depends(ConnectRequest(body=Webhook))`, the webhook's body read and validated after the token;
 * `forge`: `Depends(ForgeRequest())` on a Forge product event (`Authorization: Bearer <FIT>`, RS256,
-  the JWKS fetched once from the test kit's fake Forge and cached, as in production).
+  the JWKS fetched once from the test kit's fake Forge and cached, as in production);
+* `forge_body`: `Depends(ForgeRequest(body=Webhook))`, the same FIT and the webhook's body.
 
 `open / floor` is the most any dependency can reach against the open route with
 this FastAPI: (b) of `run.py` cannot be above it whatever the dependency does.
-The closing line gives `library - floor`; the lines above it give `body` and `forge` the same way.
+The closing line gives `library - floor`; the line above it gives `body`, `forge` and `forge_body` the same way.
 
     .venv/bin/python benchmarks/floor.py [--rounds 9 --number 5000]
 """
@@ -43,7 +44,7 @@ from fastapi_connect_auth import ConnectRequest, ForgeInvocation, ForgeRequest, 
 from fastapi_connect_auth.testing import FakeForge  # noqa: E402
 
 PATH = "/webhook"
-VARIANTS = ("open", "floor", "function", "library", "body", "forge")
+VARIANTS = ("open", "floor", "function", "library", "body", "forge", "forge_body")
 Message = MutableMapping[str, Any]
 FORGE = FakeForge()
 forge_auth = FORGE.forge_auth(max_token_lifetime=3600.0)  # the run's one FIT lives an hour, Forge's 25 s
@@ -97,11 +98,20 @@ def variant_app(kind: str) -> FastAPI:
         ) -> dict[str, str]:
             return handle()
 
-    else:
+    elif kind == "forge":
         forge_auth.install(app)
 
         @app.post(PATH)
         async def webhook_forge(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> dict[str, str]:
+            return handle()
+
+    else:
+        forge_auth.install(app)
+
+        @app.post(PATH)
+        async def webhook_forge_body(
+            call: Annotated[ForgeInvocation, Depends(ForgeRequest(body=Webhook))],
+        ) -> dict[str, str]:
             return handle()
 
     return app
@@ -156,7 +166,7 @@ def variant_scopes() -> dict[str, dict[str, Any]]:
     """Each variant's request: the Connect webhook, or for `forge` the same request carrying a FIT instead."""
     connect_scope = request_scope(webhook_token(PATH))
     fit = FORGE.mint_fit("event", exp=int(time.time()) + 3600)  # alive for the whole run
-    return {kind: request_scope(fit, "Bearer") if kind == "forge" else connect_scope for kind in VARIANTS}
+    return {kind: request_scope(fit, "Bearer") if kind.startswith("forge") else connect_scope for kind in VARIANTS}
 
 
 async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = None) -> dict[str, list[float]]:
@@ -189,7 +199,8 @@ def report(times: dict[str, list[float]]) -> str:
         lines.append(f"    {kind:10} {best[kind]:7.1f} us   open / {kind:10} {best['open'] / best[kind]:.2f}")
     lines.append(
         f"over the no-op dependency: ConnectRequest(body=Webhook) {best['body'] - best['floor']:.1f} us, "
-        f"ForgeRequest() {best['forge'] - best['floor']:.1f} us"
+        f"ForgeRequest() {best['forge'] - best['floor']:.1f} us, "
+        f"ForgeRequest(body=Webhook) {best['forge_body'] - best['floor']:.1f} us"
     )
     lines.append(
         f"the most any dependency can reach: {best['open'] / best['floor']:.2f}; "
