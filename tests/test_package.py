@@ -97,3 +97,20 @@ def test_every_install_command_shown_installs_from_source() -> None:
             assert clone in text, f"{page.name} installs from a clone it does not show: {command}"
     assert clone + "python -m pip install ./fastapi-connect-auth\n" in (ROOT / "README.md").read_text()
     assert clone + "python -m pip install ./fastapi-connect-auth uvicorn\n" in (ROOT / "docs/index.md").read_text()
+
+
+def test_the_kits_fakes_import_without_pytest_and_its_contract_suite_says_it_needs_it() -> None:
+    """Scripts and simulated products use the fakes outside pytest; only `StoreContract` is a pytest class."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        sys.modules["pytest"] = None  # what `import pytest` meets where pytest is not installed
+        from fastapi_connect_auth.testing import FakeForge, FakeProduct
+        print(FakeProduct().base_url.startswith("https://"), FakeForge().forge_auth() is not None)
+        try:
+            from fastapi_connect_auth.testing import StoreContract
+        except ImportError as exc:
+            print(type(exc).__name__, exc.name)
+        """
+    )
+    assert run(sys.executable, "-c", probe, cwd=ROOT).splitlines() == ["True True", "ModuleNotFoundError pytest"]

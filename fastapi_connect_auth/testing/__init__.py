@@ -12,8 +12,14 @@ def test_webhook_is_verified(fake_product: FakeProduct) -> None:
 ```
 
 The `fake_product` (Jira), `fake_confluence`, `fake_bitbucket` and `fake_forge`
-fixtures come with the library's pytest plugin.
+fixtures come with the library's pytest plugin. Only `StoreContract` (a pytest
+test class) and its payload builders need pytest: they are imported when first
+asked for, so the fakes also serve scripts and servers that have no pytest.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
@@ -22,8 +28,12 @@ from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, RouteHandler
-from ._stores import StoreContract, forge_invocation, install_payload
 from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
+
+if TYPE_CHECKING:
+    from ._stores import StoreContract, forge_invocation, install_payload
+
+_NEED_PYTEST = frozenset({"StoreContract", "forge_invocation", "install_payload"})
 
 __all__ = [
     "ALL_JS_URL",
@@ -51,3 +61,12 @@ __all__ = [
     "generate_rsa_key",
     "install_payload",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The store contract suite and its builders, imported on first use (they import pytest)."""
+    if name in _NEED_PYTEST:
+        from . import _stores
+
+        return getattr(_stores, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
