@@ -34,7 +34,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from app import QUERY, connect, handle, webhook_token  # noqa: E402
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.security.base import SecurityBase  # noqa: E402
-from floor import PATH, measure, variant_app  # noqa: E402
+from floor import PATH, measure, run_loop, variant_app  # noqa: E402
 
 from fastapi_connect_auth import ConnectRequest, RequestTarget  # noqa: E402
 from fastapi_connect_auth._bodies import read_kept  # noqa: E402
@@ -55,17 +55,16 @@ class Steps(SecurityBase):
         self.last = last
 
     async def __call__(self, request: Request) -> None:
-        _REQUEST.extract_token(request)
+        token = _REQUEST.extract_token(request)
         if self.last == "token":
             return
-        request_target(request)
+        target = request_target(request)
         if self.last == "target":
             return
         config = _REQUEST.connect_auth(request)
         if self.last == "config":
             return
-        token = _REQUEST.extract_token(request)
-        await config.verify_request(token, request_target(request), qsh="computed", scope=request.scope)
+        await config.verify_request(token, target, qsh="computed", scope=request.scope)
         raw = await read_kept(request, config.max_body_size, time_limit=config.body_timeout)
         if self.last == "body_parse":
             loads(raw)
@@ -109,14 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             args.number
         )
 
-    try:
-        import uvloop
-
-        times, tight = uvloop.run(run())
-    except ImportError:
-        import asyncio
-
-        times, tight = asyncio.run(run())
+    times, tight = run_loop(run())
     best: dict[str, Any] = {kind: min(values) for kind, values in times.items()}
     print(f"fastest of {args.rounds} rounds x {args.number} calls, microseconds per request")
     previous = None

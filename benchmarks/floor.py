@@ -28,10 +28,10 @@ import asyncio
 import gc
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -46,6 +46,7 @@ from fastapi_connect_auth.testing import FakeForge  # noqa: E402
 PATH = "/webhook"
 VARIANTS = ("open", "floor", "function", "library", "body", "forge", "forge_body")
 Message = MutableMapping[str, Any]
+T = TypeVar("T")
 FORGE = FakeForge()
 forge_auth = FORGE.forge_auth(max_token_lifetime=3600.0)  # the run's one FIT lives an hour, Forge's 25 s
 
@@ -209,18 +210,21 @@ def report(times: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop, the loop uvicorn[standard] uses, when it is there; else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--number", type=int, default=5000)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        runner: Callable[[Any], Any] = uvloop.run
-    except ImportError:  # the loop uvicorn[standard] uses, when it is there
-        runner = asyncio.run
-    print(report(runner(measure(args.rounds, args.number))))
+    print(report(run_loop(measure(args.rounds, args.number))))
     return 0
 
 
