@@ -29,7 +29,7 @@ from ._connect._models import (
     VerifiedRequest,
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
-from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, remember_webhook_delivery
+from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, WEBHOOK_RETRY_HEADER, remember_webhook_delivery
 from ._errors import AuthError, AuthErrorCode
 from ._events import RejectionEvent, RejectionKind
 from ._forge._dependencies import ForgeLifecycle, ForgeRequest
@@ -59,7 +59,7 @@ from ._forge._models import (
     ForgeLicense,
     ForgeModule,
 )
-from ._forge._redelivery import remember_forge_delivery
+from ._forge._redelivery import ForgeEventSource, remember_forge_delivery, remember_forge_event
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
@@ -106,6 +106,7 @@ __all__ = [
     "FORGE_STAGING_JWKS_URL",
     "FORGE_TOKEN_MAX_LIFETIME",
     "WEBHOOK_IDENTIFIER_HEADER",
+    "WEBHOOK_RETRY_HEADER",
     "AtlassianKeyProvider",
     "AuthError",
     "AuthErrorCode",
@@ -129,6 +130,7 @@ __all__ = [
     "ForgeClaims",
     "ForgeContext",
     "ForgeEnvironment",
+    "ForgeEventSource",
     "ForgeInstallation",
     "ForgeInstallationContext",
     "ForgeInstalledPayload",
@@ -192,6 +194,7 @@ __all__ = [
     "redact_access_logs",
     "remember_delivery",
     "remember_forge_delivery",
+    "remember_forge_event",
     "remember_forge_tokens",
     "remember_webhook_delivery",
     "request_target",

@@ -86,7 +86,9 @@ class AuthErrorCode(str, enum.Enum):
     """Forge: the FIT's `exp - iat` is negative or longer than `ForgeAuth.max_token_lifetime`."""
     # Stores.
     DELIVERY_CONFLICT = "DELIVERY_CONFLICT"
-    """A delivery id (a FIT's `jti`, a webhook's identifier) seen before came with another body (409)."""
+    """A delivery id (a FIT's `jti`, a webhook's identifier) seen before came with another body (409; 422 for a webhook)."""
+    DELIVERY_STORE_FULL = "DELIVERY_STORE_FULL"
+    """An in-memory delivery store is full of unexpired ids: a new one is refused rather than one forgotten (503)."""
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     """The store (database, Redis) could not be reached or written: nothing was changed; retry later (503)."""
 
@@ -101,6 +103,7 @@ _STATUS_BY_CODE: dict[AuthErrorCode, int] = {
     AuthErrorCode.BODY_TIMEOUT: 408,
     AuthErrorCode.CLIENT_DISCONNECTED: 400,
     AuthErrorCode.DELIVERY_CONFLICT: 409,
+    AuthErrorCode.DELIVERY_STORE_FULL: 503,
     AuthErrorCode.STORE_UNAVAILABLE: 503,
 }
 # A connection whose request body was not read to its end cannot carry another request.

@@ -1,14 +1,16 @@
 """Redeliveries: the same delivery id with the same body is a retry to accept once; with another body, a forgery.
 
-Forge retries an event with the same FIT (same `jti`) and Jira a webhook with the
-same `X-Atlassian-Webhook-Identifier`. A route stores such a delivery once. A
-delivery id that comes back with another body is refused (`DELIVERY_CONFLICT`,
-409): a FIT covers neither the body nor the headers, so whoever holds a FIT must
-not be able to replay it with a body of their choice.
+Jira retries a webhook with the same `X-Atlassian-Webhook-Identifier`; a FIT's
+`jti` names one token, which whoever holds it may send again. A route stores such
+a delivery once. A delivery id that comes back with another body is refused
+(`DELIVERY_CONFLICT`): a FIT covers neither the body nor the headers, so whoever
+holds a FIT must not be able to replay it with a body of their choice. Forge
+retries an event with a new FIT: `_forge/_redelivery.py` recognises those by content.
 
 `RedeliveryStore` is the seam: `InMemoryRedeliveryStore` for one process, the
 library's stores (`fastapi_connect_auth.stores`) for several. Only a SHA-256 of
 the body is kept, never the body, and each id only until it cannot come back.
+Delivery keys (`delivery_key`) are JSON lists, so no tenant's id can spell another's.
 """
 
 from __future__ import annotations
@@ -20,14 +22,24 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from cachetools import LRUCache
+from cachetools import TLRUCache
+from pydantic_core import to_jsonable_python
 
 from ._errors import AuthError, AuthErrorCode
 
-__all__ = ["InMemoryRedeliveryStore", "RedeliveryStore", "body_fingerprint", "remember_delivery"]
+__all__ = [
+    "InMemoryRedeliveryStore",
+    "RedeliveryStore",
+    "body_fingerprint",
+    "canonical_json",
+    "delivery_key",
+    "remember_delivery",
+]
 
 MAX_DELIVERY_KEY = 512
 """The longest delivery key a store is given: namespace, tenant and id together."""
+STORE_FULL_RETRY_AFTER = 60
+"""Seconds a refused delivery is asked to wait (`Retry-After`) when an in-memory store is full of live ids."""
 
 
 @runtime_checkable
@@ -43,35 +55,85 @@ class RedeliveryStore(Protocol):
         ...
 
 
+def _expiry(key: str, kept: tuple[str, float], now: float) -> float:
+    return kept[1]
+
+
 class InMemoryRedeliveryStore:
-    """A process-local `RedeliveryStore`: bounded (least recently used ids go first), expired ids forgotten."""
+    """A process-local `RedeliveryStore`: bounded, expired ids dropped first, live ids never evicted.
+
+    Forgetting a live id would turn its replay (a FIT's `jti` with another body)
+    into a new delivery, so when `max_size` unexpired ids are kept a new one is
+    refused instead: `DELIVERY_STORE_FULL` (503, `Retry-After`), which Atlassian
+    retries. Choose `max_size` above the most deliveries the app receives within
+    their retention: the busiest hour's events for `remember_forge_event` (kept an
+    hour), a FIT's lifetime plus a minute of them for `remember_forge_delivery`,
+    a day of webhooks for `remember_webhook_delivery`. An id costs a few hundred
+    bytes: the default 100,000 is tens of MB at most. Several processes need a
+    shared store (`fastapi_connect_auth.stores`) anyway.
+    """
 
     def __init__(self, *, max_size: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        if max_size <= 0:
+            raise ValueError("max_size must be a positive number of delivery ids")
         self.clock = clock
         """The clock expiries are checked against."""
-        self._seen: LRUCache[str, tuple[str, float]] = LRUCache(max_size)
+        self.max_size = max_size
+        """The most unexpired ids kept; past it, new ones are refused (`DELIVERY_STORE_FULL`)."""
+        self._seen: TLRUCache[str, tuple[str, float]] = TLRUCache(max_size, ttu=_expiry, timer=clock)
 
     async def remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
         """Keep `key` unless it is kept and unexpired; the kept fingerprint, or `None` for a new delivery."""
         kept = self._seen.get(key)
-        if kept is not None and kept[1] > self.clock():
+        if kept is not None:
             return kept[0]
+        self._seen.expire()
+        if len(self._seen) >= self.max_size:
+            error = AuthError(
+                AuthErrorCode.DELIVERY_STORE_FULL,
+                "Too many deliveries to remember right now; try again later.",
+                status_code=503,
+            )
+            error.headers = {"Retry-After": str(STORE_FULL_RETRY_AFTER)}
+            raise error
         self._seen[key] = (fingerprint, expires_at)
         return None
 
 
+def delivery_key(namespace: str, *parts: str) -> str:
+    """The key of a delivery: `namespace` and its parts (tenant, id) as one JSON list.
+
+    A list keeps the parts apart whatever they hold: joined with `:`, tenant
+    `acme` with id `x:42` and tenant `acme:x` with id `42` would be one key. Each
+    part must be printable and not empty (`FAILED_TO_DECODE` otherwise).
+    """
+    if not all(part and part.isprintable() for part in parts):
+        raise AuthError(AuthErrorCode.FAILED_TO_DECODE, "The delivery id is not a printable id.")
+    return json.dumps([namespace, *parts], separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(document: Any) -> bytes:
+    """`document` (parsed JSON, a pydantic model, any value pydantic serialises) as JSON with sorted keys, no spaces."""
+    return json.dumps(to_jsonable_python(document), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
 def body_fingerprint(body: bytes | Any) -> str:
-    """The SHA-256 (hex) of a raw body, or of a parsed one as canonical JSON (sorted keys, no spaces)."""
+    """The SHA-256 (hex) of a raw body, or of a parsed one (a dict, a pydantic model, `None`) as canonical JSON."""
     if not isinstance(body, bytes | bytearray):
-        body = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        body = canonical_json(body)
     return hashlib.sha256(body).hexdigest()
 
 
-async def remember_delivery(store: RedeliveryStore, key: str, body: bytes | Any, *, expires_at: float) -> bool:
-    """`True` for a new delivery, `False` for a redelivery of the same body; `DELIVERY_CONFLICT` (409) otherwise.
+async def remember_delivery(
+    store: RedeliveryStore, key: str, body: bytes | Any, *, expires_at: float, conflict_status: int = 409
+) -> bool:
+    """`True` for a new delivery, `False` for a redelivery of the same body; `DELIVERY_CONFLICT` otherwise.
 
-    `key` names the delivery (`forge:<jti>`, `webhook:<clientKey>:<id>`), kept until
-    `expires_at` (seconds since the epoch), when it can no longer come back.
+    `key` names the delivery (`delivery_key("forge", installation, jti)`), kept until
+    `expires_at` (seconds since the epoch), when it can no longer come back. The
+    conflict is answered `conflict_status` (409 unless the sender retries a 409).
     """
     if not key or len(key) > MAX_DELIVERY_KEY or not key.isprintable():
         raise AuthError(
@@ -88,5 +150,5 @@ async def remember_delivery(store: RedeliveryStore, key: str, body: bytes | Any,
     raise AuthError(
         AuthErrorCode.DELIVERY_CONFLICT,
         "This delivery id was already received with another body: refused.",
-        status_code=409,
+        status_code=conflict_status,
     )

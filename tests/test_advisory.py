@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +35,7 @@ from fastapi_connect_auth import (
     AuthErrorCode,
     AuthorizationMethod,
     ConnectAuth,
+    ConnectClaims,
     ConnectEnvironment,
     ConnectRequest,
     ForgeAuth,
@@ -50,9 +51,10 @@ from fastapi_connect_auth import (
     product_client,
     remember_forge_delivery,
     remember_forge_tokens,
+    remember_webhook_delivery,
     sync_product_client,
 )
-from fastapi_connect_auth.stores import MemoryStore
+from fastapi_connect_auth.stores import MemoryStore, SecretCipher
 from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
@@ -1147,3 +1149,130 @@ async def test_jira_and_confluence_on_one_cloud_id_were_taken_for_each_other() -
     found = await store.connect_tenant(forge_invocation(installation, "site-2", product="jira"))
     assert found is not None
     assert found.client_key == "jira-only"
+
+
+def remembered_webhook_routes(deliveries: InMemoryRedeliveryStore, stored: list[str]) -> Callable[[FastAPI], None]:
+    def add(app: FastAPI) -> None:
+        verified = Depends(ConnectRequest(body=IssueEvent))
+
+        @app.post("/issue-webhook", status_code=204)
+        async def issue_webhook(call: VerifiedRequest[Any] = verified) -> None:
+            if await remember_webhook_delivery(deliveries, call):
+                stored.append(call.body.webhookEvent)
+
+    return add
+
+
+def test_remember_webhook_delivery_answered_500_whenever_jira_sent_its_identifier(
+    make_connect_app: ConnectAppFactory, tokens: Tokens
+) -> None:
+    """Its default body was the validated model, which the fingerprint handed to `json.dumps`: a `TypeError`.
+
+    Jira sends `X-Atlassian-Webhook-Identifier` with every webhook, so every webhook of a
+    route that followed the docs was a 500. The fingerprint is now taken over the raw bytes
+    the dependency read, and the identifier is the one the dependency saw.
+    """
+    deliveries, stored = InMemoryRedeliveryStore(), []
+    app = make_connect_app(extra_routes=remembered_webhook_routes(deliveries, stored))
+    app.tenants.add()
+    body = '{"webhookEvent": "jira:issue_created"}'
+
+    def send(content: str, retry: str | None = None) -> httpx2.Response:
+        headers = {"X-Atlassian-Webhook-Identifier": "wh-1", **({"X-Atlassian-Webhook-Retry": retry} if retry else {})}
+        return app.send(
+            "POST", "/issue-webhook", tokens.hs256(qsh_for("POST", "/issue-webhook")), headers=headers, content=content
+        )
+
+    first, retry = send(body), send(body, "1")
+    conflict = send('{"webhookEvent": "jira:issue_deleted"}', "2")
+
+    assert (first.status_code, retry.status_code) == (204, 204)
+    assert stored == ["jira:issue_created"]
+    assert (conflict.status_code, conflict.json()["code"]) == (422, "DELIVERY_CONFLICT")  # not retried by Jira
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
+def delivery_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
+    """Opens the library's store of one kind, tables made: in memory, SQLite, PostgreSQL, Redis."""
+    url = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'deliveries.db'}"
+    elif request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        url = server.url(server.create_database())
+    elif request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+
+    @contextlib.asynccontextmanager
+    async def open_store() -> AsyncIterator[Any]:
+        if url is None:
+            yield MemoryStore()
+            return
+        cipher = SecretCipher([SecretCipher.generate_key()])
+        if request.param == "redis":
+            from fastapi_connect_auth.stores.redis import RedisStore
+
+            store: Any = RedisStore(url, cipher=cipher, prefix=f"adv{secrets.token_hex(4)}")
+        else:
+            from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
+
+            store = SQLAlchemyStore(url, cipher=cipher)
+            await store.create_tables()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return open_store
+
+
+@pytest.mark.anyio
+async def test_delivery_keys_of_two_tenants_collided_when_their_ids_held_a_colon(
+    delivery_stores: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+) -> None:
+    """`webhook:{clientKey}:{id}` was one key for `acme` + `x:42` and `acme:x` + `42`.
+
+    Tenant `acme:x` could have a webhook of `acme` taken for a retry (never stored), or
+    refused as a conflict. Every delivery key is now a JSON list of its parts.
+    """
+    body = b'{"webhookEvent": "jira:issue_created"}'
+    acme = VerifiedRequest(ConnectClaims(iss="acme", exp=NOW + 180), None, raw_body=body, webhook_identifier="x:42")
+    acme_x = VerifiedRequest(ConnectClaims(iss="acme:x", exp=NOW + 180), None, raw_body=body, webhook_identifier="42")
+    spoof = VerifiedRequest(acme_x.claims, None, raw_body=b'{"webhookEvent": "other"}', webhook_identifier="42")
+    async with delivery_stores() as store:
+        assert await remember_webhook_delivery(store, acme)
+        assert await remember_webhook_delivery(store, acme_x)  # another tenant's webhook: new
+        with pytest.raises(AuthError):
+            await remember_webhook_delivery(store, spoof)  # acme:x's own id with another body
+        assert not await remember_webhook_delivery(store, acme)  # acme's retry is still known as its own
+        fit = forge_invocation("ari:cloud:ecosystem::installation/a:b", "cloud-1", jti="c")
+        other = forge_invocation("ari:cloud:ecosystem::installation/a", "cloud-1", jti="b:c")
+        assert await remember_forge_delivery(store, fit, b"{}")
+        assert await remember_forge_delivery(store, other, b"[]")  # no conflict: another installation's FIT
+
+
+@pytest.mark.anyio
+async def test_flooding_the_in_memory_delivery_store_evicted_a_live_jti() -> None:
+    """100,000 new ids pushed a FIT's `jti` out: its replay with another body was then taken as new.
+
+    The store now refuses a new id while it is full of live ones (`DELIVERY_STORE_FULL`,
+    503 with `Retry-After`) and forgets only expired ids.
+    """
+    clock = [NOW]
+    store = MemoryStore(max_deliveries=100, clock=lambda: clock[0])
+    victim = forge_invocation("ari:cloud:ecosystem::installation/victim", "cloud-1", exp=NOW + 25)
+    assert await remember_forge_delivery(store, victim, b'{"n": 1}')
+    for n in range(99):
+        await store.remember_delivery(f"flood-{n}", "f", NOW + 3600)
+    with pytest.raises(AuthError) as full:
+        await store.remember_delivery("flood-100", "f", NOW + 3600)
+    assert (full.value.code, full.value.status_code) == (AuthErrorCode.DELIVERY_STORE_FULL, 503)
+    assert full.value.headers == {"Retry-After": "60"}
+    with pytest.raises(AuthError) as replayed:
+        await remember_forge_delivery(store, victim, b'{"n": 2}')
+    assert replayed.value.code == AuthErrorCode.DELIVERY_CONFLICT
+    clock[0] += 86  # the jti expired (exp + 60 s): its room is taken first, the live ids stay
+    assert await store.remember_delivery("flood-100", "f", NOW + 3600) is None
+    assert await store.remember_delivery("flood-0", "g", NOW + 3600) == "f"

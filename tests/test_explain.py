@@ -42,6 +42,7 @@ UNREACHABLE = {
     AuthErrorCode.BODY_TIMEOUT,
     AuthErrorCode.CLIENT_DISCONNECTED,
     AuthErrorCode.DELIVERY_CONFLICT,
+    AuthErrorCode.DELIVERY_STORE_FULL,
     AuthErrorCode.STORE_UNAVAILABLE,
     AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
     AuthErrorCode.WRONG_INVOCATION,

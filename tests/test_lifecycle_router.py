@@ -172,7 +172,7 @@ async def test_a_jira_webhook_retry_is_known_by_its_identifier_per_tenant() -> N
     assert await remember_webhook_delivery(deliveries, call, None)  # no identifier: cannot tell, so new
     with pytest.raises(AuthError) as refused:
         await remember_webhook_delivery(deliveries, call, "id-1", {"issue": {"key": "K-2"}})
-    assert refused.value.status_code == 409
+    assert refused.value.status_code == 422  # a status Jira does not retry
     with pytest.raises(AuthError):
         await remember_webhook_delivery(deliveries, call, "bad\nid")
 

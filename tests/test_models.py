@@ -193,9 +193,21 @@ def test_a_verified_request_built_on_the_hot_path_is_the_one_its_constructor_bui
     claims = ConnectClaims(iss=CLIENT_KEY, exp=2_000_000_000)
     entity = {"tenant": "t"}
     built, constructed = verified_request(claims, entity), VerifiedRequest(claims, entity)
-    assert [field.name for field in dataclasses.fields(VerifiedRequest)] == ["claims", "stored_entity", "body"]
+    assert [field.name for field in dataclasses.fields(VerifiedRequest)] == [
+        "claims",
+        "stored_entity",
+        "body",
+        "raw_body",
+        "webhook_identifier",
+    ]
     assert built == constructed
-    assert (built.claims, built.stored_entity, built.body) == (claims, entity, None)
+    assert (built.claims, built.stored_entity, built.body, built.raw_body, built.webhook_identifier) == (
+        claims,
+        entity,
+        None,
+        None,
+        None,
+    )
     assert type(built) is VerifiedRequest
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.body = "x"  # type: ignore[misc]

@@ -30,6 +30,7 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
+from ._redelivery import WEBHOOK_IDENTIFIER_HEADER
 
 __all__ = ["ConnectInstall", "ConnectLifecycle", "ConnectRequest", "request_target"]
 
@@ -229,12 +230,21 @@ class ConnectRequest(_ConnectSecurity):
     async def _with_body(
         self, request: Request, verified: VerifiedRequest[Any], body_type: TypeAdapter[Any]
     ) -> VerifiedRequest[Any]:
-        """`verified` with its body: streamed under the cap and the deadline, then parsed strictly and validated (422)."""
+        """`verified` with its body: streamed under the cap and the deadline, then parsed strictly and validated (422).
+
+        The raw bytes and the webhook's identifier are kept too, for `remember_webhook_delivery`.
+        """
         config = self.connect_auth(request)
         raw = await read_kept(
             request, self.max_body_size or config.max_body_size, time_limit=self.body_timeout or config.body_timeout
         )
-        return VerifiedRequest(verified.claims, verified.stored_entity, validate_body(body_type, raw))
+        return VerifiedRequest(
+            verified.claims,
+            verified.stored_entity,
+            validate_body(body_type, raw),
+            raw_body=raw,
+            webhook_identifier=request.headers.get(WEBHOOK_IDENTIFIER_HEADER),
+        )
 
 
 class ConnectInstall(_ConnectSecurity):

@@ -312,6 +312,10 @@ class VerifiedRequest(Generic[EntityT]):
     """The loader's entity for the tenant."""
     body: Any = None
     """The validated body of a `ConnectRequest(body=Model)` route, read only after the token was verified."""
+    raw_body: bytes | None = field(default=None, repr=False)
+    """The body's bytes as received, when `ConnectRequest(body=...)` read them (a redelivery is recognised by them)."""
+    webhook_identifier: str | None = None
+    """The `X-Atlassian-Webhook-Identifier` a `ConnectRequest(body=...)` route was sent: the same on Jira's retries."""
 
     @property
     def client_key(self) -> str:
@@ -328,6 +332,8 @@ _new_object = object.__new__
 _set_claims = VerifiedRequest.__dict__["claims"].__set__
 _set_stored_entity = VerifiedRequest.__dict__["stored_entity"].__set__
 _set_body = VerifiedRequest.__dict__["body"].__set__
+_set_raw_body = VerifiedRequest.__dict__["raw_body"].__set__
+_set_webhook_identifier = VerifiedRequest.__dict__["webhook_identifier"].__set__
 
 
 def verified_request(claims: ConnectClaims, stored_entity: Any) -> VerifiedRequest[Any]:
@@ -341,4 +347,6 @@ def verified_request(claims: ConnectClaims, stored_entity: Any) -> VerifiedReque
     _set_claims(verified, claims)
     _set_stored_entity(verified, stored_entity)
     _set_body(verified, None)
+    _set_raw_body(verified, None)
+    _set_webhook_identifier(verified, None)
     return verified

@@ -26,6 +26,8 @@ Tests run with anyio's pytest plugin (`anyio_backend` is asyncio unless you say 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 import uuid
 from contextlib import AbstractAsyncContextManager
@@ -33,9 +35,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from .._connect._models import InstallPayload
+from .._connect._models import ConnectClaims, InstallPayload, VerifiedRequest
+from .._connect._redelivery import remember_webhook_delivery
 from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeClaims, ForgeInvocation
+from .._forge._redelivery import remember_forge_event
 from .._outbound._forge import ForgeStoredToken
 from ..stores._base import BaseStore
 
@@ -86,6 +90,20 @@ def forge_invocation(
         body["principal"] = "account-1"
         body["context"] = {"cloudId": cloud_id}
     return ForgeInvocation(ForgeClaims.model_validate(body))
+
+
+def verified_webhook(client_key: str, raw_body: bytes | None, identifier: str) -> VerifiedRequest[Any]:
+    """A webhook of `client_key` as `ConnectRequest(body=...)` hands it over (unverified: for store tests)."""
+    claims = ConnectClaims.model_validate({"iss": client_key, "exp": int(time.time()) + 180})
+    return VerifiedRequest(
+        claims, None, json.loads(raw_body or b"null"), raw_body=raw_body, webhook_identifier=identifier
+    )
+
+
+def forge_event(installation_id: str, body: dict[str, Any]) -> ForgeInvocation:
+    """A Forge event for `installation_id` with its raw `body` and a FIT of its own (a new `jti`)."""
+    call = forge_invocation(installation_id, "cloud-1")
+    return dataclasses.replace(call, body=body, raw_body=json.dumps(body).encode())
 
 
 def _key() -> str:
@@ -350,6 +368,30 @@ class StoreContract:
             assert await store.remember_delivery(key, "f1", expires_at) == "f1"
             await asyncio.sleep(2.0)
             assert await store.remember_delivery(key, "f2", time.time() + 60) is None
+
+    async def test_a_webhook_retry_is_stored_once_per_tenant_and_another_body_refused(self) -> None:
+        """A webhook retry is stored once, per tenant; another body under its identifier is refused (422)."""
+        tenant = f"tenant-{_key()}"
+        first = verified_webhook(tenant, b'{"issue": {"key": "K-1"}}', "id:42")
+        async with self.open_store() as one, self.open_store() as other:
+            assert await remember_webhook_delivery(one, first)
+            assert not await remember_webhook_delivery(other, verified_webhook(tenant, first.raw_body, "id:42"))
+            # The parts stay apart: tenant `<t>:id` with id `42` is not tenant `<t>` with id `id:42`.
+            assert await remember_webhook_delivery(one, verified_webhook(f"{tenant}:id", first.raw_body, "42"))
+            with pytest.raises(AuthError) as refused:
+                await remember_webhook_delivery(other, verified_webhook(tenant, b'{"issue": {"key": "K-2"}}', "id:42"))
+            assert (refused.value.code, refused.value.status_code) == (AuthErrorCode.DELIVERY_CONFLICT, 422)
+
+    async def test_a_forge_retry_with_a_new_fit_is_known_by_its_content(self) -> None:
+        """A Forge retry (a new FIT, `retryContext` added) is known by its content, per installation."""
+        installation = f"ari:cloud:ecosystem::installation/{_key()}"
+        event = {"eventType": "avi:jira:created:issue", "issue": {"id": "1"}, "timestamp": 1}
+        retried = {**event, "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT_ERROR", "retryData": None}}
+        async with self.open_store() as one, self.open_store() as other:
+            assert await remember_forge_event(one, forge_event(installation, event))
+            assert not await remember_forge_event(other, forge_event(installation, retried))
+            assert await remember_forge_event(one, forge_event(f"{installation}x", event))
+            assert await remember_forge_event(other, forge_event(installation, {**event, "timestamp": 2}))
 
     # -- restart ----------------------------------------------------------------------------------
 
