@@ -239,3 +239,66 @@ def test_the_jwks_on_loopback_counts_its_fetches(fake_forge: FakeForge) -> None:
         response = httpx2.get(jwks.url)
     assert response.json() == fake_forge.jwks()
     assert jwks.requests == 1
+
+
+def echo_app(forge: FakeForge) -> FastAPI:
+    config = forge.forge_auth()
+    app = FastAPI(lifespan=config.lifespan)
+    config.install(app)
+
+    @app.post("/echo")
+    async def echo(
+        call: Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="event", body=dict[str, Any]))],
+    ) -> dict[str, Any]:
+        return {"jti": call.jti, "body": call.body}
+
+    return app
+
+
+def test_the_driver_retries_an_event_as_forge_does_with_a_new_fit_and_a_retry_context(fake_forge: FakeForge) -> None:
+    event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001"}, "timestamp": 1765000000000}
+    with TestClient(echo_app(fake_forge)) as client:
+        driver = fake_forge.drive(client)
+        first = driver.event("/echo", event)
+        retried = driver.retry_event(first, retry_reason="TIMEOUT_ERROR")
+        again = driver.retry_event(retried)
+    jtis = {response.json()["jti"] for response in (first, retried, again)}
+    assert len(jtis) == 3  # each delivery has a FIT of its own
+    assert first.json()["body"] == event
+    assert retried.json()["body"] == {
+        **event,
+        "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT_ERROR", "retryData": None},
+    }
+    assert again.json()["body"]["retryContext"] == {
+        "retryCount": 2,
+        "retryReason": "INVALID_REMOTE_INVOCATION_ERROR",
+        "retryData": None,
+    }
+
+
+def test_a_retry_context_goes_inside_a_top_level_payload_unless_told_otherwise(fake_forge: FakeForge) -> None:
+    event = {"payload": {"issue": {"id": "1"}}, "eventType": "avi:jira:updated:issue"}
+    context = {"retryCount": 3, "retryReason": "INVALID_FORGE_INVOCATION_TOKEN", "retryData": None}
+    with TestClient(echo_app(fake_forge)) as client:
+        driver = fake_forge.drive(client)
+        inside = driver.event("/echo", event, retry_count=3, retry_reason="INVALID_FORGE_INVOCATION_TOKEN")
+        on_top = driver.event("/echo", event, retry_count=1, retry_context_in="top").json()["body"]
+        retried_inside = driver.retry_event(inside).json()["body"]
+        with pytest.raises(ValueError, match="no top-level payload"):
+            driver.event("/echo", {"issue": {"id": "1"}}, retry_count=1, retry_context_in="payload")
+    assert inside.json()["body"] == {**event, "payload": {**event["payload"], "retryContext": context}}
+    assert on_top == {
+        **event,
+        "retryContext": {**context, "retryCount": 1, "retryReason": "INVALID_REMOTE_INVOCATION_ERROR"},
+    }
+    assert retried_inside["payload"]["retryContext"]["retryCount"] == 4
+    assert "retryContext" not in retried_inside
+
+
+def test_request_remote_sends_a_fit_and_no_oauth_token_headers(fake_forge: FakeForge) -> None:
+    app, _ = kit_app(fake_forge)
+    with TestClient(app) as client:
+        sent = fake_forge.drive(client).request_remote("/ui").request
+    assert sent.headers["Authorization"].startswith("Bearer ")
+    assert claims(sent.headers["Authorization"].removeprefix("Bearer "))["principal"] == fake_forge.account_id
+    assert not [name for name in sent.headers if name.lower().startswith("x-forge-oauth")]

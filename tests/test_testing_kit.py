@@ -885,3 +885,58 @@ async def test_the_librarys_user_client_sees_only_what_its_user_may_see(
         }
     assert seen == {ALICE: [200, 200], BOB: [404, 200]}
     assert [call.url for call in fake_product.api_calls if call.url == "/oauth2/token"] == ["/oauth2/token"] * 2
+
+
+def webhook_app(product: FakeProduct) -> FastAPI:
+    """An app whose webhook answers what it was sent: the identifier, the retry number, the body, the token's iat."""
+    tenants: dict[str, Credentials[None]] = {}
+    connect = ConnectAuth(base_url=APP_URL, credentials_loader=tenants.get, key_provider=product.key_provider())
+    app = FastAPI(lifespan=connect.lifespan)
+    connect.install(app)
+    tenants[product.client_key] = Credentials(product.shared_secret)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {
+            "key": "hooks-app",
+            "baseUrl": APP_URL,
+            "modules": {"webhooks": [{"event": "jira:issue_updated", "url": "/hooks?kind=updated"}]},
+        }
+
+    @app.post("/hooks")
+    async def hooks(
+        call: Annotated[VerifiedRequest[None], Depends(ConnectRequest(body=dict[str, Any]))], request: Request
+    ) -> dict[str, Any]:
+        return {
+            "identifier": call.webhook_identifier,
+            "retry": request.headers.get("x-atlassian-webhook-retry"),
+            "body": call.body,
+            "raw": (call.raw_body or b"").decode(),
+        }
+
+    return app
+
+
+def test_every_webhook_carries_an_identifier_and_a_retry_repeats_it_with_a_fresh_token(
+    fake_product: FakeProduct,
+) -> None:
+    with TestClient(webhook_app(fake_product), base_url=APP_URL) as client:
+        jira = fake_product.drive(client)
+        first, second = jira.webhook("jira:issue_updated"), jira.webhook("jira:issue_updated")
+        retried = jira.retry_webhook(first)
+        again = jira.retry_webhook(retried)
+        chosen = jira.webhook("jira:issue_updated", {"n": 1}, identifier="id-7", retry=3)
+        changed = jira.retry_webhook(first, body={"other": True})
+        with pytest.raises(ValueError, match="no webhook identifier"):
+            jira.retry_webhook(client.get("/atlassian-connect.json"))
+    assert first.json()["identifier"] != second.json()["identifier"]  # a new one per webhook
+    assert first.json()["retry"] is None  # absent on the first try
+    assert (retried.json()["identifier"], retried.json()["retry"]) == (first.json()["identifier"], "1")
+    assert (retried.json()["raw"], retried.json()["body"]) == (first.json()["raw"], first.json()["body"])
+    assert (again.json()["identifier"], again.json()["retry"]) == (first.json()["identifier"], "2")
+    assert (chosen.json()["identifier"], chosen.json()["retry"], chosen.json()["body"]) == ("id-7", "3", {"n": 1})
+    assert (changed.json()["identifier"], changed.json()["body"]) == (first.json()["identifier"], {"other": True})
+    for response in (first, retried, again):
+        token = response.request.headers["Authorization"].removeprefix("JWT ")
+        claims = decode_hs256(token, fake_product.shared_secret)
+        assert claims["qsh"] == sha256_hex("POST&/hooks&kind=updated")  # signed for the URL it went to

@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
-from ._forge import FAKE_FORGE_JWKS_URL, FAKE_FORGE_UI_ORIGIN, FakeForge, FitShape, ForgeAppDriver, JwksServer
+from ._forge import (
+    FAKE_FORGE_JWKS_URL,
+    FAKE_FORGE_UI_ORIGIN,
+    FakeForge,
+    FitShape,
+    ForgeAppDriver,
+    JwksServer,
+    RetryContextPlace,
+    RetryReason,
+)
 from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
@@ -54,6 +63,8 @@ __all__ = [
     "KeyServer",
     "ProductAPICall",
     "ProductType",
+    "RetryContextPlace",
+    "RetryReason",
     "RouteHandler",
     "StoreContract",
     "expand_url",

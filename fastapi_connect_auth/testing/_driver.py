@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx2
 
+from .._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, WEBHOOK_RETRY_HEADER
 from ._profiles import DEFAULT_ACCOUNT_ID
 from ._tenant import FakeTenant
 
@@ -201,21 +203,65 @@ class ConnectAppDriver:
         shared_secret: str | None = None,
         token: str | None = None,
         context: Mapping[str, str] | None = None,
+        identifier: str | None = None,
+        retry: int | None = None,
     ) -> httpx2.Response:
         """Send webhook `event` to its URL in the descriptor, signed with the shared secret (or `shared_secret`).
 
         The default body is the product's own (`FakeProduct.webhook_body`): a Jira
         issue, a Confluence page, a Bitbucket repository. `context` fills the URL's
-        `{parameters}`; one left without a value is a `ValueError`.
+        `{parameters}`; one left without a value is a `ValueError`. Like Jira, it
+        sends `X-Atlassian-Webhook-Identifier` (a new UUID unless `identifier` is
+        given: the one sent is `response.request.headers[WEBHOOK_IDENTIFIER_HEADER]`);
+        `retry=n` sends it as Jira's n-th retry (`X-Atlassian-Webhook-Retry: n`).
+        `retry_webhook(response)` sends a webhook again as Jira retries it.
         """
         url = expand_url(self.webhook_url(event), context or {})
         if body is None:
             body = self.product.webhook_body(event)
+        return self._webhook(url, json.dumps(body), identifier or str(uuid.uuid4()), retry, shared_secret, token)
+
+    def retry_webhook(
+        self,
+        sent: httpx2.Response,
+        *,
+        retry: int | None = None,
+        body: dict[str, Any] | None = None,
+        shared_secret: str | None = None,
+    ) -> httpx2.Response:
+        """Send the webhook whose answer was `sent` again, as Jira retries it.
+
+        The same URL, identifier and body, a freshly signed token, and
+        `X-Atlassian-Webhook-Retry` one more than the last (`retry` sets it); `body`
+        replaces the body, for a test of a retry that is not Jira's.
+        """
+        request = sent.request
+        identifier = request.headers.get(WEBHOOK_IDENTIFIER_HEADER)
+        if identifier is None:
+            raise ValueError("That response is not to a webhook this driver sent: it has no webhook identifier.")
+        last = request.headers.get(WEBHOOK_RETRY_HEADER)
+        number = retry if retry is not None else (int(last) + 1 if last else 1)
+        url = request.url.raw_path.decode("ascii").removeprefix(self._path(""))
+        content = request.content if body is None else json.dumps(body).encode()
+        return self._webhook(url, content, identifier, number, shared_secret, None)
+
+    def _webhook(
+        self,
+        url: str,
+        content: str | bytes,
+        identifier: str,
+        retry: int | None,
+        shared_secret: str | None,
+        token: str | None,
+    ) -> httpx2.Response:
         if token is None:
             token = self.product.shared_secret_token(
                 "POST", url, app_base_url=self.app_base_url, shared_secret=shared_secret
             )
-        return self.request("POST", url, token=token, json_body=body)
+        headers = {"Content-Type": "application/json", WEBHOOK_IDENTIFIER_HEADER: identifier}
+        if retry is not None:
+            headers[WEBHOOK_RETRY_HEADER] = str(retry)
+        return self.request("POST", url, token=token, content=content, headers=headers)
 
     def iframe_url(
         self,

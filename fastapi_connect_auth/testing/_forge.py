@@ -34,7 +34,16 @@ from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, issue_route
 from ._tenant import FakeTenant, generate_rsa_key
 
-__all__ = ["FAKE_FORGE_JWKS_URL", "FAKE_FORGE_UI_ORIGIN", "FakeForge", "FitShape", "ForgeAppDriver", "JwksServer"]
+__all__ = [
+    "FAKE_FORGE_JWKS_URL",
+    "FAKE_FORGE_UI_ORIGIN",
+    "FakeForge",
+    "FitShape",
+    "ForgeAppDriver",
+    "JwksServer",
+    "RetryContextPlace",
+    "RetryReason",
+]
 
 FAKE_FORGE_JWKS_URL = "https://forge.fake-cdn.test/.well-known/jwks.json"
 """Where `FakeForge.key_provider()` and `FakeForge.forge_auth()` look for keys; answered in-process."""
@@ -500,6 +509,35 @@ _LIFECYCLE_PAYLOADS: dict[ForgeLifecycleEvent, str] = {
 }
 
 
+RetryReason = Literal["INVALID_REMOTE_INVOCATION_ERROR", "TIMEOUT_ERROR", "INVALID_FORGE_INVOCATION_TOKEN"]
+"""Why Forge retried a remote event: a non-2xx answer or a broken contract, no answer within 5 s, a 401."""
+RetryContextPlace = Literal["auto", "payload", "top"]
+"""Where a retry's `retryContext` goes: inside a top-level `payload` object (`auto` when there is one), or on top."""
+
+
+def _retry_context(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `retryContext` of a sent event, at the top level or inside its `payload`."""
+    payload = body.get("payload")
+    found = payload.get("retryContext") if isinstance(payload, Mapping) else None
+    return found or body.get("retryContext")
+
+
+def _with_retry_context(
+    body: dict[str, Any], count: int, reason: RetryReason, place: RetryContextPlace
+) -> dict[str, Any]:
+    """`body` as Forge's `count`-th retry sends it: any earlier `retryContext` replaced, the rest unchanged."""
+    context = {"retryCount": count, "retryReason": reason, "retryData": None}
+    body.pop("retryContext", None)
+    payload = body.get("payload")
+    if place == "payload" and not isinstance(payload, Mapping):
+        raise ValueError("This event has no top-level payload object to put the retryContext in.")
+    if place != "top" and isinstance(payload, Mapping):
+        body["payload"] = {**{k: v for k, v in payload.items() if k != "retryContext"}, "retryContext": context}
+    else:
+        body["retryContext"] = context
+    return body
+
+
 class ForgeAppDriver:
     """Delivers Forge's calls to an app: events, triggers, lifecycle events, UI and backend calls, with Forge's headers."""
 
@@ -530,10 +568,55 @@ class ForgeAppDriver:
         fit: str | None = None,
         shape: FitShape = "event",
         system_token: str | None = None,
+        retry_count: int | None = None,
+        retry_reason: RetryReason = "INVALID_REMOTE_INVOCATION_ERROR",
+        retry_context_in: RetryContextPlace = "auto",
     ) -> httpx2.Response:
-        """POST a product event (or, with `shape="trigger"`, a scheduled trigger) as Forge delivers it."""
+        """POST a product event (or, with `shape="trigger"`, a scheduled trigger) as Forge delivers it.
+
+        Each call has a FIT of its own (a new `jti`), as each of Forge's deliveries
+        has. `retry_count=n` sends it as Forge's n-th retry: the same body with
+        `retryContext: {retryCount, retryReason, retryData: null}` added where
+        `retry_context_in` says: `"auto"` inside a top-level `payload` object if the
+        body has one (as Forge's docs show it), else at the top level; or
+        `"payload"` or `"top"`. `retry_event(response)` retries a sent event.
+        """
+        body = dict(payload)
+        if retry_count is not None:
+            body = _with_retry_context(body, retry_count, retry_reason, retry_context_in)
         fit = fit or self.forge.mint_fit(shape)
-        return self.client.post(path, json=dict(payload), headers=self.headers(fit, system_token=system_token))
+        return self.client.post(path, json=body, headers=self.headers(fit, system_token=system_token))
+
+    def retry_event(
+        self,
+        sent: httpx2.Response,
+        *,
+        retry_count: int | None = None,
+        retry_reason: RetryReason = "INVALID_REMOTE_INVOCATION_ERROR",
+        retry_context_in: RetryContextPlace = "auto",
+        shape: FitShape = "event",
+        system_token: str | None = None,
+    ) -> httpx2.Response:
+        """Send the event whose answer was `sent` again, as Forge retries it: a new FIT, the same body, `retryContext`.
+
+        `retry_count` defaults to one more than the sent event's (1 for a first retry);
+        its `retryContext`, if any, is replaced. `retry_reason` is one Forge sends:
+        `INVALID_REMOTE_INVOCATION_ERROR` (a non-2xx answer), `TIMEOUT_ERROR`, or
+        `INVALID_FORGE_INVOCATION_TOKEN` (the app answered 401).
+        """
+        request = sent.request
+        body = json.loads(request.content)
+        last = _retry_context(body)
+        count = retry_count if retry_count is not None else (last["retryCount"] + 1 if last else 1)
+        return self.event(
+            request.url.raw_path.decode("ascii"),
+            body,
+            shape=shape,
+            system_token=system_token,
+            retry_count=count,
+            retry_reason=retry_reason,
+            retry_context_in=retry_context_in,
+        )
 
     def lifecycle(
         self,
