@@ -259,8 +259,12 @@ class Store:
             return False
         return True
 
-    async def forge_events(self, installation_id: str) -> list[ForgeEvent]:
-        query = select(ForgeEvent).where(ForgeEvent.installation_id == installation_id).order_by(ForgeEvent.id)
+    async def forge_events(
+        self, installation_id: str, *, newest_first: bool = False, limit: int = 50
+    ) -> list[ForgeEvent]:
+        """The installation's Forge events, oldest first (newest first with `newest_first`), at most `limit`."""
+        order = ForgeEvent.id.desc() if newest_first else ForgeEvent.id
+        query = select(ForgeEvent).where(ForgeEvent.installation_id == installation_id).order_by(order).limit(limit)
         async with self.sessions() as session:
             return list(await session.scalars(query))
 

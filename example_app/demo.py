@@ -335,14 +335,11 @@ def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx2.Client, s
         204,
     )
     fit = forge.mint_fit("event")
+    first = driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=fit)
+    steps.expect("Forge product event (FIT: RS256, kid, iss, aud, app) accepted and stored", first, 204)
     steps.expect(
-        "Forge product event (FIT: RS256, kid, iss, aud, app) accepted and stored",
-        driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=fit),
-        204,
-    )
-    steps.expect(
-        "The same delivery again (Forge retries) accepted, stored once (jti + body)",
-        driver.event("/forge/events", {"issue": {"key": "DEMO-1"}}, fit=fit),
+        "Forge's retry (a new FIT, retryContext added) accepted, stored once (the same event)",
+        driver.retry_event(first),
         204,
         check=lambda response: _forge_events_stored(database_url, forge.installation_id) == 1,
     )

@@ -40,7 +40,9 @@ from fastapi_connect_auth import (
     lifecycle_router,
     redact_access_logs,
     remember_forge_delivery,
+    remember_forge_event,
     remember_forge_tokens,
+    remember_webhook_delivery,
 )
 from fastapi_connect_auth.stores import Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
@@ -140,6 +142,27 @@ class ForgeWhoAmI(BaseModel):
     connect_client_key: str | None
     installation_state: Literal["installed", "uninstalled"] | None = None
     """The Forge installation's state from its lifecycle events; null for one never seen."""
+
+
+class ForgeEventOut(BaseModel):
+    """A stored Forge event as the app's UI lists it: what kind of event, never its payload.
+
+    Any user of the installation may call the UI: an issue's details in a payload
+    are not theirs to see unless Jira says so, so none is listed.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    id: int
+    event_type: str | None
+    """The body's `eventType` (`avi:jira:created:issue`...); null for a body without one (a scheduled trigger)."""
+    module_key: str | None
+    received_at: datetime
+
+    @field_validator("received_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 @contextmanager
@@ -246,7 +269,15 @@ def create_app(
 
     @app.post("/webhooks", status_code=204)
     async def webhook(call: WebhookCall) -> None:
-        await stores[0].events.add_event(call.client_key, call.body)
+        """A Jira webhook, stored once: Jira's retry (the same identifier and body, a new token) is not stored again.
+
+        The identifier is the tenant's own: another tenant's webhook with the same one is
+        another webhook. The same identifier with another body is refused with a 422
+        (`DELIVERY_CONFLICT`), which Jira does not retry, and nothing is stored.
+        """
+        opened = stores[0]
+        if await remember_webhook_delivery(opened.forge, call):
+            await opened.events.add_event(call.client_key, call.body)
 
     async def inbox(call: TenantCall) -> HTMLResponse:
         return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"))
@@ -288,6 +319,12 @@ def create_app(
     return app
 
 
+def _event_type(payload: Any) -> str | None:
+    """A Forge event's `eventType`, if its body has one that is text."""
+    event_type = payload.get("eventType") if isinstance(payload, dict) else None
+    return event_type if isinstance(event_type, str) else None
+
+
 def _log_cache_stats(store: SQLAlchemyStore) -> None:
     stats = store.cache_stats
     logger.info("Credentials cache: %d hits, %d misses (hit rate %.3f)", stats.hits, stats.misses, stats.hit_rate)
@@ -298,17 +335,35 @@ def add_forge_routes(app: FastAPI, stores: list[Stores], forge: ForgeAuth) -> No
 
     @app.post("/forge/events", status_code=204)
     async def forge_event(call: ForgeEventCall) -> None:
-        """A product event or scheduled trigger, stored once: Forge redelivers with the same FIT.
+        """A product event or scheduled trigger, stored once: Forge retries with a new FIT and `retryContext`.
 
-        The same FIT with another body is refused (409 `DELIVERY_CONFLICT`); the system
-        token of an event (never a browser's call) is kept for work between invocations.
+        A retry is the same event for the same installation once `retryContext` is
+        taken out (`remember_forge_event`). The same FIT with another body is refused
+        (409 `DELIVERY_CONFLICT`); the system token of an event (never a browser's
+        call) is kept for work between invocations.
         """
         opened = stores[0]
         await remember_forge_delivery(opened.forge, call)
         await remember_forge_tokens(opened.forge, call)
+        if not await remember_forge_event(opened.forge, call):
+            return
         delivery = hashlib.sha256(call.jti.encode() + b"\0" + (call.raw_body or b"")).hexdigest()
         module_key = call.module.key if call.module else None
         await opened.events.add_forge_event(call.installation_id, delivery, module_key, call.body)
+
+    @app.get("/forge/events")
+    async def forge_events(call: ForgeUiCall) -> list[ForgeEventOut]:
+        """The calling installation's stored Forge events, newest first: each one's kind, never its payload."""
+        stored = await stores[0].events.forge_events(call.installation_id, newest_first=True)
+        return [
+            ForgeEventOut(
+                id=event.id,
+                event_type=_event_type(event.payload),
+                module_key=event.module_key,
+                received_at=event.received_at,
+            )
+            for event in stored
+        ]
 
     @app.get("/forge/whoami")
     async def forge_whoami(call: ForgeUiCall) -> ForgeWhoAmI:

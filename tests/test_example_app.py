@@ -28,7 +28,7 @@ from example_app.db import async_database_url, load_cipher
 from example_app.main import create_app
 from example_app.pages import refusal_page
 from example_app.settings import Settings
-from fastapi_connect_auth import AuthError, AuthErrorCode, ProductHosts, RedactTokens
+from fastapi_connect_auth import WEBHOOK_IDENTIFIER_HEADER, AuthError, AuthErrorCode, ProductHosts, RedactTokens
 from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct, generate_rsa_key
 from tests.postgres import Database
 
@@ -300,6 +300,30 @@ def test_tenants_see_only_their_own_events(jira: Jira, fake_product: FakeProduct
         assert event_names(second.context_call("GET", "/api/events")) == ["jira:issue_updated"]
         assert first.uninstall().status_code == 204
         assert second.webhook("jira:issue_updated").status_code == 204
+
+
+def test_a_jira_retry_is_stored_once_and_a_retry_with_another_body_is_refused_for_good(
+    jira: Jira, fake_product: FakeProduct, database: Database
+) -> None:
+    """Jira's retry (the same identifier and body, a new token) is stored once; the identifier is per tenant."""
+    other_tenant = FakeProduct(base_url="https://other.atlassian.net", private_key=fake_product.private_key)
+    with jira() as driver, jira(product=other_tenant) as other:
+        assert driver.install().status_code == 204
+        assert other.install().status_code == 204
+        first = driver.webhook("jira:issue_created")
+        retries = [driver.retry_webhook(first), driver.retry_webhook(first, retry=2)]
+        identifier = first.request.headers[WEBHOOK_IDENTIFIER_HEADER]
+        same_id = other.webhook("jira:issue_created", identifier=identifier)  # another tenant's webhook
+        changed = driver.retry_webhook(first, retry=3, body=fake_product.webhook_body("jira:issue_updated"))
+        assert [response.status_code for response in (first, *retries, same_id)] == [204] * 4
+        assert changed.status_code == 422  # not 408, 409, 425, 429 or 5xx: Jira does not send it again
+        assert changed.json()["code"] == "DELIVERY_CONFLICT"
+        assert event_names(driver.context_call("GET", "/api/events")) == ["jira:issue_created"]
+        assert event_names(other.context_call("GET", "/api/events")) == ["jira:issue_created"]
+    assert stored_events(database) == [
+        (fake_product.client_key, "jira:issue_created", "DEMO-1"),
+        (other_tenant.client_key, "jira:issue_created", "DEMO-1"),
+    ]
 
 
 def test_install_keys_can_come_from_a_key_server(fake_product: FakeProduct, settings: Settings) -> None:

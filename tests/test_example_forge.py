@@ -8,6 +8,7 @@ rejection. The database is read back with SQL, not the app's store.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,12 +62,58 @@ def test_event_is_stored_once_per_delivery(forge: FakeForge, client: TestClient,
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}, fit=fit).status_code == 204  # redelivered
     replayed = driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit)  # the same FIT, another body
     assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")
-    assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT
+    assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT, the same event
     assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
     rows = forge_events(database)
-    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "remote-events")] * 2 + [
-        (forge.installation_id, "hourly-sync")
+    assert [(row[0], row[1]) for row in rows] == [
+        (forge.installation_id, "remote-events"),
+        (forge.installation_id, "hourly-sync"),
     ]
+
+
+def test_forge_retries_with_a_new_fit_are_stored_once_per_installation(
+    forge: FakeForge, forge_key: rsa.RSAPrivateKey, client: TestClient, database: Database
+) -> None:
+    """Forge's retries (a new FIT, `retryContext` at the top or inside `payload`) are the event already stored."""
+    driver = forge.drive(client)
+    event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "F-1"}, "timestamp": 1765000000000}
+    wrapped = {"payload": {"issue": {"id": "10002"}}, "eventType": "avi:jira:updated:issue"}
+    first, other_first = driver.event("/forge/events", event), driver.event("/forge/events", wrapped)
+    retries = [
+        driver.retry_event(first, retry_reason="TIMEOUT_ERROR"),
+        driver.retry_event(first, retry_count=2, retry_reason="INVALID_FORGE_INVOCATION_TOKEN"),
+        driver.retry_event(other_first),  # retryContext inside the payload, as Forge's docs show it
+        driver.retry_event(other_first, retry_count=2, retry_context_in="top"),
+    ]
+    assert [response.status_code for response in (first, other_first, *retries)] == [204] * 6
+    assert "retryContext" in json.loads(retries[2].request.content)["payload"]
+    another = FakeForge(app_id=forge.app_id, private_key=forge_key)  # the app installed on another site
+    assert another.drive(client).event("/forge/events", event).status_code == 204  # that installation's own
+    later = driver.event("/forge/events", {**event, "timestamp": event["timestamp"] + 1})  # another event
+    assert later.status_code == 204
+    assert [(row[0], json.loads(row[2]) if isinstance(row[2], str) else row[2]) for row in forge_events(database)] == [
+        (forge.installation_id, event),
+        (forge.installation_id, wrapped),
+        (another.installation_id, event),
+        (forge.installation_id, {**event, "timestamp": event["timestamp"] + 1}),
+    ]
+
+    listed = driver.ui_call("/forge/events")
+    assert listed.status_code == 200
+    assert [item["eventType"] for item in listed.json()] == [
+        "avi:jira:created:issue",
+        "avi:jira:updated:issue",
+        "avi:jira:created:issue",
+    ]  # newest first, this installation's only
+    assert "F-1" not in listed.text  # the kind of each event, never its payload
+    assert {key for item in listed.json() for key in item} == {"id", "eventType", "moduleKey", "receivedAt"}
+    assert [item["eventType"] for item in another.drive(client).ui_call("/forge/events").json()] == [
+        "avi:jira:created:issue"
+    ]
+    assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
+    assert driver.ui_call("/forge/events").json()[0]["eventType"] is None  # a trigger has none
+    refused = driver.event("/forge/events", {}, fit=forge.mint_fit("event")).request
+    assert client.get("/forge/events", headers=dict(refused.headers)).json()["code"] == "WRONG_INVOCATION"
 
 
 def test_whoami_links_the_connect_tenant(forge: FakeForge, fake_product: FakeProduct, client: TestClient) -> None:
