@@ -906,3 +906,44 @@ def test_the_store_contract_sample_runs_the_whole_contract_and_passes() -> None:
     assert " passed" in summary
     assert "failed" not in summary
     assert int(summary.split()[0]) >= 25
+
+
+# -- redeliveries -------------------------------------------------------------------------
+
+
+@exercises("redelivery.py")
+def test_retries_are_stored_once_a_webhook_by_its_identifier_a_forge_event_by_its_content() -> None:
+    from fastapi_connect_auth import InMemoryRedeliveryStore
+    from fastapi_connect_auth.testing import FakeForge
+
+    module, forge, stored = sample("redelivery"), FakeForge(), []
+    connect = ConnectAuth(
+        base_url="https://my-app.example.com", credentials_loader={CLIENT_KEY: Credentials(SECRET)}.get
+    )
+    app = module.create_app(connect, forge.forge_auth(), InMemoryRedeliveryStore(), stored)
+    issue = {"webhookEvent": "jira:issue_created", "issue": {"key": "DEMO-1"}}
+
+    def webhook(body: dict[str, Any], retry: str | None = None) -> httpx2.Response:
+        headers = {**tenant_token("POST&/webhooks&"), "X-Atlassian-Webhook-Identifier": "wh-1"}
+        headers.update({"X-Atlassian-Webhook-Retry": retry} if retry else {})
+        return client.post("/webhooks", json=body, headers=headers)
+
+    with TestClient(app, base_url="https://my-app.example.com") as client:
+        driver = forge.drive(client)
+        answers = [webhook(issue), webhook(issue, "1")]
+        conflict = webhook({**issue, "issue": {"key": "DEMO-2"}}, "2")
+        event = driver.event("/forge/events", {"eventType": "avi:jira:created:issue", "timestamp": 1})
+        retried = driver.retry_event(event, retry_reason="TIMEOUT_ERROR")
+        replay = driver.event("/forge/events", {"eventType": "other"}, fit=jwt_of(retried.request))
+
+    assert [answer.status_code for answer in (*answers, event, retried)] == [204] * 4
+    assert_rejected(conflict, "DELIVERY_CONFLICT", 422)
+    assert_rejected(replay, "DELIVERY_CONFLICT", 409)
+    assert stored == [
+        (CLIENT_KEY, issue),
+        (forge.installation_id, {"eventType": "avi:jira:created:issue", "timestamp": 1}),
+    ]
+
+
+def jwt_of(request: httpx2.Request) -> str:
+    return request.headers["Authorization"].removeprefix("Bearer ")
