@@ -16,6 +16,7 @@ import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from fastapi_connect_auth import (
     ConnectAuth,
@@ -26,11 +27,12 @@ from fastapi_connect_auth import (
     VerifiedLifecycle,
     VerifiedRequest,
     lifecycle_router,
+    remember_forge_event,
     remember_webhook_delivery,
 )
 from fastapi_connect_auth.stores import MemoryStore, SecretCipher, Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
-from fastapi_connect_auth.testing import FakeForge, FakeProduct
+from fastapi_connect_auth.testing import FakeForge, FakeProduct, forge_invocation
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -175,6 +177,32 @@ async def test_a_jira_webhook_retry_is_known_by_its_identifier_per_tenant() -> N
     assert refused.value.status_code == 422  # a status Jira does not retry
     with pytest.raises(AuthError):
         await remember_webhook_delivery(deliveries, call, "bad\nid")
+
+
+class RetriedPayload(BaseModel):
+    payload: dict[str, Any]
+    eventType: str
+
+
+@pytest.mark.anyio
+async def test_a_forge_event_is_the_same_whatever_form_its_body_takes_and_wherever_its_retry_context_is() -> None:
+    """Raw bytes, parsed JSON or a pydantic model, keys in any order, `retryContext` on top or in `payload`."""
+    store, installation = InMemoryRedeliveryStore(), "ari:cloud:ecosystem::installation/forms"
+    call = forge_invocation(installation, "cloud-1")
+    retry = {"retryCount": 1, "retryReason": "TIMEOUT_ERROR", "retryData": None}
+    assert await remember_forge_event(store, call, b'{"eventType": "e", "payload": {"n": 1}}')
+    seen = [
+        {"payload": {"n": 1, "retryContext": retry}, "eventType": "e"},
+        RetriedPayload(payload={"retryContext": retry, "n": 1}, eventType="e"),
+        b'{"payload":{"n":1},"eventType":"e","retryContext":{"retryCount":2}}',
+    ]
+    assert [await remember_forge_event(store, call, body) for body in seen] == [False] * 3
+    assert await remember_forge_event(store, call, b"not json")  # fingerprinted as the bytes it is
+    assert not await remember_forge_event(store, call, b"not json")
+    assert await remember_forge_event(store, call, [1, 2])  # not an object: nothing to take out
+    assert not await remember_forge_event(store, call, b"[1, 2]")
+    with pytest.raises(ValueError, match="positive"):
+        InMemoryRedeliveryStore(max_size=0)
 
 
 # -- key files ------------------------------------------------------------------------------------
