@@ -203,6 +203,8 @@ async def test_a_forge_event_is_the_same_whatever_form_its_body_takes_and_wherev
     assert not await remember_forge_event(store, call, b"[1, 2]")
     with pytest.raises(ValueError, match="positive"):
         InMemoryRedeliveryStore(max_size=0)
+    with pytest.raises(ValueError, match="needs the event's body"):
+        await remember_forge_event(store, call)  # a route that read no body: not every event one "null"
 
 
 # -- key files ------------------------------------------------------------------------------------

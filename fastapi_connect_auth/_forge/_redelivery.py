@@ -99,8 +99,8 @@ async def remember_forge_event(
     `payload` object, compared as canonical JSON: key order and spacing do not
     count, every other field does (an issue event's `timestamp` tells two edits
     apart). It is kept `retention` seconds (an hour: see `FORGE_EVENT_RETENTION`).
-    `body` defaults to the bytes the dependency read (`raw_body`), else `body`.
-    The key is the content, so there is no conflict to refuse: an event is new or seen.
+    `body` defaults to the bytes the dependency read (`raw_body`), else `body`;
+    a call whose body was not read is a `ValueError`. The key is the content, so there is no conflict to refuse: an event is new or seen.
 
     Keep the `jti` guard (`remember_forge_delivery`) too: it refuses a FIT replayed
     with another body. A scheduled trigger may send the same body every run: do
@@ -116,6 +116,8 @@ async def remember_forge_event(
     """
     if body is None:
         body = call.raw_body if call.raw_body is not None else call.body
+    if body is None:  # every event of the installation would be one "null" event: all but the first dropped
+        raise ValueError("remember_forge_event needs the event's body: ForgeRequest(body=...), or pass body=")
     fingerprint = event_fingerprint(body)
     return await remember_delivery(
         store,

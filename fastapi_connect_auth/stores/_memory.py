@@ -18,7 +18,10 @@ class MemoryStore(BaseStore):
     """Everything in this process's memory: gone when it stops, invisible to other processes.
 
     For tests and demos; production apps with more than one process use
-    `SQLAlchemyStore` or `RedisStore`. Options as for `BaseStore`.
+    `SQLAlchemyStore` or `RedisStore`. `max_deliveries`: the most unexpired
+    delivery ids kept; past it a new one is refused (`DELIVERY_STORE_FULL`, 503),
+    never one forgotten (see `InMemoryRedeliveryStore` for the size to choose).
+    Options as for `BaseStore`.
     """
 
     def __init__(self, *, max_deliveries: int = 100_000, **options: Any) -> None:
