@@ -111,3 +111,19 @@ def test_two_replicas_on_one_postgresql_and_redis_act_on_each_others_writes_with
     assert code_of(forge_b.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit)) == (409, "DELIVERY_CONFLICT")
     assert postgres.execute("SELECT count(*) FROM forge_events", database=database)[0] == [(1,)]
     assert postgres.execute("SELECT count(*) FROM atlassian_deliveries", database=database)[0] == [(0,)]  # in Redis
+
+
+def test_a_retry_reaching_the_other_replica_is_stored_once(replicas: Replicas, postgres: PostgresServer) -> None:
+    """Jira's retry of a webhook, and Forge's retry of an event (a new FIT), on the other replica: one row each."""
+    a, b, forge_a, forge_b, database = replicas
+    assert code_of(a.install()) == (204, None)
+    first = a.webhook("jira:issue_created")
+    assert code_of(first) == (204, None)
+    within_the_ttl(lambda: code_of(b.retry_webhook(first)) == (204, None))  # b knows the tenant within the TTL
+    changed = b.retry_webhook(first, body={"webhookEvent": "jira:issue_deleted"})
+    assert code_of(changed) == (422, "DELIVERY_CONFLICT")
+    event = forge_a.event("/forge/events", {"eventType": "avi:jira:created:issue", "timestamp": 1})
+    assert code_of(event) == (204, None)
+    assert code_of(forge_b.retry_event(event, retry_reason="TIMEOUT_ERROR")) == (204, None)
+    assert postgres.execute("SELECT count(*) FROM events", database=database)[0] == [(1,)]
+    assert postgres.execute("SELECT count(*) FROM forge_events", database=database)[0] == [(1,)]
