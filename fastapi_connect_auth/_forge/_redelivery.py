@@ -100,7 +100,8 @@ async def remember_forge_event(
     count, every other field does (an issue event's `timestamp` tells two edits
     apart). It is kept `retention` seconds (an hour: see `FORGE_EVENT_RETENTION`).
     `body` defaults to the bytes the dependency read (`raw_body`), else `body`;
-    a call whose body was not read is a `ValueError`. The key is the content, so there is no conflict to refuse: an event is new or seen.
+    a call whose body was not read is a `ValueError`. The key is the content, so
+    there is no conflict to refuse: an event is new or seen.
 
     Keep the `jti` guard (`remember_forge_delivery`) too: it refuses a FIT replayed
     with another body. A scheduled trigger may send the same body every run: do
