@@ -62,7 +62,10 @@ class Event(Base):
 
 
 class ForgeEvent(Base):
-    """A verified Forge product event or trigger; `delivery_key` (its FIT's jti and body) makes a redelivery a no-op."""
+    """A verified Forge product event or trigger; `delivery_key` (its FIT's jti and body) makes a replayed FIT a no-op.
+
+    Forge's retries come with new FITs: the route recognises them first (`remember_forge_event`).
+    """
 
     __tablename__ = "forge_events"
     __table_args__ = (UniqueConstraint("delivery_key", name="uq_forge_events_delivery_key"),)
