@@ -310,6 +310,31 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: D
     assert (installed, install["baseUrl"], "sharedSecret" in install) == (False, PRODUCT_URL, False)
 
 
+@exercises("storage_own_tables.py", "storage_testing.py")
+def test_own_tables_on_the_stores_engine_checked_from_a_sync_test() -> None:
+    output = run_under_pytest("storage_testing.py")
+    assert "1 passed" in output, output
+
+
+@exercises("storage_own_tables.py")
+def test_the_sample_prints_a_new_encryption_key() -> None:
+    keys = [
+        subprocess.run(
+            [sys.executable, "-m", "docs_src.storage_own_tables"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert keys[0] != keys[1]
+    for key in keys:
+        token = Fernet(key).encrypt(b"shared secret")
+        assert Fernet(key).decrypt(token) == b"shared secret"
+
+
 # -- public keys --------------------------------------------------------------------------
 
 
