@@ -94,7 +94,17 @@ bench: install
 screenshots: install browser
 	UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -p no:cacheprovider
 
-docs: install
+# The docs need only the docs extra: on a fresh machine `make docs` installs that alone (into the same
+# .venv, which `make test` then completes with the dev extra; after `make test` it is already there).
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
 	$(BIN)/mkdocs build --strict
 
 clean:
