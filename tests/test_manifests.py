@@ -19,11 +19,15 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from jsonschema import Draft7Validator
 from starlette.routing import Route
 
 from example_app.main import create_app
 from example_app.settings import Settings
+from fastapi_connect_auth import ForgeLifecycleEvent
+from fastapi_connect_auth.testing import FakeForge, FitShape
 from tests.node_tools import tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +171,39 @@ def test_every_route_the_manifest_names_is_one_of_the_example_apps(tmp_path: Pat
         assert ("POST", webhook["url"]) in routes
     for page in manifest["connectModules"]["jira:generalPages"]:
         assert ("GET", page["url"]) in routes
+
+
+def test_each_endpoint_the_manifest_routes_events_to_is_accepted_there(tmp_path: Path) -> None:
+    """A FIT names its endpoint (`app.module.key`): each route takes the FITs of the endpoint that reaches it.
+
+    Routes that restrict their module keys (`ForgeRequest(module_keys=...)`) must list the endpoint the
+    manifest sends there, or Forge's calls are refused and retried in vain.
+    """
+    forge = FakeForge()
+    settings = Settings(
+        base_url="https://connect-app.example.test",
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        secret_encryption_key=Fernet.generate_key().decode(),
+        forge_app_id=forge.app_id,
+    )
+    manifest = example()
+    endpoints = {endpoint["key"]: endpoint["route"]["path"] for endpoint in manifest["modules"]["endpoint"]}
+    lifecycle: dict[str, ForgeLifecycleEvent] = {
+        trigger["endpoint"]: "installed" if "avi:forge:installed:app" in trigger["events"] else "upgraded"
+        for trigger in manifest["modules"]["trigger"]
+        if any(event.startswith("avi:forge:") for event in trigger["events"])
+    }
+    lifecycle[manifest["modules"]["preUninstall"][0]["endpoint"]] = "pre-uninstall"
+    (events,) = {trigger["endpoint"] for trigger in manifest["modules"]["trigger"]} - set(lifecycle)
+
+    def fit(shape: FitShape, endpoint: str) -> str:
+        return forge.mint_fit(shape, app={"module": {"type": "core:endpoint", "key": endpoint}})
+
+    app = create_app(settings, forge_key_provider=forge.key_provider())
+    with TestClient(app, base_url=settings.base_url) as client:
+        driver = forge.drive(client)
+        for endpoint, event in lifecycle.items():
+            answer = driver.lifecycle(endpoints[endpoint], event, fit=fit("lifecycle", endpoint))
+            assert answer.is_success, (endpoint, answer.status_code, answer.text)
+        answer = driver.event(endpoints[events], {"eventType": "avi:jira:created:issue"}, fit=fit("event", events))
+        assert answer.is_success, (events, answer.status_code, answer.text)
