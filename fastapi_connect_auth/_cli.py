@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -32,6 +33,8 @@ __all__ = ["cli"]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _STDIN_LIMIT = 4 * MAX_TOKEN_LENGTH
 """Characters read from standard input at most: enough to see that a token is too long, never a whole file."""
+_UNUSUAL = re.compile(r"[^ -~]")
+"""Characters that may be control characters: everything but printable ASCII (checked one by one)."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,12 +91,14 @@ def explain_command(
         )
         explanation = asyncio.run(explain(request))
     except UsageProblem as exc:
-        raise click.UsageError(str(exc), ctx) from None
+        raise click.UsageError(printable(str(exc)), ctx) from None
     except Exception as exc:  # never a traceback: it could show parts of the input
         click.echo(f"Error: could not explain this token ({type(exc).__name__}); please report it.", err=True)
         ctx.exit(2)
     if as_json:
-        click.echo(json.dumps(explanation.as_json(), indent=2, ensure_ascii=False, default=str))
+        click.echo(
+            printable(json.dumps(explanation.as_json(), indent=2, ensure_ascii=False, default=str), as_json=True)
+        )
     else:
         click.echo(report(explanation, url))
     ctx.exit(0 if explanation.valid else 1)
@@ -114,18 +119,64 @@ def _secret(name: str | None) -> str | None:
     return value
 
 
+def printable(text: str, *, as_json: bool = False) -> str:
+    """`text` with every control character escaped: what a token says can never steer the terminal.
+
+    C0 and C1 controls (ESC, CSI `\\x9b`), DEL, Unicode format and bidi controls
+    (U+202E, U+2066-2069, U+200B-200F), line separators and lone surrogates are
+    written as escapes (`\\x1b`, `\\u202e`), in JSON as `\\uXXXX` so it still
+    decodes to the same value. Only the report's own newlines and colours, added
+    after this, reach the terminal as they are.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = match[0]
+        if char.isprintable() or (as_json and char == "\n"):  # json.dumps's own line breaks; its strings have none
+            return char
+        if as_json:
+            return json.dumps(char)[1:-1]
+        return char.encode("unicode_escape").decode("ascii")
+
+    return _UNUSUAL.sub(escape, text)
+
+
+@dataclass(frozen=True)
+class _Styled:
+    """A fixed word of the report, coloured on a terminal; never text the token chose."""
+
+    text: str
+    fg: str
+    bold: bool | None = None
+
+
+_Line = str | _Styled | tuple[str | _Styled, ...]
+
+
+def _render(lines: list[_Line]) -> str:
+    """The report's lines, every piece escaped by `printable` but the fixed words `_Styled` colours."""
+
+    def piece(part: str | _Styled) -> str:
+        return click.style(part.text, fg=part.fg, bold=part.bold) if isinstance(part, _Styled) else printable(part)
+
+    return "\n".join("".join(map(piece, line)) if isinstance(line, tuple) else piece(line) for line in lines)
+
+
 def _field(name: str, value: Any) -> str:
     return f"  {name:<12} {json.dumps(value, ensure_ascii=False, default=str)}"
 
 
 def report(explanation: Explanation, url: str) -> str:
-    """The readable report: the verdict and failed check first, then the token, the QSH, facts and hints."""
-    lines: list[str] = []
+    """The readable report: the verdict and failed check first, then the token, the QSH, facts and hints.
+
+    Everything in it but a few fixed words is escaped (`_render`): the token's
+    header and claims, the library's messages quoting them, and the URL.
+    """
+    lines: list[_Line] = []
     if explanation.valid:
-        lines.append(click.style("ACCEPTED", fg="green", bold=True) + ": the server would accept this token.")
+        lines.append((_Styled("ACCEPTED", "green", bold=True), ": the server would accept this token."))
     else:
         code = explanation.code.value if explanation.code else "?"
-        lines.append(click.style(f"REJECTED {code}", fg="red", bold=True) + f" (check: {explanation.failed_check})")
+        lines.append((_Styled(f"REJECTED {code}", "red", bold=True), f" (check: {explanation.failed_check})"))
         lines.append(f"  {explanation.message}")
     lines.append("")
     lines.append(f"token:        {explanation.kind or 'not a JWT'}")
@@ -139,19 +190,18 @@ def report(explanation: Explanation, url: str) -> str:
     if explanation.canonical_request is not None:
         lines.append(f"canonical request: {explanation.canonical_request}")
     if explanation.qsh is not None:
-        matches = explanation.qsh["matches"]
-        verdict = click.style("matches", fg="green") if matches else click.style("does not match", fg="red")
+        verdict = _Styled("matches", "green") if explanation.qsh["matches"] else _Styled("does not match", "red")
         lines.append(f"  qsh of the token: {explanation.qsh['token']}")
-        lines.append(f"  qsh computed:     {explanation.qsh['computed']} ({verdict})")
+        lines.append((f"  qsh computed:     {explanation.qsh['computed']} (", verdict, ")"))
     if explanation.facts:
         lines.append("facts:")
         lines.extend(f"  - {fact}" for fact in explanation.facts)
     if explanation.hints:
-        lines.append(click.style("hints:", fg="yellow", bold=True))
+        lines.append(_Styled("hints:", "yellow", bold=True))
         lines.extend(f"  - {hint}" for hint in explanation.hints)
     if explanation.troubleshooting:
         lines.append(f"see {explanation.troubleshooting}")
-    return "\n".join(lines)
+    return _render(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

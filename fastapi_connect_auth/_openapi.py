@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter
 from starlette.routing import BaseRoute
 
-from ._errors import AuthErrorCode
+from ._errors import AuthError, AuthErrorCode
 
 # FastAPI 0.16x keeps included routers nested in `app.routes` and walks them with this; older
 # versions copy their routes into `app.routes`.
@@ -31,7 +31,14 @@ _iter_route_contexts: Callable[[list[BaseRoute]], Iterable[Any]] | None = getatt
     fastapi.routing, "iter_route_contexts", None
 )
 
-__all__ = ["AuthErrorResponse", "DocumentedDependency", "GuardedRoute", "document_errors", "guarded_routes"]
+__all__ = [
+    "AuthErrorResponse",
+    "DocumentedDependency",
+    "GuardedRoute",
+    "auth_error_responses",
+    "document_errors",
+    "guarded_routes",
+]
 
 _REF = "#/components/schemas/{model}"
 
@@ -41,8 +48,18 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     408: "The body did not arrive within the route's time limit (`BODY_TIMEOUT`); the connection is closed.",
     413: "The body exceeds the route's limit (`PAYLOAD_TOO_LARGE`).",
     422: "The verified body does not validate against the route's body model.",
-    503: "Atlassian's public key could not be obtained (`FAILED_TO_OBTAIN_PUBLIC_KEY`): retry later.",
 }
+"""What each status means, for the statuses whose meaning does not depend on what answered it (not 503)."""
+
+ATLASSIAN_KEY_OUTAGE = "Atlassian's public key could not be obtained (`FAILED_TO_OBTAIN_PUBLIC_KEY`): retry later."
+FORGE_KEY_OUTAGE = "Forge's key set (its JWKS) could not be obtained (`FAILED_TO_OBTAIN_PUBLIC_KEY`): retry later."
+STORE_OUTAGE = "The app's store is unavailable (`STORE_UNAVAILABLE`): nothing was changed; retry later."
+_REASONS: dict[AuthErrorCode, str] = {
+    AuthErrorCode.FAILED_TO_OBTAIN_PUBLIC_KEY: ATLASSIAN_KEY_OUTAGE,
+    AuthErrorCode.STORE_UNAVAILABLE: STORE_OUTAGE,
+    AuthErrorCode.DELIVERY_CONFLICT: "The delivery was seen before with another body (`DELIVERY_CONFLICT`).",
+}
+"""A code's meaning in a response description, where `ERROR_DESCRIPTIONS` does not say it."""
 
 
 class AuthErrorResponse(BaseModel):
@@ -57,10 +74,16 @@ class DocumentedDependency:
 
     challenge: ClassVar[str] = "JWT"
     """The `WWW-Authenticate` scheme of its 401s."""
+    key_outage: ClassVar[str] = ATLASSIAN_KEY_OUTAGE
+    """What its 503 means when its signing keys cannot be had."""
 
     def openapi_statuses(self, app: FastAPI) -> set[int]:
         """The statuses this dependency may answer on `app` (with the configuration installed there, if any)."""
         raise NotImplementedError
+
+    def openapi_outages(self, app: FastAPI) -> set[str]:
+        """Why it may answer 503 on `app`, one sentence each: its keys (when it answers 503 at all), by default."""
+        return {self.key_outage} if 503 in self.openapi_statuses(app) else set()
 
     def openapi_body(self) -> TypeAdapter[Any] | None:
         """The type of the body this dependency reads, if it reads one."""
@@ -69,6 +92,40 @@ class DocumentedDependency:
     def missing_configuration(self, app: FastAPI) -> str | None:
         """Why this dependency could not run on `app` (no configuration passed or installed), or `None`."""
         return None
+
+
+def auth_error_responses(*codes: AuthErrorCode) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route's own rejections: each code's status, with the `AuthErrorResponse` body.
+
+    ```python
+    @app.post("/sync", responses=auth_error_responses(AuthErrorCode.STORE_UNAVAILABLE))
+    async def sync(call: ForgeEventCall) -> None: ...
+    ```
+
+    The errors of the library's dependencies are documented without it; a route
+    that raises `AuthError` itself (a store it reads, a delivery it remembers)
+    says so with this. Codes of one status share its entry, each on its line.
+    """
+    reasons: dict[int, list[str]] = {}
+    for code in codes:
+        status = AuthError(code, "").status_code
+        described = ERROR_DESCRIPTIONS.get(status, "")
+        reason = _REASONS.get(code) or (described if f"`{code.value}`" in described else f"`{code.value}`. {described}")
+        reasons.setdefault(status, [])
+        if reason not in reasons[status]:
+            reasons[status].append(reason)
+    return {
+        status: {"model": AuthErrorResponse, "description": _join(lines)} for status, lines in sorted(reasons.items())
+    }
+
+
+def _join(reasons: Iterable[str]) -> str:
+    """Reasons as one description, a paragraph each (`_reasons` splits it again)."""
+    return "\n\n".join(sorted(set(reasons)))
+
+
+def _reasons(description: str) -> set[str]:
+    return {reason for reason in description.split("\n\n") if reason}
 
 
 def document_errors(app: FastAPI) -> None:
@@ -133,6 +190,8 @@ def _document(app: FastAPI, schema: dict[str, Any]) -> None:
             continue
         dependencies = route.dependencies
         statuses = set().union(*(dependency.openapi_statuses(app) for dependency in dependencies))
+        outages = set().union(*(dependency.openapi_outages(app) for dependency in dependencies))
+        statuses |= {503} if outages else set()
         challenge = ", ".join(sorted({dependency.challenge for dependency in dependencies}))
         bodies = [body for dependency in dependencies if (body := dependency.openapi_body()) is not None]
         for method in sorted(route.methods):
@@ -141,7 +200,9 @@ def _document(app: FastAPI, schema: dict[str, Any]) -> None:
                 continue
             responses = operation.setdefault("responses", {})
             for status in sorted(statuses):
-                responses.setdefault(str(status), _response(status, challenge, components))
+                response = responses.setdefault(str(status), _response(status, challenge, components, outages))
+                if status == 503:  # the route's own 503s (`auth_error_responses`) and its dependencies', together
+                    response["description"] = _join(_reasons(response.get("description", "")) | outages)
             if bodies and "requestBody" not in operation:
                 operation["requestBody"] = {
                     "required": True,
@@ -149,7 +210,7 @@ def _document(app: FastAPI, schema: dict[str, Any]) -> None:
                 }
 
 
-def _response(status: int, challenge: str, components: dict[str, Any]) -> dict[str, Any]:
+def _response(status: int, challenge: str, components: dict[str, Any], outages: set[str]) -> dict[str, Any]:
     if status == 422:
         components.setdefault("ValidationError", validation_error_definition)
         components.setdefault("HTTPValidationError", validation_error_response_definition)
@@ -158,7 +219,7 @@ def _response(status: int, challenge: str, components: dict[str, Any]) -> dict[s
         _schema_of(TypeAdapter(AuthErrorResponse), components)
         model = "AuthErrorResponse"
     response: dict[str, Any] = {
-        "description": ERROR_DESCRIPTIONS[status],
+        "description": _join(outages) if status == 503 else ERROR_DESCRIPTIONS[status],
         "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
     }
     if status == 401:

@@ -16,9 +16,11 @@ from fastapi import APIRouter, Depends
 from ._connect._dependencies import ConnectInstall, ConnectLifecycle
 from ._connect._flow import ConnectAuth
 from ._connect._models import VerifiedInstallation, VerifiedLifecycle
+from ._errors import AuthErrorCode
 from ._forge._dependencies import ForgeLifecycle
 from ._forge._flow import ForgeAuth
 from ._forge._lifecycle import VerifiedForgeLifecycle
+from ._openapi import auth_error_responses
 from ._outbound._forge import remember_forge_tokens
 from .stores._base import BaseStore
 from .stores._records import InstallationState, Tenant
@@ -75,7 +77,8 @@ def lifecycle_router(
       app's own work, awaited after the store committed; the callback is
       answered once the hook returns.
     """
-    router = LifecycleRouter(prefix=prefix)
+    # Every route writes the store: its outages are 503s, documented beside the dependencies' own.
+    router = LifecycleRouter(prefix=prefix, responses=auth_error_responses(AuthErrorCode.STORE_UNAVAILABLE))
     router.lifecycle_urls = {
         event: f"{prefix}/{event}" for event in ("installed", "uninstalled", "enabled", "disabled")
     }

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ import anyio
 import httpx2
 import jwt
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -54,6 +56,7 @@ from fastapi_connect_auth import (
     remember_webhook_delivery,
     sync_product_client,
 )
+from fastapi_connect_auth._cli import cli as command_line
 from fastapi_connect_auth.stores import MemoryStore, SecretCipher
 from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
 from tests._keyserver import KeyServer, serve_keys
@@ -1276,3 +1279,42 @@ async def test_flooding_the_in_memory_delivery_store_evicted_a_live_jti() -> Non
     clock[0] += 86  # the jti expired (exp + 60 s): its room is taken first, the live ids stay
     assert await store.remember_delivery("flood-100", "f", NOW + 3600) is None
     assert await store.remember_delivery("flood-0", "g", NOW + 3600) == "f"
+# -- issue 25: the review's findings ----------------------------------------------------------------------------
+
+
+def test_explain_printed_a_tokens_terminal_escapes_and_drew_a_fake_accepted() -> None:
+    """Low C: `explain` printed the token's `qsh` raw; its escapes cleared the screen and drew a green ACCEPTED."""
+
+    fake = "\x1b[2J\x1b[H\x1b[32m\x1b[1mACCEPTED\x1b[0m: the server would accept this token.\x9b8m\u202e"
+    now = int(time.time())
+    claims = {"iss": "client-key", "iat": now, "exp": now + 180, "qsh": fake, "sub": "\x1b]0;title\x07"}
+    token = jwt.encode(claims, SHARED_SECRET, algorithm="HS256", headers={"kid": "\x9b2J"})
+    args = ["explain", token, "--method", "GET", "--url", f"{BASE_URL}/webhook", "--secret-env", "SECRET"]
+    runner = CliRunner()
+
+    shown = runner.invoke(command_line, args, env={"SECRET": SHARED_SECRET}, color=True, catch_exceptions=False)
+    assert shown.exit_code == 1
+    ours = [
+        "\x1b[31m\x1b[1mREJECTED INVALID_QSH\x1b[0m",
+        "\x1b[31mdoes not match\x1b[0m",
+        "\x1b[33m\x1b[1mhints:\x1b[0m",
+    ]
+    assert shown.stdout.startswith(ours[0])
+    rest = shown.stdout
+    for style in ours:
+        assert style in rest
+        rest = rest.replace(style, "")
+    assert all(char.isprintable() or char == "\n" for char in rest), "a control character reached the terminal"
+    assert "qsh of the token: \\x1b[2J\\x1b[H\\x1b[32m\\x1b[1mACCEPTED" in rest  # shown, escaped
+    assert "\\x9b8m\\u202e" in rest
+
+    as_json = runner.invoke(command_line, [*args, "--json"], env={"SECRET": SHARED_SECRET}, catch_exceptions=False)
+    assert as_json.exit_code == 1
+    assert all(char.isprintable() or char == "\n" for char in as_json.stdout)
+    out = json.loads(as_json.stdout)
+    assert (out["valid"], out["code"], out["qsh"]["token"], out["header"]["kid"]) == (
+        False,
+        "INVALID_QSH",
+        fake,
+        "\x9b2J",
+    )

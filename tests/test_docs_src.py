@@ -310,6 +310,31 @@ def test_sqlalchemy_store_encrypts_secrets_and_follows_the_lifecycle(database: D
     assert (installed, install["baseUrl"], "sharedSecret" in install) == (False, PRODUCT_URL, False)
 
 
+@exercises("storage_own_tables.py", "storage_testing.py")
+def test_own_tables_on_the_stores_engine_checked_from_a_sync_test() -> None:
+    output = run_under_pytest("storage_testing.py")
+    assert "1 passed" in output, output
+
+
+@exercises("storage_own_tables.py")
+def test_the_sample_prints_a_new_encryption_key() -> None:
+    keys = [
+        subprocess.run(
+            [sys.executable, "-m", "docs_src.storage_own_tables"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert keys[0] != keys[1]
+    for key in keys:
+        token = Fernet(key).encrypt(b"shared secret")
+        assert Fernet(key).decrypt(token) == b"shared secret"
+
+
 # -- public keys --------------------------------------------------------------------------
 
 
@@ -775,6 +800,39 @@ async def test_forge_remote_sample_verifies_calls_and_calls_the_product_with_the
     assert kept.status_code == 204
     assert synced == {"accountId": "app-system-user", "tokenKind": "system"}
     assert (hostile.status_code, unparsed.status_code) == (422, 422)  # api_path refused: nothing sent
+    assert not [call for call in forge.api_calls if "admin" in call.url]
+
+
+@exercises("forge_ui_refused.py")
+def test_a_user_token_the_product_refuses_is_a_clean_4xx() -> None:
+    from fastapi_connect_auth import InMemoryForgeTokenStore
+    from fastapi_connect_auth.testing import FakeForge
+
+    forge = FakeForge()
+    forge.issues.update({"DEMO-1": "Visible", "DEMO-2": "Restricted"})
+    forge.api.restrict("DEMO-2", "someone-else")
+    app = sample("forge_ui_refused").create_app(
+        forge.forge_auth(), InMemoryForgeTokenStore(), product_transport=forge.api_transport
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        driver = forge.drive(client)
+        seen = driver.ui_call("/forge/issues/DEMO-1", user_token=forge.user_token())
+        hidden = driver.ui_call("/forge/issues/DEMO-2", user_token=forge.user_token())
+        revoked_token = forge.user_token()
+        forge.revoke(revoked_token)
+        revoked = driver.ui_call("/forge/issues/DEMO-1", user_token=revoked_token)
+        forge.api.throttle(403)
+        forbidden = driver.ui_call("/forge/issues/DEMO-1", user_token=forge.user_token())
+        forge.api.throttle(500)
+        broken = driver.ui_call("/forge/issues/DEMO-1", user_token=forge.user_token())
+        hostile = driver.ui_call("/forge/issues/..%2Fadmin", user_token=forge.user_token())
+
+    assert seen.json() == {"key": "DEMO-1", "summary": "Visible"}
+    assert hidden.status_code == 404
+    assert (revoked.status_code, forbidden.status_code) == (403, 403)
+    assert revoked.json() == {"detail": "Jira refused this for your account: check your access."}
+    assert broken.status_code == 500  # what the product did not explain stays the app's error
+    assert hostile.status_code == 404  # no route, or the product found no such issue
     assert not [call for call in forge.api_calls if "admin" in call.url]
 
 

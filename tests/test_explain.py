@@ -607,3 +607,87 @@ def test_the_report_shows_header_claims_qsh_facts_and_hints(cli: Cli) -> None:
         "hints:\n  - path prefix added",
     ]:
         assert expected in out
+
+
+# -- what the token says is escaped ---------------------------------------------------------------------------------
+
+CONTROLS = [
+    "\x1b",  # ESC: starts every ANSI sequence
+    "\x07",  # BEL: ends an OSC (window title) sequence
+    "\r",  # back to the line's start, to overwrite the verdict
+    "\x7f",  # DEL
+    "\x9b",  # C1 CSI: an ANSI sequence in one character
+    "\x85",  # C1 next line
+    "\u202e",  # right-to-left override
+    "\u2066",  # left-to-right isolate
+    "\u2069",  # pop directional isolate
+    "\u200b",  # zero-width space
+    "\u200f",  # right-to-left mark
+    "\u2028",  # line separator
+    "\ud800",  # a lone surrogate (JSON's \ud800): no terminal encoding takes it
+]
+
+
+OWN_STYLES = (
+    "\x1b[31m\x1b[1mREJECTED INVALID_QSH\x1b[0m",
+    "\x1b[31m\x1b[1mREJECTED FAILED_TO_DECODE\x1b[0m",  # the library refuses a lone surrogate
+    "\x1b[31mdoes not match\x1b[0m",
+    "\x1b[33m\x1b[1mhints:\x1b[0m",
+)
+"""The only escape sequences the report itself writes in these tests (on a terminal)."""
+
+
+def visible(text: str) -> bool:
+    """Whether `text` reaches a terminal as seen: nothing but printable characters, line breaks and our colours."""
+    for style in OWN_STYLES:
+        text = text.replace(style, "")
+    return all(char.isprintable() or char == "\n" for char in text)
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[f"U+{ord(char):04X}" for char in CONTROLS])
+def test_every_control_character_the_token_carries_is_escaped(cli: Cli, control: str) -> None:
+    text = f"a{control}[31mb"
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": "client-key", "iat": now, "exp": now + 60, "qsh": text, f"claim{control}": text, "sub": text},
+        SECRET,
+        algorithm="HS256",
+        headers={"kid": text},
+    )
+    args = ("explain", token, "--method", "GET", "--url", f"{BASE}/webhook", "--secret-env", "TENANT_SECRET")
+    escaped = control.encode("unicode_escape").decode()
+
+    for color in (False, True):
+        result = cli.run(*args, color=color)
+        assert result.exit_code == 1
+        assert visible(result.stdout)
+        assert f"qsh of the token: a{escaped}[31mb" in result.stdout
+        assert f"claim{escaped}" in result.stdout
+        assert ("\x1b[31m\x1b[1mREJECTED " in result.stdout) is color
+
+    as_json = cli.run(*args, "--json")
+    assert visible(as_json.stdout)
+    out = json.loads(as_json.stdout)
+    assert (out["qsh"]["token"], out["claims"][f"claim{control}"], out["header"]["kid"]) == (text, text, text)
+
+
+def test_facts_about_a_fit_escape_what_it_says(cli: Cli, jwks_file: Path) -> None:
+    token = fit(app={"apiBaseUrl": "https://api.atlassian.com/\x9b2J\u202e", "module": {"type": "\x1b[32mtrigger"}})
+    result = cli.run(
+        "explain", token, "--method", "POST", "--url", "/forge", "--app-id", APP_ARI, "--jwks", str(jwks_file)
+    )
+
+    assert result.exit_code == 1  # UNTRUSTED_API_HOST
+    assert visible(result.stdout)
+    assert "'https://api.atlassian.com/\\x9b2J\\u202e'" in result.stdout
+    assert "(module '\\x1b[32mtrigger')" in result.stdout
+
+
+def test_printable_text_is_shown_as_it_is(cli: Cli) -> None:
+    token = hs256("GET&/webhook&", sub="José 日本 \\x1b", context={"user": {"displayName": "Zoë"}})
+    result = cli.run("explain", token, "--method", "GET", "--url", "/webhook", "--secret-env", "TENANT_SECRET")
+
+    assert result.exit_code == 0
+    assert 'sub          "José 日本 \\\\x1b"' in result.stdout  # a backslash the token wrote is json's as always
+    assert '{"user": {"displayName": "Zoë"}}' in result.stdout
+    assert request(cli, token, "GET", "/webhook")[1]["claims"]["sub"] == "José 日本 \\x1b"

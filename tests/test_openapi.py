@@ -16,7 +16,18 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from example_app.main import create_app
 from example_app.settings import Settings
-from fastapi_connect_auth import AuthErrorCode, ConnectAuth, ConnectRequest, VerifiedRequest
+from fastapi_connect_auth import (
+    AuthErrorCode,
+    ConnectAuth,
+    ConnectRequest,
+    ForgeAuth,
+    ForgeInvocation,
+    ForgeRequest,
+    VerifiedRequest,
+    auth_error_responses,
+    lifecycle_router,
+)
+from fastapi_connect_auth.stores import MemoryStore
 from tests.conftest import ConnectApp
 
 PROTECTED = {
@@ -152,3 +163,103 @@ def test_routes_of_included_routers_document_their_errors_too() -> None:
     for path in ("/api/by-router", "/api/inner/guarded"):
         assert error_model({"paths": paths}, "get", path, "401") == "AuthErrorResponse", path
         assert "WWW-Authenticate" in paths[path]["get"]["responses"]["401"]["headers"]
+
+
+# -- 503s: what is down, said by the route that may be down -------------------------------------------------------
+
+FORGE_APP = "ari:cloud:ecosystem::app/6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
+
+
+def descriptions(document: dict[str, Any], path: str, method: str = "post") -> dict[str, str]:
+    return {status: answer["description"] for status, answer in document["paths"][path][method]["responses"].items()}
+
+
+def test_the_lifecycle_routers_routes_document_the_store_and_the_keys_each_may_be_down() -> None:
+    store = MemoryStore()
+    connect = ConnectAuth(base_url="https://app.example.test", store=store)
+    forge = ForgeAuth(app_id=FORGE_APP)
+    app = FastAPI()
+    connect.install(app)
+    forge.install(app)
+    app.include_router(lifecycle_router(connect, store, forge))
+    document = app.openapi()
+
+    for path in ("/installed", "/uninstalled", "/enabled", "/disabled"):
+        assert "`STORE_UNAVAILABLE`" in descriptions(document, path)["503"], path
+    assert "Atlassian's public key" in descriptions(document, "/installed")["503"]
+    assert "Atlassian's public key" not in descriptions(document, "/enabled")["503"]  # HS256: no key fetched
+    for path in ("/forge/lifecycle/installed", "/forge/lifecycle/upgraded", "/forge/lifecycle/pre-uninstall"):
+        outages = descriptions(document, path)["503"]
+        assert "`STORE_UNAVAILABLE`" in outages
+        assert "Forge's key set" in outages
+        assert "Atlassian's" not in outages
+    answer = document["paths"]["/installed"]["post"]["responses"]["503"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuthErrorResponse"}
+
+
+def test_a_connect_route_over_a_store_documents_the_stores_503() -> None:
+    for store, expected in ((MemoryStore(), True), (None, False)):
+        connect = (
+            ConnectAuth(base_url="https://app.example.test", store=store)
+            if store is not None
+            else ConnectAuth(base_url="https://app.example.test", credentials_loader=lambda key: None)
+        )
+        app = FastAPI()
+        connect.install(app)
+
+        @app.post("/webhook")
+        async def webhook(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None: ...
+
+        responses = descriptions(app.openapi(), "/webhook")
+        assert ("503" in responses) is expected
+        assert not expected or responses["503"] == (
+            "The app's store is unavailable (`STORE_UNAVAILABLE`): nothing was changed; retry later."
+        )
+
+
+def test_a_forge_routes_503_names_forges_key_set() -> None:
+    forge = ForgeAuth(app_id=FORGE_APP)
+    app = FastAPI()
+    forge.install(app)
+
+    @app.post("/forge/events")
+    async def event(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    assert descriptions(app.openapi(), "/forge/events")["503"] == (
+        "Forge's key set (its JWKS) could not be obtained (`FAILED_TO_OBTAIN_PUBLIC_KEY`): retry later."
+    )
+
+
+def test_auth_error_responses_documents_a_routes_own_rejections_beside_its_dependencies() -> None:
+    forge = ForgeAuth(app_id=FORGE_APP)
+    app = FastAPI()
+    forge.install(app)
+    own = auth_error_responses(
+        AuthErrorCode.STORE_UNAVAILABLE, AuthErrorCode.DELIVERY_CONFLICT, AuthErrorCode.PAYLOAD_TOO_LARGE
+    )
+
+    @app.post("/forge/events", responses=own)
+    async def event(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> None: ...
+
+    @app.get(
+        "/status", responses=auth_error_responses(AuthErrorCode.STORE_UNAVAILABLE, AuthErrorCode.STORE_UNAVAILABLE)
+    )
+    async def status() -> None: ...
+
+    document = app.openapi()
+    responses = descriptions(document, "/forge/events")
+    assert responses["503"].split("\n\n") == [
+        "Forge's key set (its JWKS) could not be obtained (`FAILED_TO_OBTAIN_PUBLIC_KEY`): retry later.",
+        "The app's store is unavailable (`STORE_UNAVAILABLE`): nothing was changed; retry later.",
+    ]
+    assert responses["409"] == "The delivery was seen before with another body (`DELIVERY_CONFLICT`)."
+    assert responses["413"] == "The body exceeds the route's limit (`PAYLOAD_TOO_LARGE`)."
+    unauthorized = auth_error_responses(AuthErrorCode.UNAUTHORIZED_REQUEST)[401]["description"]
+    assert unauthorized.startswith("`UNAUTHORIZED_REQUEST`. The call is not trusted")
+    conflict = document["paths"]["/forge/events"]["post"]["responses"]["409"]
+    assert conflict["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuthErrorResponse"}
+    assert descriptions(document, "/status", "get") == {
+        "200": "Successful Response",
+        "503": "The app's store is unavailable (`STORE_UNAVAILABLE`): nothing was changed; retry later.",
+    }
+    assert auth_error_responses() == {}

@@ -95,7 +95,7 @@ def test_every_install_command_shown_installs_from_source() -> None:
         assert not re.search(r"pip install (-U )?fastapi-connect-auth\b", text), page.name
         for command in re.findall(r"pip install \./fastapi-connect-auth", text):
             assert clone in text, f"{page.name} installs from a clone it does not show: {command}"
-    assert clone + "python -m pip install ./fastapi-connect-auth\n" in (ROOT / "README.md").read_text()
+    assert clone + "python -m pip install './fastapi-connect-auth[sqlite,cli]'\n" in (ROOT / "README.md").read_text()
     assert clone + "python -m pip install ./fastapi-connect-auth uvicorn\n" in (ROOT / "docs/index.md").read_text()
 
 

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from .._bodies import BodySource, read_kept
 from .._errors import AuthError, AuthErrorCode
 from .._json import validate_body
-from .._openapi import DocumentedDependency
+from .._openapi import STORE_OUTAGE, DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
     InstallPayload,
@@ -115,6 +115,13 @@ class _ConnectSecurity(SecurityBase, DocumentedDependency):
     def configured(self, app: FastAPI) -> ConnectAuth | None:
         """The `ConnectAuth` this dependency checks with on `app`, if one is set (for OpenAPI, outside a request)."""
         return self.config or ConnectAuth.installed_on(app)
+
+    def openapi_outages(self, app: FastAPI) -> set[str]:
+        """Atlassian's key when it fetches one; the store when `ConnectAuth(store=...)` reads credentials from one."""
+        config = self.configured(app)
+        return super().openapi_outages(app) | (
+            {STORE_OUTAGE} if config is not None and config.store is not None else set()
+        )
 
     def missing_configuration(self, app: FastAPI) -> str | None:
         """Why this dependency cannot run on `app`: no `config=` and no `ConnectAuth` installed there."""

@@ -203,6 +203,8 @@ class ConnectAuth(AppConfig):
         self._base_paths = tuple(dict.fromkeys(urlsplit(url).path for url in self.base_urls))
         self.credentials_loader: CredentialsLoader = loader
         """`loader(client_key)` returning the tenant's `Credentials` or `None`."""
+        self.store = store
+        """The store credentials are read from, when given as `store=` (its outages answer 503)."""
         self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(loader)
         self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
         """Where Atlassian's install keys come from (`AtlassianKeyProvider` by default)."""

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from .._bodies import read_kept
 from .._errors import AuthError
 from .._json import validate_body
-from .._openapi import DocumentedDependency
+from .._openapi import FORGE_KEY_OUTAGE, DocumentedDependency
 from ._flow import ForgeAuth
 from ._lifecycle import (
     ForgeInstalledPayload,
@@ -52,6 +52,8 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
 
     challenge: ClassVar[str] = "Bearer"
     """The `WWW-Authenticate` scheme of its 401s."""
+    key_outage: ClassVar[str] = FORGE_KEY_OUTAGE
+    """Its 503: Forge's key set, not Atlassian's install keys."""
 
     def __init__(
         self,

@@ -1,0 +1,209 @@
+"""Forge manifests are checked against Forge's own schema, and their routes against the example app's.
+
+The schema is the one Atlassian publishes in the npm package `@forge/manifest` (13.x, "Definitions and
+validations of the Forge manifest"), installed from tests/tools' lockfile (`tests/node_tools.py`: a
+missing Node.js skips, and fails where REQUIRE_NODE or CI is set). Checked: `example_app/manifest.yml`,
+complete, and every fenced YAML block with `modules:` in docs/*.md (a fragment is completed with an
+`app` and the remotes it names, nothing else, so its modules are checked as written). The schema does
+not check references, so this does: every `endpoint:` names an endpoint module, every endpoint a remote.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from jsonschema import Draft7Validator
+from starlette.routing import Route
+
+from example_app.main import create_app
+from example_app.settings import Settings
+from fastapi_connect_auth import ForgeLifecycleEvent
+from fastapi_connect_auth.testing import FakeForge, FitShape
+from tests.node_tools import tools
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "example_app" / "manifest.yml"
+FENCE = re.compile(r"^```ya?ml[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+APP_ID = "ari:cloud:ecosystem::app/6c9a4a8f-27c5-4b7e-8f5e-3b9f2d0c1a77"
+
+
+def docs_manifests() -> Iterator[tuple[str, str]]:
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for number, block in enumerate(FENCE.findall(page.read_text()), 1):
+            if re.search(r"^modules:", block, re.MULTILINE):
+                yield f"{page.name}#{number}", block
+
+
+DOCS = list(docs_manifests())
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft7Validator:
+    package = tools() / "@forge" / "manifest"
+    assert json.loads((package / "package.json").read_text())["version"].startswith("13.")
+    schema = json.loads((package / "out" / "schema" / "manifest-schema.json").read_text())
+    return Draft7Validator(schema)
+
+
+def problems(validator: Draft7Validator, manifest: dict[str, Any]) -> list[str]:
+    """What Forge's schema and the references say is wrong with `manifest` (empty: nothing)."""
+    found = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}" for error in validator.iter_errors(manifest)
+    ]
+    modules = manifest.get("modules", {})
+    endpoints = {endpoint["key"] for endpoint in modules.get("endpoint", [])}
+    remotes = {remote["key"] for remote in manifest.get("remotes", [])}
+    keys = [module["key"] for entries in modules.values() for module in entries]
+    found += [f"module key {key!r} is not unique" for key in sorted({key for key in keys if keys.count(key) > 1})]
+    for kind, entries in modules.items():
+        for module in entries:
+            named = module.get("endpoint") or (module.get("resolver") or {}).get("endpoint")
+            if named is not None and kind != "endpoint" and named not in endpoints:
+                found.append(f"{kind} {module['key']!r} names the endpoint {named!r}, which is not declared")
+    for endpoint in modules.get("endpoint", []):
+        if "remote" in endpoint and endpoint["remote"] not in remotes:
+            found.append(f"endpoint {endpoint['key']!r} names the remote {endpoint['remote']!r}, which is not declared")
+    connect_remote = manifest.get("app", {}).get("connect", {}).get("remote")
+    if connect_remote is not None and connect_remote not in remotes:
+        found.append(f"app.connect.remote {connect_remote!r} is not declared")
+    return found
+
+
+def completed(fragment: dict[str, Any]) -> dict[str, Any]:
+    """A docs fragment with what it leaves out: an `app`, and each remote its endpoints name."""
+    manifest = {"app": {"id": APP_ID, "runtime": {"name": "nodejs22.x"}}, **fragment}
+    named = {endpoint["remote"] for endpoint in fragment["modules"].get("endpoint", []) if "remote" in endpoint}
+    declared = {remote["key"] for remote in manifest.get("remotes", [])}
+    manifest["remotes"] = [
+        *manifest.get("remotes", []),
+        *({"key": key, "baseUrl": "https://app.example.com"} for key in sorted(named - declared)),
+    ]
+    return manifest
+
+
+def example() -> dict[str, Any]:
+    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    return manifest
+
+
+def test_the_example_manifest_follows_forges_schema(validator: Draft7Validator) -> None:
+    assert problems(validator, example()) == []
+
+
+@pytest.mark.parametrize(("where", "block"), DOCS, ids=[where for where, _ in DOCS])
+def test_every_manifest_in_the_docs_follows_forges_schema(validator: Draft7Validator, where: str, block: str) -> None:
+    manifest = yaml.safe_load(block)
+    assert problems(validator, manifest if "app" in manifest else completed(manifest)) == []
+
+
+def test_the_docs_show_manifests() -> None:
+    assert DOCS, "no manifest found in docs/*.md: the pattern no longer matches them"
+
+
+def test_a_broken_manifest_fails(validator: Draft7Validator) -> None:
+    breaks = {
+        "a trigger without events": lambda m: m["modules"]["trigger"][0].pop("events"),
+        "an unknown lifecycle event field": lambda m: m["modules"]["preUninstall"][0].update(events=["x"]),
+        "an app id that is not an app ARI": lambda m: m["app"].update(id="6c9a4a8f"),
+        "an unknown runtime": lambda m: m["app"]["runtime"].update(name="python3.13"),
+        "an endpoint nobody declared": lambda m: m["modules"]["trigger"][0].update(endpoint="forge-event"),
+        "a remote nobody declared": lambda m: m["modules"]["endpoint"][0].update(remote="elsewhere"),
+        "a module key twice": lambda m: m["modules"]["endpoint"].append(copy.deepcopy(m["modules"]["endpoint"][0])),
+    }
+    for what, breaking in breaks.items():
+        manifest = example()
+        breaking(manifest)
+        assert problems(validator, manifest), f"{what} passed"
+
+
+# -- the example app's manifest and the example app ----------------------------------------------------------------
+
+
+def test_the_manifest_is_the_example_apps(tmp_path: Path) -> None:
+    manifest = example()
+    assert manifest["app"]["connect"]["key"] == Settings().app_key
+    endpoints = {endpoint["key"]: endpoint for endpoint in manifest["modules"]["endpoint"]}
+    triggers = {event: trigger["endpoint"] for trigger in manifest["modules"]["trigger"] for event in trigger["events"]}
+    assert triggers["avi:jira:created:issue"] == "forge-events"  # the endpoint names the real-traffic issue pins
+    assert triggers["avi:forge:installed:app"] == "forge-lifecycle"
+    assert endpoints["forge-events"]["route"]["path"] == "/forge/events"
+    assert "avi:forge:upgraded:app" in triggers
+    assert manifest["modules"]["preUninstall"]
+    assert all(
+        endpoint["auth"]["appSystemToken"]["enabled"] for key, endpoint in endpoints.items() if key != "forge-ui"
+    )
+    assert manifest["remotes"][0]["auth"]["appSystemToken"]["enabled"] is True
+
+
+def example_routes(tmp_path: Path) -> set[tuple[str, str]]:
+    """`(method, path)` of every route of the example app with Forge on: its OpenAPI paths, and the pages."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", forge_app_id=APP_ID)
+    app = create_app(settings)
+    documented = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    listed = {
+        (method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods or ()
+    }
+    return documented | listed
+
+
+def test_every_route_the_manifest_names_is_one_of_the_example_apps(tmp_path: Path) -> None:
+    routes = example_routes(tmp_path)
+    manifest = example()
+    endpoints = {endpoint["key"]: endpoint["route"]["path"] for endpoint in manifest["modules"]["endpoint"]}
+    methods = {"forge-ui": "GET"}  # the issue panel reads; events, triggers and lifecycle events are POSTs
+    for key, path in endpoints.items():
+        assert (methods.get(key, "POST"), path) in routes, f"endpoint {key}: no route {path}"
+    forge_routes = {path for _, path in routes if path.startswith("/forge/")}
+    assert forge_routes <= set(endpoints.values()), "a Forge route of the app no endpoint reaches"
+    (lifecycle,) = manifest["connectModules"]["jira:lifecycle"]
+    for event in ("installed", "uninstalled", "enabled", "disabled"):
+        assert ("POST", lifecycle[event]) in routes
+    for webhook in manifest["connectModules"]["jira:webhooks"]:
+        assert ("POST", webhook["url"]) in routes
+    for page in manifest["connectModules"]["jira:generalPages"]:
+        assert ("GET", page["url"]) in routes
+
+
+def test_each_endpoint_the_manifest_routes_events_to_is_accepted_there(tmp_path: Path) -> None:
+    """A FIT names its endpoint (`app.module.key`): each route takes the FITs of the endpoint that reaches it.
+
+    Routes that restrict their module keys (`ForgeRequest(module_keys=...)`) must list the endpoint the
+    manifest sends there, or Forge's calls are refused and retried in vain.
+    """
+    forge = FakeForge()
+    settings = Settings(
+        base_url="https://connect-app.example.test",
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        secret_encryption_key=Fernet.generate_key().decode(),
+        forge_app_id=forge.app_id,
+    )
+    manifest = example()
+    endpoints = {endpoint["key"]: endpoint["route"]["path"] for endpoint in manifest["modules"]["endpoint"]}
+    lifecycle: dict[str, ForgeLifecycleEvent] = {
+        trigger["endpoint"]: "installed" if "avi:forge:installed:app" in trigger["events"] else "upgraded"
+        for trigger in manifest["modules"]["trigger"]
+        if any(event.startswith("avi:forge:") for event in trigger["events"])
+    }
+    lifecycle[manifest["modules"]["preUninstall"][0]["endpoint"]] = "pre-uninstall"
+    (events,) = {trigger["endpoint"] for trigger in manifest["modules"]["trigger"]} - set(lifecycle)
+
+    def fit(shape: FitShape, endpoint: str) -> str:
+        return forge.mint_fit(shape, app={"module": {"type": "core:endpoint", "key": endpoint}})
+
+    app = create_app(settings, forge_key_provider=forge.key_provider())
+    with TestClient(app, base_url=settings.base_url) as client:
+        driver = forge.drive(client)
+        for endpoint, event in lifecycle.items():
+            answer = driver.lifecycle(endpoints[endpoint], event, fit=fit("lifecycle", endpoint))
+            assert answer.is_success, (endpoint, answer.status_code, answer.text)
+        answer = driver.event(endpoints[events], {"eventType": "avi:jira:created:issue"}, fit=fit("event", events))
+        assert answer.is_success, (events, answer.status_code, answer.text)
