@@ -30,6 +30,21 @@ from ._connect._models import (
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, remember_webhook_delivery
+from ._containers._config import ContainerSettings
+from ._containers._dependencies import ForgeContainerRequest
+from ._containers._egress import EgressProduct, ForgeContainerInstallation
+from ._containers._flow import ForgeContainers
+from ._containers._header import proxy_authorization
+from ._containers._health import add_health_route
+from ._containers._logging import ForgeInvocationLogFilter
+from ._containers._models import (
+    ForgeContainerApp,
+    ForgeContainerCallContext,
+    ForgeContainerContext,
+    ForgeContainerInvocation,
+    ForgeContainerInvocationKind,
+    ForgeUserAccess,
+)
 from ._errors import AuthError, AuthErrorCode
 from ._events import RejectionEvent, RejectionKind
 from ._forge._dependencies import ForgeLifecycle, ForgeRequest
@@ -120,13 +135,23 @@ __all__ = [
     "ConnectRequest",
     "ConnectUser",
     "ConnectUserAuth",
+    "ContainerSettings",
     "Credentials",
     "CredentialsLoader",
     "CredentialsSource",
+    "EgressProduct",
     "ForgeApp",
     "ForgeAuth",
     "ForgeBearerAuth",
     "ForgeClaims",
+    "ForgeContainerApp",
+    "ForgeContainerCallContext",
+    "ForgeContainerContext",
+    "ForgeContainerInstallation",
+    "ForgeContainerInvocation",
+    "ForgeContainerInvocationKind",
+    "ForgeContainerRequest",
+    "ForgeContainers",
     "ForgeContext",
     "ForgeEnvironment",
     "ForgeInstallation",
@@ -134,6 +159,7 @@ __all__ = [
     "ForgeInstalledPayload",
     "ForgeInvocation",
     "ForgeInvocationKind",
+    "ForgeInvocationLogFilter",
     "ForgeKeyProvider",
     "ForgeLicense",
     "ForgeLifecycle",
@@ -149,6 +175,7 @@ __all__ = [
     "ForgeStoredToken",
     "ForgeTokenStore",
     "ForgeUpgradedPayload",
+    "ForgeUserAccess",
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
@@ -180,6 +207,7 @@ __all__ = [
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",
+    "add_health_route",
     "api_path",
     "authorization_server_for",
     "canonical_request",
@@ -188,6 +216,7 @@ __all__ = [
     "forge_product_client",
     "lifecycle_router",
     "product_client",
+    "proxy_authorization",
     "query_string_hash",
     "redact_access_logs",
     "remember_delivery",
