@@ -32,7 +32,6 @@ _HOST = re.compile(
     r"(?=.{1,253}(?::\d{1,5})?$)[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*(:\d{1,5})?"
 )
 _MAX_PAGE = 1024 * 1024
-_MAX_PAGES = 10_000
 
 
 class EgressProxyAuth(httpx2.Auth):
@@ -112,13 +111,15 @@ class _Page(BaseModel):
     cursor: ShortText | None = None
 
 
-async def list_installations(client: httpx2.AsyncClient, page_size: int) -> AsyncIterator[ForgeContainerInstallation]:
+async def list_installations(
+    client: httpx2.AsyncClient, page_size: int, max_pages: int
+) -> AsyncIterator[ForgeContainerInstallation]:
     """Every installation of the app's environment, page by page (`pageSize`, `cursor`)."""
     if not 1 <= page_size <= 100:
         raise ValueError("page_size is between 1 and 100")
     cursor: str | None = None
     seen: set[str] = set()
-    for _ in range(_MAX_PAGES):
+    for _ in range(max_pages):
         params = {"pageSize": str(page_size)} | ({"cursor": cursor} if cursor else {})
         async with client.stream("GET", "/v1/installations", params=params, headers=IDENTITY_ENCODING) as response:
             if response.status_code != 200:

@@ -264,9 +264,12 @@ class ForgeContainers(AppConfig):
         return self._client_for(proxy_prefix(host), header, retries, client_options)
 
     async def installations(
-        self, *, page_size: int = 100, retries: RetryPolicy | None = ATLASSIAN_RETRIES
+        self, *, page_size: int = 100, max_pages: int = 10_000, retries: RetryPolicy | None = ATLASSIAN_RETRIES
     ) -> AsyncIterator[ForgeContainerInstallation]:
         """Every installation of the app's environment (`GET /v1/installations`, page by page), for batch work.
+
+        At most `max_pages` pages are read (`ProductAPIError` beyond: a listing that never ends);
+        a cursor seen before ends the listing.
 
         ```python
         async for installation in containers.installations():
@@ -276,7 +279,7 @@ class ForgeContainers(AppConfig):
         async with AsyncRetryingClient(
             retries=retries, base_url=self.settings.egress_proxy_url, transport=self.transport, timeout=30.0
         ) as client:
-            async for installation in list_installations(client, page_size):
+            async for installation in list_installations(client, page_size, max_pages):
                 yield installation
 
     def _client_for(
