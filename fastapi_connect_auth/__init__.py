@@ -74,7 +74,7 @@ from ._forge._models import (
     ForgeLicense,
     ForgeModule,
 )
-from ._forge._redelivery import remember_forge_delivery
+from ._forge._redelivery import remember_forge_delivery, remember_forge_event
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
     FORGE_GRAPHQL_URL,
@@ -221,6 +221,7 @@ __all__ = [
     "redact_access_logs",
     "remember_delivery",
     "remember_forge_delivery",
+    "remember_forge_event",
     "remember_forge_tokens",
     "remember_webhook_delivery",
     "request_target",

@@ -750,3 +750,39 @@ def test_log_attributes_from_the_wire_are_decoded_strictly(header: str, expected
     from fastapi_connect_auth._containers._logging import decode_log_attributes
 
     assert decode_log_attributes(header) == expected
+
+
+# -- redeliveries by content ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_event_is_remembered_by_installation_and_content_without_its_retry_context() -> None:
+    from dataclasses import dataclass
+
+    from fastapi_connect_auth import InMemoryRedeliveryStore, remember_forge_event
+
+    @dataclass
+    class Delivered:
+        installation_id: str
+        raw_body: bytes | None
+        body: Any = None
+
+    store = InMemoryRedeliveryStore()
+    first = b'{"eventType": "avi:jira:created:issue", "payload": {"issue": 1}}'
+    retried = (
+        b'{"retryContext": {"retryCount": 1}, "payload": {"retryContext": {"retryCount": 1}, "issue": 1},'
+        b' "eventType": "avi:jira:created:issue"}'
+    )
+
+    assert await remember_forge_event(store, Delivered("install-1", first)) is True
+    assert await remember_forge_event(store, Delivered("install-1", retried)) is False
+    assert await remember_forge_event(store, Delivered("install-2", first)) is True  # another installation
+    assert await remember_forge_event(store, Delivered("install-1", None, Comment(text="a"))) is True
+    assert await remember_forge_event(store, Delivered("install-1", None, {"text": "a"})) is False
+    assert await remember_forge_event(store, Delivered("install-1", b"not json")) is True
+    assert await remember_forge_event(store, Delivered("install-1", b"not json")) is False
+    assert await remember_forge_event(store, Delivered("install-1", b"[1, 2]")) is True
+    assert await remember_forge_event(store, Delivered("install-1", first), {"other": True}) is True
+    expired = InMemoryRedeliveryStore()
+    assert await remember_forge_event(expired, Delivered("i", first), retention=-1) is True
+    assert await remember_forge_event(expired, Delivered("i", first)) is True
