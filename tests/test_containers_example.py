@@ -203,3 +203,18 @@ def test_the_container_refuses_to_start_without_its_environment(tmp_path: Path) 
 
     assert result.returncode != 0
     assert b"FORGE_EGRESS_PROXY_URL is not set; FORGE_APP_ARI is not set; FORGE_ENV_ARI is not set" in result.stderr
+
+
+def test_the_documented_dockerfile_meets_forges_image_rules() -> None:
+    """linux/amd64, UID/GID 1000, nothing written at run time, the app's own port from SERVER_PORT."""
+    dockerfile = (Path(__file__).resolve().parents[1] / "docs_src" / "containers.Dockerfile").read_text()
+    instructions = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
+
+    assert instructions[0].startswith("FROM --platform=linux/amd64 ")
+    assert "USER 1000:1000" in instructions
+    assert instructions.index("USER 1000:1000") > max(
+        i for i, line in enumerate(instructions) if line.startswith("RUN")
+    )
+    assert "PYTHONDONTWRITEBYTECODE=1" in dockerfile  # no .pyc written on a read-only root file system
+    assert not any(line.startswith(("EXPOSE", "VOLUME")) for line in instructions)  # SERVER_PORT decides
+    assert instructions[-1] == 'CMD ["python", "-m", "app.container"]'
