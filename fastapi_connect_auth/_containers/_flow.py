@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
@@ -25,7 +24,7 @@ from .._errors import AuthError, AuthErrorCode
 from .._json import loads
 from .._outbound._errors import ProductAPIError
 from .._outbound._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy
-from .._wiring import IDENTITY_ENCODING, AppConfig, read_raw
+from .._wiring import IDENTITY_ENCODING, AppConfig, OwnedClient, read_raw
 from ._config import ContainerSettings
 from ._egress import EgressProduct, ForgeContainerInstallation, egress_client, list_installations, proxy_prefix
 from ._header import proxy_authorization
@@ -48,7 +47,7 @@ def _unavailable(reason: str) -> AuthError:
     return AuthError(AuthErrorCode.SIDECAR_UNAVAILABLE, f"The Forge sidecar is unavailable: {reason}.")
 
 
-class ForgeContainers(AppConfig):
+class ForgeContainers(AppConfig, OwnedClient):
     """The container's configuration, attached to the app once with `install(app)`.
 
     ```python
@@ -96,6 +95,7 @@ class ForgeContainers(AppConfig):
         self.key_provider = self
         """Itself: `AppConfig.lifespan` opens (and closes) the client to the sidecar it finds here."""
         self._client: httpx2.AsyncClient | None = None
+        self._owns_client = False
         self._contexts: TTLCache[str, ForgeContainerContext] = TTLCache(max_contexts, context_ttl, timer=clock)
         self._inflight: dict[str, asyncio.Future[ForgeContainerContext]] = {}
 
@@ -109,22 +109,12 @@ class ForgeContainers(AppConfig):
                 timeout=self.timeout,
                 follow_redirects=False,
             )
+            self._owns_client = True
         return self._client
 
     async def __aenter__(self) -> Self:
         self.client  # noqa: B018 - opened now, for the app's lifetime
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client to the sidecar."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def context(self, invocation_id: str) -> ForgeContainerContext:
         """The sidecar's context of `invocation_id`, fetched once for every concurrent caller and kept briefly.

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import anyio
@@ -34,6 +33,7 @@ from .._containers._flow import ForgeContainers
 from ._forge import FakeForge
 from ._keyserver import running
 from ._profiles import DEFAULT_ACCOUNT_ID
+from ._restapi import _APIServer
 
 __all__ = ["FAKE_SIDECAR_URL", "ContainerAppDriver", "FakeSidecar", "SidecarCall", "SidecarKind"]
 
@@ -333,7 +333,7 @@ class FakeSidecar:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve this sidecar on 127.0.0.1, yielding its URL (`url` is it within the block)."""
-        server = _SidecarServer(self)
+        server = _APIServer(_OnLoopback(self))
         original, self.url = self.url, server.url
         try:
             with running(server):
@@ -396,38 +396,13 @@ class ContainerAppDriver:
         return self.invoke("webtrigger", path, method=method, json=json, headers=headers)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _SidecarServer
-
-    def _answer(self) -> None:
-        sidecar = self.server.sidecar
-        if sidecar.delay:
-            time.sleep(sidecar.delay)
-        length = int(self.headers.get("Content-Length") or 0)
-        request = httpx2.Request(
-            self.command,
-            self.server.url + self.path,
-            headers=list(self.headers.items()),
-            content=self.rfile.read(length) if length else b"",
-        )
-        response = sidecar.answer(request)
-        self.send_response(response.status_code)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.content)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: `FakeSidecar.calls` records what was asked."""
-
-
-class _SidecarServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _OnLoopback:
+    """The sidecar as its loopback server answers: after `delay`, on the server's thread."""
 
     def __init__(self, sidecar: FakeSidecar) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        host, port = self.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
         self.sidecar = sidecar
+
+    def answer(self, request: httpx2.Request) -> httpx2.Response:
+        if self.sidecar.delay:
+            time.sleep(self.sidecar.delay)
+        return self.sidecar.answer(request)
