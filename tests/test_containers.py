@@ -7,6 +7,7 @@ The sidecar is the kit's `FakeSidecar`, reached through an httpx2 `MockTransport
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -532,7 +533,8 @@ def test_what_the_sidecar_answers_decides_401_or_503(answer: httpx2.Response, ex
 @pytest.mark.anyio
 async def test_concurrent_calls_of_one_invocation_share_one_fetch(fake_sidecar: FakeSidecar) -> None:
     fake_sidecar.delay = 0.05
-    containers = fake_sidecar.containers()
+    ticks = itertools.count()  # every look-up is a second later: nothing stays cached, only the fetch is shared
+    containers = fake_sidecar.containers(context_ttl=0.5, clock=lambda: float(next(ticks)))
     invocation_id = fake_sidecar.invocation()
     statuses: list[int] = []
     transport = httpx2.ASGITransport(app=make_app(containers))
@@ -546,10 +548,12 @@ async def test_concurrent_calls_of_one_invocation_share_one_fetch(fake_sidecar: 
         async with anyio.create_task_group() as group:
             for _ in range(50):
                 group.start_soon(one)
+        assert (len(fake_sidecar.context_fetches), containers.fetches) == (1, 1)
+        await one()  # alone, later: fetched again (the cache did not serve the fifty)
         await containers.aclose()
 
-    assert statuses == [200] * 50
-    assert (len(fake_sidecar.context_fetches), containers.fetches) == (1, 1)
+    assert statuses == [200] * 51
+    assert (len(fake_sidecar.context_fetches), containers.fetches) == (2, 2)
 
 
 @pytest.mark.anyio
@@ -786,3 +790,26 @@ async def test_an_event_is_remembered_by_installation_and_content_without_its_re
     expired = InMemoryRedeliveryStore()
     assert await remember_forge_event(expired, Delivered("i", first), retention=-1) is True
     assert await remember_forge_event(expired, Delivered("i", first)) is True
+
+
+def test_every_refusal_is_reported_without_the_invocation_id(fake_sidecar: FakeSidecar, caplog: Any) -> None:
+    from fastapi_connect_auth import RejectionEvent
+
+    events: list[RejectionEvent] = []
+    with (
+        caplog.at_level(logging.WARNING, "fastapi_connect_auth"),
+        TestClient(make_app(fake_sidecar.containers(on_rejection=events.append))) as client,
+    ):
+        drive = fake_sidecar.drive(client)
+        client.get("/any")
+        web = fake_sidecar.invocation("webtrigger")
+        drive.invoke("webtrigger", "/any", invocation_id=web)
+        assert drive.ui("/any").status_code == 200
+
+    assert [(event.code.value, event.kind, event.installation_id) for event in events] == [
+        ("MISSING_INVOCATION_ID", "forge", None),
+        ("WRONG_INVOCATION", "forge", fake_sidecar.installation_id),
+    ]
+    assert events[1].route == "/any"
+    assert "Rejected Forge container call: WRONG_INVOCATION" in caplog.text
+    assert web not in caplog.text

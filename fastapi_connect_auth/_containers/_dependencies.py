@@ -9,7 +9,7 @@ environment, the route's restrictions apply, and only then is the body read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -26,7 +26,7 @@ from .._openapi import DocumentedDependency
 from ._flow import ForgeContainers
 from ._header import is_invocation_id
 from ._logging import current_log_attributes, decode_log_attributes
-from ._models import ForgeContainerInvocation, ForgeContainerInvocationKind, invocation_kind
+from ._models import ForgeContainerContext, ForgeContainerInvocation, ForgeContainerInvocationKind, invocation_kind
 
 __all__ = ["INVOCATION_ID_HEADER", "ForgeContainerRequest"]
 
@@ -137,26 +137,50 @@ class ForgeContainerRequest(SecurityBase, DocumentedDependency):
 
     async def __call__(self, request: Request) -> ForgeContainerInvocation | None:
         ids = request.headers.getlist(INVOCATION_ID_HEADER)
+        if not ids and not self.auto_error:
+            return None
+        config = self.config or ForgeContainers.of(request)
+        installation_id = None
+        try:
+            context, attributes = await self._context(request, ids, config)
+            installation_id = context.app.installation_id
+            return await self._invocation(request, ids[0], context, attributes)
+        except AuthError as exc:
+            await config.report_rejection(exc, installation_id=installation_id, scope=request.scope)
+            raise
+
+    @staticmethod
+    async def _context(
+        request: Request, ids: list[str], config: ForgeContainers
+    ) -> tuple[ForgeContainerContext, Mapping[str, str] | None]:
+        """The sidecar's context of the call's one well-formed id, of this app and environment."""
         if not ids:
-            if not self.auto_error:
-                return None
             raise _refused(AuthErrorCode.MISSING_INVOCATION_ID, "The call has no x-forge-invocation-id header.")
         if len(ids) > 1 or not is_invocation_id(ids[0]):
             raise _refused(AuthErrorCode.INVALID_INVOCATION_ID, "The x-forge-invocation-id is not a well-formed id.")
-        headers = request.headers
-        attributes = decode_log_attributes(headers.get("x-forge-invocation-log-attributes"))
+        attributes = decode_log_attributes(request.headers.get("x-forge-invocation-log-attributes"))
         current_log_attributes.set(attributes)
-        config = self.config or ForgeContainers.of(request)
         try:
             context = await config.context(ids[0])
             config.check(context)
         except AuthError as exc:
             raise _challenged(exc) from None
+        return context, attributes
+
+    async def _invocation(
+        self,
+        request: Request,
+        invocation_id: str,
+        context: ForgeContainerContext,
+        attributes: Mapping[str, str] | None,
+    ) -> ForgeContainerInvocation:
+        """The route's restrictions on a vouched-for call, then its body."""
+        headers = request.headers
         kind = invocation_kind(context)
         self._check_kind(kind, context.app.module.key if context.app.module else None)
         call = ForgeContainerInvocation(
             context,
-            ids[0],
+            invocation_id,
             web_trigger=kind == "webtrigger",
             trace_id=_trace(headers.get("x-b3-traceid")),
             span_id=_trace(headers.get("x-b3-spanid")),

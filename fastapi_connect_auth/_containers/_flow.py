@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
@@ -21,6 +21,7 @@ from cachetools import TTLCache
 from pydantic import ValidationError
 
 from .._errors import AuthError, AuthErrorCode
+from .._events import RejectionCallback, RejectionEvent, call_details, deliver
 from .._json import loads
 from .._outbound._errors import ProductAPIError
 from .._outbound._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPolicy
@@ -62,6 +63,8 @@ class ForgeContainers(AppConfig, OwnedClient):
     * `timeout`: seconds the sidecar has to answer a context, whole (3); then 503.
     * `max_context_size`: the largest context read, in bytes (64 KiB); larger is a 503.
     * `transport`: an `httpx2` transport to the sidecar instead of the network (tests: `FakeSidecar.transport()`).
+    * `on_rejection`: called with a `RejectionEvent` (kind `"forge"`) for every refused call, as `ForgeAuth`'s;
+      each is also logged at WARNING on `fastapi_connect_auth`.
     """
 
     state_name: ClassVar[str] = "forge_containers"
@@ -78,6 +81,7 @@ class ForgeContainers(AppConfig, OwnedClient):
         timeout: float = 3.0,
         max_context_size: int = 64 * 1024,
         transport: httpx2.AsyncBaseTransport | None = None,
+        on_rejection: RejectionCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if context_ttl <= 0 or max_contexts <= 0 or timeout <= 0 or max_context_size <= 0:
@@ -92,6 +96,8 @@ class ForgeContainers(AppConfig, OwnedClient):
         """The transport to the sidecar (`None`: the network)."""
         self.fetches = 0
         """Contexts asked of the sidecar so far (for tests and telemetry)."""
+        self.on_rejection = on_rejection
+        """Called with the `RejectionEvent` of every refused call."""
         self.key_provider = self
         """Itself: `AppConfig.lifespan` opens (and closes) the client to the sidecar it finds here."""
         self._client: httpx2.AsyncClient | None = None
@@ -180,6 +186,17 @@ class ForgeContainers(AppConfig, OwnedClient):
     def _logged(error: AuthError) -> AuthError:
         logger.warning("%s", error.message)
         return error
+
+    async def report_rejection(
+        self, exc: AuthError, *, installation_id: str | None, scope: Mapping[str, Any] | None
+    ) -> None:
+        """Log a refused call (never its invocation id) and give its `RejectionEvent` to `on_rejection`."""
+        route, headers = call_details(scope)
+        event = RejectionEvent.of(exc, "forge", route=route, headers=headers, installation_id=installation_id)
+        message = (
+            f"Rejected Forge container call: {exc.code.value} (installation={event.installation_id!r}): {event.detail}"
+        )
+        await deliver(event, message, self.on_rejection)
 
     def check(self, context: ForgeContainerContext) -> None:
         """Refuse a context of another app or environment than the container's (`CONTEXT_MISMATCH`, 401)."""
