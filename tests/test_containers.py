@@ -813,3 +813,25 @@ def test_every_refusal_is_reported_without_the_invocation_id(fake_sidecar: FakeS
     assert events[1].route == "/any"
     assert "Rejected Forge container call: WRONG_INVOCATION" in caplog.text
     assert web not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_on_loopback_a_huge_or_slow_sidecar_is_cut_off(fake_sidecar: FakeSidecar) -> None:
+    huge = fake_sidecar.context_document("ui")
+    huge["context"]["padding"] = "x" * (1024 * 1024)
+    with fake_sidecar.serve() as url:
+        containers = ForgeContainers(fake_sidecar.settings(), timeout=0.2)
+        async with containers:
+            context = await containers.context(fake_sidecar.invocation())
+            assert context.app.installation_id == fake_sidecar.installation_id
+            with pytest.raises(AuthError, match="too large") as raised:
+                await containers.context(fake_sidecar.invocation(context=huge))
+            assert raised.value.code is AuthErrorCode.SIDECAR_UNAVAILABLE
+            fake_sidecar.delay = 1.0
+            with pytest.raises(AuthError, match="in time"):
+                await containers.context(fake_sidecar.invocation())
+    closed = ContainerSettings(url, fake_sidecar.app_ari, fake_sidecar.env_ari)
+    unreachable = ForgeContainers(closed)  # the sidecar's port is closed now
+    with pytest.raises(AuthError, match="could not be reached"):
+        await unreachable.context(fake_sidecar.invocation())
+    await unreachable.aclose()
