@@ -182,8 +182,9 @@ def test_every_missing_variable_is_named_in_one_error() -> None:
         ({"FORGE_EGRESS_PROXY_URL": "http://localhost:99999"}, "FORGE_EGRESS_PROXY_URL is not a URL"),
         ({"FORGE_APP_ARI": "d60dfafb-0b6a-4a8b-9a6e-1f4c3c0a7b11"}, "FORGE_APP_ARI must be"),
         ({"FORGE_APP_ARI": "ari:cloud:ecosystem::app/" + "-" * 36}, "FORGE_APP_ARI must be"),
-        ({"FORGE_APP_ARI": "ari:cloud:ecosystem::app/D60DFAFB-0B6A-4A8B-9A6E-1F4C3C0A7B11"}, "FORGE_APP_ARI must be"),
-        ({"FORGE_ENV_ARI": "ari:cloud:ecosystem::environment/x/y"}, "FORGE_ENV_ARI must be"),
+        ({"FORGE_APP_ARI": "ari:cloud:ecosystem::app/"}, "FORGE_APP_ARI must be"),
+        ({"FORGE_APP_ARI": "ari:cloud:ecosystem::app/a,b"}, "FORGE_APP_ARI must be"),
+        ({"FORGE_ENV_ARI": "ari:cloud:ecosystem::environment/x"}, "FORGE_ENV_ARI must be"),
         (
             {
                 "FORGE_ENV_ARI": ENV.replace(

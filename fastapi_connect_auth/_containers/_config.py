@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,16 +16,10 @@ __all__ = ["ContainerSettings"]
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 """Where the sidecar listens: Forge documents `FORGE_EGRESS_PROXY_URL` as plain http on the loopback."""
-_APP_ARI = re.compile(r"ari:cloud:ecosystem::app/([0-9a-f-]{36})")
-_ENV_ARI = re.compile(r"ari:cloud:ecosystem::environment/([0-9a-f-]{36})/([0-9a-f-]{36})")
+_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"  # a UUID in Forge's docs; only ever compared, never sent
+_APP_ARI = re.compile(rf"ari:cloud:ecosystem::app/{_ID}")
+_ENV_ARI = re.compile(rf"ari:cloud:ecosystem::environment/{_ID}/{_ID}")
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
 
 
 def _proxy_url(value: str, problems: list[str]) -> str:
@@ -80,10 +73,10 @@ class ContainerSettings:
         problems: list[str] = []
         object.__setattr__(self, "egress_proxy_url", _proxy_url(self.egress_proxy_url, problems))
         app = _APP_ARI.fullmatch(self.app_ari)
-        if app is None or not _is_uuid(app[1]):
+        if app is None:
             problems.append("FORGE_APP_ARI must be ari:cloud:ecosystem::app/<uuid>")
         env = _ENV_ARI.fullmatch(self.env_ari)
-        if env is None or not (_is_uuid(env[1]) and _is_uuid(env[2])):
+        if env is None:
             problems.append("FORGE_ENV_ARI must be ari:cloud:ecosystem::environment/<app uuid>/<env uuid>")
         elif app is not None and env[1] != app[1]:
             problems.append("FORGE_ENV_ARI is an environment of another app than FORGE_APP_ARI")

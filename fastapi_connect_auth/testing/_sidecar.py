@@ -333,7 +333,7 @@ class FakeSidecar:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve this sidecar on 127.0.0.1, yielding its URL (`url` is it within the block)."""
-        server = _APIServer(_OnLoopback(self))
+        server = _SidecarServer(_OnLoopback(self))
         original, self.url = self.url, server.url
         try:
             with running(server):
@@ -406,3 +406,8 @@ class _OnLoopback:
         if self.sidecar.delay:
             time.sleep(self.sidecar.delay)
         return self.sidecar.answer(request)
+
+
+class _SidecarServer(_APIServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: an app that stops reading a capped answer hangs up mid-write, as it should."""
