@@ -336,6 +336,17 @@ async def test_line_breaks_in_the_id_never_reach_the_sidecar(fake_sidecar: FakeS
     assert fake_sidecar.calls == []
 
 
+@pytest.mark.anyio
+async def test_forge_containers_never_sends_a_malformed_id(fake_sidecar: FakeSidecar) -> None:
+    containers = fake_sidecar.containers()
+
+    with pytest.raises(AuthError) as raised:
+        await containers.context("abc,as=user")
+
+    assert raised.value.code is AuthErrorCode.INVALID_INVOCATION_ID
+    assert fake_sidecar.calls == []
+
+
 def test_a_repeated_invocation_id_is_refused(client: TestClient, fake_sidecar: FakeSidecar) -> None:
     one, two = fake_sidecar.invocation(), fake_sidecar.invocation()
 

@@ -28,7 +28,7 @@ from .._outbound._retries import ATLASSIAN_RETRIES, AsyncRetryingClient, RetryPo
 from .._wiring import IDENTITY_ENCODING, AppConfig, OwnedClient, read_raw
 from ._config import ContainerSettings
 from ._egress import EgressProduct, ForgeContainerInstallation, egress_client, list_installations, proxy_prefix
-from ._header import proxy_authorization
+from ._header import is_invocation_id, proxy_authorization
 from ._models import ForgeContainerContext, ForgeContainerInvocation
 
 if TYPE_CHECKING:
@@ -125,12 +125,14 @@ class ForgeContainers(AppConfig, OwnedClient):
     async def context(self, invocation_id: str) -> ForgeContainerContext:
         """The sidecar's context of `invocation_id`, fetched once for every concurrent caller and kept briefly.
 
-        `UNKNOWN_INVOCATION` (401) when the sidecar answers 4xx; `SIDECAR_UNAVAILABLE`
+        `INVALID_INVOCATION_ID` (401) for a malformed id, never sent; `UNKNOWN_INVOCATION` (401) when the sidecar answers 4xx; `SIDECAR_UNAVAILABLE`
         (503) when it is down, slow, or answers anything but a context. Failures are not kept.
         """
         cached = self._contexts.get(invocation_id)
         if cached is not None:
             return cached
+        if not is_invocation_id(invocation_id):
+            raise AuthError(AuthErrorCode.INVALID_INVOCATION_ID, "The invocation id is not a well-formed id.")
         inflight = self._inflight.get(invocation_id)
         if inflight is not None:
             try:
