@@ -12,11 +12,14 @@ and body, in `--rounds` interleaved rounds; the fastest round of each is reporte
 * `body`: `Depends(ConnectRequest(body=Webhook))`, the webhook's body read and validated after the token;
 * `forge`: `Depends(ForgeRequest())` on a Forge product event (`Authorization: Bearer <FIT>`, RS256,
   the JWKS fetched once from the test kit's fake Forge and cached, as in production);
-* `forge_body`: `Depends(ForgeRequest(body=Webhook))`, the same FIT and the webhook's body.
+* `forge_body`: `Depends(ForgeRequest(body=Webhook))`, the same FIT and the webhook's body;
+* `container`: `Depends(ForgeContainerRequest())` on a Forge Containers event (`x-forge-invocation-id`),
+  its context fetched once from the test kit's fake sidecar and then cached, as in production.
 
 `open / floor` is the most any dependency can reach against the open route with
 this FastAPI: (b) of `run.py` cannot be above it whatever the dependency does.
-The closing line gives `library - floor`; the line above it gives `body`, `forge` and `forge_body` the same way.
+The closing line gives `library - floor`; the line above it gives `body`, `forge`, `forge_body` and `container`
+the same way.
 
     .venv/bin/python benchmarks/floor.py [--rounds 9 --number 5000]
 """
@@ -40,15 +43,24 @@ from app import BODY, QUERY, FloorDependency, connect, handle, webhook_token  # 
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from fastapi_connect_auth import ConnectRequest, ForgeInvocation, ForgeRequest, VerifiedRequest  # noqa: E402
-from fastapi_connect_auth.testing import FakeForge  # noqa: E402
+from fastapi_connect_auth import (  # noqa: E402
+    ConnectRequest,
+    ForgeContainerInvocation,
+    ForgeContainerRequest,
+    ForgeInvocation,
+    ForgeRequest,
+    VerifiedRequest,
+)
+from fastapi_connect_auth.testing import FakeForge, FakeSidecar  # noqa: E402
 
 PATH = "/webhook"
-VARIANTS = ("open", "floor", "function", "library", "body", "forge", "forge_body")
+VARIANTS = ("open", "floor", "function", "library", "body", "forge", "forge_body", "container")
 Message = MutableMapping[str, Any]
 T = TypeVar("T")
 FORGE = FakeForge()
 forge_auth = FORGE.forge_auth(max_token_lifetime=3600.0)  # the run's one FIT lives an hour, Forge's 25 s
+SIDECAR = FakeSidecar(FORGE)
+containers = SIDECAR.containers(context_ttl=3600.0)  # the run's one invocation stays cached
 
 
 class Webhook(BaseModel):
@@ -106,6 +118,15 @@ def variant_app(kind: str) -> FastAPI:
         async def webhook_forge(call: Annotated[ForgeInvocation, Depends(ForgeRequest())]) -> dict[str, str]:
             return handle()
 
+    elif kind == "container":
+        containers.install(app)
+
+        @app.post(PATH)
+        async def webhook_container(
+            call: Annotated[ForgeContainerInvocation, Depends(ForgeContainerRequest())],
+        ) -> dict[str, str]:
+            return handle()
+
     else:
         forge_auth.install(app)
 
@@ -119,7 +140,9 @@ def variant_app(kind: str) -> FastAPI:
 
 
 def request_scope(token: str, scheme: str = "JWT") -> dict[str, Any]:
-    """The ASGI scope uvicorn would build for the benchmark's webhook."""
+    """The ASGI scope uvicorn would build for the benchmark's webhook (`scheme` `Forge` sends the token as
+    `x-forge-invocation-id`, as the Containers sidecar does)."""
+    header = (b"x-forge-invocation-id", token.encode()) if scheme == "Forge" else None
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -132,7 +155,7 @@ def request_scope(token: str, scheme: str = "JWT") -> dict[str, Any]:
         "query_string": QUERY.encode(),
         "headers": [
             (b"host", b"127.0.0.1"),
-            (b"authorization", f"{scheme} {token}".encode()),
+            header or (b"authorization", f"{scheme} {token}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(BODY)).encode()),
         ],
@@ -167,7 +190,9 @@ def variant_scopes() -> dict[str, dict[str, Any]]:
     """Each variant's request: the Connect webhook, or for `forge` the same request carrying a FIT instead."""
     connect_scope = request_scope(webhook_token(PATH))
     fit = FORGE.mint_fit("event", exp=int(time.time()) + 3600)  # alive for the whole run
-    return {kind: request_scope(fit, "Bearer") if kind.startswith("forge") else connect_scope for kind in VARIANTS}
+    scopes = {kind: request_scope(fit, "Bearer") if kind.startswith("forge") else connect_scope for kind in VARIANTS}
+    scopes["container"] = request_scope(SIDECAR.invocation("event"), "Forge")
+    return scopes
 
 
 async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = None) -> dict[str, list[float]]:
@@ -178,7 +203,7 @@ async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = No
     scopes = {kind: variants.get(kind, variants["library"]) for kind in apps}
     times: dict[str, list[float]] = {kind: [] for kind in apps}
     for kind, app in apps.items():
-        await time_calls(app, scopes[kind], 100)  # for `forge`, the first call fetches the JWKS
+        await time_calls(app, scopes[kind], 100)  # the first call fetches the JWKS (`forge`), the context (`container`)
     gc.collect()
     gc.disable()  # as timeit does: collections land on whichever variant is running
     try:
@@ -201,7 +226,8 @@ def report(times: dict[str, list[float]]) -> str:
     lines.append(
         f"over the no-op dependency: ConnectRequest(body=Webhook) {best['body'] - best['floor']:.1f} us, "
         f"ForgeRequest() {best['forge'] - best['floor']:.1f} us, "
-        f"ForgeRequest(body=Webhook) {best['forge_body'] - best['floor']:.1f} us"
+        f"ForgeRequest(body=Webhook) {best['forge_body'] - best['floor']:.1f} us, "
+        f"ForgeContainerRequest() (cached context) {best['container'] - best['floor']:.1f} us"
     )
     lines.append(
         f"the most any dependency can reach: {best['open'] / best['floor']:.2f}; "

@@ -30,6 +30,21 @@ from ._connect._models import (
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
 from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, WEBHOOK_RETRY_HEADER, remember_webhook_delivery
+from ._containers._config import ContainerSettings
+from ._containers._dependencies import ForgeContainerRequest
+from ._containers._egress import EgressProduct, ForgeContainerInstallation
+from ._containers._flow import ForgeContainers
+from ._containers._header import proxy_authorization
+from ._containers._health import add_health_route
+from ._containers._logging import ForgeInvocationLogFilter
+from ._containers._models import (
+    ForgeContainerApp,
+    ForgeContainerCallContext,
+    ForgeContainerContext,
+    ForgeContainerInvocation,
+    ForgeContainerInvocationKind,
+    ForgeUserAccess,
+)
 from ._errors import AuthError, AuthErrorCode
 from ._events import RejectionEvent, RejectionKind
 from ._forge._dependencies import ForgeLifecycle, ForgeRequest
@@ -122,13 +137,23 @@ __all__ = [
     "ConnectRequest",
     "ConnectUser",
     "ConnectUserAuth",
+    "ContainerSettings",
     "Credentials",
     "CredentialsLoader",
     "CredentialsSource",
+    "EgressProduct",
     "ForgeApp",
     "ForgeAuth",
     "ForgeBearerAuth",
     "ForgeClaims",
+    "ForgeContainerApp",
+    "ForgeContainerCallContext",
+    "ForgeContainerContext",
+    "ForgeContainerInstallation",
+    "ForgeContainerInvocation",
+    "ForgeContainerInvocationKind",
+    "ForgeContainerRequest",
+    "ForgeContainers",
     "ForgeContext",
     "ForgeEnvironment",
     "ForgeEventSource",
@@ -137,6 +162,7 @@ __all__ = [
     "ForgeInstalledPayload",
     "ForgeInvocation",
     "ForgeInvocationKind",
+    "ForgeInvocationLogFilter",
     "ForgeKeyProvider",
     "ForgeLicense",
     "ForgeLifecycle",
@@ -152,6 +178,7 @@ __all__ = [
     "ForgeStoredToken",
     "ForgeTokenStore",
     "ForgeUpgradedPayload",
+    "ForgeUserAccess",
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
@@ -183,6 +210,7 @@ __all__ = [
     "VerifiedInstallation",
     "VerifiedLifecycle",
     "VerifiedRequest",
+    "add_health_route",
     "api_path",
     "auth_error_responses",
     "authorization_server_for",
@@ -192,6 +220,7 @@ __all__ = [
     "forge_product_client",
     "lifecycle_router",
     "product_client",
+    "proxy_authorization",
     "query_string_hash",
     "redact_access_logs",
     "remember_delivery",

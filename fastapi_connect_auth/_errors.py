@@ -91,6 +91,19 @@ class AuthErrorCode(str, enum.Enum):
     """An in-memory delivery store is full of unexpired ids: a new one is refused rather than one forgotten (503)."""
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     """The store (database, Redis) could not be reached or written: nothing was changed; retry later (503)."""
+    # Forge Containers.
+    MISSING_INVOCATION_ID = "MISSING_INVOCATION_ID"
+    """Containers: the call has no `x-forge-invocation-id` header."""
+    INVALID_INVOCATION_ID = "INVALID_INVOCATION_ID"
+    """Containers: the `x-forge-invocation-id` is not a well-formed id (refused before the sidecar is asked)."""
+    UNKNOWN_INVOCATION = "UNKNOWN_INVOCATION"
+    """Containers: the sidecar answered 4xx for the invocation id: it knows no such invocation."""
+    SIDECAR_UNAVAILABLE = "SIDECAR_UNAVAILABLE"
+    """Containers: the sidecar could not be reached, was too slow, or answered something unreadable (503)."""
+    CONTEXT_MISMATCH = "CONTEXT_MISMATCH"
+    """Containers: the invocation's context is of another app (`FORGE_APP_ARI`) or environment (`FORGE_ENV_ARI`)."""
+    USER_REQUIRED = "USER_REQUIRED"
+    """Containers: the route acts as the invocation's user, and the invocation has none (403)."""
 
     def __str__(self) -> str:
         return self.value
@@ -105,6 +118,8 @@ _STATUS_BY_CODE: dict[AuthErrorCode, int] = {
     AuthErrorCode.DELIVERY_CONFLICT: 409,
     AuthErrorCode.DELIVERY_STORE_FULL: 503,
     AuthErrorCode.STORE_UNAVAILABLE: 503,
+    AuthErrorCode.SIDECAR_UNAVAILABLE: 503,
+    AuthErrorCode.USER_REQUIRED: 403,
 }
 # A connection whose request body was not read to its end cannot carry another request.
 _CLOSE_CONNECTION = frozenset({AuthErrorCode.BODY_TIMEOUT, AuthErrorCode.CLIENT_DISCONNECTED})

@@ -45,6 +45,7 @@ _REF = "#/components/schemas/{model}"
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "A malformed lifecycle payload (`INVALID_INSTALL_PAYLOAD`).",
     401: "The call is not trusted: see `code` (`MISSING_JWT`, `INVALID_SIGNATURE`, `TOKEN_EXPIRED`...).",
+    403: "The route acts as the invocation's user, and the invocation has none (`USER_REQUIRED`).",
     408: "The body did not arrive within the route's time limit (`BODY_TIMEOUT`); the connection is closed.",
     413: "The body exceeds the route's limit (`PAYLOAD_TOO_LARGE`).",
     422: "The verified body does not validate against the route's body model.",

@@ -1279,6 +1279,8 @@ async def test_flooding_the_in_memory_delivery_store_evicted_a_live_jti() -> Non
     clock[0] += 86  # the jti expired (exp + 60 s): its room is taken first, the live ids stay
     assert await store.remember_delivery("flood-100", "f", NOW + 3600) is None
     assert await store.remember_delivery("flood-0", "g", NOW + 3600) == "f"
+
+
 # -- issue 25: the review's findings ----------------------------------------------------------------------------
 
 
@@ -1318,3 +1320,78 @@ def test_explain_printed_a_tokens_terminal_escapes_and_drew_a_fake_accepted() ->
         fake,
         "\x9b2J",
     )
+
+
+# -- Forge Containers ------------------------------------------------------------------------------
+
+
+def _container_app() -> tuple[FastAPI, Any]:
+    from fastapi_connect_auth import ForgeContainerInvocation, ForgeContainerRequest
+    from fastapi_connect_auth.testing import FakeSidecar
+
+    sidecar = FakeSidecar()
+    containers = sidecar.containers()
+    app = FastAPI()
+    containers.install(app)
+
+    @app.get("/me")
+    async def me(call: ForgeContainerInvocation = Depends(ForgeContainerRequest(web_trigger=True))) -> Any:  # noqa: B008
+        if call.account_id is None:
+            return None
+        async with containers.product_client(call, as_user=True) as jira:
+            return (await jira.get("/rest/api/3/myself")).json()
+
+    return app, sidecar
+
+
+def test_an_invocation_id_with_a_comma_added_as_user_to_the_proxy_header() -> None:
+    """`id=<x-forge-invocation-id>` written as sent: `abc,as=user` made the sidecar act as a user."""
+
+    app, sidecar = _container_app()
+    with TestClient(app) as client:
+        for forged in (f"{sidecar.invocation('event')},as=user", "abc=1", "abc, id=other"):
+            response = client.get("/me", headers={"x-forge-invocation-id": forged})
+            assert (response.status_code, response.json()["code"]) == (401, "INVALID_INVOCATION_ID")
+    assert sidecar.calls == []
+
+
+def test_a_web_trigger_whose_context_named_a_user_acted_as_that_user() -> None:
+    """Web triggers are unauthenticated: a route that opted in must never present one as a user's call."""
+
+    app, sidecar = _container_app()
+    context = sidecar.context_document("webtrigger")
+    context["context"]["accountId"] = sidecar.account_id
+    with TestClient(app) as client:
+        response = sidecar.drive(client).invoke("webtrigger", "/me", invocation_id=sidecar.invocation(context=context))
+    assert (response.status_code, response.json()) == (200, None)
+    assert sidecar.proxy_calls == []
+
+
+def test_a_container_context_of_another_environment_was_served() -> None:
+    """The sidecar's context names the app and environment; anything but FORGE_APP_ARI / FORGE_ENV_ARI is refused."""
+
+    app, sidecar = _container_app()
+    context = sidecar.context_document("ui")
+    context["app"]["environment"]["id"] = sidecar.env_ari.rsplit("/", 1)[0] + "/00000000-0000-4000-8000-000000000000"
+    with TestClient(app) as client:
+        response = client.get("/me", headers={"x-forge-invocation-id": sidecar.invocation(context=context)})
+    assert (response.status_code, response.json()["code"]) == (401, "CONTEXT_MISMATCH")
+
+
+@pytest.mark.anyio
+async def test_an_egress_client_path_with_dot_segments_reached_another_proxy_route() -> None:
+    """`/jira/../proxy/evil.example.com` carried the invocation's authorization to an external host."""
+
+    from fastapi_connect_auth import ForgeContainerContext, ForgeContainerInvocation, UnsafeRequestError
+    from fastapi_connect_auth.testing import FakeSidecar
+
+    sidecar = FakeSidecar()
+    invocation_id = sidecar.invocation()
+    call = ForgeContainerInvocation(
+        ForgeContainerContext.model_validate(sidecar.contexts[invocation_id]), invocation_id
+    )
+    async with sidecar.containers().product_client(call) as jira:
+        for path in ("/../proxy/evil.example.com/x", "/%2e%2e/proxy/evil.example.com/x", "http://evil.example.com/"):
+            with pytest.raises(UnsafeRequestError):
+                await jira.get(path)
+    assert sidecar.calls == []

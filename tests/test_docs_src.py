@@ -1005,3 +1005,39 @@ def test_retries_are_stored_once_a_webhook_by_its_identifier_a_forge_event_by_it
 
 def jwt_of(request: httpx2.Request) -> str:
     return request.headers["Authorization"].removeprefix("Bearer ")
+
+
+# -- Forge Containers -------------------------------------------------------------------------
+
+
+@exercises("containers_app.py", "containers_testing.py")
+def test_containers_samples_pass_under_pytest_with_the_plugin() -> None:
+    output = run_under_pytest("containers_testing.py")
+    assert "3 passed" in output, output
+
+
+@exercises("containers_app.py")
+def test_the_containers_app_reads_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docs_src import containers_app
+    from fastapi_connect_auth.testing import FakeSidecar
+
+    sidecar = FakeSidecar()
+    for name, value in sidecar.environ(HOOK_SECRET="from-forge-variables").items():
+        monkeypatch.setenv(name, value)
+    with TestClient(containers_app.create_app()) as client:
+        assert client.get("/healthz").status_code == 200
+
+
+@exercises("containers_migration.py")
+def test_one_route_answers_alike_on_remote_and_on_containers() -> None:
+    from docs_src import containers_migration
+    from fastapi_connect_auth.testing import FakeForge, FakeSidecar
+
+    forge = FakeForge()
+    sidecar = FakeSidecar(forge)
+    with TestClient(containers_migration.remote_app(forge.forge_auth())) as client:
+        remote = forge.drive(client).ui_call("/whoami")
+    with TestClient(containers_migration.container_app(sidecar.containers())) as client:
+        container = sidecar.drive(client).ui("/whoami")
+    assert remote.json() == container.json()
+    assert remote.json() == {"installation": forge.installation_id, "site": forge.cloud_id, "user": forge.account_id}

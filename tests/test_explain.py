@@ -47,6 +47,13 @@ UNREACHABLE = {
     AuthErrorCode.UNTRUSTED_PRODUCT_HOST,
     AuthErrorCode.WRONG_INVOCATION,
     AuthErrorCode.WRONG_ENVIRONMENT,
+    # Forge Containers: no token to explain, the sidecar vouches.
+    AuthErrorCode.MISSING_INVOCATION_ID,
+    AuthErrorCode.INVALID_INVOCATION_ID,
+    AuthErrorCode.UNKNOWN_INVOCATION,
+    AuthErrorCode.SIDECAR_UNAVAILABLE,
+    AuthErrorCode.CONTEXT_MISMATCH,
+    AuthErrorCode.USER_REQUIRED,
 }
 """Codes about a body (its content, size or arrival), the store, or a restriction of the route or app (`ForgeRequest(invocation=...)`,
 `ForgeAuth(environments=...)`), which the command does not take: it explains tokens (and names a FIT's invocation kind among its facts)."""

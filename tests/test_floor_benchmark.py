@@ -18,9 +18,10 @@ def test_floor_benchmark_reports_every_variant_and_the_reachable_ratio() -> None
         check=False,
     )
     assert done.returncode == 0, done.stderr  # a variant that answered anything but 200 raises
-    for variant in ("open", "floor", "function", "library", "body", "forge"):
+    for variant in ("open", "floor", "function", "library", "body", "forge", "container"):
         assert f"open / {variant}" in done.stdout
     assert "over the no-op dependency: ConnectRequest(body=Webhook) " in done.stdout
     assert "ForgeRequest() " in done.stdout
+    assert "ForgeContainerRequest() (cached context) " in done.stdout
     assert "the most any dependency can reach:" in done.stdout
     assert done.stdout.rstrip().splitlines()[-1].endswith(" us")  # the closing line other checks read

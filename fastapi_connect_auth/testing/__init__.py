@@ -11,10 +11,11 @@ def test_webhook_is_verified(fake_product: FakeProduct) -> None:
         assert jira.webhook("jira:issue_created").is_success
 ```
 
-The `fake_product` (Jira), `fake_confluence`, `fake_bitbucket` and `fake_forge`
-fixtures come with the library's pytest plugin. Only `StoreContract` (a pytest
-test class) and its payload builders need pytest: they are imported when first
-asked for, so the fakes also serve scripts and servers that have no pytest.
+The `fake_product` (Jira), `fake_confluence`, `fake_bitbucket`, `fake_forge` and
+`fake_sidecar` (Forge Containers) fixtures come with the library's pytest plugin.
+Only `StoreContract` (a pytest test class) and its payload builders need pytest:
+they are imported when first asked for, so the fakes also serve scripts and
+servers that have no pytest.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, RouteHandler
+from ._sidecar import FAKE_SIDECAR_URL, ContainerAppDriver, FakeSidecar, SidecarCall, SidecarKind
 from ._tenant import FAKE_KEYS_URL, FakeTenant, generate_rsa_key
 
 if TYPE_CHECKING:
@@ -50,12 +52,15 @@ __all__ = [
     "FAKE_FORGE_JWKS_URL",
     "FAKE_FORGE_UI_ORIGIN",
     "FAKE_KEYS_URL",
+    "FAKE_SIDECAR_URL",
     "APBridge",
     "APIRequest",
     "ConnectAppDriver",
+    "ContainerAppDriver",
     "FakeForge",
     "FakeProduct",
     "FakeRestAPI",
+    "FakeSidecar",
     "FakeTenant",
     "FitShape",
     "ForgeAppDriver",
@@ -66,6 +71,8 @@ __all__ = [
     "RetryContextPlace",
     "RetryReason",
     "RouteHandler",
+    "SidecarCall",
+    "SidecarKind",
     "StoreContract",
     "expand_url",
     "forge_invocation",

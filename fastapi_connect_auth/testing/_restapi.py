@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -437,10 +437,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: `FakeRestAPI.calls` records what was asked."""
 
 
+class _Answers(Protocol):
+    """What a loopback server answers with: a `FakeRestAPI`, or the fake Containers sidecar."""
+
+    def answer(self, request: httpx2.Request) -> httpx2.Response: ...
+
+
 class _APIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, api: FakeRestAPI) -> None:
+    def __init__(self, api: _Answers) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         host, port = self.server_address[:2]
         self.url = f"http://{host!s}:{port}"

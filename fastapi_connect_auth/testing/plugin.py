@@ -1,4 +1,4 @@
-"""The pytest plugin of `fastapi_connect_auth.testing`: the `fake_product`, `fake_confluence`, `fake_bitbucket` and `fake_forge` fixtures.
+"""The pytest plugin of `fastapi_connect_auth.testing`: `fake_product`, `fake_confluence`, `fake_bitbucket`, `fake_forge`, `fake_sidecar`.
 
 Registered through the `pytest11` entry point, so installing the library is enough.
 """
@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ._forge import FakeForge
 from ._product import FakeProduct
+from ._sidecar import FakeSidecar
 from ._tenant import generate_rsa_key
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "fake_forge_signing_key",
     "fake_product",
     "fake_product_signing_key",
+    "fake_sidecar",
 ]
 
 
@@ -60,3 +62,13 @@ def fake_forge(fake_forge_signing_key: rsa.RSAPrivateKey) -> FakeForge:
     `fake_forge.drive(client)`.
     """
     return FakeForge(private_key=fake_forge_signing_key)
+
+
+@pytest.fixture
+def fake_sidecar(fake_forge: FakeForge) -> FakeSidecar:
+    """A fresh fake Forge Containers sidecar in front of `fake_forge`'s site.
+
+    Give the app `fake_sidecar.containers()` (in-process) or `fake_sidecar.environ()`
+    inside `fake_sidecar.serve()` (loopback), and send invocations with `fake_sidecar.drive(client)`.
+    """
+    return FakeSidecar(fake_forge)
