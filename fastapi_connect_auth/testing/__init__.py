@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
-from ._forge import FAKE_FORGE_JWKS_URL, FAKE_FORGE_UI_ORIGIN, FakeForge, FitShape, ForgeAppDriver, JwksServer
+from ._forge import (
+    FAKE_CONNECT_KEY,
+    FAKE_FORGE_JWKS_URL,
+    FAKE_FORGE_UI_ORIGIN,
+    ConnectProperty,
+    FakeForge,
+    FitShape,
+    ForgeAppDriver,
+    JwksServer,
+)
 from ._keyserver import KeyServer
 from ._product import FakeProduct
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
@@ -38,12 +47,14 @@ _NEED_PYTEST = frozenset({"StoreContract", "forge_invocation", "install_payload"
 __all__ = [
     "ALL_JS_URL",
     "DEFAULT_ACCOUNT_ID",
+    "FAKE_CONNECT_KEY",
     "FAKE_FORGE_JWKS_URL",
     "FAKE_FORGE_UI_ORIGIN",
     "FAKE_KEYS_URL",
     "APBridge",
     "APIRequest",
     "ConnectAppDriver",
+    "ConnectProperty",
     "FakeForge",
     "FakeProduct",
     "FakeRestAPI",
