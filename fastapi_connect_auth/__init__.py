@@ -62,6 +62,7 @@ from ._forge._models import (
 from ._forge._redelivery import remember_forge_delivery
 from ._logs import RedactTokens, redact_access_logs
 from ._outbound import (
+    CONNECT_CLIENT_KEY_PROPERTY,
     FORGE_GRAPHQL_URL,
     FORGE_GRAPHQL_URLS,
     FORGE_TOKEN_MAX_LIFETIME,
@@ -71,6 +72,11 @@ from ._outbound import (
     ForgeStoredToken,
     ForgeTokenStore,
     InMemoryForgeTokenStore,
+    InstallationContextRef,
+    InstallationDetails,
+    InstallationDetailsClient,
+    InstallationDetailsError,
+    InstallationPermissions,
     IssueWrites,
     OfflineUserTokens,
     ProductAPIError,
@@ -86,6 +92,7 @@ from ._outbound import (
     authorization_server_for,
     context_token,
     forge_product_client,
+    installation_is_live,
     product_client,
     remember_forge_tokens,
     stored_forge_client,
@@ -97,6 +104,7 @@ from ._telemetry import Telemetry
 
 __all__ = [
     "ATLASSIAN_KID_FORMATS",
+    "CONNECT_CLIENT_KEY_PROPERTY",
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",
@@ -152,6 +160,11 @@ __all__ = [
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
+    "InstallationContextRef",
+    "InstallationDetails",
+    "InstallationDetailsClient",
+    "InstallationDetailsError",
+    "InstallationPermissions",
     "InstallationType",
     "IssueWrites",
     "JwksKeyProvider",
@@ -186,6 +199,7 @@ __all__ = [
     "context_token",
     "forge_app_ari",
     "forge_product_client",
+    "installation_is_live",
     "lifecycle_router",
     "product_client",
     "query_string_hash",
