@@ -54,7 +54,6 @@ from fastapi_connect_auth import (
 )
 from fastapi_connect_auth.stores import ConnectLinker, MemoryStore
 from fastapi_connect_auth.testing import (
-    FAKE_CONNECT_KEY,
     FAKE_FORGE_JWKS_URL,
     FakeForge,
     FakeProduct,
@@ -1167,7 +1166,7 @@ async def test_a_system_token_planted_in_a_browser_fit_never_links_a_connect_ten
     store = MemoryStore()
     await store.save_install(install_payload("attacker-tenant", "s" * 40))
     attacker.serve_connect_client_key("attacker-tenant")
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=attacker.api_transport)
+    linker = ConnectLinker(store, connect_key="my-connect-app", transport=attacker.api_transport)
     auth = victim.forge_auth(on_invocation=linker)
     for shape in ("ui", "request-remote"):
         await auth.verify_invocation(victim.mint_fit(shape), system_token=attacker.system_token())

@@ -19,12 +19,13 @@ from fastapi_connect_auth import ForgeAuth, ForgeInvocation, ForgeStoredToken
 from fastapi_connect_auth._cli import main
 from fastapi_connect_auth.stores import ConnectLinker, MemoryStore, SecretCipher, readiness_report
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
-from fastapi_connect_auth.testing import FAKE_CONNECT_KEY, FakeForge, install_payload
+from fastapi_connect_auth.testing import FakeForge, install_payload
 from tests.postgres import Database
 
 pytestmark = pytest.mark.anyio
 
 PROPERTY = "connect_client_key_019cdff3-8bfb-71fe-9628-875b700aebb8"
+CONNECT_KEY = "my-connect-app"
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ async def test_the_propertys_shapes(shape: str) -> None:
     forge, store = FakeForge(), MemoryStore()
     await stored_tenant(store, "tenant-1")
     forge.serve_connect_client_key(value)
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
     attempt = await linker.link_on_contact(await invocation(forge))
     assert attempt is not None
     assert (attempt.outcome, attempt.read) == (outcome, True)
@@ -82,7 +83,7 @@ async def test_failures_are_remembered_with_a_back_off(failure: str) -> None:
     status, outcome, backoff = FAILURES[failure]
     forge, store = FakeForge(), MemoryStore()
     forge.serve_connect_client_key(status=status, retry_after=120 if status == 429 else None)
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
     before = time.time()
     attempt = await linker.link_on_contact(await invocation(forge))
     assert attempt is not None
@@ -91,7 +92,7 @@ async def test_failures_are_remembered_with_a_back_off(failure: str) -> None:
     assert kept is not None
     assert (kept.last_outcome, kept.verified) == (outcome, False)
     assert before + backoff <= kept.next_attempt_at <= time.time() + backoff
-    again = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)  # another replica
+    again = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)  # another replica
     assert await linker.link_on_contact(await invocation(forge)) is None  # this process knows to wait
     skipped = await again.link_on_contact(await invocation(forge))
     assert skipped is not None
@@ -103,7 +104,7 @@ async def test_a_slow_product_is_a_timeout_that_never_fails_the_invocation() -> 
     forge, store = FakeForge(), MemoryStore()
     forge.serve_connect_client_key("tenant-1", delay=1.0)
     with forge.serve_api():
-        linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, timeout=0.2)
+        linker = ConnectLinker(store, connect_key=CONNECT_KEY, timeout=0.2)
         attempt = await linker.link_on_contact(await invocation(forge))
     assert attempt is not None
     assert attempt.outcome == "unreachable"
@@ -112,7 +113,7 @@ async def test_a_slow_product_is_a_timeout_that_never_fails_the_invocation() -> 
 async def test_ui_calls_and_calls_without_a_system_token_are_never_used() -> None:
     forge, store = FakeForge(), MemoryStore()
     forge.serve_connect_client_key("tenant-1")
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
     for shape in ("ui", "request-remote"):
         assert await linker.link_on_contact(await invocation(forge, shape)) is None
     assert await linker.link_on_contact(await invocation(forge, system_token=None)) is None
@@ -140,9 +141,7 @@ async def test_one_read_per_installation_across_two_replicas(database: Database)
     try:
         await replicas[0].create_tables()
         await stored_tenant(replicas[0], "tenant-1")
-        linkers = [
-            ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport) for store in replicas
-        ]
+        linkers = [ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport) for store in replicas]
         calls = [await invocation(forge) for _ in range(10)]
         attempts = await asyncio.gather(*(linkers[n % 2].link_on_contact(call) for n, call in enumerate(calls)))
         assert reads(forge) == [200]
@@ -180,7 +179,7 @@ async def test_the_batch_with_live_and_expired_tokens() -> None:
 
     import httpx2
 
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=httpx2.MockTransport(route))
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=httpx2.MockTransport(route))
     run = await linker.link_stored()
     outcomes = {attempt.installation_id: attempt.outcome for attempt in run.attempts}
     assert outcomes == {
@@ -215,7 +214,7 @@ async def seed(store: Any) -> dict[str, FakeForge]:
     forges["property"].serve_connect_client_key("by-property")
     forges["alone"].serve_connect_client_key(status=404)
     for name in ("property", "alone"):
-        linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forges[name].api_transport)
+        linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forges[name].api_transport)
         await linker.link_on_contact(await invocation(forges[name]))
     return forges
 
@@ -308,7 +307,7 @@ def test_migrate_link_from_the_command_line(
                 await store.close()
 
         asyncio.run(prepare())
-        argv = ["migrate", "link", "--database-url", database.url, "--connect-key", FAKE_CONNECT_KEY]
+        argv = ["migrate", "link", "--database-url", database.url, "--connect-key", CONNECT_KEY]
         assert main([*argv, "--keys-env", "STORE_KEYS", "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == {"installations": 1, "linked": 1, "read": 1, "unreached": []}
         assert main([*argv, "--keys-env", "STORE_KEYS"]) == 0  # linked already: nothing read again
@@ -327,7 +326,7 @@ async def test_confluence_reads_under_wiki_and_bitbucket_has_no_property() -> No
     await stored_tenant(store, "wiki-tenant", productType="confluence")
     confluence, bitbucket = FakeForge(product="confluence"), FakeForge(product="bitbucket")
     confluence.serve_connect_client_key("wiki-tenant")
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=confluence.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=confluence.api_transport)
     attempt = await linker.link_on_contact(await invocation(confluence))
     assert attempt is not None
     assert attempt.outcome == "linked"
@@ -346,7 +345,7 @@ async def test_a_body_that_is_not_json_is_invalid() -> None:
     forge, store = FakeForge(), MemoryStore()
     path = "/rest/atlassian-connect/1/addons/{key}/properties/{property}"
     forge.api.add_route("GET", path, lambda call: httpx2.Response(200, content=b"{not json"))
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
     attempt = await linker.link_on_contact(await invocation(forge))
     assert attempt is not None
     assert attempt.outcome == "invalid"
@@ -370,7 +369,7 @@ async def test_a_store_that_keeps_no_links_still_answers_and_the_invocation_goes
     forge, store = FakeForge(), NoLinks()
     forge.serve_connect_client_key("tenant-1")
     await stored_tenant(store, "tenant-1", cloudId=forge.cloud_id)
-    linker = ConnectLinker(store, connect_key=FAKE_CONNECT_KEY, transport=forge.api_transport)
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
     auth = forge.forge_auth(on_invocation=linker)
     verified = await auth.verify_invocation(forge.mint_fit("event"), system_token=forge.system_token())
     assert "on_invocation failed" in caplog.text
@@ -385,7 +384,18 @@ async def test_a_store_that_keeps_no_links_still_answers_and_the_invocation_goes
 
 def test_the_linkers_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="shorter than the lease"):
-        ConnectLinker(MemoryStore(), connect_key=FAKE_CONNECT_KEY, timeout=60, lease=60)
+        ConnectLinker(MemoryStore(), connect_key=CONNECT_KEY, timeout=60, lease=60)
     for key in ("", "has space", "../x", "a" * 81):
         with pytest.raises(ValueError, match="Connect key"):
             ConnectLinker(MemoryStore(), connect_key=key)
+
+
+async def test_the_fake_answers_only_for_its_connect_key_once_set() -> None:
+    forge, store = FakeForge(), MemoryStore()
+    await stored_tenant(store, "tenant-1")
+    forge.serve_connect_client_key("tenant-1")
+    forge.connect_key = "the-apps-real-key"
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
+    attempt = await linker.link_on_contact(await invocation(forge))
+    assert attempt is not None
+    assert attempt.outcome == "not-found"

@@ -330,3 +330,24 @@ def test_failed_reads_leave_the_link_and_the_invocation_succeeds(
     assert driver.event("/forge/events", {"n": 1}, system_token=forge.system_token()).status_code == 204
     assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
     assert len([call for call in forge.api_calls if "atlassian-connect" in call.url]) == 1
+
+
+def test_the_property_is_read_at_a_loopback_api_base_url(
+    forge: FakeForge, fake_product: FakeProduct, database: Database
+) -> None:
+    """No transport handed in: the app reads the property over HTTP at the FIT's apiBaseUrl (the kit on loopback)."""
+    settings = Settings(
+        base_url=APP_URL,
+        database_url=database.url,
+        secret_encryption_key=Fernet.generate_key().decode(),
+        forge_app_id=forge.app_id,
+        forge_api_hosts=("127.0.0.1",),
+    )
+    app = create_app(settings, key_provider=fake_product.key_provider(), forge_key_provider=forge.key_provider())
+    forge.serve_connect_client_key(fake_product.client_key)
+    with forge.serve_api(), TestClient(app, base_url=APP_URL) as client:
+        assert fake_product.drive(client).install().status_code == 204
+        driver = forge.drive(client)
+        assert driver.event("/forge/events", {"n": 1}, system_token=forge.system_token()).status_code == 204
+        assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+    assert [call.url.split("/addons/")[1].split("/")[0] for call in forge.api_calls] == [settings.app_key]

@@ -99,7 +99,15 @@ async def readiness_report(store: BaseStore) -> ReadinessReport:
         (record for record in await store.list_forge_installations() if record.state == "installed"),
         key=lambda record: record.installation_id,
     )
-    verified = {tenant.client_key for tenant in tenants if tenant.installation_id is not None}
+    verified = {  # by a signed install: whatever `link_connect_tenant` counts as one
+        tenant.client_key
+        for tenant in tenants
+        if tenant.installation_id is not None
+        and _client_key(
+            link_connect_tenant(tenants, installation_id=tenant.installation_id, cloud_id=None, product=None)
+        )
+        == tenant.client_key
+    }
     verified |= {link.client_key for link in links.values() if link.verified and link.client_key in by_key}
     guessed: set[str] = set()
     without_connect = 0
@@ -137,3 +145,7 @@ async def readiness_report(store: BaseStore) -> ReadinessReport:
         ),
         unreached=tuple(unreached),
     )
+
+
+def _client_key(tenant: Tenant | None) -> str | None:
+    return tenant.client_key if tenant is not None else None

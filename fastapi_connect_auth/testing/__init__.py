@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from ._bridge import ALL_JS_URL, APBridge
 from ._driver import ConnectAppDriver, expand_url
 from ._forge import (
-    FAKE_CONNECT_KEY,
     FAKE_FORGE_JWKS_URL,
     FAKE_FORGE_UI_ORIGIN,
     ConnectProperty,
@@ -47,7 +46,6 @@ _NEED_PYTEST = frozenset({"StoreContract", "forge_invocation", "install_payload"
 __all__ = [
     "ALL_JS_URL",
     "DEFAULT_ACCOUNT_ID",
-    "FAKE_CONNECT_KEY",
     "FAKE_FORGE_JWKS_URL",
     "FAKE_FORGE_UI_ORIGIN",
     "FAKE_KEYS_URL",

@@ -37,7 +37,6 @@ from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, issue_route
 from ._tenant import FakeTenant, generate_rsa_key
 
 __all__ = [
-    "FAKE_CONNECT_KEY",
     "FAKE_FORGE_JWKS_URL",
     "FAKE_FORGE_UI_ORIGIN",
     "ConnectProperty",
@@ -52,8 +51,6 @@ FAKE_FORGE_JWKS_URL = "https://forge.fake-cdn.test/.well-known/jwks.json"
 FAKE_FORGE_UI_ORIGIN = "https://fake-app.cdn.prod.atlassian-dev.net"
 """The `Origin` of the fake's `requestRemote` calls: a Forge UI iframe's (`*.cdn.prod.atlassian-dev.net`)."""
 
-FAKE_CONNECT_KEY = "fake-connect-app"
-"""The Connect key (`app.connect.key`) a `FakeForge` serves the reserved property for, unless told another."""
 _INSTALLATION_DETAILS = re.compile(r"/forge/installation/v1/(?P<app>[^/]+)/(?P<env>[^/]+)/installation/(?P<id>[^/]+)")
 _DETAILS_INTERVAL = 300.0
 
@@ -255,8 +252,9 @@ class FakeForge:
         self.api.add_route("GET", "/rest/api/3/myself", self._myself)
         if product == "jira":
             self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues, self.api.viewers))
-        self.connect_key = FAKE_CONNECT_KEY
-        """The app's Connect key: the reserved property is served for it only (404 for any other)."""
+        self.connect_key: str | None = None
+        """The app's Connect key: when set, the reserved property is served for it only (404 for any
+        other); `None` serves it for any key (read the asked one from `api_calls`)."""
         self.connect_property = ConnectProperty(status=404)
         """The reserved Connect `clientKey` property's answer: 404 (no Connect history) until a test sets it."""
         self.installed = True
@@ -507,7 +505,8 @@ class FakeForge:
     def _connect_property(self, call: APIRequest) -> httpx2.Response:
         """`GET …/addons/{key}/properties/{property}`: the reserved property, for the app's Connect key, as the app."""
         answer = self.connect_property
-        if call.params["key"] != self.connect_key or call.params["property"] != CONNECT_CLIENT_KEY_PROPERTY:
+        wrong_key = self.connect_key is not None and call.params["key"] != self.connect_key
+        if wrong_key or call.params["property"] != CONNECT_CLIENT_KEY_PROPERTY:
             return httpx2.Response(404, json={"message": "Property not found."})
         if call.claims["kind"] != "system":
             return httpx2.Response(403, json={"message": "Only the app can read this property."})
