@@ -267,9 +267,34 @@ def test_migrate_status_from_the_command_line(
     assert (answer["forge_installations"], answer["forge_without_connect"]) == (4, 1)
     assert main(["migrate", "status", "--database-url", database.url]) == 0
     readable = capsys.readouterr().out
+    assert readable.rstrip().endswith("not ready: see the lists above.")
     assert "unlinked tenants:" in readable
     assert "- unlinked https://contract.atlassian.net (jira)" in readable
     assert "s" * 40 not in readable
+
+
+def test_migrate_status_reads_no_secret(tmp_path: Any, capsys: pytest.CaptureFixture[str], anyio_backend: str) -> None:
+    """The report's store has no key at all: anything that would decrypt a secret fails, and the report works."""
+    from fastapi_connect_auth._cli_migrate import _no_key
+
+    url = f"sqlite:///{tmp_path}/app.db"
+
+    async def prepare() -> None:
+        store = SQLAlchemyStore(url, cipher=SecretCipher([Fernet.generate_key().decode()]))
+        try:
+            await store.create_tables()
+        finally:
+            await store.close()
+        keyless = SQLAlchemyStore(url, cipher=_no_key)
+        try:
+            with pytest.raises(RuntimeError, match="reads no secret"):
+                await keyless.save_install(install_payload("tenant-1", "s" * 40), signed_at=1)
+        finally:
+            await keyless.close()
+
+    asyncio.run(prepare())
+    assert main(["migrate", "status", "--database-url", url]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ready: every tenant is linked for certain.")
 
 
 @pytest.mark.parametrize("url", ["nonsense://x", "sqlite:///{tmp}/empty.db", "postgresql://nobody@/x?host={tmp}"])
@@ -289,7 +314,7 @@ def test_migrate_link_from_the_command_line(
     """The batch from the command line: stored tokens decrypted with the keys of `--keys-env`, never printed."""
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("STORE_KEYS", f"{key},{Fernet.generate_key().decode()}")
-    forge = FakeForge()
+    forge, tokenless = FakeForge(), FakeForge()
     forge.serve_connect_client_key("tenant-1")
     with forge.serve_api():
         token = forge.system_token()
@@ -303,15 +328,24 @@ def test_migrate_link_from_the_command_line(
                 await store.put(
                     forge.installation_id, None, ForgeStoredToken(token, forge.api_base_url, time.time() + 3600, 1)
                 )
+                await store.record_forge_installation(await invocation(tokenless))
             finally:
                 await store.close()
 
         asyncio.run(prepare())
         argv = ["migrate", "link", "--database-url", database.url, "--connect-key", CONNECT_KEY]
         assert main([*argv, "--keys-env", "STORE_KEYS", "--json"]) == 0
-        assert json.loads(capsys.readouterr().out) == {"installations": 1, "linked": 1, "read": 1, "unreached": []}
+        assert json.loads(capsys.readouterr().out) == {
+            "installations": 2,
+            "linked": 1,
+            "read": 1,
+            "unreached": [{"installation_id": tokenless.installation_id, "outcome": "no-token"}],
+        }
         assert main([*argv, "--keys-env", "STORE_KEYS"]) == 0  # linked already: nothing read again
-        assert capsys.readouterr().out.startswith("installations: 1, linked: 1, not reached: 0")
+        assert capsys.readouterr().out.splitlines() == [
+            "installations: 2, linked: 1, not reached: 1",
+            f"  - {tokenless.installation_id}: no-token",
+        ]
     assert reads(forge) == [200]
     assert main([*argv, "--keys-env", "UNSET_KEYS_VARIABLE"]) == 2
     assert "UNSET_KEYS_VARIABLE is not set" in capsys.readouterr().err
@@ -399,3 +433,53 @@ async def test_the_fake_answers_only_for_its_connect_key_once_set() -> None:
     attempt = await linker.link_on_contact(await invocation(forge))
     assert attempt is not None
     assert attempt.outcome == "not-found"
+
+
+async def test_hostile_ids_and_times_never_reach_the_store() -> None:
+    from fastapi_connect_auth import AuthError
+    from fastapi_connect_auth.stores import ConnectLink
+
+    store = MemoryStore()
+    for hostile in ("", "x" * 256, "bad\x00id", "\ud800"):
+        assert await store.connect_link(hostile) is None
+        assert await store.installation_tenant(hostile) is None
+        with pytest.raises(AuthError) as refused:
+            await store.claim_connect_link(hostile, lease=60)
+        assert refused.value.status_code == 400
+    for link in (
+        ConnectLink("ari:cloud:ecosystem::installation/1", next_attempt_at=float("inf")),
+        ConnectLink("ari:cloud:ecosystem::installation/1", client_key="bad\nkey", source="property"),
+    ):
+        with pytest.raises(AuthError):
+            await store.record_connect_link(link)
+    assert await store.connect_links() == []
+
+
+async def test_a_property_linked_tenant_that_uninstalled_is_no_longer_answered() -> None:
+    forge, store = FakeForge(), MemoryStore()
+    await stored_tenant(store, "tenant-1")
+    forge.serve_connect_client_key("tenant-1")
+    linker = ConnectLinker(store, connect_key=CONNECT_KEY, transport=forge.api_transport)
+    call = await invocation(forge)
+    await linker.link_on_contact(call)
+    assert await store.installation_tenant(forge.installation_id) is not None
+    await store.uninstall("tenant-1", signed_at=200)
+    assert await store.installation_tenant(forge.installation_id) is None
+    assert await store.connect_tenant(call) is None
+
+
+async def test_the_fakes_property_is_the_apps_only() -> None:
+    import httpx2
+
+    forge = FakeForge()
+    forge.serve_connect_client_key("tenant-1")
+    url = f"{forge.api_base_url}/rest/atlassian-connect/1/addons/any-key/properties/{PROPERTY}"
+    as_user = forge.answer_api_request(
+        httpx2.Request("GET", url, headers={"Authorization": f"Bearer {forge.user_token()}"})
+    )
+    assert as_user.status_code == 403
+    other = url.replace(PROPERTY, "another-property")
+    as_app = forge.answer_api_request(
+        httpx2.Request("GET", other, headers={"Authorization": f"Bearer {forge.system_token()}"})
+    )
+    assert as_app.status_code == 404

@@ -107,12 +107,22 @@ async def test_the_apps_minute_is_counted_before_sending() -> None:
 
 
 async def test_concurrent_callers_share_one_request() -> None:
-    clock = Clock()
-    forge = FakeForge(clock=clock)
-    client = client_for(forge, clock)
-    answers = await asyncio.gather(
-        *(client.details(forge.installation_id, token=forge.system_token()) for _ in range(5))
+    """Five callers while the first request is under way (held at a gate): one request, one answer for all."""
+    forge = FakeForge()
+    gate = asyncio.Event()
+
+    async def held(request: httpx2.Request) -> httpx2.Response:
+        await gate.wait()
+        return forge.answer_api_request(request)
+
+    client = InstallationDetailsClient(
+        app_id=forge.app_id, environment_id=forge.environment_id, transport=httpx2.MockTransport(held)
     )
+    callers = asyncio.gather(*(client.details(forge.installation_id, token=forge.system_token()) for _ in range(5)))
+    for _ in range(20):  # let every caller reach its wait
+        await asyncio.sleep(0)
+    gate.set()
+    answers = await callers
     assert len({answer.version for answer in answers if answer is not None}) == 1
     assert details_calls(forge) == [200]
 
