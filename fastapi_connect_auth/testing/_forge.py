@@ -192,7 +192,9 @@ class FakeForge:
     (`api.restrict(key, *account_ids)`); add routes with `api.route(...)`, make it
     answer 429 with `api.throttle(...)`; `api_calls` records each call with the
     kind of token it carried (`system`, `user`, `offline`). It is also the GraphQL
-    gateway of `offlineUserAuthToken`.
+    gateway of `offlineUserAuthToken`, serves the reserved Connect `clientKey` property
+    (`serve_connect_client_key`: a value, a status, a delay; 404 until set) and the
+    Installation Details API (rate limited by the fake's clock; `installed = False`: 404).
     """
 
     def __init__(
