@@ -37,7 +37,8 @@ def _no_key() -> SecretCipher:
 
 
 def _fail(ctx: click.Context, what: str, exc: BaseException) -> NoReturn:
-    click.echo(f"Error: cannot {what} ({type(exc).__name__}).", err=True)
+    hint = "is it reachable, and migrated (alembic upgrade heads)?"
+    click.echo(f"Error: cannot {what} ({type(exc).__name__}): {hint}", err=True)
     ctx.exit(2)
 
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from cachetools import TLRUCache
@@ -63,7 +63,7 @@ class LinkAttempt:
 
     installation_id: str
     """The Forge installation."""
-    outcome: LinkOutcome | str
+    outcome: LinkOutcome | Literal["pending"]
     """`linked`, a failure (`not-found`, `refused`, …), `no-token`, `unsupported` or `pending`."""
     client_key: str | None = None
     """The linked tenant's clientKey, when linked."""
