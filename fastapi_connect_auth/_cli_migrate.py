@@ -3,12 +3,14 @@
 ```sh
 fastapi-connect-auth migrate status --database-url postgresql://… [--json]
 fastapi-connect-auth migrate link --database-url postgresql://… --connect-key my-app [--keys-env SECRET_ENCRYPTION_KEY]
+                                  [--redis-url redis://… --redis-prefix my-app]
 ```
 
 `status` is `readiness_report` and reads no secret: it opens the store with no
 key at all. `link` is `ConnectLinker.link_stored`: it decrypts each installation's
 stored system token with the keys in the environment variable `--keys-env` names
-(comma-separated Fernet keys, the first encrypting, as the store was opened with).
+(comma-separated Fernet keys, the first encrypting, as the store was opened with),
+from the database or, with `--redis-url`, from the `RedisStore` that keeps them.
 A database that cannot be opened or read exits 2 with one line; nothing printed
 holds a secret, a token or the database's password.
 """
@@ -110,9 +112,19 @@ def status_report(report: ReadinessReport) -> str:
     metavar="NAME",
     help="The environment variable holding the store's Fernet keys, comma-separated.",
 )
+@click.option("--redis-url", metavar="URL", help="Where the app keeps Forge tokens, if in Redis (REDIS_URL).")
+@click.option("--redis-prefix", default="connect-auth", show_default=True, help="The Redis store's key prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
 @click.pass_context
-def link_command(ctx: click.Context, database_url: str, connect_key: str, keys_env: str, as_json: bool) -> None:
+def link_command(
+    ctx: click.Context,
+    database_url: str,
+    connect_key: str,
+    keys_env: str,
+    redis_url: str | None,
+    redis_prefix: str,
+    as_json: bool,
+) -> None:
     """Read the reserved property for every stored installation without a verified link, with its stored token."""
     try:
         cipher = _cipher(keys_env)
@@ -121,7 +133,16 @@ def link_command(ctx: click.Context, database_url: str, connect_key: str, keys_e
         raise click.UsageError(str(exc), ctx) from None
 
     async def work(store: Any) -> LinkRun:
-        return await ConnectLinker(store, connect_key=connect_key).link_stored()
+        linker = ConnectLinker(store, connect_key=connect_key)
+        if redis_url is None:
+            return await linker.link_stored()
+        from .stores.redis import RedisStore
+
+        tokens = RedisStore(redis_url, cipher=cipher, prefix=redis_prefix)
+        try:
+            return await linker.link_stored(tokens=tokens)
+        finally:
+            await tokens.close()
 
     run = _on_store(ctx, database_url, cipher, work, "link the store's installations")
     if as_json:

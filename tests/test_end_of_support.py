@@ -483,3 +483,44 @@ async def test_the_fakes_property_is_the_apps_only() -> None:
         httpx2.Request("GET", other, headers={"Authorization": f"Bearer {forge.system_token()}"})
     )
     assert as_app.status_code == 404
+
+
+def test_migrate_link_with_tokens_kept_in_redis(
+    redis_url: str,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    anyio_backend: str,
+) -> None:
+    """The example app with REDIS_URL keeps Forge tokens in Redis: `--redis-url` reads them there."""
+    from fastapi_connect_auth.stores.redis import RedisStore
+
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("SECRET_ENCRYPTION_KEY", key)
+    url, prefix = f"sqlite:///{tmp_path}/app.db", "example"
+    forge = FakeForge()
+    forge.serve_connect_client_key("tenant-1")
+    with forge.serve_api():
+
+        async def prepare() -> None:
+            store = SQLAlchemyStore(url, cipher=SecretCipher([key]))
+            tokens = RedisStore(redis_url, cipher=SecretCipher([key]), prefix=prefix)
+            try:
+                await store.create_tables()
+                await stored_tenant(store, "tenant-1")
+                await store.record_forge_installation(await invocation(forge))
+                stored = ForgeStoredToken(forge.system_token(), forge.api_base_url, time.time() + 3600, 1)
+                await tokens.put(forge.installation_id, None, stored)
+            finally:
+                await store.close()
+                await tokens.close()
+
+        asyncio.run(prepare())
+        argv = ["migrate", "link", "--database-url", url, "--connect-key", CONNECT_KEY, "--json"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["unreached"] == [
+            {"installation_id": forge.installation_id, "outcome": "no-token"}
+        ]
+        assert main([*argv, "--redis-url", redis_url, "--redis-prefix", prefix]) == 0
+        assert json.loads(capsys.readouterr().out)["linked"] == 1
+    assert reads(forge) == [200]
