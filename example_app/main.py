@@ -44,7 +44,7 @@ from fastapi_connect_auth import (
     remember_forge_tokens,
     remember_webhook_delivery,
 )
-from fastapi_connect_auth.stores import Tenant
+from fastapi_connect_auth.stores import ConnectLinker, Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 
 from .db import Stores, answer_database_outages, load_cipher, open_stores
@@ -190,12 +190,14 @@ def create_app(
     product_transport: httpx2.AsyncBaseTransport | None = None,
     forge_key_provider: ForgeKeyProvider | None = None,
     user_tokens: UserTokenProvider | None = None,
+    forge_transport: httpx2.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The app for `settings` (read from the environment by default). Nothing is opened until its lifespan.
 
     `product_transport` carries the calls to tenants' REST APIs instead of the network (tests);
     `forge_key_provider` resolves Forge's signing keys instead of fetching `FORGE_JWKS_URL`;
-    `user_tokens` gives users' access tokens (by default from `settings.authorization_server`, else Atlassian's).
+    `user_tokens` gives users' access tokens (by default from `settings.authorization_server`, else Atlassian's);
+    `forge_transport` carries the calls to Forge's product APIs (the reserved Connect property) instead of the network.
     """
     settings = settings or Settings.from_env()
     tenants = SQLAlchemyStore(
@@ -238,6 +240,8 @@ def create_app(
             key_provider=forge_key_provider or JwksKeyProvider(),
             api_hosts=settings.forge_api_hosts,
             jwks_url=settings.forge_jwks_url or FORGE_JWKS_URL,
+            # Connect's end of support: each installation's first trusted invocation links it to its tenant.
+            on_invocation=ConnectLinker(tenants, connect_key=settings.app_key, transport=forge_transport),
         )
 
     @asynccontextmanager

@@ -78,6 +78,7 @@ from ._forge._redelivery import ForgeEventSource, remember_forge_delivery, remem
 from ._logs import RedactTokens, redact_access_logs
 from ._openapi import auth_error_responses
 from ._outbound import (
+    CONNECT_CLIENT_KEY_PROPERTY,
     FORGE_GRAPHQL_URL,
     FORGE_GRAPHQL_URLS,
     FORGE_TOKEN_MAX_LIFETIME,
@@ -87,6 +88,11 @@ from ._outbound import (
     ForgeStoredToken,
     ForgeTokenStore,
     InMemoryForgeTokenStore,
+    InstallationContextRef,
+    InstallationDetails,
+    InstallationDetailsClient,
+    InstallationDetailsError,
+    InstallationPermissions,
     IssueWrites,
     OfflineUserTokens,
     ProductAPIError,
@@ -102,6 +108,7 @@ from ._outbound import (
     authorization_server_for,
     context_token,
     forge_product_client,
+    installation_is_live,
     product_client,
     remember_forge_tokens,
     stored_forge_client,
@@ -113,6 +120,7 @@ from ._telemetry import Telemetry
 
 __all__ = [
     "ATLASSIAN_KID_FORMATS",
+    "CONNECT_CLIENT_KEY_PROPERTY",
     "CONTEXT_QSH",
     "FORGE_API_HOSTS",
     "FORGE_GRAPHQL_URL",
@@ -182,6 +190,11 @@ __all__ = [
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
+    "InstallationContextRef",
+    "InstallationDetails",
+    "InstallationDetailsClient",
+    "InstallationDetailsError",
+    "InstallationPermissions",
     "InstallationType",
     "IssueWrites",
     "JwksKeyProvider",
@@ -218,6 +231,7 @@ __all__ = [
     "context_token",
     "forge_app_ari",
     "forge_product_client",
+    "installation_is_live",
     "lifecycle_router",
     "product_client",
     "proxy_authorization",

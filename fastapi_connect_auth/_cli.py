@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from . import __version__
+from ._cli_migrate import migrate
 from ._explain import Explanation, Request, UsageProblem, explain, load_jwks
 from ._logs import redact_tokens
 from ._tokens import MAX_TOKEN_LENGTH
@@ -41,6 +42,9 @@ _UNUSUAL = re.compile(r"[^ -~]")
 @click.version_option(__version__, prog_name="fastapi-connect-auth")
 def cli() -> None:
     """Tools for apps built with fastapi-connect-auth."""
+
+
+cli.add_command(migrate)
 
 
 @cli.command(name="explain")

@@ -59,6 +59,14 @@ from fastapi_connect_auth import (
 from fastapi_connect_auth._cli import cli as command_line
 from fastapi_connect_auth.stores import MemoryStore, SecretCipher
 from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
+from fastapi_connect_auth.stores import ConnectLinker, MemoryStore
+from fastapi_connect_auth.testing import (
+    FAKE_FORGE_JWKS_URL,
+    FakeForge,
+    FakeProduct,
+    forge_invocation,
+    install_payload,
+)
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -1395,3 +1403,22 @@ async def test_an_egress_client_path_with_dot_segments_reached_another_proxy_rou
             with pytest.raises(UnsafeRequestError):
                 await jira.get(path)
     assert sidecar.calls == []
+
+
+@pytest.mark.anyio
+async def test_a_system_token_planted_in_a_browser_fit_never_links_a_connect_tenant() -> None:
+    """A UI call's FIT passes through the browser, which may add any `x-forge-oauth-system`: never used to link.
+
+    Were it used, an attacker's own site's token could make the reserved property
+    name the attacker's Connect tenant for a victim's installation.
+    """
+    victim, attacker = FakeForge(), FakeForge()
+    store = MemoryStore()
+    await store.save_install(install_payload("attacker-tenant", "s" * 40))
+    attacker.serve_connect_client_key("attacker-tenant")
+    linker = ConnectLinker(store, connect_key="my-connect-app", transport=attacker.api_transport)
+    auth = victim.forge_auth(on_invocation=linker)
+    for shape in ("ui", "request-remote"):
+        await auth.verify_invocation(victim.mint_fit(shape), system_token=attacker.system_token())
+    assert attacker.api_calls == []
+    assert await store.installation_tenant(victim.installation_id) is None

@@ -1041,3 +1041,60 @@ def test_one_route_answers_alike_on_remote_and_on_containers() -> None:
         container = sidecar.drive(client).ui("/whoami")
     assert remote.json() == container.json()
     assert remote.json() == {"installation": forge.installation_id, "site": forge.cloud_id, "user": forge.account_id}
+
+
+# -- end_of_support.py ------------------------------------------------------------------------
+
+
+@exercises("end_of_support.py")
+@pytest.mark.anyio
+async def test_end_of_support_sample_links_rekeys_reports_and_purges() -> None:
+    from fastapi_connect_auth import ForgeStoredToken, InMemoryForgeTokenStore, InstallationDetailsClient
+    from fastapi_connect_auth.stores import MemoryStore
+    from fastapi_connect_auth.testing import FakeForge, install_payload
+
+    module = sample("end_of_support")
+    store = MemoryStore()
+    on_contact, in_batch, unknown = FakeForge(), FakeForge(), FakeForge()
+    for forge, client_key in ((on_contact, "tenant-a"), (in_batch, "tenant-b")):
+        forge.connect_key = module.CONNECT_KEY
+        forge.serve_connect_client_key(client_key)
+        await store.save_install(install_payload(client_key, "s" * 40, cloudId="old-site"), signed_at=1)
+    auth = on_contact.forge_auth()
+    module.link_on_first_contact(auth, store, transport=on_contact.api_transport)
+    event = await auth.verify_invocation(on_contact.mint_fit("trigger"), system_token=on_contact.system_token())
+    linked = await store.installation_tenant(event.installation_id)
+    assert linked is not None
+    assert linked.client_key == "tenant-a"
+
+    now = time.time()
+    for forge in (in_batch, unknown):
+        invocation = await forge.forge_auth().verify_invocation(forge.mint_fit("lifecycle"))
+        await store.record_forge_installation(invocation)
+        await store.put(
+            forge.installation_id, None, ForgeStoredToken(forge.system_token(), forge.api_base_url, now + 3600, now)
+        )
+    await store.record_forge_installation(event)
+    report = await module.nightly(store, transport=in_batch.api_transport)
+    assert (report["not_reached"], report["connect_tenants"], report["verified"], report["unlinked"]) == (1, 2, 2, 0)
+
+    rows = {"tenant-a": ["a1"], "tenant-b": ["b1", "b2"], "tenant-never-linked": ["x"]}
+    rekeyed = await module.rekey(store, rows)
+    assert rekeyed == {
+        on_contact.installation_id: ["a1"],
+        in_batch.installation_id: ["b1", "b2"],
+        "tenant-never-linked": ["x"],
+    }
+
+    tokens = InMemoryForgeTokenStore()
+    details = InstallationDetailsClient(
+        app_id=in_batch.app_id, environment_id=in_batch.environment_id, transport=in_batch.api_transport
+    )
+    data = {in_batch.installation_id: ["b1"]}
+    assert not await module.purge_if_gone(details, tokens, in_batch.installation_id, data)  # no token: cannot tell
+    await tokens.put(
+        in_batch.installation_id, None, ForgeStoredToken(in_batch.system_token(), in_batch.api_base_url, now + 3600)
+    )
+    in_batch.installed = False
+    assert await module.purge_if_gone(details, tokens, in_batch.installation_id, data)
+    assert data == {}

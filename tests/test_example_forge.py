@@ -46,7 +46,12 @@ def settings(database: Database, forge: FakeForge) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, forge: FakeForge, fake_product: FakeProduct) -> Iterator[TestClient]:
-    app = create_app(settings, key_provider=fake_product.key_provider(), forge_key_provider=forge.key_provider())
+    app = create_app(
+        settings,
+        key_provider=fake_product.key_provider(),
+        forge_key_provider=forge.key_provider(),
+        forge_transport=forge.api_transport,
+    )
     with TestClient(app, base_url=APP_URL) as client:
         yield client
 
@@ -295,3 +300,101 @@ def test_whoami_never_links_another_installations_or_products_tenant(
     other.kid = forge.kid
     assert forge.drive(client).ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
     assert other.drive(client).ui_call("/forge/whoami").json()["connectClientKey"] is None
+
+
+# -- Connect's end of support: the reserved property links an installation on first contact ------------
+
+
+def test_an_event_links_the_installation_from_the_reserved_property(
+    forge: FakeForge, fake_product: FakeProduct, settings: Settings, client: TestClient, database: Database
+) -> None:
+    """The pinned contract: the app's Connect key is asked for, at the FIT's apiBaseUrl, with the event's system token.
+
+    The tenant's recorded site is another one (renamed, imported): the property is Atlassian's answer, so it links.
+    """
+    assert fake_product.drive(client).install(cloudId="another-site").status_code == 204
+    driver = forge.drive(client)
+    assert driver.ui_call("/forge/whoami").json()["connectClientKey"] is None
+    forge.connect_key = settings.app_key
+    forge.serve_connect_client_key(fake_product.client_key)
+    system = forge.system_token()
+    assert driver.event("/forge/events", {"n": 1}, system_token=system).status_code == 204
+    assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+    reads = [call for call in forge.api_calls if "atlassian-connect" in call.url]
+    assert [(call.status, call.token_kind) for call in reads] == [(200, "system")]
+    property_path = f"/addons/{settings.app_key}/properties/connect_client_key_019cdff3-8bfb-71fe-9628-875b700aebb8"
+    assert reads[0].url == f"/ex/jira/{forge.cloud_id}/rest/atlassian-connect/1{property_path}"
+    assert driver.event("/forge/events", {"n": 2}, system_token=forge.system_token()).status_code == 204
+    assert len([call for call in forge.api_calls if "atlassian-connect" in call.url]) == 1  # once per installation
+    assert database.rows("SELECT client_key, source FROM atlassian_connect_links") == [
+        (fake_product.client_key, "property")
+    ]
+
+
+def test_the_property_outranks_the_cloud_id_guess(
+    forge: FakeForge,
+    fake_product: FakeProduct,
+    fake_product_signing_key: rsa.RSAPrivateKey,
+    settings: Settings,
+    client: TestClient,
+) -> None:
+    guessed = FakeProduct(private_key=fake_product_signing_key)
+    assert guessed.drive(client).install(cloudId=forge.cloud_id).status_code == 204
+    assert fake_product.drive(client).install().status_code == 204
+    driver = forge.drive(client)
+    assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == guessed.client_key
+    forge.connect_key = settings.app_key
+    forge.serve_connect_client_key({"clientKey": fake_product.client_key})
+    assert driver.lifecycle("/forge/lifecycle/installed", "installed").status_code == 204
+    assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+
+
+def test_a_ui_call_with_a_system_token_never_reads_the_property(
+    forge: FakeForge, fake_product: FakeProduct, settings: Settings, client: TestClient
+) -> None:
+    assert fake_product.drive(client).install().status_code == 204
+    forge.connect_key = settings.app_key
+    forge.serve_connect_client_key(fake_product.client_key)
+    driver = forge.drive(client)
+    answer = driver.ui_call("/forge/whoami", system_token=forge.system_token())
+    assert answer.json()["connectClientKey"] is None
+    assert [call for call in forge.api_calls if "atlassian-connect" in call.url] == []
+
+
+@pytest.mark.parametrize("answer", ["no tenant", "404", "403", "500", "invalid"])
+def test_failed_reads_leave_the_link_and_the_invocation_succeeds(
+    answer: str, forge: FakeForge, fake_product: FakeProduct, settings: Settings, client: TestClient
+) -> None:
+    assert fake_product.drive(client).install(cloudId=forge.cloud_id).status_code == 204  # the guess
+    forge.connect_key = settings.app_key
+    if answer == "no tenant":
+        forge.serve_connect_client_key("a-tenant-this-app-never-saw")
+    elif answer == "invalid":
+        forge.serve_connect_client_key(["not", "a", "clientKey"])
+    else:
+        forge.serve_connect_client_key(status=int(answer))
+    driver = forge.drive(client)
+    assert driver.event("/forge/events", {"n": 1}, system_token=forge.system_token()).status_code == 204
+    assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+    assert len([call for call in forge.api_calls if "atlassian-connect" in call.url]) == 1
+
+
+def test_the_property_is_read_at_a_loopback_api_base_url(
+    forge: FakeForge, fake_product: FakeProduct, database: Database
+) -> None:
+    """No transport handed in: the app reads the property over HTTP at the FIT's apiBaseUrl (the kit on loopback)."""
+    settings = Settings(
+        base_url=APP_URL,
+        database_url=database.url,
+        secret_encryption_key=Fernet.generate_key().decode(),
+        forge_app_id=forge.app_id,
+        forge_api_hosts=("127.0.0.1",),
+    )
+    app = create_app(settings, key_provider=fake_product.key_provider(), forge_key_provider=forge.key_provider())
+    forge.serve_connect_client_key(fake_product.client_key)
+    with forge.serve_api(), TestClient(app, base_url=APP_URL) as client:
+        assert fake_product.drive(client).install().status_code == 204
+        driver = forge.drive(client)
+        assert driver.event("/forge/events", {"n": 1}, system_token=forge.system_token()).status_code == 204
+        assert driver.ui_call("/forge/whoami").json()["connectClientKey"] == fake_product.client_key
+    assert [call.url.split("/addons/")[1].split("/")[0] for call in forge.api_calls] == [settings.app_key]

@@ -33,8 +33,9 @@ TABLES = {
     "atlassian_forge_installations",
     "atlassian_forge_tokens",
     "atlassian_deliveries",
+    "atlassian_connect_links",
 }
-HEADS = {("0004",)}  # the store's branch (fca0001) is merged into the app's by 0004's depends_on
+HEADS = {("0004",), ("fca0003",)}  # the store's branch (fca0001) is merged into the app's by 0004's depends_on
 
 
 def on(database: Database, work: Any) -> Any:

@@ -12,10 +12,11 @@ code that passes `audience=decode(token).app.id` accepts every Forge app's token
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,6 +92,19 @@ def check_invocation(
         raise AuthError(AuthErrorCode.WRONG_INVOCATION, "The FIT's app.module.key is not one this route takes.")
 
 
+logger = logging.getLogger("fastapi_connect_auth")
+
+
+async def _run_hook(hook: Callable[[ForgeInvocation], Awaitable[None]], invocation: ForgeInvocation) -> None:
+    """Await `on_invocation`; its failure is the app's to fix, never the caller's: logged by class, not raised."""
+    try:
+        await hook(invocation)
+    except Exception as exc:
+        logger.error(
+            "on_invocation failed for Forge installation %r: %s", invocation.installation_id, type(exc).__name__
+        )
+
+
 def _trace(value: str | None) -> str | None:
     return value if value is not None and _TRACE_ID.fullmatch(value) else None
 
@@ -130,6 +144,9 @@ class ForgeAuth(AppConfig):
       the call is refused all the same.
     * `telemetry`: a `Telemetry` to record a span, counters and the verification
       time of each call with OpenTelemetry; `None` (the default) records nothing.
+    * `on_invocation`: `await hook(invocation)` after each verified invocation,
+      before the route runs (`ConnectLinker` links installations this way); if it
+      raises, that is logged and the call goes on all the same.
 
     The keys in `jwks_url` are the only ones trusted for production tokens: point
     it (or `key_provider`) at a test JWKS in tests only, never in production.
@@ -157,6 +174,7 @@ class ForgeAuth(AppConfig):
         clock: Callable[[], float] = time.time,
         on_rejection: RejectionCallback | None = None,
         telemetry: Telemetry | None = None,
+        on_invocation: Callable[[ForgeInvocation], Awaitable[None]] | None = None,
     ) -> None:
         ids = [app_id] if isinstance(app_id, str) else list(app_id)
         if not ids:
@@ -203,6 +221,8 @@ class ForgeAuth(AppConfig):
         self.telemetry = telemetry
         """Records each verification with OpenTelemetry when set."""
         self._api_base_urls: LRUCache[str, str] = LRUCache(_KNOWN_API_BASE_URLS)
+        self.on_invocation = on_invocation
+        """Awaited with each verified invocation; what it raises is logged, never fails the call."""
 
     # -- the flow -----------------------------------------------------------------------
 
@@ -262,7 +282,12 @@ class ForgeAuth(AppConfig):
             raise
         if timing is not None:
             timing.end(installation_id=claims.app.installation_id, signed=True, key_provider=self.key_provider)
-        return ForgeInvocation(claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id))
+        verified = ForgeInvocation(
+            claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id)
+        )
+        if self.on_invocation is not None:
+            await _run_hook(self.on_invocation, verified)
+        return verified
 
     async def report_rejection(
         self,

@@ -43,6 +43,7 @@ No message contains a token, an assertion or a shared secret.
 
 from ._app_auth import ConnectAppAuth, context_token
 from ._clients import product_client, sync_product_client
+from ._connect_property import CONNECT_CLIENT_KEY_PROPERTY
 from ._errors import ProductAPIError, TokenRequestError, UnsafeRedirectError, UnsafeRequestError
 from ._forge import (
     FORGE_GRAPHQL_URL,
@@ -56,6 +57,14 @@ from ._forge import (
     forge_product_client,
     remember_forge_tokens,
     stored_forge_client,
+)
+from ._installation_details import (
+    InstallationContextRef,
+    InstallationDetails,
+    InstallationDetailsClient,
+    InstallationDetailsError,
+    InstallationPermissions,
+    installation_is_live,
 )
 from ._issue_writes import IssueWrites
 from ._paths import api_path
@@ -71,6 +80,7 @@ from ._user_auth import (
 
 __all__ = [
     "AUTHORIZATION_SERVERS",
+    "CONNECT_CLIENT_KEY_PROPERTY",
     "FORGE_GRAPHQL_URL",
     "FORGE_GRAPHQL_URLS",
     "FORGE_TOKEN_MAX_LIFETIME",
@@ -81,6 +91,11 @@ __all__ = [
     "ForgeStoredToken",
     "ForgeTokenStore",
     "InMemoryForgeTokenStore",
+    "InstallationContextRef",
+    "InstallationDetails",
+    "InstallationDetailsClient",
+    "InstallationDetailsError",
+    "InstallationPermissions",
     "IssueWrites",
     "OfflineUserTokens",
     "ProductAPIError",
@@ -96,6 +111,7 @@ __all__ = [
     "authorization_server_for",
     "context_token",
     "forge_product_client",
+    "installation_is_live",
     "product_client",
     "remember_forge_tokens",
     "stored_forge_client",

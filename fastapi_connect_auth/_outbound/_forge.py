@@ -48,6 +48,7 @@ __all__ = [
     "remember_forge_tokens",
     "stored_forge_client",
     "token_expiry",
+    "trusted_system_token",
 ]
 
 logger = logging.getLogger("fastapi_connect_auth")
@@ -183,12 +184,10 @@ async def remember_forge_tokens(
     User tokens come only with a user, so from browser-visible calls: they are
     never kept (ask `OfflineUserTokens` for a user's token instead).
     """
-    if invocation.browser_visible or invocation.system_token is None:
-        return False
+    value = trusted_system_token(invocation)
     module = invocation.module.key if invocation.module else None
-    if module_keys is not None and module not in module_keys:
+    if value is None or (module_keys is not None and module not in module_keys):
         return False
-    value = invocation.system_token.get_secret_value()
     expires_at, received_at = token_expiry(value), clock()
     if expires_at is None or expires_at <= received_at:
         return False
@@ -197,6 +196,17 @@ async def remember_forge_tokens(
         invocation.installation_id, None, ForgeStoredToken(value, invocation.api_base_url, capped, received_at)
     )
     return True
+
+
+def trusted_system_token(invocation: ForgeInvocation) -> str | None:
+    """The invocation's system token if it can be trusted to be Forge's: from a call no browser can have sent.
+
+    A browser-visible FIT (`principal` or `context`) may come with any token its
+    holder chose; only events, triggers, lifecycle events and backend calls count.
+    """
+    if invocation.browser_visible or invocation.system_token is None:
+        return None
+    return invocation.system_token.get_secret_value()
 
 
 class ForgeBearerAuth(TenantAuth):

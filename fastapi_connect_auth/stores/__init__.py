@@ -21,20 +21,41 @@ imports neither SQLAlchemy nor redis. Write your own by subclassing `BaseStore`;
 
 from ._base import BaseStore, CacheStats, link_connect_tenant
 from ._batching import Batcher
+from ._linking import DEFAULT_LINK_BACKOFF, ConnectLinker, LinkAttempt, LinkRun
 from ._memory import MemoryStore
-from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant
+from ._readiness import ReadinessReport, UnlinkedTenant, UnreachedInstallation, readiness_report
+from ._records import (
+    ConnectLink,
+    ForgeInstallationRecord,
+    InstallationState,
+    LinkOutcome,
+    LinkSource,
+    Product,
+    Tenant,
+)
 from ._secrets import SecretCipher, SecretDecryptionError
 
 __all__ = [
+    "DEFAULT_LINK_BACKOFF",
     "BaseStore",
     "Batcher",
     "CacheStats",
+    "ConnectLink",
+    "ConnectLinker",
     "ForgeInstallationRecord",
     "InstallationState",
+    "LinkAttempt",
+    "LinkOutcome",
+    "LinkRun",
+    "LinkSource",
     "MemoryStore",
     "Product",
+    "ReadinessReport",
     "SecretCipher",
     "SecretDecryptionError",
     "Tenant",
+    "UnlinkedTenant",
+    "UnreachedInstallation",
     "link_connect_tenant",
+    "readiness_report",
 ]

@@ -35,7 +35,14 @@ from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeInvocation
 from .._outbound._forge import ForgeStoredToken
 from ._batching import Batcher
-from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant, product_of_api_base_url
+from ._records import (
+    ConnectLink,
+    ForgeInstallationRecord,
+    InstallationState,
+    Product,
+    Tenant,
+    product_of_api_base_url,
+)
 from ._secrets import SecretDecryptionError
 
 __all__ = ["BaseStore", "CacheStats", "link_connect_tenant", "store_unavailable"]
@@ -266,6 +273,34 @@ class BaseStore(ABC):
         """Release the backend's connections (the app's lifespan calls it)."""
         return None
 
+    async def _get_link(self, installation_id: str) -> ConnectLink | None:
+        """The Connect link kept for the installation, or `None` (a store that keeps none: always `None`)."""
+        return None
+
+    async def _claim_link(self, installation_id: str, now: float, until: float) -> bool:
+        """Atomically: unless a verified link is kept or the next read is due after `now`, start one (lease `until`).
+
+        Of concurrent calls for one installation, at most one gets `True`; the kept
+        link's `attempts` grows by one and its `next_attempt_at` becomes `until`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no Connect links")
+
+    async def _put_link(self, link: ConnectLink) -> None:
+        """Write what a read came to, atomically; a verified link kept is never replaced by an unverified one."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no Connect links")
+
+    async def _list_links(self) -> list[ConnectLink]:
+        """Every Connect link kept."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no Connect links")
+
+    async def _list_tenants(self) -> list[Tenant]:
+        """Every tenant kept, its `shared_secret` left empty (never decrypted: a report needs no key)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its tenants")
+
+    async def _list_installations(self) -> list[ForgeInstallationRecord]:
+        """Every Forge installation kept."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its Forge installations")
+
     # -- faults ----------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -408,6 +443,9 @@ class BaseStore(ABC):
         if not _storable_id(installation_id) or (cloud_id is not None and not _storable_id(cloud_id)):
             return None
         async with self._reaching("a tenant lookup"):
+            verified = await self._property_linked_tenant(installation_id)
+            if verified is not None:
+                return verified
             candidates = await self._find_tenants(installation_id, cloud_id)
         return link_connect_tenant(
             candidates, installation_id=installation_id, cloud_id=cloud_id, product=_invocation_product(invocation)
@@ -498,6 +536,70 @@ class BaseStore(ABC):
         """Keep `key` until `expires_at` unless it is kept; the kept fingerprint, or `None` for a new delivery."""
         async with self._reaching("a delivery check"):
             return await self._remember_delivery(key, fingerprint, expires_at)
+
+    # -- Connect links (Connect's end of support) ------------------------------------------------
+
+    async def _property_linked_tenant(self, installation_id: str) -> Tenant | None:
+        """The installed tenant the reserved property named for the installation: Atlassian's answer, over any guess."""
+        link = await self._get_link(installation_id)
+        if link is None or not link.verified or link.client_key is None:
+            return None
+        tenant = await self._get_tenant(link.client_key)
+        return tenant if tenant is not None and tenant.installed else None
+
+    async def installation_tenant(self, installation_id: str) -> Tenant | None:
+        """The installed tenant verified for the installation, never a guess: the reserved property's, else a signed install's."""
+        if not _storable_id(installation_id):
+            return None
+        async with self._reaching("a tenant lookup"):
+            verified = await self._property_linked_tenant(installation_id)
+            if verified is not None:
+                return verified
+            candidates = await self._find_tenants(installation_id, None)
+        return link_connect_tenant(candidates, installation_id=installation_id, cloud_id=None, product=None)
+
+    async def connect_link(self, installation_id: str) -> ConnectLink | None:
+        """What is kept of the installation's link from the reserved property, or `None`."""
+        if not _storable_id(installation_id):
+            return None
+        async with self._reaching("a link read"):
+            return await self._get_link(installation_id)
+
+    async def claim_connect_link(self, installation_id: str, *, lease: float) -> bool:
+        """Start a read of the installation's property, unless it is linked, backing off, or being read elsewhere.
+
+        Atomic across replicas: of concurrent claims exactly one gets `True`, and it
+        holds the installation for `lease` seconds (then another may start).
+        """
+        check_id(installation_id, "installationId")
+        now = self.clock()
+        async with self._reaching("a link claim"):
+            return await self._claim_link(installation_id, now, now + lease)
+
+    async def record_connect_link(self, link: ConnectLink) -> None:
+        """Keep what a read came to: a verified link, or the failure and when to try again."""
+        check_id(link.installation_id, "installationId")
+        if link.client_key is not None:
+            check_id(link.client_key, "clientKey")
+        if not math.isfinite(link.next_attempt_at):
+            raise _refuse("a link's next attempt must be a finite time")
+        async with self._reaching("a link write"):
+            await self._put_link(link)
+
+    async def connect_links(self) -> list[ConnectLink]:
+        """Every link kept (for reports), in no particular order."""
+        async with self._reaching("a link listing"):
+            return await self._list_links()
+
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant kept, installed or not, each with an empty `shared_secret` (none is decrypted)."""
+        async with self._reaching("a tenant listing"):
+            return await self._list_tenants()
+
+    async def list_forge_installations(self) -> list[ForgeInstallationRecord]:
+        """Every Forge installation kept, installed or not."""
+        async with self._reaching("an installation listing"):
+            return await self._list_installations()
 
 
 def _credentials(tenant: Tenant | None) -> Credentials[Tenant] | None:

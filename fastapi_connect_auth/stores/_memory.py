@@ -9,7 +9,7 @@ from typing import Any
 from .._outbound._forge import ForgeStoredToken
 from .._redelivery import InMemoryRedeliveryStore
 from ._base import BaseStore, _updated, matching
-from ._records import ForgeInstallationRecord, Tenant
+from ._records import ConnectLink, ForgeInstallationRecord, Tenant
 
 __all__ = ["MemoryStore"]
 
@@ -30,6 +30,7 @@ class MemoryStore(BaseStore):
         self._installations: dict[str, ForgeInstallationRecord] = {}
         self._tokens: dict[tuple[str, str | None], ForgeStoredToken] = {}
         self._deliveries = InMemoryRedeliveryStore(max_size=max_deliveries, clock=self.clock)
+        self._links: dict[str, ConnectLink] = {}
 
     async def _get_tenant(self, client_key: str) -> Tenant | None:
         return self._tenants.get(client_key)
@@ -75,3 +76,28 @@ class MemoryStore(BaseStore):
 
     async def _remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
         return await self._deliveries.remember_delivery(key, fingerprint, expires_at)
+
+    async def _get_link(self, installation_id: str) -> ConnectLink | None:
+        return self._links.get(installation_id)
+
+    async def _claim_link(self, installation_id: str, now: float, until: float) -> bool:
+        kept = self._links.get(installation_id) or ConnectLink(installation_id)
+        if kept.verified or kept.next_attempt_at > now:
+            return False
+        self._links[installation_id] = replace(kept, attempts=kept.attempts + 1, next_attempt_at=until)
+        return True
+
+    async def _put_link(self, link: ConnectLink) -> None:
+        kept = self._links.get(link.installation_id)
+        if kept is not None and kept.verified and not link.verified:
+            return
+        self._links[link.installation_id] = replace(link, attempts=kept.attempts if kept else link.attempts)
+
+    async def _list_links(self) -> list[ConnectLink]:
+        return list(self._links.values())
+
+    async def _list_tenants(self) -> list[Tenant]:
+        return [replace(tenant, shared_secret="") for tenant in self._tenants.values()]
+
+    async def _list_installations(self) -> list[ForgeInstallationRecord]:
+        return list(self._installations.values())

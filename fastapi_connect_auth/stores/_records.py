@@ -13,11 +13,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 __all__ = [
+    "ConnectLink",
     "ForgeInstallationRecord",
     "InstallationState",
+    "LinkOutcome",
+    "LinkSource",
     "Product",
     "Tenant",
     "installation_values",
+    "link_values",
     "product_of_api_base_url",
 ]
 
@@ -160,4 +164,63 @@ def installation_values(record: ForgeInstallationRecord) -> dict[str, Any]:
         "installed_at": record.installed_at,
         "updated_at": record.updated_at,
         "uninstalled_at": record.uninstalled_at,
+    }
+
+
+LinkSource = Literal["install", "property"]
+"""Where a verified link between a Forge installation and a Connect tenant came from.
+
+`install`: a signed Connect `installed` that named the `installationId`;
+`property`: the reserved app property, read with that installation's own system token.
+"""
+LinkOutcome = Literal[
+    "linked", "not-found", "refused", "rate-limited", "unreachable", "invalid", "no-tenant", "no-token", "unsupported"
+]
+"""What reading an installation's Connect `clientKey` came to.
+
+`linked`: the property named a stored tenant; `not-found`: 404, no Connect history;
+`refused`: 401 or 403; `rate-limited`: 429; `unreachable`: a timeout, a network
+error or a 5xx; `invalid`: a value of no documented shape; `no-tenant`: a clientKey
+this store does not keep; `no-token`: no live system token is kept (the batch);
+`unsupported`: a product with no such property here (Bitbucket).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectLink:
+    """What is known of one Forge installation's Connect tenant from the reserved property, and when to ask again.
+
+    A verified link (`source` set) is final: the property is never read again for
+    that installation. Until then, `next_attempt_at` is when the next read may
+    start (a lease while one is under way, else the back-off of the last failure).
+    """
+
+    installation_id: str
+    """The Forge installation (an ARI)."""
+    client_key: str | None = None
+    """The linked tenant's clientKey, once verified."""
+    source: LinkSource | None = None
+    """`property` once verified here (links from signed installs live on the tenant)."""
+    linked_at: float | None = None
+    """When the link was verified (seconds since the epoch)."""
+    attempts: int = 0
+    """How many reads were started."""
+    last_outcome: LinkOutcome | None = None
+    """What the last read came to."""
+    next_attempt_at: float = 0.0
+    """When the next read may start (seconds since the epoch)."""
+
+    @property
+    def verified(self) -> bool:
+        """Whether the installation's tenant is known for certain."""
+        return self.source is not None and self.client_key is not None
+
+
+def link_values(link: ConnectLink) -> dict[str, Any]:
+    """What a read of the property wrote (all but the installation id, attempts and next attempt), as backends write it."""
+    return {
+        "client_key": link.client_key,
+        "source": link.source,
+        "linked_at": link.linked_at,
+        "last_outcome": link.last_outcome,
     }

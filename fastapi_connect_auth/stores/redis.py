@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
-from ._records import ForgeInstallationRecord, Tenant, installation_values
+from ._records import ConnectLink, ForgeInstallationRecord, Tenant, installation_values, link_values
 from ._secrets import CipherSource, Encrypting
 
 __all__ = ["RedisStore"]
@@ -77,6 +77,20 @@ local ttl = redis.call('PTTL', KEYS[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] and ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl) return 1 end
 return 0
 """
+_CLAIM_LINK = """
+if redis.call('HGET', KEYS[1], 'verified') == '1' then return 0 end
+local due = tonumber(redis.call('HGET', KEYS[1], 'next_attempt_at') or '0')
+if due > tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[2])
+return 1
+"""
+_PUT_LINK = """
+if ARGV[1] ~= '1' and redis.call('HGET', KEYS[1], 'verified') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'verified', ARGV[1], 'link', ARGV[2], 'next_attempt_at', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'attempts', ARGV[4])
+return 1
+"""
 _MUTABLE = ("installed", "enabled", "uninstalled_at", "installed_at")
 
 
@@ -116,6 +130,8 @@ class RedisStore(BaseStore, Encrypting):
         self._discard_token_script = self.redis.register_script(_FORGET_IF_SAME)
         self._replace_script = self.redis.register_script(_REPLACE)
         self._replace_value_script = self.redis.register_script(_REPLACE_VALUE)
+        self._claim_link_script = self.redis.register_script(_CLAIM_LINK)
+        self._put_link_script = self.redis.register_script(_PUT_LINK)
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r})"
@@ -131,10 +147,11 @@ class RedisStore(BaseStore, Encrypting):
 
     # -- tenants -------------------------------------------------------------------------------
 
-    def _tenant(self, raw: Mapping[Any, Any]) -> Tenant:
+    def _tenant(self, raw: Mapping[Any, Any], *, decrypt: bool = True) -> Tenant:
         fields = {_text(name): _text(value) for name, value in raw.items()}
         record = json.loads(fields["record"])
-        secret = self.cipher.decrypt(record.pop("encrypted_shared_secret").encode())
+        encrypted = record.pop("encrypted_shared_secret")
+        secret = self.cipher.decrypt(encrypted.encode()) if decrypt else ""
         for name in _MUTABLE:
             if name in fields:
                 record[name] = json.loads(fields[name])
@@ -259,6 +276,57 @@ class RedisStore(BaseStore, Encrypting):
             self._key("delivery", key), fingerprint, nx=True, pxat=max(int(expires_at * 1000), 1), get=True
         )
         return _text(kept) if isinstance(kept, bytes | str) else None
+
+    # -- Connect links: a hash of `verified`, `link` (JSON), `attempts`, `next_attempt_at` ----------------
+
+    async def _get_link(self, installation_id: str) -> ConnectLink | None:
+        fields = await self.redis.hgetall(self._key("connect-link", installation_id))
+        return _link(installation_id, fields) if fields else None
+
+    async def _claim_link(self, installation_id: str, now: float, until: float) -> bool:
+        key = self._key("connect-link", installation_id)
+        return bool(await self._claim_link_script(keys=[key], args=[repr(now), repr(until)]))
+
+    async def _put_link(self, link: ConnectLink) -> None:
+        described = json.dumps(link_values(link))
+        arguments = ["1" if link.verified else "0", described, repr(link.next_attempt_at), link.attempts]
+        await self._put_link_script(keys=[self._key("connect-link", link.installation_id)], args=arguments)
+
+    async def _list_links(self) -> list[ConnectLink]:
+        prefix = f"{self.prefix}:connect-link:"
+        found = []
+        async for key in self.redis.scan_iter(match=f"{prefix}*", count=500):
+            fields = await self.redis.hgetall(key)
+            if fields:
+                found.append(_link(_text(key).removeprefix(prefix), fields))
+        return found
+
+    async def _list_tenants(self) -> list[Tenant]:
+        found = []
+        async for key in self.redis.scan_iter(match=f"{self.prefix}:tenant:*", count=500):
+            fields = await self.redis.hgetall(key)
+            if fields:
+                found.append(self._tenant(fields, decrypt=False))
+        return found
+
+    async def _list_installations(self) -> list[ForgeInstallationRecord]:
+        found = []
+        async for key in self.redis.scan_iter(match=f"{self.prefix}:installation:*", count=500):
+            record = await self._get_installation(_text(key).removeprefix(f"{self.prefix}:installation:"))
+            if record is not None:
+                found.append(record)
+        return found
+
+
+def _link(installation_id: str, raw: Mapping[Any, Any]) -> ConnectLink:
+    fields = {_text(name): _text(value) for name, value in raw.items()}
+    described = json.loads(fields.get("link", "{}"))
+    return ConnectLink(
+        installation_id=installation_id,
+        attempts=int(fields.get("attempts", 0)),
+        next_attempt_at=float(fields.get("next_attempt_at", 0)),
+        **described,
+    )
 
 
 def _text(value: bytes | str) -> str:

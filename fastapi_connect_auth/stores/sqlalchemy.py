@@ -6,7 +6,7 @@ tokens are encrypted at rest (`SecretCipher`); a statement's parameters never
 reach a log or an error (`hide_parameters`). Every write is one atomic statement
 or one short transaction, so two replicas on one database agree.
 
-The schema is `metadata` (four tables prefixed `atlassian_`). Create it with
+The schema is `metadata` (five tables prefixed `atlassian_`). Create it with
 Alembic: add `MIGRATIONS` (`fastapi_connect_auth.stores:migrations`) to your
 `version_locations` and `metadata` to your env's `target_metadata`, then
 `alembic upgrade heads`; or, in tests and demos, `await store.create_tables()`.
@@ -26,10 +26,12 @@ from sqlalchemy import (
     Column,
     Double,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    and_,
     delete,
     or_,
     select,
@@ -43,7 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
-from ._records import ForgeInstallationRecord, InstallationState, Tenant, installation_values
+from ._records import (
+    ConnectLink,
+    ForgeInstallationRecord,
+    InstallationState,
+    Tenant,
+    installation_values,
+    link_values,
+)
 from ._secrets import CipherSource, Encrypting
 
 __all__ = ["MIGRATIONS", "SQLAlchemyStore", "async_database_url", "metadata"]
@@ -101,6 +110,17 @@ deliveries = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("expires_at", Double, nullable=False),
     Index("ix_atlassian_deliveries_expires_at", "expires_at"),
+)
+connect_links = Table(
+    "atlassian_connect_links",
+    metadata,
+    Column("installation_id", String(255), primary_key=True),
+    Column("client_key", String(255)),
+    Column("source", String(16)),
+    Column("linked_at", Double),
+    Column("attempts", Integer, nullable=False),
+    Column("last_outcome", String(32)),
+    Column("next_attempt_at", Double, nullable=False),
 )
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
@@ -201,11 +221,11 @@ class SQLAlchemyStore(BaseStore, Encrypting):
 
     # -- tenants -------------------------------------------------------------------------------
 
-    def _tenant(self, row: Any) -> Tenant:
+    def _tenant(self, row: Any, *, decrypt: bool = True) -> Tenant:
         return Tenant(
             client_key=row.client_key,
             base_url=row.base_url,
-            shared_secret=self.cipher.decrypt(row.encrypted_shared_secret),
+            shared_secret=self.cipher.decrypt(row.encrypted_shared_secret) if decrypt else "",
             signed_at=row.signed_at,
             installed=row.installed,
             enabled=row.enabled,
@@ -300,19 +320,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         query = select(installations).where(installations.c.installation_id == installation_id)
         async with self.engine.connect() as connection:
             row = (await connection.execute(query)).first()
-        if row is None:
-            return None
-        state: InstallationState = "uninstalled" if row.state == "uninstalled" else "installed"
-        return ForgeInstallationRecord(
-            installation_id=row.installation_id,
-            state=state,
-            contexts=tuple(row.contexts),
-            api_base_url=row.api_base_url,
-            app_version=row.app_version,
-            installed_at=row.installed_at,
-            updated_at=row.updated_at,
-            uninstalled_at=row.uninstalled_at,
-        )
+        return _installation(row) if row is not None else None
 
     async def _put_installation(self, record: ForgeInstallationRecord) -> None:
         values = installation_values(record)
@@ -397,6 +405,82 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         async with self.transaction() as connection:
             await connection.execute(delete(deliveries).where(deliveries.c.expires_at <= now))
             await connection.execute(delete(tokens).where(tokens.c.expires_at <= now))
+
+    # -- Connect links --------------------------------------------------------------------------------
+
+    async def _get_link(self, installation_id: str) -> ConnectLink | None:
+        query = select(connect_links).where(connect_links.c.installation_id == installation_id)
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return _link(row) if row is not None else None
+
+    async def _claim_link(self, installation_id: str, now: float, until: float) -> bool:
+        insert = self._dialect.insert(connect_links).values(
+            installation_id=installation_id, attempts=1, next_attempt_at=until
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[connect_links.c.installation_id],
+            set_={"attempts": connect_links.c.attempts + 1, "next_attempt_at": insert.excluded.next_attempt_at},
+            where=and_(connect_links.c.source.is_(None), connect_links.c.next_attempt_at <= now),
+        ).returning(connect_links.c.installation_id)
+        async with self.transaction() as connection:
+            return (await connection.execute(statement)).first() is not None
+
+    async def _put_link(self, link: ConnectLink) -> None:
+        values = {**link_values(link), "next_attempt_at": link.next_attempt_at}
+        insert = self._dialect.insert(connect_links).values(
+            installation_id=link.installation_id, attempts=link.attempts, **values
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[connect_links.c.installation_id],
+            set_={name: insert.excluded[name] for name in values},
+            where=None if link.verified else connect_links.c.source.is_(None),
+        )
+        async with self.transaction() as connection:
+            await connection.execute(statement)
+
+    async def _list_links(self) -> list[ConnectLink]:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(connect_links))).all()
+        return [_link(row) for row in rows]
+
+    async def _list_tenants(self) -> list[Tenant]:
+        """Every tenant, its secret left out of the query (a report opens the store without a key)."""
+        columns = [column for column in tenants.c if column.name != "encrypted_shared_secret"]
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(*columns))).all()
+        return [self._tenant(row, decrypt=False) for row in rows]
+
+    async def _list_installations(self) -> list[ForgeInstallationRecord]:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(installations))).all()
+        return [_installation(row) for row in rows]
+
+
+def _installation(row: Any) -> ForgeInstallationRecord:
+    state: InstallationState = "uninstalled" if row.state == "uninstalled" else "installed"
+    return ForgeInstallationRecord(
+        installation_id=row.installation_id,
+        state=state,
+        contexts=tuple(row.contexts),
+        api_base_url=row.api_base_url,
+        app_version=row.app_version,
+        installed_at=row.installed_at,
+        updated_at=row.updated_at,
+        uninstalled_at=row.uninstalled_at,
+    )
+
+
+def _link(row: Any) -> ConnectLink:
+    return ConnectLink(
+        installation_id=row.installation_id,
+        client_key=row.client_key,
+        source=row.source,
+        linked_at=row.linked_at,
+        attempts=row.attempts,
+        last_outcome=row.last_outcome,
+        next_attempt_at=row.next_attempt_at,
+    )
 
 
 def _digest(token: str) -> str:

@@ -27,6 +27,7 @@ from ._driver import ConnectAppDriver, expand_url
 from ._forge import (
     FAKE_FORGE_JWKS_URL,
     FAKE_FORGE_UI_ORIGIN,
+    ConnectProperty,
     FakeForge,
     FitShape,
     ForgeAppDriver,
@@ -56,6 +57,7 @@ __all__ = [
     "APBridge",
     "APIRequest",
     "ConnectAppDriver",
+    "ConnectProperty",
     "ContainerAppDriver",
     "FakeForge",
     "FakeProduct",

@@ -12,6 +12,7 @@ kit's `FakeRestAPI`, checking Forge's tokens instead of Connect's JWTs.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .._forge._flow import ForgeAuth, forge_app_ari
 from .._forge._jwks import JwksKeyProvider
 from .._forge._lifecycle import INSTALLATION_ARI_PREFIX, ForgeLifecycleEvent
+from .._outbound._connect_property import CONNECT_CLIENT_KEY_PROPERTY
 from ._keyserver import running
 from ._profiles import DEFAULT_ACCOUNT_ID, ProductType
 from ._restapi import APIRequest, FakeRestAPI, ProductAPICall, issue_route
@@ -37,6 +39,7 @@ from ._tenant import FakeTenant, generate_rsa_key
 __all__ = [
     "FAKE_FORGE_JWKS_URL",
     "FAKE_FORGE_UI_ORIGIN",
+    "ConnectProperty",
     "FakeForge",
     "FitShape",
     "ForgeAppDriver",
@@ -49,6 +52,9 @@ FAKE_FORGE_JWKS_URL = "https://forge.fake-cdn.test/.well-known/jwks.json"
 """Where `FakeForge.key_provider()` and `FakeForge.forge_auth()` look for keys; answered in-process."""
 FAKE_FORGE_UI_ORIGIN = "https://fake-app.cdn.prod.atlassian-dev.net"
 """The `Origin` of the fake's `requestRemote` calls: a Forge UI iframe's (`*.cdn.prod.atlassian-dev.net`)."""
+
+_INSTALLATION_DETAILS = re.compile(r"/forge/installation/v1/(?P<app>[^/]+)/(?P<env>[^/]+)/installation/(?P<id>[^/]+)")
+_DETAILS_INTERVAL = 300.0
 
 FitShape = Literal["ui", "request-remote", "backend", "event", "trigger", "lifecycle"]
 """The calls `FakeForge.mint_fit` signs a FIT for.
@@ -108,6 +114,25 @@ class JwksServer:
     """Guards `requests` across the server's threads."""
 
 
+@dataclass
+class ConnectProperty:
+    """How the fake product answers the reserved Connect `clientKey` property for its installation.
+
+    `status` 200 answers `{"key", "value"}` with `value` as given (a clientKey string,
+    `{"clientKey": …}`, or anything a test wants refused); any other status answers
+    that status (`retry_after` adds `Retry-After`). `delay` seconds pass first (a slow product).
+    """
+
+    value: Any = None
+    """The property's `value` (with status 200)."""
+    status: int = 200
+    """The status answered."""
+    delay: float = 0.0
+    """Seconds to wait before answering."""
+    retry_after: float | None = None
+    """`Retry-After` of a 429."""
+
+
 class _ForgeRestAPI(FakeRestAPI):
     """The fake product's REST API behind Forge: Bearer tokens that `FakeForge` issued, and the GraphQL gateway."""
 
@@ -125,11 +150,14 @@ class _ForgeRestAPI(FakeRestAPI):
         return str(claims["kind"])
 
     def answer(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path != "/graphql" or request.method != "POST":
+        details = _INSTALLATION_DETAILS.fullmatch(request.url.path) if request.method == "GET" else None
+        if (request.url.path != "/graphql" or request.method != "POST") and details is None:
             return super().answer(request)
         claims = self._verified_claims(request)
         if isinstance(claims, str):
             response = httpx2.Response(401, json={"message": "Unauthorized"})
+        elif details is not None:
+            response = self.forge.answer_installation_details(details["app"], details["env"], details["id"], claims)
         else:
             response = self.forge.answer_offline_token(request, claims)
         call = ProductAPICall(
@@ -166,7 +194,9 @@ class FakeForge:
     (`api.restrict(key, *account_ids)`); add routes with `api.route(...)`, make it
     answer 429 with `api.throttle(...)`; `api_calls` records each call with the
     kind of token it carried (`system`, `user`, `offline`). It is also the GraphQL
-    gateway of `offlineUserAuthToken`.
+    gateway of `offlineUserAuthToken`, serves the reserved Connect `clientKey` property
+    (`serve_connect_client_key`: a value, a status, a delay; 404 until set) and the
+    Installation Details API (rate limited by the fake's clock; `installed = False`: 404).
     """
 
     def __init__(
@@ -226,6 +256,18 @@ class FakeForge:
         self.api.add_route("GET", "/rest/api/3/myself", self._myself)
         if product == "jira":
             self.api.add_route("GET", "/rest/api/{version}/issue/{key}", issue_route(self.issues, self.api.viewers))
+        self.connect_key: str | None = None
+        """The app's Connect key: when set, the reserved property is served for it only (404 for any
+        other); `None` serves it for any key (read the asked one from `api_calls`)."""
+        self.connect_property = ConnectProperty(status=404)
+        """The reserved Connect `clientKey` property's answer: 404 (no Connect history) until a test sets it."""
+        self.installed = True
+        """While false, the Installation Details API answers 404 (the installation is gone)."""
+        self._details_asked: dict[str, float] = {}
+        if product in ("jira", "confluence"):
+            prefix = "/wiki" if product == "confluence" else ""
+            path = prefix + "/rest/atlassian-connect/1/addons/{key}/properties/{property}"
+            self.api.add_route("GET", path, self._connect_property)
         self._token_secret = secrets.token_bytes(32)
         self._token_accounts: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -410,7 +452,13 @@ class FakeForge:
         if kind is None:
             return None
         try:
-            claims = jwt.decode(token, self._token_secret, algorithms=["HS256"], options={"verify_exp": False})
+            # Times by the fake's own clock, not PyJWT's: a test may move it ahead of the real one.
+            claims = jwt.decode(
+                token,
+                self._token_secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
         except jwt.PyJWTError:
             return None
         if claims["exp"] <= self.clock():  # expiry by the fake's own clock
@@ -451,6 +499,75 @@ class FakeForge:
         """`GET /rest/api/3/myself`: who the token acts as (the app's system user for a system token)."""
         account = call.account_id or _SYSTEM_ACCOUNT
         return httpx2.Response(200, json={"accountId": account, "tokenKind": call.claims["kind"]})
+
+    def serve_connect_client_key(
+        self, value: Any = None, *, status: int = 200, delay: float = 0.0, retry_after: float | None = None
+    ) -> None:
+        """Answer the reserved property with `value` (a clientKey, or an object), or with `status` (404, 403, 429…)."""
+        self.connect_property = ConnectProperty(value, status, delay, retry_after)
+
+    def _connect_property(self, call: APIRequest) -> httpx2.Response:
+        """`GET …/addons/{key}/properties/{property}`: the reserved property, for the app's Connect key, as the app."""
+        answer = self.connect_property
+        wrong_key = self.connect_key is not None and call.params["key"] != self.connect_key
+        if wrong_key or call.params["property"] != CONNECT_CLIENT_KEY_PROPERTY:
+            return httpx2.Response(404, json={"message": "Property not found."})
+        if call.claims["kind"] != "system":
+            return httpx2.Response(403, json={"message": "Only the app can read this property."})
+        if answer.delay:
+            time.sleep(answer.delay)
+        if answer.status != 200:
+            headers = {"Retry-After": f"{answer.retry_after:g}"} if answer.retry_after is not None else {}
+            return httpx2.Response(answer.status, headers=headers, json={"message": f"Answered {answer.status}."})
+        return httpx2.Response(200, json={"key": CONNECT_CLIENT_KEY_PROPERTY, "value": answer.value})
+
+    def installation_details(self) -> dict[str, Any]:
+        """What the Installation Details API answers for this installation."""
+        site = f"ari:cloud:{self.product}::site/{self.cloud_id}"
+        return {
+            "version": "2.4.0",
+            "installationContext": {"id": site},
+            "secondaryInstallationContexts": [],
+            "permissions": {
+                "scopes": ["read:jira-work", "read:app-system-token"],
+                "external": {"fetch": {"backend": ["https://connect-app.example.test"], "client": []}},
+            },
+            "isSandbox": False,
+        }
+
+    def answer_installation_details(
+        self, app_id: str, environment_id: str, installation_id: str, claims: Mapping[str, Any]
+    ) -> httpx2.Response:
+        """`GET /forge/installation/v1/{appId}/{envId}/installation/{installationId}`, rate limited as Atlassian's.
+
+        The system token's installation must be the one named; one request per
+        5 minutes per installation (by the fake's clock), else 429 with `Retry-After`.
+        """
+        ours = (
+            self.app_id.rsplit("/", 1)[1],
+            self.environment_id.rsplit("/", 1)[1],
+            self.installation_uuid,
+        )
+        if claims["kind"] != "system" or (app_id, environment_id, installation_id) != ours:
+            return httpx2.Response(
+                401, json={"type": "AuthorizationError", "code": 401, "message": "Authorization failed"}
+            )
+        now = self.clock()
+        with self.lock:
+            last = self._details_asked.get(installation_id)
+            if last is not None and now - last < _DETAILS_INTERVAL:
+                wait = _DETAILS_INTERVAL - (now - last)
+                return httpx2.Response(
+                    429,
+                    headers={"Retry-After": str(int(wait) + 1)},
+                    json={"type": "RateLimitError", "code": 429, "message": "Rate limit exceeded"},
+                )
+            self._details_asked[installation_id] = now
+        if not self.installed:
+            return httpx2.Response(
+                404, json={"type": "NotFoundError", "code": 404, "message": "Installation not found"}
+            )
+        return httpx2.Response(200, json=self.installation_details())
 
     @property
     def api_calls(self) -> list[ProductAPICall]:

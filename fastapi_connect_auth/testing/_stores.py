@@ -31,6 +31,7 @@ import json
 import time
 import uuid
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -42,6 +43,7 @@ from .._forge._models import ForgeClaims, ForgeInvocation
 from .._forge._redelivery import remember_forge_event
 from .._outbound._forge import ForgeStoredToken
 from ..stores._base import BaseStore
+from ..stores._records import ConnectLink
 
 __all__ = ["StoreContract", "forge_invocation", "install_payload"]
 
@@ -420,3 +422,57 @@ class StoreContract:
             credentials = await restarted.credentials(key)
             assert credentials is not None
             assert credentials.shared_secret == "s" * 40
+
+    # -- Connect links ----------------------------------------------------------------------------
+
+    async def test_of_concurrent_link_claims_exactly_one_reads(self) -> None:
+        """Of concurrent claims to read an installation's property, on two store objects, exactly one wins."""
+        installation = f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as first, self.open_store() as second:
+            stores = [first, second]
+            won = await asyncio.gather(*(stores[n % 2].claim_connect_link(installation, lease=60) for n in range(12)))
+            assert won.count(True) == 1
+            kept = await first.connect_link(installation)
+            assert kept is not None
+            assert (kept.attempts, kept.verified) == (1, False)
+            assert kept.next_attempt_at > time.time() + 30  # the lease holds it
+
+    async def test_a_failed_read_backs_off_and_a_verified_link_is_final(self) -> None:
+        """A failure's back-off holds claims off until it runs out; a verified link is never claimed nor undone."""
+        key, installation = _key(), f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40), signed_at=100)
+            assert await store.claim_connect_link(installation, lease=60)
+            failed = ConnectLink(installation, last_outcome="refused", next_attempt_at=time.time() + 3600)
+            await store.record_connect_link(failed)
+            assert not await store.claim_connect_link(installation, lease=60)
+            await store.record_connect_link(replace(failed, next_attempt_at=time.time() - 1))  # ran out
+            assert await store.claim_connect_link(installation, lease=60)
+            linked = ConnectLink(installation, key, "property", time.time(), last_outcome="linked")
+            await store.record_connect_link(linked)
+            await store.record_connect_link(failed)  # a late failure never undoes a verified link
+            kept = await store.connect_link(installation)
+            assert kept is not None
+            assert (kept.client_key, kept.source, kept.attempts, kept.verified) == (key, "property", 2, True)
+            assert not await store.claim_connect_link(installation, lease=60)
+            assert [link.installation_id for link in await store.connect_links()].count(installation) == 1
+            tenant = await store.installation_tenant(installation)
+            assert tenant is not None
+            assert tenant.client_key == key
+            invocation = forge_invocation(installation, "cloud-of-another-site")
+            linked_tenant = await store.connect_tenant(invocation)
+            assert linked_tenant is not None
+            assert linked_tenant.client_key == key
+
+    async def test_listings_leave_every_secret_out(self) -> None:
+        """Tenants and installations are listed for reports with no secret in them."""
+        key, installation = _key(), f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40, cloudId="c-1"), signed_at=100)
+            await store.record_forge_installation(forge_invocation(installation, "c-1"))
+            listed = [tenant for tenant in await store.list_tenants() if tenant.client_key == key]
+            assert [(tenant.shared_secret, tenant.cloud_id, tenant.installed) for tenant in listed] == [
+                ("", "c-1", True)
+            ]
+            records = [r for r in await store.list_forge_installations() if r.installation_id == installation]
+            assert [record.cloud_id for record in records] == ["c-1"]
