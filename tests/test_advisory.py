@@ -57,16 +57,8 @@ from fastapi_connect_auth import (
     sync_product_client,
 )
 from fastapi_connect_auth._cli import cli as command_line
-from fastapi_connect_auth.stores import MemoryStore, SecretCipher
+from fastapi_connect_auth.stores import ConnectLinker, MemoryStore, SecretCipher
 from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
-from fastapi_connect_auth.stores import ConnectLinker, MemoryStore
-from fastapi_connect_auth.testing import (
-    FAKE_FORGE_JWKS_URL,
-    FakeForge,
-    FakeProduct,
-    forge_invocation,
-    install_payload,
-)
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
