@@ -387,12 +387,13 @@ def test_reclaim_of_an_uninstalled_client_key_by_an_unsigned_install(
     app.tenants.uninstall()
     refused = {
         "webhook": app.post("/webhook", tokens.hs256(qsh_for("POST", "/webhook"))),
-        "enabled": app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled"))),
         "signed": app.get("/either", tokens.rs256(qsh_for("GET", "/either"))),
     }
     assert {name: response.json()["code"] for name, response in refused.items()} == dict.fromkeys(
         refused, "UNKNOWN_ISSUER"
     )
+    late = app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled")))  # verified with the kept secret
+    assert late.status_code == 200, late.text  # for the route to answer 2xx and change nothing
 
     attacker_secret = "attacker-chosen-secret-" * 2
     reclaim = app.install(install_body(sharedSecret=attacker_secret))
@@ -1130,7 +1131,8 @@ async def test_a_fit_of_another_installation_on_the_same_site_got_the_linked_con
 
     store = MemoryStore()
     linked = "ari:cloud:ecosystem::installation/linked"
-    await store.save_install(install_payload("jira", "s" * 40, installationId=linked, cloudId="site-1"))
+    payload = install_payload("jira", "s" * 40, installationId=linked, cloudId="site-1")
+    await store.save_install(payload, signed_at=1, atlassian_signed=True)
     assert (await store.connect_tenant(forge_invocation(linked, "site-1"))) is not None
     other = forge_invocation("ari:cloud:ecosystem::installation/other", "site-1")
     assert await store.connect_tenant(other) is None
@@ -1141,7 +1143,9 @@ async def test_jira_and_confluence_on_one_cloud_id_were_taken_for_each_other() -
     """The cloud-id fallback ignored the product: a Confluence FIT got the Jira tenant of the same site."""
 
     store = MemoryStore()
-    await store.save_install(install_payload("jira-only", "s" * 40, cloudId="site-2"))
+    await store.save_install(
+        install_payload("jira-only", "s" * 40, cloudId="site-2"), signed_at=1, atlassian_signed=True
+    )
     installation = "ari:cloud:ecosystem::installation/wiki"
     assert await store.connect_tenant(forge_invocation(installation, "site-2", product="confluence")) is None
     found = await store.connect_tenant(forge_invocation(installation, "site-2", product="jira"))

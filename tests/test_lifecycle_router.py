@@ -73,6 +73,7 @@ def app_parts(
         store,
         forge_auth,
         prefix="/atlassian",
+        forge_module_keys={"forge-lifecycle"},
         on_installed=on_installed,
         on_uninstalled=on_uninstalled,
         on_enabled=on_enabled,
@@ -125,7 +126,7 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
 ) -> None:
     client, store, forge = app_parts
     driver = forge.drive(client)
-    fit = forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+    fit = forge.mint_fit("lifecycle")  # the endpoint forge-lifecycle's
     token = forge.system_token()
     body = {"id": forge.installation_id.rsplit("/", 1)[1], "app": {"id": forge.app_id, "version": "7.0.0"}}
     installed = client.post(
@@ -147,6 +148,13 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
     assert (record.app_version, record.cloud_id, record.product) == ("2.4.0", forge.cloud_id, "jira")
     assert stored is not None
     assert stored.token == token
+
+
+def test_forge_lifecycle_routes_need_the_manifest_endpoint_keys() -> None:
+    connect, forge = ConnectAuth(base_url=APP_URL, store=MemoryStore()), FakeForge().forge_auth()
+    for keys in (None, "forge-lifecycle"):
+        with pytest.raises(ValueError, match="forge_module_keys"):
+            lifecycle_router(connect, MemoryStore(), forge, forge_module_keys=keys)
 
 
 def test_connect_auth_takes_a_loader_or_a_store_not_both_nor_neither() -> None:

@@ -34,7 +34,7 @@ TABLES = {
     "atlassian_forge_tokens",
     "atlassian_deliveries",
 }
-HEADS = {("0004",)}  # the store's branch (fca0001) is merged into the app's by 0004's depends_on
+HEADS = {("0004",), ("fca0002",)}  # the app's branch (0004 depends on fca0001) and the store's (fca0002)
 
 
 def on(database: Database, work: Any) -> Any:

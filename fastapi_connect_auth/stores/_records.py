@@ -62,11 +62,18 @@ class Tenant:
     shared_secret: str = field(repr=False)
     """The HS256 secret of its latest install, in clear; never shown in a repr."""
     signed_at: float = 0.0
-    """When the latest install or uninstall was signed (its token's `iat`, else when it was received)."""
+    """When the latest applied install or uninstall was signed: an Atlassian-signed token's `iat`; a
+    shared-secret token's `iat` but never later than when it arrived; an unsigned install's arrival."""
+    signed_rank: int = 0
+    """1 when Atlassian signed (RS256) the latest applied install or uninstall, else 0.
+
+    Writes are ordered by `(signed_at, signed_rank)`: of two signed at the same time, Atlassian's wins."""
     installed: bool = True
     """`False` once it uninstalled: its calls are refused until a signed install."""
     enabled: bool = True
     """`False` between a `disabled` and an `enabled` callback."""
+    enabled_at: float = 0.0
+    """When the latest applied `enabled`, `disabled` or install was signed: orders `enabled` on its own."""
     product_type: str | None = None
     """`productType` of the install (`jira`, `confluence`, `bitbucket`), when sent."""
     installation_id: str | None = None
