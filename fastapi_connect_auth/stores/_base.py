@@ -135,16 +135,18 @@ def lifecycle_order(claims: ConnectClaims | None, now: float) -> tuple[float, in
     """The order key `(signed_at, rank)` of a Connect lifecycle write; a write applies if its key is not below the kept one.
 
     Atlassian-signed (RS256): its `iat`, rank 1. Shared-secret (HS256): its `iat`
-    but never later than `now`, rank 0, so whoever holds a tenant's secret can
-    never sign past Atlassian's next install or uninstall, and a tie goes to
-    Atlassian. No token (a legacy first install): `now`, rank 0. The verifier
-    has already refused an `iat` in the future beyond its leeway.
+    but never later than the current second, rank 0, so whoever holds a
+    tenant's secret can never sign past Atlassian's next install or uninstall,
+    and a tie (Atlassian's `iat` is in whole seconds too) goes to Atlassian. No
+    token (a legacy first install): now, rank 0. The verifier has already
+    refused an `iat` in the future beyond its leeway.
     """
-    if claims is None or claims.iat is None:
-        return now, 1 if claims is not None and claims.alg == "RS256" else 0
-    if claims.alg == "RS256":
-        return float(claims.iat), 1
-    return min(float(claims.iat), now), 0
+    if claims is not None and claims.alg == "RS256":
+        return (float(claims.iat) if claims.iat is not None else now), 1
+    if claims is None:
+        return now, 0
+    second = float(math.floor(now))
+    return (min(float(claims.iat), second) if claims.iat is not None else second), 0
 
 
 def outranks(kept: Tenant, signed_at: float, rank: int) -> bool:
