@@ -141,12 +141,10 @@ def lifecycle_order(claims: ConnectClaims | None, now: float) -> tuple[float, in
     token (a legacy first install): now, rank 0. The verifier has already
     refused an `iat` in the future beyond its leeway.
     """
-    if claims is not None and claims.alg == "RS256":
-        return (float(claims.iat) if claims.iat is not None else now), 1
     if claims is None:
         return now, 0
-    second = float(math.floor(now))
-    return (min(float(claims.iat), second) if claims.iat is not None else second), 0
+    iat = float(claims.iat) if claims.iat is not None else now
+    return (iat, 1) if claims.alg == "RS256" else (min(iat, float(math.floor(now))), 0)
 
 
 def outranks(kept: Tenant, signed_at: float, rank: int) -> bool:

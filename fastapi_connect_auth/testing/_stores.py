@@ -227,6 +227,7 @@ class StoreContract:
         """Ids no store could hold are never found."""
         async with self.open_store() as store:
             assert await store.credentials(client_key) is None
+            assert await store.fresh_credentials(client_key) is None
             assert await store.forge_installation(client_key) is None
             assert await store.get(client_key, None) is None
 
