@@ -19,7 +19,7 @@ imports neither SQLAlchemy nor redis. Write your own by subclassing `BaseStore`;
 `fastapi_connect_auth.testing.StoreContract` checks it.
 """
 
-from ._base import BaseStore, CacheStats, link_connect_tenant
+from ._base import BaseStore, CacheStats, lifecycle_order, link_connect_tenant, outranks, reinstalled
 from ._batching import Batcher
 from ._memory import MemoryStore
 from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant
@@ -36,5 +36,8 @@ __all__ = [
     "SecretCipher",
     "SecretDecryptionError",
     "Tenant",
+    "lifecycle_order",
     "link_connect_tenant",
+    "outranks",
+    "reinstalled",
 ]

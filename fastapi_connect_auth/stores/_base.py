@@ -43,7 +43,15 @@ from ._batching import Batcher
 from ._records import ForgeInstallationRecord, InstallationState, Product, Tenant, product_of_api_base_url
 from ._secrets import SecretDecryptionError
 
-__all__ = ["BaseStore", "CacheStats", "lifecycle_order", "link_connect_tenant", "store_unavailable"]
+__all__ = [
+    "BaseStore",
+    "CacheStats",
+    "lifecycle_order",
+    "link_connect_tenant",
+    "outranks",
+    "reinstalled",
+    "store_unavailable",
+]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
