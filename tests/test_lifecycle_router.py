@@ -244,3 +244,28 @@ def test_expired_delivery_ids_and_tokens_are_purged(tmp_path: Path) -> None:
         return counts
 
     assert anyio.run(run) == [1, 1]
+
+
+def test_a_legacy_install_updated_in_the_same_second_takes_the_new_secret(fake_bitbucket: FakeProduct) -> None:
+    """Bitbucket: an unsigned first install, then an update signed with the secret the app holds, at once."""
+    store = MemoryStore()
+    connect = ConnectAuth(base_url=APP_URL, store=store, authorization_method="sharedSecret")
+    router = lifecycle_router(connect, store)
+    app = FastAPI()
+    connect.install(app)
+    app.include_router(router)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {"key": "router-app", "baseUrl": APP_URL, "lifecycle": router.lifecycle_urls}
+
+    with TestClient(app, base_url=APP_URL) as client:
+        bitbucket = fake_bitbucket.drive(client)
+        assert bitbucket.install().status_code == 204
+        assert bitbucket.update().status_code == 204
+        unsigned = client.post("/installed", json=fake_bitbucket.install_payload(app_key="router-app"))
+        assert (unsigned.status_code, unsigned.json()["code"]) == (401, "UNAUTHORIZED_REQUEST")
+
+    tenant = anyio.run(store.tenant, fake_bitbucket.client_key)
+    assert tenant is not None
+    assert (tenant.shared_secret, tenant.signed_rank) == (fake_bitbucket.shared_secret, 0)

@@ -146,13 +146,15 @@ def lifecycle_order(claims: ConnectClaims | None, now: float) -> tuple[float, in
     but never later than the current second, rank 0, so whoever holds a
     tenant's secret can never sign past Atlassian's next install or uninstall,
     and a tie (Atlassian's `iat` is in whole seconds too) goes to Atlassian. No
-    token (a legacy first install): now, rank 0. The verifier has already
-    refused an `iat` in the future beyond its leeway.
+    token (a legacy first install): the current second, rank 0, so an update
+    signed in that second still applies. The verifier has already refused an
+    `iat` in the future beyond its leeway.
     """
+    second = float(math.floor(now))
     if claims is None:
-        return now, 0
+        return second, 0
     iat = float(claims.iat) if claims.iat is not None else now
-    return (iat, 1) if claims.alg == "RS256" else (min(iat, float(math.floor(now))), 0)
+    return (iat, 1) if claims.alg == "RS256" else (min(iat, second), 0)
 
 
 def outranks(kept: Tenant, signed_at: float, rank: int) -> bool:
