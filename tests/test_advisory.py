@@ -15,7 +15,9 @@ import logging
 import random
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -1433,3 +1435,51 @@ def test_find_tenants_stopped_at_100_unordered_rows(open_store: StoreFactory) ->
     found = anyio.run(run)
     assert found is not None
     assert found.client_key == "z-linked"
+
+
+def race(*calls: Callable[[], httpx2.Response]) -> list[int]:
+    """Send `calls` at once, each from its own thread (each replica's client used by one thread); their statuses."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result().status_code for future in [pool.submit(call) for call in calls]]
+
+
+def test_racing_lifecycle_callbacks_on_two_replicas_keep_the_rules(
+    open_store: StoreFactory, fake_product: FakeProduct, fake_bitbucket: FakeProduct
+) -> None:
+    """Items 3, 4 and 6 under a race: Atlassian's install against a shared secret's, installed against
+    preUninstall, and two unsigned first installs, each pair sent at once to two replicas on one store."""
+    forge = FakeForge()
+    leaked = fake_product.shared_secret
+    apps = [lifecycle_app(open_store(), fake_product, forge, method="any") for _ in range(2)]
+    with replica(apps[0], fake_product) as a, replica(apps[1], fake_product) as b:
+        assert a.install(signed_at=time.time() - 60).status_code == 204
+        hs256 = fake_product.shared_secret_token(
+            "POST", "/installed", app_base_url=LIFECYCLE_APP_URL, shared_secret=leaked
+        )
+        assert race(lambda: b.install(token=hs256, sharedSecret="h" * 40), a.install) == [204, 204]
+        assert stored(open_store, fake_product.client_key).shared_secret == leaked  # Atlassian's, whatever the order
+
+        drivers = forge.drive(a.client), forge.drive(b.client)
+        for _ in range(3):
+            forge.installation_id = f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+            statuses = race(
+                lambda: drivers[0].lifecycle("/forge/lifecycle/installed", "installed"),
+                lambda: drivers[1].lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall"),
+            )
+            assert statuses == [204, 204]
+
+            async def state() -> Any:
+                reader = open_store()
+                try:
+                    return await reader.forge_installation(forge.installation_id)
+                finally:
+                    await reader.close()
+
+            assert anyio.run(state).state == "uninstalled"
+
+        body = fake_bitbucket.install_payload(app_key="lifecycle-app")
+        statuses = race(*(lambda client=client, n=n: client.post("/installed", json={**body, "sharedSecret": f"{n}" * 40})
+                          for n, client in enumerate((a.client, b.client))))  # fmt: skip
+        assert sorted(statuses) == [204, 401]
+        kept = stored(open_store, fake_bitbucket.client_key)
+        assert kept.shared_secret == f"{statuses.index(204)}" * 40
