@@ -389,7 +389,7 @@ def run_forge_lifecycle(forge: FakeForge, driver: ForgeAppDriver, client: httpx2
     installation = forge.installation_id.rsplit("/", 1)[1]  # the payload names it as a bare UUID
 
     def lifecycle(event: str, payload: dict[str, Any], fit: str | None = None) -> httpx2.Response:
-        fit = fit or forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+        fit = fit or forge.mint_fit("lifecycle", module_key="forge-lifecycle")  # the manifest's lifecycle endpoint
         return client.post(f"/forge/lifecycle/{event}", json=payload, headers=driver.headers(fit))
 
     installed = {"id": installation, "app": {"id": forge.app_id, "version": "2.4.0"}}
@@ -413,10 +413,25 @@ def run_forge_lifecycle(forge: FakeForge, driver: ForgeAppDriver, client: httpx2
         401,
         "WRONG_INVOCATION",
     )
+    steps.expect(
+        "Lifecycle event with a product event's FIT refused",
+        lifecycle("installed", installed, fit=forge.mint_fit("event", module_key="forge-events")),
+        401,
+        "WRONG_INVOCATION",
+    )
     leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "pre-uninstall"}, "contextToken": "opaque"}
     steps.expect("preUninstall recorded", lifecycle("pre-uninstall", leaving), 204)
     steps.expect(
         "GET /forge/whoami says the installation is uninstalled",
+        driver.ui_call("/forge/whoami"),
+        200,
+        check=lambda response: response.json()["installationState"] == "uninstalled",
+    )
+    steps.expect(
+        "A late installed event after the preUninstall answered 2xx, ignored", lifecycle("installed", installed), 204
+    )
+    steps.expect(
+        "GET /forge/whoami says the installation is still uninstalled",
         driver.ui_call("/forge/whoami"),
         200,
         check=lambda response: response.json()["installationState"] == "uninstalled",

@@ -103,11 +103,24 @@ WebhookCall = Annotated[
 ]
 """A webhook: verified like a page load, then its JSON object read (at most MAX_WEBHOOK_BYTES) into `call.body`."""
 
+FORGE_EVENTS_ENDPOINT = "forge-events"
+"""The manifest's endpoint for product events and triggers: the `app.module.key` of their FITs."""
+FORGE_LIFECYCLE_ENDPOINT = "forge-lifecycle"
+"""The manifest's endpoint for lifecycle events (installed, upgraded, preUninstall)."""
+
 ForgeEventCall = Annotated[
     ForgeInvocation,
-    Depends(ForgeRequest(invocation="event", body=dict[str, Any], max_body_size=MAX_WEBHOOK_BYTES)),
+    Depends(
+        ForgeRequest(
+            invocation="event",
+            module_keys={FORGE_EVENTS_ENDPOINT},
+            body=dict[str, Any],
+            max_body_size=MAX_WEBHOOK_BYTES,
+        )
+    ),
 ]
-"""A Forge product event or trigger (never a FIT from a browser): verified, then its JSON object read strictly."""
+"""A Forge product event or trigger (never a FIT from a browser, only the `forge-events` endpoint's): verified,
+then its JSON object read strictly."""
 ForgeUiCall = Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="ui"))]
 """A call from the app's Forge UI (`requestRemote`)."""
 
@@ -263,7 +276,7 @@ def create_app(
     redact_access_logs()
     answer_database_outages(app)
 
-    lifecycle = lifecycle_router(connect, tenants, forge)
+    lifecycle = lifecycle_router(connect, tenants, forge, forge_module_keys={FORGE_LIFECYCLE_ENDPOINT})
 
     @app.get("/atlassian-connect.json")
     async def descriptor() -> dict[str, Any]:

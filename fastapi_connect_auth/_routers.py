@@ -8,7 +8,7 @@ callback the store did not commit. A store fault is a 503 the product retries.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends
@@ -46,6 +46,7 @@ def lifecycle_router(
     *,
     prefix: str = "",
     forge_prefix: str = "/forge/lifecycle",
+    forge_module_keys: Iterable[str] | None = None,
     on_installed: Hook[VerifiedInstallation[Tenant]] | None = None,
     on_uninstalled: Hook[VerifiedLifecycle[Tenant]] | None = None,
     on_enabled: Hook[VerifiedLifecycle[Tenant]] | None = None,
@@ -66,17 +67,29 @@ def lifecycle_router(
       secret, payload and Forge installation id are written (`store.save_install`).
     * `uninstalled`: the tenant is kept, refused until a signed install.
     * `enabled`/`disabled`: recorded on the tenant.
-    * With `forge`: `POST {prefix}{forge_prefix}/installed`, `/upgraded` and
-      `/pre-uninstall` (Forge `trigger` and `preUninstall` modules with
-      `endpoint:`), each a `ForgeLifecycle` route: no browser-visible FIT, the
-      payload's installation the FIT's. The installation is recorded with its
-      contexts (`installed`, then `uninstalled` with its time), and the system
-      token the event brings is kept (`remember_forge_tokens`).
+    * A callback signed before the latest one applied (a late delivery) is
+      answered 204 and changes nothing (`lifecycle_order`).
+    * With `forge` and `forge_module_keys` (the manifest's endpoint keys that
+      receive lifecycle events): `POST {prefix}{forge_prefix}/installed`,
+      `/upgraded` and `/pre-uninstall` (Forge `trigger` and `preUninstall`
+      modules with `endpoint:`), each a `ForgeLifecycle` route: only FITs whose
+      `app.module.key` is one of them (a product event's or a trigger's FIT is
+      `WRONG_INVOCATION`, 401), the payload's installation the FIT's. The
+      installation is recorded with its contexts (`installed`, then `uninstalled`
+      with its time, for good: a later event for it is a redelivery, answered
+      204 and ignored), and the system token an installed or upgraded event
+      brings is kept (`remember_forge_tokens`).
     * `on_installed=`, `on_uninstalled=`, `on_enabled=`, `on_disabled=`,
       `on_forge_installed=`, `on_forge_upgraded=`, `on_forge_uninstalled=`: the
-      app's own work, awaited after the store committed; the callback is
-      answered once the hook returns.
+      app's own work, awaited only once the store committed the write the
+      callback describes (not for one it refused); the callback is answered
+      once the hook returns.
     """
+    if forge is not None and (forge_module_keys is None or isinstance(forge_module_keys, str)):
+        raise ValueError(
+            "lifecycle_router(forge=...) needs forge_module_keys=: the manifest's endpoint keys for lifecycle events"
+            " (any FIT without a principal would pass otherwise, a product event's or a trigger's too)"
+        )
     # Every route writes the store: its outages are 503s, documented beside the dependencies' own.
     router = LifecycleRouter(prefix=prefix, responses=auth_error_responses(AuthErrorCode.STORE_UNAVAILABLE))
     router.lifecycle_urls = {
@@ -91,28 +104,27 @@ def lifecycle_router(
 
     @router.post("/installed", status_code=204)
     async def installed(install: VerifiedInstallation[Tenant] = signed_install) -> None:
-        await store.save_install(install)
-        await _run(on_installed, install)
+        if await store.save_install(install):
+            await _run(on_installed, install)
 
     @router.post("/uninstalled", status_code=204)
     async def uninstalled(event: VerifiedLifecycle[Tenant] = uninstall) -> None:
-        await store.uninstall(event.client_key, signed_at=event.claims.iat)
-        await _run(on_uninstalled, event)
+        if await store.uninstall(event):
+            await _run(on_uninstalled, event)
 
     @router.post("/enabled", status_code=204)
     async def enabled(event: VerifiedLifecycle[Tenant] = enable) -> None:
-        await store.set_enabled(event.client_key, True)
-        await _run(on_enabled, event)
+        if await store.set_enabled(event, True):
+            await _run(on_enabled, event)
 
     @router.post("/disabled", status_code=204)
     async def disabled(event: VerifiedLifecycle[Tenant] = disable) -> None:
-        await store.set_enabled(event.client_key, False)
-        await _run(on_disabled, event)
+        if await store.set_enabled(event, False):
+            await _run(on_disabled, event)
 
     if forge is not None:
-        _add_forge_routes(
-            router, store, forge, forge_prefix, on_forge_installed, on_forge_upgraded, on_forge_uninstalled
-        )
+        hooks = (on_forge_installed, on_forge_upgraded, on_forge_uninstalled)
+        _add_forge_routes(router, store, forge, forge_prefix, frozenset(forge_module_keys or ()), *hooks)
     return router
 
 
@@ -121,34 +133,39 @@ def _add_forge_routes(
     store: BaseStore,
     forge: ForgeAuth,
     prefix: str,
+    module_keys: frozenset[str],
     on_installed: Hook[VerifiedForgeLifecycle] | None,
     on_upgraded: Hook[VerifiedForgeLifecycle] | None,
     on_uninstalled: Hook[VerifiedForgeLifecycle] | None,
 ) -> None:
-    forge_installed: Any = Depends(ForgeLifecycle("installed", config=forge))
-    forge_upgraded: Any = Depends(ForgeLifecycle("upgraded", config=forge))
-    forge_pre_uninstall: Any = Depends(ForgeLifecycle("pre-uninstall", config=forge))
+    forge_installed: Any = Depends(ForgeLifecycle("installed", module_keys=module_keys, config=forge))
+    forge_upgraded: Any = Depends(ForgeLifecycle("upgraded", module_keys=module_keys, config=forge))
+    forge_pre_uninstall: Any = Depends(ForgeLifecycle("pre-uninstall", module_keys=module_keys, config=forge))
 
-    async def record(event: VerifiedForgeLifecycle, state: InstallationState) -> None:
+    async def record(event: VerifiedForgeLifecycle, state: InstallationState) -> bool:
+        """Record the installation; keep its token only if the record was written (never for an uninstalled one)."""
         app = getattr(event.payload, "app", None)
-        await store.record_forge_installation(event.invocation, state=state, app_version=getattr(app, "version", None))
+        version = getattr(app, "version", None)
+        if await store.record_forge_installation(event.invocation, state=state, app_version=version) is None:
+            return False
         if state == "installed":
             await remember_forge_tokens(store, event.invocation)
+        return True
 
     @router.post(f"{prefix}/installed", status_code=204)
     async def forge_installed_event(event: VerifiedForgeLifecycle = forge_installed) -> None:
-        await record(event, "installed")
-        await _run(on_installed, event)
+        if await record(event, "installed"):
+            await _run(on_installed, event)
 
     @router.post(f"{prefix}/upgraded", status_code=204)
     async def forge_upgraded_event(event: VerifiedForgeLifecycle = forge_upgraded) -> None:
-        await record(event, "installed")
-        await _run(on_upgraded, event)
+        if await record(event, "installed"):
+            await _run(on_upgraded, event)
 
     @router.post(f"{prefix}/pre-uninstall", status_code=204)
     async def forge_pre_uninstall_event(event: VerifiedForgeLifecycle = forge_pre_uninstall) -> None:
-        await record(event, "uninstalled")
-        await _run(on_uninstalled, event)
+        if await record(event, "uninstalled"):
+            await _run(on_uninstalled, event)
 
 
 async def _run(hook: Hook[Any] | None, verified: Any) -> None:

@@ -15,7 +15,9 @@ import logging
 import random
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +52,7 @@ from fastapi_connect_auth import (
     TokenRequestError,
     UnsafeRequestError,
     VerifiedRequest,
+    lifecycle_router,
     product_client,
     remember_forge_delivery,
     remember_forge_tokens,
@@ -57,8 +60,17 @@ from fastapi_connect_auth import (
     sync_product_client,
 )
 from fastapi_connect_auth._cli import cli as command_line
-from fastapi_connect_auth.stores import ConnectLinker, MemoryStore, SecretCipher
-from fastapi_connect_auth.testing import FAKE_FORGE_JWKS_URL, FakeForge, FakeProduct, forge_invocation, install_payload
+from fastapi_connect_auth.stores import BaseStore, ConnectLinker, MemoryStore, SecretCipher
+from fastapi_connect_auth.stores.redis import RedisStore
+from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
+from fastapi_connect_auth.testing import (
+    FAKE_FORGE_JWKS_URL,
+    ConnectAppDriver,
+    FakeForge,
+    FakeProduct,
+    forge_invocation,
+    install_payload,
+)
 from tests._keyserver import KeyServer, serve_keys
 from tests.conftest import (
     BASE_URL,
@@ -85,6 +97,8 @@ from tests.conftest import (
 )
 from tests.test_bodies import Drip, HangUp
 from tests.test_outbound import product_replies, serve
+
+pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
 LIFECYCLE_EVENTS = ["uninstalled", "enabled", "disabled"]
 
@@ -392,12 +406,13 @@ def test_reclaim_of_an_uninstalled_client_key_by_an_unsigned_install(
     app.tenants.uninstall()
     refused = {
         "webhook": app.post("/webhook", tokens.hs256(qsh_for("POST", "/webhook"))),
-        "enabled": app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled"))),
         "signed": app.get("/either", tokens.rs256(qsh_for("GET", "/either"))),
     }
     assert {name: response.json()["code"] for name, response in refused.items()} == dict.fromkeys(
         refused, "UNKNOWN_ISSUER"
     )
+    late = app.lifecycle("enabled", tokens.hs256(qsh_for("POST", "/enabled")))  # verified with the kept secret
+    assert late.status_code == 200, late.text  # for the route to answer 2xx and change nothing
 
     attacker_secret = "attacker-chosen-secret-" * 2
     reclaim = app.install(install_body(sharedSecret=attacker_secret))
@@ -1135,7 +1150,8 @@ async def test_a_fit_of_another_installation_on_the_same_site_got_the_linked_con
 
     store = MemoryStore()
     linked = "ari:cloud:ecosystem::installation/linked"
-    await store.save_install(install_payload("jira", "s" * 40, installationId=linked, cloudId="site-1"))
+    payload = install_payload("jira", "s" * 40, installationId=linked, cloudId="site-1")
+    await store.save_install(payload, signed_at=1, atlassian_signed=True)
     assert (await store.connect_tenant(forge_invocation(linked, "site-1"))) is not None
     other = forge_invocation("ari:cloud:ecosystem::installation/other", "site-1")
     assert await store.connect_tenant(other) is None
@@ -1146,7 +1162,9 @@ async def test_jira_and_confluence_on_one_cloud_id_were_taken_for_each_other() -
     """The cloud-id fallback ignored the product: a Confluence FIT got the Jira tenant of the same site."""
 
     store = MemoryStore()
-    await store.save_install(install_payload("jira-only", "s" * 40, cloudId="site-2"))
+    await store.save_install(
+        install_payload("jira-only", "s" * 40, cloudId="site-2"), signed_at=1, atlassian_signed=True
+    )
     installation = "ari:cloud:ecosystem::installation/wiki"
     assert await store.connect_tenant(forge_invocation(installation, "site-2", product="confluence")) is None
     found = await store.connect_tenant(forge_invocation(installation, "site-2", product="jira"))
@@ -1414,3 +1432,320 @@ async def test_a_system_token_planted_in_a_browser_fit_never_links_a_connect_ten
         await auth.verify_invocation(victim.mint_fit(shape), system_token=attacker.system_token())
     assert attacker.api_calls == []
     assert await store.installation_tenant(victim.installation_id) is None
+
+
+# -- issue 25: lifecycle order, unsigned installs, Forge installations, hooks, columns ---------------------
+
+LIFECYCLE_APP_URL = "https://lifecycle-app.example.test"
+StoreFactory = Callable[..., BaseStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """`open_store(**options)`: a new store object (a replica's, its own cache) on one shared database of each kind."""
+    key = SecretCipher.generate_key()
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), f"adv{secrets.token_hex(6)}"
+        return lambda **options: RedisStore(url, cipher=SecretCipher([key]), prefix=prefix, **options)
+    sqlite = f"sqlite:///{tmp_path / 'store.db'}"
+    url = sqlite if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+    async def create() -> None:
+        store = SQLAlchemyStore(url, cipher=SecretCipher([key]))
+        await store.create_tables()
+        await store.close()
+
+    anyio.run(create)
+    return lambda **options: SQLAlchemyStore(url, cipher=SecretCipher([key]), **options)
+
+
+def lifecycle_app(
+    store: BaseStore,
+    product: FakeProduct,
+    forge: FakeForge | None = None,
+    *,
+    method: AuthorizationMethod = "publicKey",
+    hooks: list[tuple[str, str]] | None = None,
+) -> FastAPI:
+    """`lifecycle_router` over `store`, a webhook route, and hooks that note what they were told."""
+    connect = ConnectAuth(
+        base_url=LIFECYCLE_APP_URL, store=store, key_provider=product.key_provider(), authorization_method=method
+    )
+    forge_auth = forge.forge_auth() if forge is not None else None
+    noted = hooks if hooks is not None else []
+
+    def note(name: str) -> Callable[[Any], Any]:
+        async def hook(event: Any) -> None:
+            noted.append((name, getattr(event, "client_key", None) or event.installation_id))
+
+        return hook
+
+    router = lifecycle_router(
+        connect,
+        store,
+        forge_auth,
+        forge_module_keys={"forge-lifecycle"} if forge_auth is not None else None,
+        **{f"on_{name}": note(name) for name in ("installed", "uninstalled", "enabled", "disabled")},
+        **{f"on_forge_{name}": note(f"forge_{name}") for name in ("installed", "upgraded", "uninstalled")},
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    app = FastAPI(lifespan=lifespan)
+    connect.install(app)
+    if forge_auth is not None:
+        forge_auth.install(app)
+    app.include_router(router)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        webhooks = [{"event": "jira:issue_created", "url": "/webhook"}]
+        return {"key": "lifecycle-app", "baseUrl": LIFECYCLE_APP_URL, "lifecycle": router.lifecycle_urls,
+                "modules": {"webhooks": webhooks}}  # fmt: skip
+
+    @app.post("/webhook", status_code=204)
+    async def webhook(call: Annotated[VerifiedRequest[Any], Depends(ConnectRequest())]) -> None:
+        return None
+
+    return app
+
+
+@contextlib.contextmanager
+def replica(app: FastAPI, product: FakeProduct) -> Iterator[ConnectAppDriver]:
+    with TestClient(app, base_url=LIFECYCLE_APP_URL) as client:
+        yield product.drive(client)
+
+
+def stored(open_store: StoreFactory, client_key: str) -> Any:
+    async def read() -> Any:
+        store = open_store()
+        try:
+            return await store.tenant(client_key)
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+def test_a_shared_secret_holders_future_iat_outranked_atlassians_later_install_and_uninstall(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """Finding A: an HS256 lifecycle token's `iat` decided the order; 100 years ahead, it outlived Atlassian's writes."""
+    leaked, attacker_secret = fake_product.shared_secret, "attacker-chosen-secret-" * 2
+    with replica(lifecycle_app(open_store(), fake_product, method="any"), fake_product) as jira:
+        assert jira.install(signed_at=time.time() - 60).status_code == 204  # Atlassian-signed, a minute ago
+        future = int(time.time()) + 100 * 365 * 86400
+
+        def hs256(path: str, iat: int) -> str:
+            return fake_product.shared_secret_token("POST", path, app_base_url=LIFECYCLE_APP_URL, shared_secret=leaked,
+                                                    iat=iat, exp=iat + 180)  # fmt: skip
+
+        for path, send in (("/installed", jira.install), ("/uninstalled", jira.uninstall)):
+            fields = {"sharedSecret": attacker_secret} if path == "/installed" else {}
+            refused = send(token=hs256(path, future), **fields)
+            assert (refused.status_code, refused.json()["code"]) == (401, "TOKEN_NOT_YET_VALID")
+        assert stored(open_store, fake_product.client_key).shared_secret == leaked
+
+        # Within the leeway the attacker's install is taken, dated no later than now: Atlassian's next writes win.
+        assert jira.install(token=hs256("/installed", int(time.time()) + 25), sharedSecret=attacker_secret).is_success
+        assert stored(open_store, fake_product.client_key).shared_secret == attacker_secret
+        assert jira.install().status_code == 204  # Atlassian's reinstall, signed in the same second or later
+        tenant = stored(open_store, fake_product.client_key)
+        assert (tenant.shared_secret, tenant.signed_rank) == (leaked, 1)
+        assert jira.uninstall().status_code == 204
+        assert stored(open_store, fake_product.client_key).installed is False
+
+
+def test_a_stale_never_seen_cache_let_an_unsigned_install_reclaim_a_tenant_across_replicas(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """Finding I: replica B cached "never seen"; after A stored Atlassian's install, B took an unsigned one."""
+    attacker_secret = "attacker-chosen-secret-" * 2
+    a_app = lifecycle_app(open_store(cache_ttl=600), fake_product, method="any")
+    b_app = lifecycle_app(open_store(cache_ttl=600), fake_product, method="any")
+    with replica(a_app, fake_product) as a, replica(b_app, fake_product) as b:
+        assert b.webhook("jira:issue_created").json()["code"] == "UNKNOWN_ISSUER"  # B caches "never seen"
+        assert a.install().status_code == 204
+        reclaim = b.install(content=json.dumps(fake_product.install_payload(app_key="lifecycle-app",
+                                                                            sharedSecret=attacker_secret)),
+                            token="")  # fmt: skip
+        assert (reclaim.status_code, reclaim.json()["code"]) == (401, "UNAUTHORIZED_REQUEST")
+        assert stored(open_store, fake_product.client_key).shared_secret == fake_product.shared_secret
+
+
+def test_an_unsigned_install_naming_a_victims_installation_or_cloud_id_took_its_forge_link(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """Finding E: an unauthenticated `POST /installed` naming a victim's installationId took its Connect-on-Forge link.
+
+    Naming only the victim's cloud id made the cloud-id link ambiguous, so it was dropped.
+    """
+    installation, cloud = f"ari:cloud:ecosystem::installation/{secrets.token_hex(8)}", secrets.token_hex(8)
+
+    async def linked(installation_id: str) -> Any:
+        reader = open_store()
+        try:
+            return await reader.connect_tenant(forge_invocation(installation_id, cloud))
+        finally:
+            await reader.close()
+
+    with replica(lifecycle_app(open_store(), fake_product, method="any"), fake_product) as victim:
+        assert victim.install(cloudId=cloud).status_code == 204  # Atlassian-signed: linked by its cloud id
+        for number, named in enumerate(({"cloudId": cloud}, {"installationId": installation, "cloudId": cloud})):
+            attacker = FakeProduct(base_url=f"https://attacker-{number}.atlassian.net")
+            unsigned = attacker.install_payload(app_key="lifecycle-app", **named)
+            assert victim.client.post("/installed", json=unsigned).status_code == 204  # a legacy first install...
+            kept = stored(open_store, attacker.client_key)
+            assert (kept.installation_id, kept.cloud_id, kept.payload["cloudId"]) == (None, None, cloud)
+            for installation_id in (installation, f"ari:cloud:ecosystem::installation/{secrets.token_hex(8)}"):
+                tenant = anyio.run(linked, installation_id)  # ...that links nothing: the victim keeps its link
+                assert tenant is not None
+                assert tenant.client_key == fake_product.client_key
+
+
+def test_late_lifecycle_callbacks_ran_their_hooks_though_the_store_refused_them(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """Finding J: a late uninstall ran `on_uninstalled` for a tenant that stayed installed (and so did the others)."""
+    hooks: list[tuple[str, str]] = []
+    forge = FakeForge()
+    with replica(lifecycle_app(open_store(), fake_product, forge, hooks=hooks), fake_product) as jira:
+        now = time.time()
+        assert jira.install().status_code == 204
+        assert jira.disable().status_code == 204
+        assert jira.uninstall(signed_at=now - 60).status_code == 204  # signed before the install
+        assert jira.enable(signed_at=now - 60).status_code == 204  # signed before the disable
+        assert jira.install(signed_at=now - 60).status_code == 204
+        tenant = stored(open_store, fake_product.client_key)
+        assert (tenant.installed, tenant.enabled) == (True, False)
+        assert hooks == [("installed", fake_product.client_key), ("disabled", fake_product.client_key)]
+
+        driver = forge.drive(jira.client)
+        assert driver.lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall").status_code == 204
+        assert driver.lifecycle("/forge/lifecycle/installed", "installed").status_code == 204  # late
+        assert driver.lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall").status_code == 204  # again
+        assert hooks[2:] == [("forge_uninstalled", forge.installation_id)]
+
+
+def test_a_redelivered_forge_installed_after_pre_uninstall_reset_the_installation_and_kept_its_token(
+    open_store: StoreFactory, fake_product: FakeProduct, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding D: `installed` redelivered after `preUninstall` made the installation installed again, with a token.
+
+    And the lifecycle routes took a product event's or a trigger's FIT.
+    """
+    caplog.set_level(logging.INFO, logger="fastapi_connect_auth")
+    forge = FakeForge()
+    store = open_store()
+    with replica(lifecycle_app(store, fake_product, forge), fake_product) as jira:
+        driver = forge.drive(jira.client)
+        for fit in (forge.mint_fit("event"), forge.mint_fit("trigger")):
+            refused = driver.lifecycle("/forge/lifecycle/installed", "installed", fit=fit)
+            assert (refused.status_code, refused.json()["code"]) == (401, "WRONG_INVOCATION")
+
+        async def installation() -> tuple[Any, Any]:
+            reader = open_store()
+            try:
+                return await reader.forge_installation(forge.installation_id), await reader.get(
+                    forge.installation_id, None
+                )
+            finally:
+                await reader.close()
+
+        assert anyio.run(installation) == (None, None)
+        late_fit = forge.mint_fit("lifecycle")  # minted before the uninstall, delivered after
+        assert driver.lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall").status_code == 204
+        gone, _ = anyio.run(installation)
+        late_token = forge.system_token()
+        assert driver.lifecycle(
+            "/forge/lifecycle/installed", "installed", fit=late_fit, system_token=late_token
+        ).is_success
+        assert driver.lifecycle("/forge/lifecycle/upgraded", "upgraded", retry_count=1).status_code == 204
+        record, token = anyio.run(installation)
+        assert record == gone
+        assert (record.state, token) == ("uninstalled", None)
+        assert forge.installation_id in caplog.text
+        assert late_token not in caplog.text
+
+
+def test_a_long_product_type_or_oauth_client_id_made_every_install_a_503(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """Finding H: columns narrower than the models (`productType` > 64, `oauthClientId` > 255): 503 on every install."""
+    with replica(lifecycle_app(open_store(), fake_product), fake_product) as jira:
+        installed = jira.install(productType="jira-" + "x" * 300, oauthClientId="o" * 2048)
+        assert installed.status_code == 204, installed.text
+    tenant = stored(open_store, fake_product.client_key)
+    assert (len(tenant.product_type), len(tenant.oauth_client_id)) == (305, 2048)
+
+
+def test_find_tenants_stopped_at_100_unordered_rows(open_store: StoreFactory) -> None:
+    """Finding K: the link lookup read at most 100 tenants, in no order: the linked one could be left out."""
+    cloud, installation = secrets.token_hex(8), f"ari:cloud:ecosystem::installation/{secrets.token_hex(8)}"
+
+    async def run() -> Any:
+        store = open_store()
+        try:
+            for number in range(101):
+                payload = install_payload(f"a-{number:03}", "s" * 40, cloudId=cloud)
+                await store.save_install(payload, signed_at=1, atlassian_signed=True)
+            linked = install_payload("z-linked", "s" * 40, installationId=installation, cloudId=cloud)
+            await store.save_install(linked, signed_at=1, atlassian_signed=True)
+            return await store.connect_tenant(forge_invocation(installation, cloud))
+        finally:
+            await store.close()
+
+    found = anyio.run(run)
+    assert found is not None
+    assert found.client_key == "z-linked"
+
+
+def race(*calls: Callable[[], httpx2.Response]) -> list[int]:
+    """Send `calls` at once, each from its own thread (each replica's client used by one thread); their statuses."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result().status_code for future in [pool.submit(call) for call in calls]]
+
+
+def test_racing_lifecycle_callbacks_on_two_replicas_keep_the_rules(
+    open_store: StoreFactory, fake_product: FakeProduct, fake_bitbucket: FakeProduct
+) -> None:
+    """Items 3, 4 and 6 under a race: Atlassian's install against a shared secret's, installed against
+    preUninstall, and two unsigned first installs, each pair sent at once to two replicas on one store."""
+    forge = FakeForge()
+    leaked = fake_product.shared_secret
+    apps = [lifecycle_app(open_store(), fake_product, forge, method="any") for _ in range(2)]
+    with replica(apps[0], fake_product) as a, replica(apps[1], fake_product) as b:
+        assert a.install(signed_at=time.time() - 60).status_code == 204
+        hs256 = fake_product.shared_secret_token(
+            "POST", "/installed", app_base_url=LIFECYCLE_APP_URL, shared_secret=leaked
+        )
+        assert race(lambda: b.install(token=hs256, sharedSecret="h" * 40), a.install) == [204, 204]
+        assert stored(open_store, fake_product.client_key).shared_secret == leaked  # Atlassian's, whatever the order
+
+        drivers = forge.drive(a.client), forge.drive(b.client)
+        for _ in range(3):
+            forge.installation_id = f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+            statuses = race(
+                lambda: drivers[0].lifecycle("/forge/lifecycle/installed", "installed"),
+                lambda: drivers[1].lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall"),
+            )
+            assert statuses == [204, 204]
+
+            async def state() -> Any:
+                reader = open_store()
+                try:
+                    return await reader.forge_installation(forge.installation_id)
+                finally:
+                    await reader.close()
+
+            assert anyio.run(state).state == "uninstalled"
+
+        body = fake_bitbucket.install_payload(app_key="lifecycle-app")
+        statuses = race(*(lambda client=client, n=n: client.post("/installed", json={**body, "sharedSecret": f"{n}" * 40})
+                          for n, client in enumerate((a.client, b.client))))  # fmt: skip
+        assert sorted(statuses) == [204, 401]
+        kept = stored(open_store, fake_bitbucket.client_key)
+        assert kept.shared_secret == f"{statuses.index(204)}" * 40

@@ -57,8 +57,11 @@ def test_the_demo_verifies_every_step_and_exits_zero() -> None:
         "✓ Forge installed event recorded (204)",
         "✓ Upgraded event naming another installation refused, nothing recorded (401 INSTALLATION_MISMATCH)",
         "✓ Lifecycle event with a UI call's FIT refused (401 WRONG_INVOCATION)",
+        "✓ Lifecycle event with a product event's FIT refused (401 WRONG_INVOCATION)",
         "✓ GET /forge/whoami says the installation is uninstalled (200)",
-        "✓ All 38 steps verified.",
+        "✓ A late installed event after the preUninstall answered 2xx, ignored (204)",
+        "✓ GET /forge/whoami says the installation is still uninstalled (200)",
+        "✓ All 41 steps verified.",
     ):
         assert line in output
 

@@ -222,7 +222,10 @@ def test_the_whole_lifecycle(jira: Jira, fake_product: FakeProduct, database: Da
         assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
         assert_refused(driver.load_page("inbox"), "UNKNOWN_ISSUER")
         assert_refused(driver.context_call("GET", "/api/events"), "UNKNOWN_ISSUER")
-        assert_refused(driver.uninstall(), "UNKNOWN_ISSUER")
+        assert driver.uninstall().status_code == 204  # twice: answered, still uninstalled
+        assert driver.disable().status_code == 204  # after the uninstall: answered, nothing changes
+        assert installations(database)[0][2:] == (0, 1)
+        assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
         assert len(stored_events(database)) == 3
 
         assert driver.install().status_code == 204
@@ -324,6 +327,31 @@ def test_a_jira_retry_is_stored_once_and_a_retry_with_another_body_is_refused_fo
         (fake_product.client_key, "jira:issue_created", "DEMO-1"),
         (other_tenant.client_key, "jira:issue_created", "DEMO-1"),
     ]
+
+
+@pytest.mark.parametrize("late", ["installed", "uninstalled", "enabled", "disabled"])
+def test_a_lifecycle_callback_signed_before_the_last_applied_one_changes_nothing(
+    late: str, jira: Jira, database: Database
+) -> None:
+    """Delivered late (signed before the latest applied callback): answered 2xx so the product stops, ignored."""
+    with jira() as driver:
+        now = time.time()
+        assert driver.install(signed_at=now - 60).status_code == 204
+        assert driver.disable(signed_at=now - 30).status_code == 204
+        assert driver.uninstall(signed_at=now - 20).status_code == 204
+        before = installations(database)
+        send = {"installed": driver.install, "uninstalled": driver.uninstall}.get(late)
+        signed_before = now - 40  # before the disable and the uninstall
+        if send is not None:
+            assert send(signed_at=signed_before).status_code == 204
+        else:
+            assert (driver.enable if late == "enabled" else driver.disable)(signed_at=signed_before).status_code == 204
+        assert installations(database) == before
+        assert installations(database)[0][2:] == (0, 0)
+        assert_refused(driver.webhook("jira:issue_created"), "UNKNOWN_ISSUER")
+        assert driver.install().status_code == 204  # a new install, signed after the uninstall
+        assert installations(database)[0][2] == 1
+        assert driver.webhook("jira:issue_created").status_code == 204
 
 
 def test_install_keys_can_come_from_a_key_server(fake_product: FakeProduct, settings: Settings) -> None:

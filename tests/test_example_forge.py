@@ -9,7 +9,7 @@ rejection. The database is read back with SQL, not the app's store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from example_app.main import create_app
 from example_app.settings import Settings
+from fastapi_connect_auth import ForgeLifecycleEvent
 from fastapi_connect_auth.testing import FakeForge, FakeProduct, generate_rsa_key
 from tests.postgres import Database
 
@@ -68,12 +69,10 @@ def test_event_is_stored_once_per_delivery(forge: FakeForge, client: TestClient,
     replayed = driver.event("/forge/events", {"issue": {"key": "F-2"}}, fit=fit)  # the same FIT, another body
     assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")
     assert driver.event("/forge/events", {"issue": {"key": "F-1"}}).status_code == 204  # another FIT, the same event
-    assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
+    trigger = forge.mint_fit("trigger", module_key="forge-events")  # the manifest sends triggers there too
+    assert driver.event("/forge/events", {"cron": "hourly"}, fit=trigger).status_code == 204
     rows = forge_events(database)
-    assert [(row[0], row[1]) for row in rows] == [
-        (forge.installation_id, "remote-events"),
-        (forge.installation_id, "hourly-sync"),
-    ]
+    assert [(row[0], row[1]) for row in rows] == [(forge.installation_id, "forge-events")] * 2
 
 
 def test_forge_retries_with_a_new_fit_are_stored_once_per_installation(
@@ -246,8 +245,8 @@ def installation_uuid(forge: FakeForge) -> str:
 
 
 def lifecycle_fit(forge: FakeForge) -> str:
-    """A lifecycle event's FIT: like a product event's, no principal, no context."""
-    return forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+    """A lifecycle event's FIT: like a product event's, no principal, no context; the `forge-lifecycle` endpoint's."""
+    return forge.mint_fit("lifecycle", module_key="forge-lifecycle")
 
 
 def test_forge_lifecycle_is_recorded_and_whoami_says_the_state(forge: FakeForge, client: TestClient) -> None:
@@ -264,6 +263,37 @@ def test_forge_lifecycle_is_recorded_and_whoami_says_the_state(forge: FakeForge,
     response = client.post("/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(lifecycle_fit(forge)))
     assert response.status_code == 204, response.text
     assert driver.ui_call("/forge/whoami").json()["installationState"] == "uninstalled"
+
+
+@pytest.mark.parametrize("event", ["installed", "upgraded"])
+def test_a_late_installed_or_upgraded_after_pre_uninstall_leaves_the_installation_uninstalled(
+    event: ForgeLifecycleEvent, forge: FakeForge, client: TestClient, database: Database
+) -> None:
+    driver = forge.drive(client)
+    late = lifecycle_fit(forge)  # minted before the uninstall, delivered after it
+    assert driver.lifecycle("/forge/lifecycle/installed", "installed").status_code == 204
+    assert driver.lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall").status_code == 204
+    tokens = database.rows("SELECT token_hash FROM atlassian_forge_tokens")
+    assert driver.lifecycle(f"/forge/lifecycle/{event}", event, fit=late).status_code == 204
+    assert driver.lifecycle(f"/forge/lifecycle/{event}", event, retry_count=1).status_code == 204  # redelivered
+    assert driver.ui_call("/forge/whoami").json()["installationState"] == "uninstalled"
+    assert database.rows("SELECT token_hash FROM atlassian_forge_tokens") == tokens  # their system tokens not kept
+
+
+@pytest.mark.parametrize(
+    "fit", [lambda forge: forge.mint_fit("event"), lambda forge: forge.mint_fit("trigger", module_key="forge-events")]
+)
+def test_lifecycle_routes_take_only_the_lifecycle_endpoints_fits(
+    fit: Callable[[FakeForge], str], forge: FakeForge, client: TestClient, database: Database
+) -> None:
+    driver = forge.drive(client)
+    events: tuple[ForgeLifecycleEvent, ...] = ("installed", "upgraded", "pre-uninstall")
+    for event in events:
+        refused = driver.lifecycle(f"/forge/lifecycle/{event}", event, fit=fit(forge))
+        assert (refused.status_code, refused.json()["code"]) == (401, "WRONG_INVOCATION")
+    assert database.rows("SELECT count(*) FROM atlassian_forge_installations") == [(0,)]
+    stored = driver.event("/forge/events", {"x": 1}, fit=lifecycle_fit(forge))  # and the other way round
+    assert (stored.status_code, stored.json()["code"]) == (401, "WRONG_INVOCATION")
 
 
 @pytest.mark.parametrize("route", ["installed", "upgraded"])

@@ -142,6 +142,45 @@ def test_the_driver_delivers_lifecycle_events_and_pre_uninstall(fake_forge: Fake
     assert pre_uninstall.payload.context.cloud_id == fake_forge.cloud_id
 
 
+def test_lifecycle_payloads_are_sent_as_forge_sends_them_and_retried_with_a_fresh_fit(fake_forge: FakeForge) -> None:
+    assert fake_forge.installed_payload()["eventType"] == "avi:forge:installed:app"
+    assert fake_forge.upgraded_payload()["eventType"] == "avi:forge:upgraded:app"
+    app, seen = kit_app(fake_forge)
+    with TestClient(app) as client:
+        driver = fake_forge.drive(client)
+        wrong = driver.lifecycle("/lifecycle/installed", "upgraded")  # nothing added on the way: production's 422
+        assert wrong.status_code == 422, wrong.text
+        late = fake_forge.mint_fit("lifecycle")  # minted now, sent after the others
+        payload = fake_forge.installed_payload()
+        assert driver.lifecycle("/lifecycle/installed", "installed", payload).status_code == 200
+        retried = driver.lifecycle(
+            "/lifecycle/installed", "installed", payload, retry_count=2, retry_reason="TIMEOUT_ERROR"
+        )
+        assert retried.status_code == 200
+        assert driver.lifecycle("/lifecycle/installed", "installed", payload, fit=late).status_code == 200
+    first, retry, delivered_late = seen
+    assert len({first.invocation.jti, retry.invocation.jti, delivered_late.invocation.jti}) == 3
+    assert retry.retry_context is not None
+    assert (retry.retry_context.retry_count, retry.retry_context.retry_reason) == (2, "TIMEOUT_ERROR")
+    assert first.payload.model_dump(exclude={"retry_context"}) == retry.payload.model_dump(exclude={"retry_context"})
+    assert delivered_late.invocation.claims.iat <= first.invocation.claims.iat
+
+
+def test_fits_name_the_endpoint_chosen_per_call(fake_forge: FakeForge) -> None:
+    defaults = {shape: claims(fake_forge.mint_fit(shape))["app"]["module"]["key"] for shape in SERVER_SIDE}
+    assert defaults == {
+        "backend": "remote-resolver",
+        "event": "forge-events",
+        "trigger": "hourly-sync",
+        "lifecycle": "forge-lifecycle",
+    }
+    assert claims(fake_forge.mint_fit("trigger", module_key="forge-events"))["app"]["module"] == {
+        "type": "core:endpoint",
+        "key": "forge-events",
+    }
+    assert claims(fake_forge.mint_fit("ui", module_key="my-panel"))["app"]["module"]["key"] == "my-panel"
+
+
 def test_request_remote_comes_from_the_browser_without_oauth_tokens(fake_forge: FakeForge) -> None:
     app, _ = kit_app(fake_forge)
     with TestClient(app) as client:

@@ -172,3 +172,35 @@ def test_context_token_is_refused_on_every_lifecycle_route(
     assert_rejected(rs256_context, "INVALID_QSH" if signed_uninstall else "INVALID_ALGORITHM")
     assert app.tenants.secret_of() == SHARED_SECRET
     assert app.key_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("event", "signed"), [("uninstalled", True), ("uninstalled", False), ("enabled", False), ("disabled", False)]
+)
+def test_a_lifecycle_token_issued_in_the_future_is_refused(
+    make_connect_app: ConnectAppFactory, tokens: Tokens, event: str, signed: bool
+) -> None:
+    """Its `iat` orders the store's writes: beyond the leeway (30 s) in the future it is refused, within it taken."""
+    app = make_connect_app(authorization_method="any")
+    app.tenants.add()
+    token = tokens.rs256 if signed else tokens.hs256
+    refused = app.lifecycle(event, token(qsh_for("POST", f"/{event}"), iat=NOW + 31, exp=NOW + 300))
+    assert_rejected(refused, "TOKEN_NOT_YET_VALID")
+    assert app.tenants.tenants[CLIENT_KEY].installed
+    taken = app.lifecycle(event, token(qsh_for("POST", f"/{event}"), iat=NOW + 29, exp=NOW + 300))
+    assert taken.status_code == 200, taken.text
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS)
+def test_a_callback_for_a_tenant_that_uninstalled_is_verified_with_its_kept_secret(
+    app: ConnectApp, tokens: Tokens, event: str
+) -> None:
+    """A late `disabled`, or a second `uninstalled`: verified, handed over as not installed, for a 2xx and no change."""
+    app.tenants.uninstall()
+    token = tokens.rs256 if event == "uninstalled" else tokens.hs256
+    late = app.lifecycle(event, token(qsh_for("POST", f"/{event}")))
+    assert late.status_code == 200, late.text
+    forged = app.lifecycle(
+        event, tokens.hs256(qsh_for("POST", f"/{event}"), secret="not-the-kept-secret-of-this-tenant-at-all")
+    )
+    assert forged.status_code == 401

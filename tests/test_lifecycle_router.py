@@ -75,6 +75,7 @@ def app_parts(
         store,
         forge_auth,
         prefix="/atlassian",
+        forge_module_keys={"forge-lifecycle"},
         on_installed=on_installed,
         on_uninstalled=on_uninstalled,
         on_enabled=on_enabled,
@@ -127,7 +128,7 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
 ) -> None:
     client, store, forge = app_parts
     driver = forge.drive(client)
-    fit = forge.mint_fit("event", app={"module": {"type": "core:trigger", "key": "lifecycle"}})
+    fit = forge.mint_fit("lifecycle")  # the endpoint forge-lifecycle's
     token = forge.system_token()
     body = {"id": forge.installation_id.rsplit("/", 1)[1], "app": {"id": forge.app_id, "version": "7.0.0"}}
     installed = client.post(
@@ -149,6 +150,13 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
     assert (record.app_version, record.cloud_id, record.product) == ("2.4.0", forge.cloud_id, "jira")
     assert stored is not None
     assert stored.token == token
+
+
+def test_forge_lifecycle_routes_need_the_manifest_endpoint_keys() -> None:
+    connect, forge = ConnectAuth(base_url=APP_URL, store=MemoryStore()), FakeForge().forge_auth()
+    for keys in (None, "forge-lifecycle"):
+        with pytest.raises(ValueError, match="forge_module_keys"):
+            lifecycle_router(connect, MemoryStore(), forge, forge_module_keys=keys)
 
 
 def test_connect_auth_takes_a_loader_or_a_store_not_both_nor_neither() -> None:
@@ -266,3 +274,28 @@ def test_expired_delivery_ids_and_tokens_are_purged(tmp_path: Path) -> None:
         return counts
 
     assert anyio.run(run) == [1, 1]
+
+
+def test_a_legacy_install_updated_in_the_same_second_takes_the_new_secret(fake_bitbucket: FakeProduct) -> None:
+    """Bitbucket: an unsigned first install, then an update signed with the secret the app holds, at once."""
+    store = MemoryStore()
+    connect = ConnectAuth(base_url=APP_URL, store=store, authorization_method="sharedSecret")
+    router = lifecycle_router(connect, store)
+    app = FastAPI()
+    connect.install(app)
+    app.include_router(router)
+
+    @app.get("/atlassian-connect.json")
+    async def descriptor() -> dict[str, Any]:
+        return {"key": "router-app", "baseUrl": APP_URL, "lifecycle": router.lifecycle_urls}
+
+    with TestClient(app, base_url=APP_URL) as client:
+        bitbucket = fake_bitbucket.drive(client)
+        assert bitbucket.install().status_code == 204
+        assert bitbucket.update().status_code == 204
+        unsigned = client.post("/installed", json=fake_bitbucket.install_payload(app_key="router-app"))
+        assert (unsigned.status_code, unsigned.json()["code"]) == (401, "UNAUTHORIZED_REQUEST")
+
+    tenant = anyio.run(store.tenant, fake_bitbucket.client_key)
+    assert tenant is not None
+    assert (tenant.shared_secret, tenant.signed_rank) == (fake_bitbucket.shared_secret, 0)

@@ -35,7 +35,7 @@ TABLES = {
     "atlassian_deliveries",
     "atlassian_connect_links",
 }
-HEADS = {("0004",), ("fca0003",)}  # the store's branch (fca0001) is merged into the app's by 0004's depends_on
+HEADS = {("0004",), ("fca0003",)}  # the app's branch (0004 depends on fca0001) and the store's (fca0003)
 
 
 def on(database: Database, work: Any) -> Any:

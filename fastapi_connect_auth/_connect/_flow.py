@@ -68,7 +68,11 @@ or `None` if never seen."""
 
 
 class CredentialsSource(Protocol):
-    """Anything with a `credentials` loader: the library's stores."""
+    """Anything with a `credentials` loader: the library's stores.
+
+    One that also has `fresh_credentials` (the library's stores do) is read
+    through it, never a cache, to decide whether an unsigned install is a first one.
+    """
 
     @property
     def credentials(self) -> CredentialsLoader:
@@ -206,6 +210,9 @@ class ConnectAuth(AppConfig):
         self.store = store
         """The store credentials are read from, when given as `store=` (its outages answer 503)."""
         self._loader_in_thread = sync_loader_in_thread and not _is_async_callable(loader)
+        self._fresh_loader: Callable[[str], Awaitable[Credentials[Any] | None]] | None = getattr(
+            store, "fresh_credentials", None
+        )
         self.key_provider: PublicKeyProvider = key_provider or AtlassianKeyProvider()
         """Where Atlassian's install keys come from (`AtlassianKeyProvider` by default)."""
         self.authorization_method: AuthorizationMethod = authorization_method
@@ -302,6 +309,7 @@ class ConnectAuth(AppConfig):
             kid = ""
             if parsed is not None:
                 check_algorithm(parsed, _RS256 if signed else _HS256)
+                self._check_issued_at(parsed)
                 if signed:
                     kid = self._precheck_signed(parsed, target, "computed")
             payload = self.parse_payload(await _read(body), InstallPayload)
@@ -338,7 +346,10 @@ class ConnectAuth(AppConfig):
 
         `uninstalled` is signed like `installed` (per `authorization_method`);
         `enabled` and `disabled` are signed with the tenant's shared secret.
-        A context token is never enough: the QSH must be the computed one.
+        A context token is never enough: the QSH must be the computed one, and an
+        `iat` in the future beyond the leeway is refused. A tenant that already
+        uninstalled is verified against its kept secret all the same: a late or
+        repeated callback is answered 2xx and the store changes nothing.
         """
         timing = self.telemetry.start("lifecycle", self.key_provider) if self.telemetry is not None else None
         parsed: ParsedToken | None = None
@@ -346,6 +357,7 @@ class ConnectAuth(AppConfig):
             parsed = self._parse(token)
             allowed = _ALGORITHMS_BY_METHOD[self.authorization_method] if event == "uninstalled" else _HS256
             signed = check_algorithm(parsed, allowed) == "RS256"
+            self._check_issued_at(parsed)
             kid = self._precheck_signed(parsed, target, "computed") if signed else ""
             if not signed:
                 self._precheck_shared_secret(parsed, target)
@@ -358,12 +370,14 @@ class ConnectAuth(AppConfig):
             if signed:
                 environment = self._environment(payload.base_url)
                 await self._verify_signed(parsed, kid, payload.client_key, environment)
-                credentials = _installed(await self._load(payload.client_key))
+                credentials = _known(await self._load(payload.client_key))
             else:
                 self._check_issuer(parsed, payload.client_key)
-                credentials = _installed(await self._load(payload.client_key))
+                credentials = _known(await self._load(payload.client_key))
                 verify_signature(parsed, credentials.shared_secret)
-            verified = VerifiedLifecycle(event, payload, parsed.claims, credentials.stored_entity)
+            verified = VerifiedLifecycle(
+                event, payload, parsed.claims, credentials.stored_entity, installed=credentials.installed
+            )
         except AuthError as exc:
             await self._rejected(event, exc, parsed, target, scope, timing)
             raise
@@ -402,10 +416,7 @@ class ConnectAuth(AppConfig):
 
         A sync loader's answer comes back as it is, not wrapped in one more coroutine per request.
         """
-        if len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
-            raise AuthError(
-                AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a valid clientKey (too long or not printable)."
-            )
+        _check_client_key(client_key)
         if self._loader_in_thread:  # a sync loader, so it returns its answer
             return run_in_threadpool(
                 cast("Callable[[str], Credentials[Any] | None]", self.credentials_loader), client_key
@@ -457,6 +468,12 @@ class ConnectAuth(AppConfig):
             AuthErrorCode.INVALID_QSH,
             "The query string hash does not match this request (was the URL rewritten by a proxy?).",
         )
+
+    def _check_issued_at(self, parsed: ParsedToken) -> None:
+        """Refuse a lifecycle token issued in the future beyond the leeway: its `iat` orders the store's writes."""
+        iat = parsed.claims.iat
+        if iat is not None and iat > self.clock() + self.leeway:
+            raise AuthError(AuthErrorCode.TOKEN_NOT_YET_VALID, "The JWT is not valid yet (iat is in the future).")
 
     def _precheck_signed(self, parsed: ParsedToken, target: RequestTarget, qsh: QshMode) -> str:
         """Atlassian-signed (RS256), what needs no body: kid, times, audience, QSH; returns the kid."""
@@ -514,7 +531,10 @@ class ConnectAuth(AppConfig):
         if parsed is not None:
             check_algorithm(parsed, _HS256)
             self._check_issuer(parsed, client_key)
-        credentials = await self._load(client_key)
+        # Read the store, never a cache: a "never seen" cached on this replica may be stale (the store's
+        # unsigned create is atomic too, so a race between replicas still creates the tenant once).
+        fresh = self._fresh_loader
+        credentials = await fresh(_check_client_key(client_key)) if fresh is not None else await self._load(client_key)
         if credentials is None:
             return None, None  # a first legacy install carries nothing to verify it with
         if parsed is None:  # installed or not: a known clientKey is never re-claimed unsigned
@@ -568,6 +588,22 @@ def _answered(found: object) -> TypeGuard[Credentials[Any] | None]:
 async def _awaited(found: Any) -> Credentials[Any] | None:
     """An async loader's (or the thread's) answer."""
     return await found if inspect.isawaitable(found) else found  # type: ignore[no-any-return]
+
+
+def _check_client_key(client_key: str) -> str:
+    """`client_key` if a loader may be asked for it; anything else is refused first."""
+    if len(client_key) > MAX_CLIENT_KEY_LENGTH or not client_key.isprintable():
+        raise AuthError(
+            AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a valid clientKey (too long or not printable)."
+        )
+    return client_key
+
+
+def _known(credentials: Credentials[Any] | None) -> Credentials[Any]:
+    """The loader's answer for a tenant that must be known, installed or not (a lifecycle callback)."""
+    if credentials is None:
+        raise AuthError(AuthErrorCode.UNKNOWN_ISSUER, "The JWT's issuer is not a known tenant.")
+    return credentials
 
 
 def _installed(credentials: Credentials[Any] | None) -> Credentials[Any]:

@@ -285,7 +285,7 @@ LifecycleEvent = Literal["uninstalled", "enabled", "disabled"]
 
 @dataclass(frozen=True, slots=True)
 class VerifiedLifecycle(Generic[EntityT]):
-    """A verified `uninstalled`, `enabled` or `disabled` callback for a known tenant."""
+    """A verified `uninstalled`, `enabled` or `disabled` callback for a known tenant, installed or not."""
 
     event: LifecycleEvent
     """`uninstalled`, `enabled` or `disabled`."""
@@ -295,6 +295,8 @@ class VerifiedLifecycle(Generic[EntityT]):
     """The verified token's claims."""
     stored_entity: EntityT | None = None
     """The loader's entity for the tenant."""
+    installed: bool = True
+    """`False` when the tenant had already uninstalled: a late or repeated callback, to answer 2xx and ignore."""
 
     @property
     def client_key(self) -> str:

@@ -159,7 +159,10 @@ class ForgeRequest(_ForgeSecurity):
       `"lifecycle"` or `"backend"` only calls whose FIT has neither, so never a
       FIT that went through a user's browser (`requestRemote`). Anything else is
       `WRONG_INVOCATION` (401), refused before any key lookup. `None`: any.
-    * `module_keys`: the manifest module keys (`app.module.key`) the route takes.
+    * `module_keys`: the manifest module keys (`app.module.key`) the route takes;
+      for events, triggers and backend calls the FIT names the manifest endpoint
+      (`{"type": "core:endpoint", "key": ...}`), the only thing that tells them
+      apart: `module_keys={"forge-events"}`. Another is `WRONG_INVOCATION` (401).
     * `body`: the body's type (a Pydantic model, or any type Pydantic validates),
       returned as `ForgeInvocation.body`, with its bytes in `raw_body`. It is read
       only once the FIT is verified, streamed and capped at `max_body_size` bytes
@@ -219,7 +222,9 @@ class ForgeLifecycle(_ForgeSecurity):
     must name the FIT's installation, by its bare UUID or its ARI
     (`INSTALLATION_MISMATCH`); the body is read as `ForgeRequest(body=...)` reads
     it (401, then 413, then 422). `module_keys` pins the route to the
-    manifest's trigger or preUninstall modules. Lifecycle bodies are small: the
+    manifest endpoints its trigger or preUninstall module sends to (the FIT's
+    `app.module.key`): without it a product event's or a trigger's FIT, which
+    carries no principal either, passes too. Lifecycle bodies are small: the
     cap is 64 KiB unless `max_body_size` says otherwise.
     """
 

@@ -19,7 +19,7 @@ imports neither SQLAlchemy nor redis. Write your own by subclassing `BaseStore`;
 `fastapi_connect_auth.testing.StoreContract` checks it.
 """
 
-from ._base import BaseStore, CacheStats, link_connect_tenant
+from ._base import BaseStore, CacheStats, lifecycle_order, link_connect_tenant, outranks, reinstalled
 from ._batching import Batcher
 from ._linking import DEFAULT_LINK_BACKOFF, ConnectLinker, LinkAttempt, LinkRun
 from ._memory import MemoryStore
@@ -56,6 +56,9 @@ __all__ = [
     "Tenant",
     "UnlinkedTenant",
     "UnreachedInstallation",
+    "lifecycle_order",
     "link_connect_tenant",
+    "outranks",
     "readiness_report",
+    "reinstalled",
 ]

@@ -3,10 +3,15 @@
 The rules that are easy to get wrong live here, not in the adapters:
 
 * an install's new shared secret replaces the old one at once, and of two
-  racing installs the later signed one wins (`Tenant.signed_at`);
-* an uninstalled tenant stays known and refused until a signed install;
-* a Forge call is linked to a Connect tenant by installation id, and by cloud id
-  only in the narrow case `link_connect_tenant` allows;
+  racing installs or uninstalls the later signed one wins (`lifecycle_order`:
+  a shared secret's holder can never outrank Atlassian's signature);
+  `enabled`/`disabled` are ordered on their own and never touch `installed`;
+* an uninstalled tenant stays known and refused until a signed install; an
+  unsigned (legacy) install only ever creates a tenant never seen;
+* a Forge call is linked to a Connect tenant by the installation id or cloud id
+  of an Atlassian-signed install only, and by cloud id only in the narrow case
+  `link_connect_tenant` allows;
+* a Forge installation that received `preUninstall` stays uninstalled;
 * hostile values (NaN, absurd nesting, control characters in ids) are refused
   before a backend sees them, and a backend's faults answer 503, never 500;
 * a bounded local cache answers `credentials` for `cache_ttl` seconds, dropped
@@ -30,7 +35,7 @@ from typing import Any, ClassVar
 
 from cachetools import TTLCache
 
-from .._connect._models import Credentials, InstallPayload, VerifiedInstallation
+from .._connect._models import ConnectClaims, Credentials, InstallPayload, VerifiedInstallation, VerifiedLifecycle
 from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeInvocation
 from .._outbound._forge import ForgeStoredToken
@@ -45,7 +50,15 @@ from ._records import (
 )
 from ._secrets import SecretDecryptionError
 
-__all__ = ["BaseStore", "CacheStats", "link_connect_tenant", "store_unavailable"]
+__all__ = [
+    "BaseStore",
+    "CacheStats",
+    "lifecycle_order",
+    "link_connect_tenant",
+    "outranks",
+    "reinstalled",
+    "store_unavailable",
+]
 
 logger = logging.getLogger("fastapi_connect_auth")
 
@@ -131,6 +144,37 @@ def _check_text(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise _refuse(f"{what} holds text UTF-8 cannot encode") from None
+
+
+def lifecycle_order(claims: ConnectClaims | None, now: float) -> tuple[float, int]:
+    """The order key `(signed_at, rank)` of a Connect lifecycle write; a write applies if its key is not below the kept one.
+
+    Atlassian-signed (RS256): its `iat`, rank 1. Shared-secret (HS256): its `iat`
+    but never later than the current second, rank 0, so whoever holds a
+    tenant's secret can never sign past Atlassian's next install or uninstall,
+    and a tie (Atlassian's `iat` is in whole seconds too) goes to Atlassian. No
+    token (a legacy first install): the current second, rank 0, so an update
+    signed in that second still applies. The verifier has already refused an
+    `iat` in the future beyond its leeway.
+    """
+    second = float(math.floor(now))
+    if claims is None:
+        return second, 0
+    iat = float(claims.iat) if claims.iat is not None else now
+    return (iat, 1) if claims.alg == "RS256" else (min(iat, second), 0)
+
+
+def outranks(kept: Tenant, signed_at: float, rank: int) -> bool:
+    """Whether the kept tenant's install or uninstall comes after a write ordered `(signed_at, rank)`."""
+    return (kept.signed_at, kept.signed_rank) > (signed_at, rank)
+
+
+def reinstalled(kept: Tenant, tenant: Tenant) -> Tenant:
+    """`tenant` (a newer install) over `kept`: dates kept; `enabled` kept if an `enabled`/`disabled` came later."""
+    tenant = replace(tenant, installed_at=kept.installed_at, uninstalled_at=kept.uninstalled_at)
+    if kept.enabled_at > tenant.signed_at:
+        tenant = replace(tenant, enabled=kept.enabled, enabled_at=kept.enabled_at)
+    return tenant
 
 
 def link_connect_tenant(
@@ -223,31 +267,34 @@ class BaseStore(ABC):
         return {key: tenant for key, tenant in found.items() if tenant is not None}
 
     @abstractmethod
-    async def _put_tenant(self, tenant: Tenant) -> bool:
-        """Insert or replace the tenant, atomically, unless the kept one has a later `signed_at`; `True` if written.
+    async def _put_tenant(self, tenant: Tenant, *, create_only: bool = False) -> bool:
+        """Insert or replace the tenant, atomically; `True` if written.
 
-        A kept tenant keeps its `installed_at` and `uninstalled_at`.
+        Not over a kept one whose `(signed_at, signed_rank)` is greater
+        (`outranks`); with `create_only`, not over any kept one. A kept tenant keeps
+        its `installed_at` and `uninstalled_at`, and its `enabled` and `enabled_at`
+        when those are later than the install (`reinstalled`).
         """
 
     @abstractmethod
-    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
-        """Apply `changes` (field → value) to a kept tenant, atomically; `True` if written.
+    async def _uninstall_tenant(self, client_key: str, signed_at: float, rank: int, now: float) -> bool:
+        """Mark the kept tenant uninstalled at `now` with `(signed_at, rank)`, atomically, unless it `outranks` them."""
 
-        With `signed_at`, only if the kept one's is not later, and `signed_at` is
-        written too; with `None`, whatever it is.
-        """
+    @abstractmethod
+    async def _enable_tenant(self, client_key: str, enabled: bool, signed_at: float) -> bool:
+        """Set `enabled` and `enabled_at` on the kept tenant, atomically, if it is installed and its `enabled_at` is not later."""
 
     @abstractmethod
     async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
-        """The tenants whose installation id is `installation_id` or whose cloud id is `cloud_id`."""
+        """Every tenant whose installation id is `installation_id` or whose cloud id is `cloud_id`, by client key."""
 
     @abstractmethod
     async def _get_installation(self, installation_id: str) -> ForgeInstallationRecord | None:
         """The Forge installation kept for `installation_id`, or `None`."""
 
     @abstractmethod
-    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
-        """Insert or replace the Forge installation."""
+    async def _put_installation(self, record: ForgeInstallationRecord) -> bool:
+        """Insert or replace the Forge installation, atomically, unless the kept one is uninstalled; `True` if written."""
 
     @abstractmethod
     async def _get_token(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
@@ -376,19 +423,39 @@ class BaseStore(ABC):
         async with self._reaching("a tenant read"):
             return await self._get_tenant(client_key)
 
+    async def fresh_credentials(self, client_key: str) -> Credentials[Tenant] | None:
+        """`credentials` read from the store, never the cache: what an unsigned install's acceptance is decided on."""
+        if not _storable_id(client_key):
+            return None
+        async with self._reaching("a tenant read"):
+            return _credentials(await self._get_tenant(client_key))
+
     async def save_install(
-        self, install: VerifiedInstallation[Any] | InstallPayload, *, signed_at: float | None = None
+        self,
+        install: VerifiedInstallation[Any] | InstallPayload,
+        *,
+        signed_at: float | None = None,
+        atlassian_signed: bool = False,
     ) -> bool:
         """Keep a verified install: its shared secret replaces the old one at once; the tenant is installed.
 
-        `signed_at` orders racing installs; it defaults to the install token's `iat`
-        (else now). An install signed before the kept install or uninstall changes
-        nothing: `False`, else `True`. One atomic write, no read first.
+        Writes are ordered by `lifecycle_order` of the install's token (`signed_at`
+        and `atlassian_signed` set it for a bare payload you verified yourself). An
+        install ordered before the kept install or uninstall changes nothing:
+        `False`, else `True`. One atomic write, no read first.
+
+        An unsigned install (a legacy first install: no token, or a bare payload
+        without `signed_at`) only creates a tenant never seen: for a kept one it is
+        `UNAUTHORIZED_REQUEST` (401) and nothing is written, whichever replica
+        raced it. The `installationId` and `cloudId` of an install not signed by
+        Atlassian stay in its payload but link no Forge installation.
         """
         payload = install.payload if isinstance(install, VerifiedInstallation) else install
         claims = install.claims if isinstance(install, VerifiedInstallation) else None
         now = self.clock()
-        when = signed_at if signed_at is not None else (claims.iat if claims is not None and claims.iat else now)
+        unsigned = claims is None and signed_at is None
+        when, rank = lifecycle_order(claims, now)
+        when, rank = (signed_at if signed_at is not None else when), max(rank, int(atlassian_signed))
         record = payload.dump_for_storage()
         secret = record.pop("sharedSecret")
         check_id(payload.client_key, "clientKey")
@@ -403,37 +470,58 @@ class BaseStore(ABC):
             base_url=payload.base_url,
             shared_secret=secret,
             signed_at=float(when),
+            signed_rank=rank,
+            enabled_at=float(when),
             product_type=payload.product_type,
-            installation_id=payload.installation_id,
-            cloud_id=payload.cloud_id,
+            installation_id=payload.installation_id if rank else None,
+            cloud_id=payload.cloud_id if rank else None,
             oauth_client_id=payload.oauth_client_id,
             payload=record,
             installed_at=now,
         )
         async with self._reaching("an install"):
-            written = await self._put_tenant(tenant)
+            written = await self._put_tenant(tenant, create_only=unsigned)
         self._forget(payload.client_key)
+        if unsigned and not written:
+            raise AuthError(
+                AuthErrorCode.UNAUTHORIZED_REQUEST,
+                "An install for a known clientKey must be signed with its shared secret.",
+            )
         return written
 
-    async def uninstall(self, client_key: str, *, signed_at: float | None = None) -> bool:
-        """Mark the tenant uninstalled (kept, refused until a signed install); `True` if it was written.
+    async def uninstall(
+        self, event: VerifiedLifecycle[Any] | str, *, signed_at: float | None = None, atlassian_signed: bool = False
+    ) -> bool:
+        """Mark the tenant of a verified `uninstalled` (or a client key) uninstalled: kept, refused until a signed install.
 
-        An uninstall signed before the kept install changes nothing.
+        Ordered with installs (`lifecycle_order`): an uninstall ordered before the
+        kept install or uninstall changes nothing. `True` if it was written.
         """
-        check_id(client_key, "clientKey")
+        client_key = check_id(event if isinstance(event, str) else event.client_key, "clientKey")
         now = self.clock()
+        when, rank = lifecycle_order(None if isinstance(event, str) else event.claims, now)
+        when, rank = (signed_at if signed_at is not None else when), max(rank, int(atlassian_signed))
         async with self._reaching("an uninstall"):
-            written = await self._update_tenant(
-                client_key, signed_at if signed_at is not None else now, {"installed": False, "uninstalled_at": now}
-            )
+            written = await self._uninstall_tenant(client_key, float(when), rank, now)
         self._forget(client_key)
         return written
 
-    async def set_enabled(self, client_key: str, enabled: bool) -> bool:
-        """Record an `enabled` or `disabled` callback; `True` if the tenant is kept."""
-        check_id(client_key, "clientKey")
+    async def set_enabled(
+        self, event: VerifiedLifecycle[Any] | str, enabled: bool, *, signed_at: float | None = None
+    ) -> bool:
+        """Record an `enabled` or `disabled` callback; `True` if written.
+
+        Ordered among `enabled`/`disabled` (and installs) only, never with
+        uninstalls: one signed before the latest applied changes nothing, and an
+        uninstalled tenant stays as it is.
+        """
+        client_key = check_id(event if isinstance(event, str) else event.client_key, "clientKey")
+        now = self.clock()
+        when = lifecycle_order(None if isinstance(event, str) else event.claims, now)[0]
         async with self._reaching("an enabled/disabled write"):
-            written = await self._update_tenant(client_key, None, {"enabled": enabled})
+            written = await self._enable_tenant(
+                client_key, enabled, float(signed_at if signed_at is not None else when)
+            )
         self._forget(client_key)
         return written
 
@@ -467,12 +555,14 @@ class BaseStore(ABC):
 
     async def record_forge_installation(
         self, invocation: ForgeInvocation, *, state: InstallationState = "installed", app_version: str | None = None
-    ) -> ForgeInstallationRecord:
-        """Keep the installation of a verified lifecycle invocation, with its contexts and `state`.
+    ) -> ForgeInstallationRecord | None:
+        """Keep the installation of a verified lifecycle invocation, with its contexts and `state`; `None` if refused.
 
         `installed` (installed or upgraded) keeps when it was first recorded;
-        `uninstalled` (a `preUninstall`) records when. The version is the FIT's
-        `appVersion`, else `app_version` (a payload's, unsigned).
+        `uninstalled` (a `preUninstall`) records when, and is final: the id
+        changes on a reinstall, so a later event for it is a redelivery and changes
+        nothing (`None`, logged). The version is the FIT's `appVersion`, else
+        `app_version` (a payload's, unsigned).
         """
         installation_id = check_id(invocation.installation_id, "installationId")
         contexts = [
@@ -496,7 +586,14 @@ class BaseStore(ABC):
                 updated_at=now,
                 uninstalled_at=now if state == "uninstalled" else None,
             )
-            await self._put_installation(record)
+            written = await self._put_installation(record)  # atomic: never over an uninstalled one
+        if not written:
+            logger.info(
+                "Forge installation %s already uninstalled: a late %s event for it changes nothing",
+                installation_id,
+                "preUninstall" if state == "uninstalled" else "installed/upgraded",
+            )
+            return None
         return record
 
     # -- Forge tokens (`ForgeTokenStore`) --------------------------------------------------------
@@ -608,14 +705,7 @@ def _credentials(tenant: Tenant | None) -> Credentials[Tenant] | None:
     return Credentials(tenant.shared_secret, stored_entity=tenant, base_url=tenant.base_url, installed=tenant.installed)
 
 
-def _updated(tenant: Tenant, signed_at: float | None, changes: Mapping[str, Any]) -> Tenant | None:
-    """`tenant` with `changes` (and `signed_at`), or `None` when the kept one was signed later."""
-    if signed_at is not None and tenant.signed_at > signed_at:
-        return None
-    updated = replace(tenant, **changes)
-    return replace(updated, signed_at=signed_at) if signed_at is not None else updated
-
-
 def matching(tenants: Sequence[Tenant], installation_id: str, cloud_id: str | None) -> list[Tenant]:
-    """The tenants whose installation id or cloud id matches (for backends that filter in Python)."""
-    return [t for t in tenants if t.installation_id == installation_id or (cloud_id and t.cloud_id == cloud_id)]
+    """The tenants whose installation id or cloud id matches, by client key (for backends that filter in Python)."""
+    found = [t for t in tenants if t.installation_id == installation_id or (cloud_id and t.cloud_id == cloud_id)]
+    return sorted(found, key=lambda tenant: tenant.client_key)

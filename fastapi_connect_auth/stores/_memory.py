@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from .._outbound._forge import ForgeStoredToken
 from .._redelivery import InMemoryRedeliveryStore
-from ._base import BaseStore, _updated, matching
+from ._base import BaseStore, matching, outranks, reinstalled
 from ._records import ConnectLink, ForgeInstallationRecord, Tenant
 
 __all__ = ["MemoryStore"]
@@ -35,21 +34,27 @@ class MemoryStore(BaseStore):
     async def _get_tenant(self, client_key: str) -> Tenant | None:
         return self._tenants.get(client_key)
 
-    async def _put_tenant(self, tenant: Tenant) -> bool:
+    async def _put_tenant(self, tenant: Tenant, *, create_only: bool = False) -> bool:
         kept = self._tenants.get(tenant.client_key)
-        if kept is not None and kept.signed_at > tenant.signed_at:
+        if kept is not None and (create_only or outranks(kept, tenant.signed_at, tenant.signed_rank)):
             return False
-        if kept is not None:
-            tenant = replace(tenant, installed_at=kept.installed_at, uninstalled_at=kept.uninstalled_at)
-        self._tenants[tenant.client_key] = tenant
+        self._tenants[tenant.client_key] = reinstalled(kept, tenant) if kept is not None else tenant
         return True
 
-    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
+    async def _uninstall_tenant(self, client_key: str, signed_at: float, rank: int, now: float) -> bool:
         kept = self._tenants.get(client_key)
-        updated = _updated(kept, signed_at, changes) if kept is not None else None
-        if updated is None:
+        if kept is None or outranks(kept, signed_at, rank):
             return False
-        self._tenants[client_key] = updated
+        self._tenants[client_key] = replace(
+            kept, installed=False, uninstalled_at=now, signed_at=signed_at, signed_rank=rank
+        )
+        return True
+
+    async def _enable_tenant(self, client_key: str, enabled: bool, signed_at: float) -> bool:
+        kept = self._tenants.get(client_key)
+        if kept is None or not kept.installed or kept.enabled_at > signed_at:
+            return False
+        self._tenants[client_key] = replace(kept, enabled=enabled, enabled_at=signed_at)
         return True
 
     async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
@@ -58,8 +63,12 @@ class MemoryStore(BaseStore):
     async def _get_installation(self, installation_id: str) -> ForgeInstallationRecord | None:
         return self._installations.get(installation_id)
 
-    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
+    async def _put_installation(self, record: ForgeInstallationRecord) -> bool:
+        kept = self._installations.get(record.installation_id)
+        if kept is not None and kept.state == "uninstalled":
+            return False
         self._installations[record.installation_id] = record
+        return True
 
     async def _get_token(self, installation_id: str, account_id: str | None) -> ForgeStoredToken | None:
         return self._tokens.get((installation_id, account_id))

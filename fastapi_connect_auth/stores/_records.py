@@ -66,7 +66,8 @@ class Tenant:
     shared_secret: str = field(repr=False)
     """The HS256 secret of its latest install, in clear; never shown in a repr."""
     signed_at: float = 0.0
-    """When the latest install or uninstall was signed (its token's `iat`, else when it was received)."""
+    """When the latest applied install or uninstall was signed (`lifecycle_order`): an Atlassian-signed
+    token's `iat`; a shared-secret token's, never later than the second it arrived; else its arrival."""
     installed: bool = True
     """`False` once it uninstalled: its calls are refused until a signed install."""
     enabled: bool = True
@@ -85,6 +86,12 @@ class Tenant:
     """When it was first installed (seconds since the epoch)."""
     uninstalled_at: float | None = None
     """When it last uninstalled, if it did."""
+    signed_rank: int = 0
+    """1 when Atlassian signed (RS256) the latest applied install or uninstall, else 0.
+
+    Writes are ordered by `(signed_at, signed_rank)`: of two signed at the same time, Atlassian's wins."""
+    enabled_at: float = 0.0
+    """When the latest applied `enabled`, `disabled` or install was signed: orders `enabled` on its own."""
 
     @property
     def product(self) -> Product | None:

@@ -30,28 +30,55 @@ from ._secrets import CipherSource, Encrypting
 
 __all__ = ["RedisStore"]
 
-_PUT_TENANT = """
-local kept = redis.call('HGET', KEYS[1], 'signed_at')
-if kept and tonumber(kept) > tonumber(ARGV[1]) then return 0 end
+_OUTRANKED = """
+local function outranked(key, signed_at, rank)
+  local kept = redis.call('HGET', key, 'signed_at')
+  if not kept then return false end
+  local kept_rank = tonumber(redis.call('HGET', key, 'signed_rank') or '0')
+  return tonumber(kept) > signed_at or (tonumber(kept) == signed_at and kept_rank > rank)
+end
+"""
+_PUT_TENANT = (
+    _OUTRANKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[10] == '1' or outranked(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[9])) then return 0 end
+end
 local old_installation = redis.call('HGET', KEYS[1], 'installation_id')
 local old_cloud = redis.call('HGET', KEYS[1], 'cloud_id')
 if old_installation and old_installation ~= '' then redis.call('SREM', ARGV[5] .. old_installation, ARGV[4]) end
 if old_cloud and old_cloud ~= '' then redis.call('SREM', ARGV[6] .. old_cloud, ARGV[4]) end
-redis.call('HDEL', KEYS[1], 'installed', 'enabled')
+redis.call('HDEL', KEYS[1], 'installed')
+if tonumber(redis.call('HGET', KEYS[1], 'enabled_at') or '0') <= tonumber(ARGV[1]) then
+  redis.call('HDEL', KEYS[1], 'enabled')
+  redis.call('HSET', KEYS[1], 'enabled_at', ARGV[11])
+end
 redis.call('HSETNX', KEYS[1], 'installed_at', ARGV[8])
-redis.call('HSET', KEYS[1], 'signed_at', ARGV[1], 'record', ARGV[7], 'installation_id', ARGV[2], 'cloud_id', ARGV[3])
+redis.call('HSET', KEYS[1], 'signed_at', ARGV[1], 'signed_rank', ARGV[9], 'record', ARGV[7])
+redis.call('HSET', KEYS[1], 'installation_id', ARGV[2], 'cloud_id', ARGV[3])
 if ARGV[2] ~= '' then redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[4]) end
 if ARGV[3] ~= '' then redis.call('SADD', ARGV[6] .. ARGV[3], ARGV[4]) end
 return 1
 """
-_UPDATE_TENANT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] ~= '' then
-  local kept = redis.call('HGET', KEYS[1], 'signed_at')
-  if kept and tonumber(kept) > tonumber(ARGV[1]) then return 0 end
-  redis.call('HSET', KEYS[1], 'signed_at', ARGV[1])
-end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+)
+_UNINSTALL_TENANT = (
+    _OUTRANKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 or outranked(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then return 0 end
+redis.call('HSET', KEYS[1], 'signed_at', ARGV[1], 'signed_rank', ARGV[2], 'installed', 'false', 'uninstalled_at', ARGV[3])
+return 1
+"""
+)
+_ENABLE_TENANT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'installed') == 'false' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'enabled_at') or '0') > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'enabled', ARGV[1], 'enabled_at', ARGV[2])
+return 1
+"""
+_PUT_INSTALLATION = """
+local kept = redis.call('GET', KEYS[1])
+if kept and cjson.decode(kept)['state'] == 'uninstalled' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 _KEEP_LATEST = """
@@ -91,7 +118,7 @@ redis.call('HSET', KEYS[1], 'verified', ARGV[1], 'link', ARGV[2], 'next_attempt_
 redis.call('HSETNX', KEYS[1], 'attempts', ARGV[4])
 return 1
 """
-_MUTABLE = ("installed", "enabled", "uninstalled_at", "installed_at")
+_MUTABLE = ("installed", "enabled", "uninstalled_at", "installed_at", "signed_rank", "enabled_at")
 
 
 class RedisStore(BaseStore, Encrypting):
@@ -125,7 +152,9 @@ class RedisStore(BaseStore, Encrypting):
         self.prefix = prefix
         """The start of every key this store writes."""
         self._put_tenant_script = self.redis.register_script(_PUT_TENANT)
-        self._update_tenant_script = self.redis.register_script(_UPDATE_TENANT)
+        self._uninstall_tenant_script = self.redis.register_script(_UNINSTALL_TENANT)
+        self._enable_tenant_script = self.redis.register_script(_ENABLE_TENANT)
+        self._put_installation_script = self.redis.register_script(_PUT_INSTALLATION)
         self._put_token_script = self.redis.register_script(_KEEP_LATEST)
         self._discard_token_script = self.redis.register_script(_FORGET_IF_SAME)
         self._replace_script = self.redis.register_script(_REPLACE)
@@ -169,7 +198,7 @@ class RedisStore(BaseStore, Encrypting):
             found = await pipeline.execute()
         return {key: self._tenant(fields) for key, fields in zip(client_keys, found, strict=True) if fields}
 
-    async def _put_tenant(self, tenant: Tenant) -> bool:
+    async def _put_tenant(self, tenant: Tenant, *, create_only: bool = False) -> bool:
         record = {
             "client_key": tenant.client_key,
             "base_url": tenant.base_url,
@@ -192,20 +221,25 @@ class RedisStore(BaseStore, Encrypting):
             f"{self.prefix}:by-cloud:",
             json.dumps(record),
             json.dumps(tenant.installed_at),
+            str(tenant.signed_rank),
+            "1" if create_only else "",
+            repr(tenant.enabled_at),
         ]
         return bool(await self._put_tenant_script(keys=[key], args=arguments))
 
-    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
-        arguments = ["" if signed_at is None else repr(signed_at)]
-        for name, value in changes.items():
-            arguments += [name, json.dumps(value)]
-        return bool(await self._update_tenant_script(keys=[self._key("tenant", client_key)], args=arguments))
+    async def _uninstall_tenant(self, client_key: str, signed_at: float, rank: int, now: float) -> bool:
+        arguments = [repr(signed_at), str(rank), json.dumps(now)]
+        return bool(await self._uninstall_tenant_script(keys=[self._key("tenant", client_key)], args=arguments))
+
+    async def _enable_tenant(self, client_key: str, enabled: bool, signed_at: float) -> bool:
+        arguments = [json.dumps(enabled), repr(signed_at)]
+        return bool(await self._enable_tenant_script(keys=[self._key("tenant", client_key)], args=arguments))
 
     async def _find_tenants(self, installation_id: str, cloud_id: str | None) -> list[Tenant]:
         sets = [f"{self.prefix}:by-installation:{installation_id}"]
         if cloud_id is not None:
             sets.append(f"{self.prefix}:by-cloud:{cloud_id}")
-        client_keys = sorted(_text(key) for key in await self.redis.sunion(sets))[:100]
+        client_keys = sorted(_text(key) for key in await self.redis.sunion(sets))
         return list((await self._get_tenants(client_keys)).values())
 
     async def _rotate(self) -> int:
@@ -239,9 +273,10 @@ class RedisStore(BaseStore, Encrypting):
         record = json.loads(raw)
         return ForgeInstallationRecord(**{**record, "contexts": tuple(record["contexts"])})
 
-    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
-        value = installation_values(record)
-        await self.redis.set(self._key("installation", record.installation_id), json.dumps(value))
+    async def _put_installation(self, record: ForgeInstallationRecord) -> bool:
+        value = json.dumps(installation_values(record))
+        key = self._key("installation", record.installation_id)
+        return bool(await self._put_installation_script(keys=[key], args=[value]))
 
     # -- Forge tokens: `received_at|{"token": <encrypted>, "hash", "api_base_url", "expires_at"}` ----------
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    case,
     delete,
     or_,
     select,
@@ -70,12 +71,14 @@ tenants = Table(
     Column("base_url", String(2048), nullable=False),
     Column("encrypted_shared_secret", LargeBinary, nullable=False),
     Column("signed_at", Double, nullable=False),
+    Column("signed_rank", Integer, nullable=False, server_default="0"),
     Column("installed", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),
-    Column("product_type", String(64)),
+    Column("enabled_at", Double, nullable=False, server_default="0"),
+    Column("product_type", String(2048)),
     Column("installation_id", String(255), index=True),
     Column("cloud_id", String(255), index=True),
-    Column("oauth_client_id", String(255)),
+    Column("oauth_client_id", String(2048)),
     Column("payload", JSON, nullable=False),
     Column("installed_at", Double),
     Column("uninstalled_at", Double),
@@ -87,7 +90,7 @@ installations = Table(
     Column("state", String(16), nullable=False),
     Column("contexts", JSON, nullable=False),
     Column("api_base_url", String(2048)),
-    Column("app_version", String(255)),
+    Column("app_version", String(2048)),
     Column("installed_at", Double),
     Column("updated_at", Double, nullable=False),
     Column("uninstalled_at", Double),
@@ -227,8 +230,10 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             base_url=row.base_url,
             shared_secret=self.cipher.decrypt(row.encrypted_shared_secret) if decrypt else "",
             signed_at=row.signed_at,
+            signed_rank=row.signed_rank,
             installed=row.installed,
             enabled=row.enabled,
+            enabled_at=row.enabled_at,
             product_type=row.product_type,
             installation_id=row.installation_id,
             cloud_id=row.cloud_id,
@@ -249,14 +254,16 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             rows = (await connection.execute(select(tenants).where(tenants.c.client_key.in_(client_keys)))).all()
         return {row.client_key: self._tenant(row) for row in rows}
 
-    async def _put_tenant(self, tenant: Tenant) -> bool:
+    async def _put_tenant(self, tenant: Tenant, *, create_only: bool = False) -> bool:
         values = {
             "client_key": tenant.client_key,
             "base_url": tenant.base_url,
             "encrypted_shared_secret": self.cipher.encrypt(tenant.shared_secret),
             "signed_at": tenant.signed_at,
+            "signed_rank": tenant.signed_rank,
             "installed": tenant.installed,
             "enabled": tenant.enabled,
+            "enabled_at": tenant.enabled_at,
             "product_type": tenant.product_type,
             "installation_id": tenant.installation_id,
             "cloud_id": tenant.cloud_id,
@@ -266,23 +273,37 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             "uninstalled_at": tenant.uninstalled_at,
         }
         insert = self._dialect.insert(tenants).values(values)
-        changed = {
-            name: insert.excluded[name]
-            for name in values
-            if name not in ("client_key", "installed_at", "uninstalled_at")
-        }
-        statement = insert.on_conflict_do_update(
-            index_elements=[tenants.c.client_key],
-            set_=changed,
-            where=tenants.c.signed_at <= insert.excluded.signed_at,
-        ).returning(tenants.c.client_key)
+        if create_only:
+            statement = insert.on_conflict_do_nothing(index_elements=[tenants.c.client_key])
+        else:
+            kept = ("client_key", "installed_at", "uninstalled_at", "enabled", "enabled_at")
+            changed: dict[str, Any] = {name: insert.excluded[name] for name in values if name not in kept}
+            enabled_later = tenants.c.enabled_at > insert.excluded.signed_at  # the SET reads the kept row
+            changed["enabled"] = case((enabled_later, tenants.c.enabled), else_=insert.excluded.enabled)
+            changed["enabled_at"] = case((enabled_later, tenants.c.enabled_at), else_=insert.excluded.enabled_at)
+            statement = insert.on_conflict_do_update(
+                index_elements=[tenants.c.client_key],
+                set_=changed,
+                where=_not_outranked(insert.excluded.signed_at, insert.excluded.signed_rank),
+            )
         async with self.transaction() as connection:
-            return (await connection.execute(statement)).first() is not None
+            return (await connection.execute(statement.returning(tenants.c.client_key))).first() is not None
 
-    async def _update_tenant(self, client_key: str, signed_at: float | None, changes: Mapping[str, Any]) -> bool:
-        statement = update(tenants).where(tenants.c.client_key == client_key).values(**changes)
-        if signed_at is not None:
-            statement = statement.where(tenants.c.signed_at <= signed_at).values(signed_at=signed_at)
+    async def _uninstall_tenant(self, client_key: str, signed_at: float, rank: int, now: float) -> bool:
+        statement = (
+            update(tenants)
+            .where(tenants.c.client_key == client_key, _not_outranked(signed_at, rank))
+            .values(installed=False, uninstalled_at=now, signed_at=signed_at, signed_rank=rank)
+        )
+        async with self.transaction() as connection:
+            return (await connection.execute(statement)).rowcount > 0
+
+    async def _enable_tenant(self, client_key: str, enabled: bool, signed_at: float) -> bool:
+        statement = (
+            update(tenants)
+            .where(tenants.c.client_key == client_key, tenants.c.installed, tenants.c.enabled_at <= signed_at)
+            .values(enabled=enabled, enabled_at=signed_at)
+        )
         async with self.transaction() as connection:
             return (await connection.execute(statement)).rowcount > 0
 
@@ -291,7 +312,7 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         if cloud_id is not None:
             match = or_(match, tenants.c.cloud_id == cloud_id)
         async with self.engine.connect() as connection:
-            rows = (await connection.execute(select(tenants).where(match).limit(100))).all()
+            rows = (await connection.execute(select(tenants).where(match).order_by(tenants.c.client_key))).all()
         return [self._tenant(row) for row in rows]
 
     async def _rotate(self) -> int:
@@ -322,15 +343,16 @@ class SQLAlchemyStore(BaseStore, Encrypting):
             row = (await connection.execute(query)).first()
         return _installation(row) if row is not None else None
 
-    async def _put_installation(self, record: ForgeInstallationRecord) -> None:
+    async def _put_installation(self, record: ForgeInstallationRecord) -> bool:
         values = installation_values(record)
         insert = self._dialect.insert(installations).values(values)
         statement = insert.on_conflict_do_update(
             index_elements=[installations.c.installation_id],
             set_={name: insert.excluded[name] for name in values if name != "installation_id"},
-        )
+            where=installations.c.state != "uninstalled",
+        ).returning(installations.c.installation_id)
         async with self.transaction() as connection:
-            await connection.execute(statement)
+            return (await connection.execute(statement)).first() is not None
 
     # -- Forge tokens ----------------------------------------------------------------------------
 
@@ -481,6 +503,11 @@ def _link(row: Any) -> ConnectLink:
         last_outcome=row.last_outcome,
         next_attempt_at=row.next_attempt_at,
     )
+
+
+def _not_outranked(signed_at: Any, rank: Any) -> Any:
+    """The kept tenant's `(signed_at, signed_rank)` is not above `(signed_at, rank)` (`outranks`, in SQL)."""
+    return or_(tenants.c.signed_at < signed_at, and_(tenants.c.signed_at == signed_at, tenants.c.signed_rank <= rank))
 
 
 def _digest(token: str) -> str:

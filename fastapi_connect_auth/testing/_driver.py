@@ -136,16 +136,19 @@ class ConnectAppDriver:
         """`url` under the path of the app's base URL, for the client (which knows only the host)."""
         return urlsplit(self.app_base_url).path.rstrip("/") + url
 
-    def _lifecycle(self, event: str, body: dict[str, Any] | str | bytes, token: str | None) -> httpx2.Response:
+    def _lifecycle(
+        self, event: str, body: dict[str, Any] | str | bytes, token: str | None, signed_at: float | None = None
+    ) -> httpx2.Response:
         url = self.lifecycle_url(event)
         if token is None:
+            late: dict[str, Any] = {} if signed_at is None else {"iat": int(signed_at)}
             if event in ("installed", "uninstalled") and self.product.signs_installs:
-                token = self.product.signed_token("POST", url, app_base_url=self.app_base_url)
+                token = self.product.signed_token("POST", url, app_base_url=self.app_base_url, **late)
             else:
                 # Unsigned installs (Bitbucket Cloud) use the secret the app holds: an update, the one it replaces.
                 secret = self._installed_secret if event == "installed" else None
                 token = self.product.shared_secret_token(
-                    "POST", url, app_base_url=self.app_base_url, shared_secret=secret
+                    "POST", url, app_base_url=self.app_base_url, shared_secret=secret, **late
                 )
         if isinstance(body, dict):
             response = self.request("POST", url, token=token, json_body=body)
@@ -163,35 +166,43 @@ class ConnectAppDriver:
     # -- the lifecycle --------------------------------------------------------------------
 
     def install(
-        self, *, token: str | None = None, content: str | bytes | None = None, **fields: Any
+        self,
+        *,
+        token: str | None = None,
+        content: str | bytes | None = None,
+        signed_at: float | None = None,
+        **fields: Any,
     ) -> httpx2.Response:
         """A signed `installed` callback with the current shared secret.
 
         `fields` override payload fields (`None` leaves one out); `content` sends a
-        raw body instead; `token` replaces the correctly signed one. Once the app
+        raw body instead; `token` replaces the correctly signed one. `signed_at`
+        (here and for `uninstall`, `enable`, `disable`) dates the token's `iat`
+        earlier: a callback delivered late, after one signed later. Once the app
         answers 2xx, the product's REST API accepts the app's tokens (`app_key`).
         """
         body = content if content is not None else self.product.install_payload(app_key=self.app_key, **fields)
-        return self._lifecycle("installed", body, token)
+        return self._lifecycle("installed", body, token, signed_at)
 
     def update(self, shared_secret: str | None = None, **fields: Any) -> httpx2.Response:
         """Re-install with a new shared secret, as the product does on an upgrade or re-enable."""
         self.product.rotate_shared_secret(shared_secret)
         return self.install(**fields)
 
-    def uninstall(self, *, token: str | None = None, **fields: Any) -> httpx2.Response:
+    def uninstall(self, *, token: str | None = None, signed_at: float | None = None, **fields: Any) -> httpx2.Response:
         """A signed `uninstalled` callback; once the app accepts it, the REST API refuses the app."""
-        return self._lifecycle(
-            "uninstalled", self.product.lifecycle_payload("uninstalled", app_key=self.app_key, **fields), token
-        )
+        body = self.product.lifecycle_payload("uninstalled", app_key=self.app_key, **fields)
+        return self._lifecycle("uninstalled", body, token, signed_at)
 
-    def enable(self, *, token: str | None = None) -> httpx2.Response:
+    def enable(self, *, token: str | None = None, signed_at: float | None = None) -> httpx2.Response:
         """An `enabled` callback, signed with the shared secret."""
-        return self._lifecycle("enabled", self.product.lifecycle_payload("enabled", app_key=self.app_key), token)
+        body = self.product.lifecycle_payload("enabled", app_key=self.app_key)
+        return self._lifecycle("enabled", body, token, signed_at)
 
-    def disable(self, *, token: str | None = None) -> httpx2.Response:
+    def disable(self, *, token: str | None = None, signed_at: float | None = None) -> httpx2.Response:
         """A `disabled` callback, signed with the shared secret."""
-        return self._lifecycle("disabled", self.product.lifecycle_payload("disabled", app_key=self.app_key), token)
+        body = self.product.lifecycle_payload("disabled", app_key=self.app_key)
+        return self._lifecycle("disabled", body, token, signed_at)
 
     # -- calls ----------------------------------------------------------------------------
 

@@ -62,7 +62,8 @@ FitShape = Literal["ui", "request-remote", "backend", "event", "trigger", "lifec
 `ui` and `request-remote` (a UI call, proxied by Forge or straight from the browser)
 carry a `principal` and a `context` and the product's UI module; `backend` (a Forge
 function's `invokeRemote`), `event`, `trigger` and `lifecycle` carry neither, and the
-module `core:endpoint` with the endpoint's key.
+module `core:endpoint` with the endpoint's key: `remote-resolver`, `forge-events`,
+`hourly-sync` and `forge-lifecycle` unless `mint_fit(module_key=...)` names another.
 """
 
 _FIT_LIFETIME = 25
@@ -83,9 +84,9 @@ _UI_MODULES: dict[ProductType, tuple[str, str, dict[str, Any]]] = {
 }
 _ENDPOINT_KEYS: dict[str, str] = {
     "backend": "remote-resolver",
-    "event": "remote-events",
+    "event": "forge-events",
     "trigger": "hourly-sync",
-    "lifecycle": "lifecycle-events",
+    "lifecycle": "forge-lifecycle",
 }
 
 
@@ -361,12 +362,14 @@ class FakeForge:
             return {"name": "bitbucket", "apiBaseUrl": self.api_base_url, "workspaceId": self.workspace_id}
         return {"name": self.product, "apiBaseUrl": self.api_base_url, "cloudId": self.cloud_id}
 
-    def fit_claims(self, shape: FitShape = "ui") -> dict[str, Any]:
-        """The claims Forge sends for a call of `shape` (see `FitShape`)."""
+    def fit_claims(self, shape: FitShape = "ui", *, module_key: str | None = None) -> dict[str, Any]:
+        """The claims Forge sends for a call of `shape` (see `FitShape`); `module_key` names the module or endpoint."""
         now = int(self.clock())
         ui = shape in ("ui", "request-remote")
         module_type, ui_key, extension = _UI_MODULES[self.product]
-        module = {"type": module_type, "key": ui_key} if ui else {"type": "core:endpoint", "key": _ENDPOINT_KEYS[shape]}
+        ui_key = module_key or ui_key
+        endpoint = module_key or _ENDPOINT_KEYS.get(shape, "")
+        module = {"type": module_type, "key": ui_key} if ui else {"type": "core:endpoint", "key": endpoint}
         claims: dict[str, Any] = {
             "iss": "forge/invocation-token",
             "aud": self.app_id,
@@ -400,6 +403,7 @@ class FakeForge:
         self,
         shape: FitShape = "ui",
         *,
+        module_key: str | None = None,
         headers: Mapping[str, Any] | None = None,
         key: Any = None,
         algorithm: str = "RS256",
@@ -407,9 +411,12 @@ class FakeForge:
     ) -> str:
         """A FIT of `shape` signed with the current key; claim `overrides` merge in (`None` removes a claim).
 
-        `headers`, `key` and `algorithm` sign it otherwise (another kid, a forged key, `HS256`).
+        `module_key` is the `app.module.key` (the manifest endpoint, `core:endpoint`,
+        for calls other than UI ones). `headers`, `key` and `algorithm` sign it
+        otherwise (another kid, a forged key, `HS256`). A FIT minted now and sent
+        later is a late delivery, as long as it has not expired.
         """
-        claims = _merge(self.fit_claims(shape), overrides)
+        claims = _merge(self.fit_claims(shape, module_key=module_key), overrides)
         header = _merge({"kid": self.kid}, headers or {})
         return jwt.encode(claims, key if key is not None else self.signing_keys[self.kid], algorithm, header)
 
@@ -470,6 +477,7 @@ class FakeForge:
     def installed_payload(self, **overrides: Any) -> dict[str, Any]:
         """`avi:forge:installed:app` as Forge sends it for this installation; `overrides` merge in (`None` removes)."""
         payload = {
+            "eventType": "avi:forge:installed:app",
             "id": self.installation_uuid,
             "installerAccountId": self.account_id,
             "app": {"id": self.app_id.rsplit("/", 1)[1], "version": "2.4.0", "name": "Fake Forge app"},
@@ -479,7 +487,9 @@ class FakeForge:
 
     def upgraded_payload(self, **overrides: Any) -> dict[str, Any]:
         """`avi:forge:upgraded:app` (a new major version); `overrides` merge in (`None` removes)."""
-        payload = self.installed_payload(installerAccountId=None, upgraderAccountId=self.account_id)
+        payload = self.installed_payload(
+            eventType="avi:forge:upgraded:app", installerAccountId=None, upgraderAccountId=self.account_id
+        )
         return _merge({**payload, "permissions": {"scopes": ["read:jira-work", "read:app-system-token"]}}, overrides)
 
     def pre_uninstall_payload(self, **overrides: Any) -> dict[str, Any]:
@@ -742,22 +752,26 @@ class ForgeAppDriver:
         payload: Mapping[str, Any] | None = None,
         *,
         fit: str | None = None,
+        module_key: str | None = None,
         system_token: str | None = None,
         retry_count: int | None = None,
+        retry_reason: str = "INVALID_REMOTE_INVOCATION_ERROR",
     ) -> httpx2.Response:
         """POST a lifecycle event (`installed`, `upgraded`, `pre-uninstall`) with a lifecycle FIT and a system token.
 
-        `payload` defaults to the fake's own (`installed_payload()`...);
-        `retry_count` adds the `retryContext` of a redelivery.
+        `payload` defaults to the fake's own (`installed_payload()`...) and is sent
+        as it is: `event` only picks that default. Each call mints a fresh FIT (for
+        the endpoint `module_key`, `forge-lifecycle` by default) unless `fit` is
+        given: one minted earlier is a late delivery. `retry_count` (with
+        `retry_reason`) adds the `retryContext` of Forge's redelivery: a fresh FIT,
+        the same body otherwise. Events out of order are calls in that order (an
+        `installed` after a `pre-uninstall` of the same installation).
         """
         body = dict(payload if payload is not None else getattr(self.forge, _LIFECYCLE_PAYLOADS[event])())
         if retry_count is not None:
-            body["retryContext"] = {
-                "retryCount": retry_count,
-                "retryReason": "INVALID_REMOTE_INVOCATION_ERROR",
-                "retryData": None,
-            }
-        headers = self.headers(fit or self.forge.mint_fit("lifecycle"), system_token=system_token)
+            body["retryContext"] = {"retryCount": retry_count, "retryReason": retry_reason, "retryData": None}
+        fit = fit or self.forge.mint_fit("lifecycle", module_key=module_key)
+        headers = self.headers(fit, system_token=system_token)
         headers.setdefault("x-forge-oauth-system", self.forge.system_token())
         return self.client.post(path, json=body, headers=headers)
 

@@ -15,8 +15,11 @@ class TestMyStore(StoreContract):
 ```
 
 It covers the rules (a new secret replaces the old at once, uninstalled tenants
-stay known, the tenancy link), concurrency (two installs racing for one
-clientKey: the later signed secret wins whichever commits last; of N identical
+stay known, lifecycle order where a shared secret never outranks Atlassian's
+signature, unsigned installs only create, only Atlassian-signed installs link,
+an uninstalled Forge installation stays so, complete link lookups), concurrency
+(two installs racing for one clientKey: the later signed secret wins whichever
+commits last; racing unsigned installs create once; of N identical
 deliveries exactly one is new; the latest received token wins), expiry (delivery
 ids and tokens), hostile values refused before storage, and a restart: a new
 store object on the same data sees everything (skipped when `persistent` is false).
@@ -133,7 +136,7 @@ class StoreContract:
             payload = install_payload(
                 key, "s" * 40, installationId="ari:cloud:ecosystem::installation/1", cloudId="c-1"
             )
-            await store.save_install(payload, signed_at=100)
+            await store.save_install(payload, signed_at=100, atlassian_signed=True)
             credentials = await store.credentials(key)
             assert credentials is not None
             assert (credentials.shared_secret, credentials.installed, credentials.base_url) == (
@@ -244,6 +247,7 @@ class StoreContract:
         """Ids no store could hold are never found."""
         async with self.open_store() as store:
             assert await store.credentials(client_key) is None
+            assert await store.fresh_credentials(client_key) is None
             assert await store.forge_installation(client_key) is None
             assert await store.get(client_key, None) is None
 
@@ -254,12 +258,14 @@ class StoreContract:
         key, cloud = _key(), _key()
         first, second = f"ari:cloud:ecosystem::installation/{_key()}", f"ari:cloud:ecosystem::installation/{_key()}"
         async with self.open_store() as store:
-            await store.save_install(install_payload(key, "s" * 40, installationId=first, cloudId=cloud), signed_at=1)
+            payload = install_payload(key, "s" * 40, installationId=first, cloudId=cloud)
+            await store.save_install(payload, signed_at=1, atlassian_signed=True)
             linked = await store.connect_tenant(forge_invocation(first, cloud))
             assert linked is not None
             assert linked.client_key == key
             assert await store.connect_tenant(forge_invocation(second, cloud)) is None  # another installation
-            await store.save_install(install_payload(key, "s" * 40, installationId=second, cloudId=cloud), signed_at=2)
+            payload = install_payload(key, "s" * 40, installationId=second, cloudId=cloud)
+            await store.save_install(payload, signed_at=2, atlassian_signed=True)
             assert await store.connect_tenant(forge_invocation(first, cloud)) is None
             relinked = await store.connect_tenant(forge_invocation(second, cloud))
             assert relinked is not None
@@ -270,16 +276,156 @@ class StoreContract:
         jira, confluence, cloud = _key(), _key(), _key()
         installation = f"ari:cloud:ecosystem::installation/{_key()}"
         async with self.open_store() as store:
-            await store.save_install(install_payload(jira, "s" * 40, cloudId=cloud), signed_at=1)
+            await store.save_install(install_payload(jira, "s" * 40, cloudId=cloud), signed_at=1, atlassian_signed=True)
             wiki = {"cloudId": cloud, "productType": "confluence", "baseUrl": "https://contract.atlassian.net/wiki"}
-            await store.save_install(install_payload(confluence, "s" * 40, **wiki), signed_at=1)
+            await store.save_install(install_payload(confluence, "s" * 40, **wiki), signed_at=1, atlassian_signed=True)
             on_jira = await store.connect_tenant(forge_invocation(installation, cloud, product="jira"))
             on_wiki = await store.connect_tenant(forge_invocation(installation, cloud, product="confluence"))
             assert (on_jira and on_jira.client_key, on_wiki and on_wiki.client_key) == (jira, confluence)
-            await store.save_install(install_payload(_key(), "s" * 40, cloudId=cloud), signed_at=1)  # a second Jira
+            second_jira = install_payload(_key(), "s" * 40, cloudId=cloud)
+            await store.save_install(second_jira, signed_at=1, atlassian_signed=True)
             assert await store.connect_tenant(forge_invocation(installation, cloud, product="jira")) is None
             await store.uninstall(confluence, signed_at=2)
             assert await store.connect_tenant(forge_invocation(installation, cloud, product="confluence")) is None
+
+    async def test_ids_of_an_install_not_signed_by_atlassian_link_nothing(self) -> None:
+        """The installationId and cloudId of an install not signed by Atlassian stay in its payload, unlinked."""
+        key, cloud = _key(), _key()
+        installation = f"ari:cloud:ecosystem::installation/{_key()}"
+        async with self.open_store() as store:
+            unsigned = install_payload(key, "s" * 40, installationId=installation, cloudId=cloud)
+            assert await store.save_install(unsigned)
+            shared_secret = install_payload(key, "t" * 40, installationId=installation, cloudId=cloud)
+            assert await store.save_install(shared_secret, signed_at=time.time())
+            for _ in range(2):
+                tenant = await store.tenant(key)
+                assert tenant is not None
+                assert (tenant.installation_id, tenant.cloud_id) == (None, None)
+                assert (tenant.payload["installationId"], tenant.payload["cloudId"]) == (installation, cloud)
+                assert await store.connect_tenant(forge_invocation(installation, cloud)) is None
+                shared_secret = install_payload(key, "u" * 40, installationId=installation, cloudId=cloud)
+                assert await store.save_install(shared_secret, signed_at=time.time() + 1)
+
+    async def test_the_link_lookup_is_complete(self) -> None:
+        """The link is found among any number of tenants sharing a cloud id (no silent cut at 100)."""
+        cloud = _key()
+        installation = f"ari:cloud:ecosystem::installation/{_key()}"
+        linked = f"zz-{_key()}"  # sorts after the others
+        async with self.open_store() as store:
+            for number in range(101):
+                payload = install_payload(f"aa-{number:03}-{cloud}", "s" * 40, cloudId=cloud)
+                await store.save_install(payload, signed_at=1, atlassian_signed=True)
+            payload = install_payload(linked, "s" * 40, installationId=installation, cloudId=cloud)
+            await store.save_install(payload, signed_at=1, atlassian_signed=True)
+            found = await store.connect_tenant(forge_invocation(installation, cloud))
+            assert found is not None
+            assert found.client_key == linked
+
+    # -- lifecycle order ----------------------------------------------------------------------
+
+    async def test_a_shared_secret_never_outranks_atlassian(self) -> None:
+        """Of an install or uninstall signed at the same time, Atlassian's (rank 1) wins; a later one wins whatever."""
+        key = _key()
+        async with self.open_store() as store:
+            assert await store.save_install(install_payload(key, "a" * 40), signed_at=100, atlassian_signed=True)
+            assert not await store.save_install(install_payload(key, "h" * 40), signed_at=100)
+            assert not await store.uninstall(key, signed_at=100)
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.shared_secret, tenant.installed, tenant.signed_rank) == ("a" * 40, True, 1)
+            assert await store.uninstall(key, signed_at=100, atlassian_signed=True)
+            assert not await store.save_install(install_payload(key, "h" * 40), signed_at=100)
+            assert (await store.credentials(key)).installed is False  # type: ignore[union-attr]
+            assert await store.save_install(install_payload(key, "h" * 40), signed_at=100.5)
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.shared_secret, tenant.installed, tenant.signed_rank) == ("h" * 40, True, 0)
+
+    @pytest.mark.parametrize("order", ["atlassian last", "atlassian first"])
+    async def test_racing_installs_signed_at_once_atlassian_wins(self, order: str) -> None:
+        """Two replicas racing an Atlassian-signed and a shared-secret install signed at once: Atlassian's wins."""
+        key = _key()
+        racers: list[tuple[str, bool]] = [("h" * 40, False), ("a" * 40, True)]
+        if order == "atlassian first":
+            racers.reverse()
+        async with self.open_store() as first, self.open_store() as second:
+            await asyncio.gather(
+                *(
+                    store.save_install(install_payload(key, secret), signed_at=100, atlassian_signed=atlassian)
+                    for store, (secret, atlassian) in zip((first, second), racers, strict=True)
+                )
+            )
+            for store in (first, second):
+                tenant = await store.tenant(key)
+                assert tenant is not None
+                assert tenant.shared_secret == "a" * 40
+
+    async def test_enabled_and_disabled_are_ordered_on_their_own(self) -> None:
+        """`enabled`/`disabled` never move the install order, never reinstall, and a late one changes nothing."""
+        key = _key()
+        async with self.open_store() as store:
+            await store.save_install(install_payload(key, "s" * 40), signed_at=100, atlassian_signed=True)
+            assert await store.set_enabled(key, False, signed_at=110)
+            assert not await store.set_enabled(key, True, signed_at=105)  # signed before the disabled
+            assert (await store.tenant(key)).enabled is False  # type: ignore[union-attr]
+            assert not await store.save_install(install_payload(key, "s" * 40), signed_at=99, atlassian_signed=True)
+            assert await store.save_install(install_payload(key, "s" * 40), signed_at=101, atlassian_signed=True)
+            assert (await store.tenant(key)).enabled is False  # type: ignore[union-attr]  # disabled after this install
+            assert await store.uninstall(key, signed_at=120, atlassian_signed=True)
+            assert not await store.set_enabled(key, True, signed_at=130)  # uninstalled: stays so
+            assert not await store.set_enabled(key, False, signed_at=115)
+            assert await store.uninstall(key, signed_at=121, atlassian_signed=True)  # twice: still uninstalled
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.installed, tenant.signed_at) == (False, 121)
+            assert await store.save_install(install_payload(key, "t" * 40), signed_at=140, atlassian_signed=True)
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.installed, tenant.enabled, tenant.enabled_at) == (True, True, 140)
+
+    async def test_an_unsigned_install_only_creates(self) -> None:
+        """An unsigned (legacy) install creates a tenant never seen, and nothing else: 401, nothing written."""
+        key = _key()
+        async with self.open_store() as store:
+            assert await store.save_install(install_payload(key, "first" * 8))
+            for unsigned in (install_payload(key, "second" * 8), install_payload(key, "third" * 8)):
+                with pytest.raises(AuthError) as refused:
+                    await store.save_install(unsigned)
+                assert (refused.value.code, refused.value.status_code) == (AuthErrorCode.UNAUTHORIZED_REQUEST, 401)
+            await store.uninstall(key, signed_at=time.time())
+            with pytest.raises(AuthError):
+                await store.save_install(install_payload(key, "again" * 8))
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.shared_secret, tenant.installed) == ("first" * 8, False)
+
+    async def test_racing_unsigned_installs_create_once(self) -> None:
+        """Unsigned installs for one new clientKey racing on two replicas: exactly one is written."""
+        key = _key()
+        async with self.open_store() as first, self.open_store() as second:
+            assert await first.credentials(key) is None  # "never seen", cached on each replica
+            assert await second.credentials(key) is None
+            stores = [first, second]
+            answers = await asyncio.gather(
+                *(stores[n % 2].save_install(install_payload(key, f"{n:02}" * 20)) for n in range(6)),
+                return_exceptions=True,
+            )
+            assert answers.count(True) == 1
+            refused = [answer for answer in answers if isinstance(answer, AuthError)]
+            assert [error.code for error in refused] == [AuthErrorCode.UNAUTHORIZED_REQUEST] * 5
+            tenant = await first.tenant(key)
+            assert tenant is not None
+            assert tenant.shared_secret == f"{answers.index(True):02}" * 20
+
+    async def test_text_as_long_as_the_models_allow_is_kept(self) -> None:
+        """A productType or oauthClientId as long as the install model accepts is kept (never a 503)."""
+        key = _key()
+        async with self.open_store() as store:
+            payload = install_payload(key, "s" * 40, productType="p" * 2048, oauthClientId="o" * 2048)
+            assert await store.save_install(payload, signed_at=1, atlassian_signed=True)
+            tenant = await store.tenant(key)
+            assert tenant is not None
+            assert (tenant.product_type, tenant.oauth_client_id) == ("p" * 2048, "o" * 2048)
 
     # -- Forge installations ------------------------------------------------------------------
 
@@ -292,6 +438,7 @@ class StoreContract:
             record = await store.record_forge_installation(invocation, app_version="2.0.0")
             kept = await store.forge_installation(installation)
             assert kept == record
+            assert kept is not None
             assert (kept.state, kept.cloud_id, kept.product, kept.app_version) == (
                 "installed",
                 cloud,
@@ -301,9 +448,38 @@ class StoreContract:
             gone = await store.record_forge_installation(invocation, state="uninstalled")
             kept = await store.forge_installation(installation)
             assert kept == gone
+            assert kept is not None
+            assert record is not None
             assert kept.state == "uninstalled"
             assert kept.uninstalled_at is not None
             assert kept.installed_at == record.installed_at
+
+    async def test_an_uninstalled_forge_installation_stays_uninstalled(self) -> None:
+        """A late installed or upgraded (or a second preUninstall) for an uninstalled installation changes nothing."""
+        installation, cloud = f"ari:cloud:ecosystem::installation/{_key()}", _key()
+        async with self.open_store() as store:
+            invocation = forge_invocation(installation, cloud)
+            assert await store.record_forge_installation(invocation) is not None
+            gone = await store.record_forge_installation(invocation, state="uninstalled")
+            assert gone is not None
+            assert await store.record_forge_installation(invocation, app_version="9.0.0") is None
+            assert await store.record_forge_installation(invocation, state="uninstalled") is None
+            assert await store.forge_installation(installation) == gone
+
+    async def test_racing_installed_and_pre_uninstall_end_uninstalled(self) -> None:
+        """An installed and a preUninstall racing on two replicas: the installation ends uninstalled, whatever the order."""
+        async with self.open_store() as first, self.open_store() as second:
+            for _ in range(5):
+                installation = f"ari:cloud:ecosystem::installation/{_key()}"
+                invocation = forge_invocation(installation, "cloud-1")
+                await asyncio.gather(
+                    first.record_forge_installation(invocation),
+                    second.record_forge_installation(invocation, state="uninstalled"),
+                    first.record_forge_installation(invocation),
+                )
+                kept = await second.forge_installation(installation)
+                assert kept is not None
+                assert kept.state == "uninstalled"
 
     # -- Forge tokens ---------------------------------------------------------------------------
 
@@ -405,7 +581,8 @@ class StoreContract:
         now = time.time()
         token = ForgeStoredToken("kept", "https://api.atlassian.com/ex/jira/c", now + 3600, now)
         async with self.open_store() as store:
-            await store.save_install(install_payload(key, "s" * 40, installationId=installation), signed_at=100)
+            payload = install_payload(key, "s" * 40, installationId=installation)
+            await store.save_install(payload, signed_at=100, atlassian_signed=True)
             await store.record_forge_installation(forge_invocation(installation, "cloud-1"))
             await store.put(installation, None, token)
             assert await store.remember_delivery(delivery, "f1", now + 60) is None

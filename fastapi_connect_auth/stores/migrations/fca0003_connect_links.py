@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "fca0003"
-down_revision = "fca0001"
+down_revision = "fca0002"
 branch_labels = None
 depends_on = None
 
