@@ -15,13 +15,15 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeGuard
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from jwt.algorithms import RSAAlgorithm
 from pydantic import AllowInfNan, StrictFloat, StrictInt, ValidationError
 
 from ._errors import AuthError, AuthErrorCode
+
+if TYPE_CHECKING:  # PyJWT's RSA and cryptography are imported at the first RS256 check (`_rs256`)
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from jwt.algorithms import RSAAlgorithm
 
 __all__ = [
     "MAX_KID_LENGTH",
@@ -33,6 +35,7 @@ __all__ = [
     "decode_failure",
     "invalid_claims",
     "invalid_signature",
+    "is_rsa_public_key",
     "split_token",
     "verify_rs256",
 ]
@@ -46,7 +49,6 @@ NumericDate = StrictInt | Annotated[StrictFloat, AllowInfNan(False)]
 """A JWT time (`exp`, `nbf`, `iat`): NaN and infinities are refused, as `exp: NaN` would never expire."""
 
 _BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _KID = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
 
@@ -158,7 +160,7 @@ def check_kid(kid: str | None) -> str:
 
 def verify_rs256(signing_input: bytes, signature: bytes, key: RSAPublicKey) -> None:
     """Check an RS256 signature with an RSA public key; raise `INVALID_SIGNATURE` if it does not match."""
-    if not _RS256.verify(signing_input, key, signature):
+    if not _rs256().verify(signing_input, key, signature):
         raise invalid_signature()
 
 
@@ -173,3 +175,20 @@ def check_times(claims: _Timed, now: float, leeway: float) -> None:
         raise AuthError(AuthErrorCode.TOKEN_EXPIRED, "The JWT has expired.")
     if claims.nbf is not None and now + leeway < claims.nbf:
         raise AuthError(AuthErrorCode.TOKEN_NOT_YET_VALID, "The JWT is not valid yet (nbf is in the future).")
+
+
+@lru_cache(maxsize=1)
+def _rs256() -> RSAAlgorithm:
+    """PyJWT's RS256, made at the first use: a Connect app that only sees HS256 never loads cryptography."""
+    from jwt.algorithms import RSAAlgorithm
+
+    return RSAAlgorithm(RSAAlgorithm.SHA256)
+
+
+def is_rsa_public_key(key: object) -> TypeGuard[RSAPublicKey]:
+    """Whether `key` is cryptography's RSA public key (imported only when a key that is not a secret is checked)."""
+    if isinstance(key, str):
+        return False
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    return isinstance(key, RSAPublicKey)

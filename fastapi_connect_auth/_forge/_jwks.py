@@ -210,8 +210,8 @@ class JwksKeyProvider(OwnedClient):
     async def _fetch(self, url: str) -> dict[str, RSAPublicKey]:
         try:
             with anyio.fail_after(self._timeout):
-                if self._client is not None:
-                    body = await self._read(self._client, url)
+                if (client := self.open_client()) is not None:
+                    body = await self._read(client, url)
                 else:
                     async with httpx2.AsyncClient(timeout=self._timeout) as client:
                         body = await self._read(client, url)
