@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Protocol, TypeGuard
 
-from pydantic import AllowInfNan, StrictFloat, StrictInt, ValidationError
+from pydantic import AllowInfNan, ConfigDict, StrictFloat, StrictInt, TypeAdapter, ValidationError
 
 from ._errors import AuthError, AuthErrorCode
 
@@ -53,13 +53,23 @@ _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _KID = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
 
 
+_decode_base64_string = TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64")).validator.validate_json
+"""pydantic-core's base64 (Rust), given a JSON string: a FIT's 1.2 KB payload in a fraction of `a2b_base64`'s time."""
+
+
 def _base64url_decode(segment: bytes) -> bytes:
     """Decode unpadded base64url; `ValueError` if it is not. `split_token` has already admitted only its alphabet.
 
-    One translate and one `a2b_base64`: PyJWT's `base64url_decode` does the same
-    through three layers of `base64` wrappers, several times slower on a token.
+    pydantic-core's decoder first; what it refuses (an encoding whose unused last
+    bits are not zero, which `a2b_base64` ignores) goes to one translate and one
+    `a2b_base64` (PyJWT's `base64url_decode` does the same through three layers of
+    `base64` wrappers), so every segment decodes to the same bytes as before, or fails as before.
     """
-    return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(segment) % 4))
+    try:
+        decoded: bytes = _decode_base64_string(b'"' + segment + b'"')
+    except ValidationError:
+        return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(segment) % 4))
+    return decoded
 
 
 # RawToken is built once per request and never changed; it is not `frozen`, whose
@@ -152,7 +162,7 @@ def check_kid(kid: str | None) -> str:
     if (
         len(kid) > MAX_KID_LENGTH
         or _KID.fullmatch(kid) is None
-        or any(segment in (".", "..") for segment in kid.split("/"))
+        or ("." in kid and any(segment in (".", "..") for segment in kid.split("/")))
     ):
         raise AuthError(AuthErrorCode.INVALID_KID, "The JWT header's kid is not a valid key id.")
     return kid
@@ -186,9 +196,7 @@ def _rs256() -> RSAAlgorithm:
 
 
 def is_rsa_public_key(key: object) -> TypeGuard[RSAPublicKey]:
-    """Whether `key` is cryptography's RSA public key (imported only when a key that is not a secret is checked)."""
-    if isinstance(key, str):
-        return False
+    """Whether `key` is cryptography's RSA public key (cryptography imported at the first RS256 token, not before)."""
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
     return isinstance(key, RSAPublicKey)
