@@ -197,12 +197,13 @@ def time_check(check: Callable[[], None], number: int) -> float:
 
 
 async def measure(rounds: int, number: int, apps: dict[str, FastAPI] | None = None) -> dict[str, list[float]]:
-    """Per-call times of every variant (or of `apps`, each sent the Connect webhook), in interleaved rounds
+    """Per-call times of every variant (or of `apps`, each sent the Connect webhook, or the FIT if its name
+    starts with `forge`), in interleaved rounds
     (after a warm-up call of each); with the variants, the RSA check alone (`rsa`) in the same rounds."""
     with_rsa = apps is None
     apps = apps or {kind: variant_app(kind) for kind in VARIANTS}
     variants = variant_scopes()
-    scopes = {kind: variants.get(kind, variants["library"]) for kind in apps}
+    scopes = {kind: variants.get(kind, variants["forge" if kind.startswith("forge") else "library"]) for kind in apps}
     times: dict[str, list[float]] = {kind: [] for kind in apps}
     for kind, app in apps.items():
         await time_calls(app, scopes[kind], 100)  # for `forge`, the first call fetches the JWKS
