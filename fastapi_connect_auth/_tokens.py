@@ -21,9 +21,10 @@ from pydantic import AllowInfNan, ConfigDict, StrictFloat, StrictInt, TypeAdapte
 
 from ._errors import AuthError, AuthErrorCode
 
-if TYPE_CHECKING:  # PyJWT's RSA and cryptography are imported at the first RS256 check (`_rs256`)
+if TYPE_CHECKING:  # cryptography is imported at the first RS256 check (`_rs256`)
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-    from jwt.algorithms import RSAAlgorithm
+    from cryptography.hazmat.primitives.hashes import SHA256
 
 __all__ = [
     "MAX_KID_LENGTH",
@@ -170,8 +171,11 @@ def check_kid(kid: str | None) -> str:
 
 def verify_rs256(signing_input: bytes, signature: bytes, key: RSAPublicKey) -> None:
     """Check an RS256 signature with an RSA public key; raise `INVALID_SIGNATURE` if it does not match."""
-    if not _rs256().verify(signing_input, key, signature):
-        raise invalid_signature()
+    padding, digest, invalid = _rs256()
+    try:
+        key.verify(signature, signing_input, padding, digest)
+    except invalid:
+        raise invalid_signature() from None
 
 
 def invalid_signature() -> AuthError:
@@ -188,11 +192,15 @@ def check_times(claims: _Timed, now: float, leeway: float) -> None:
 
 
 @lru_cache(maxsize=1)
-def _rs256() -> RSAAlgorithm:
-    """PyJWT's RS256, made at the first use: a Connect app that only sees HS256 never loads cryptography."""
-    from jwt.algorithms import RSAAlgorithm
+def _rs256() -> tuple[PKCS1v15, SHA256, type[Exception]]:
+    """RS256's padding and digest (what PyJWT's `RSAAlgorithm` passes, made once, not per token) and
+    cryptography's `InvalidSignature`, imported at the first use: a Connect app that only sees HS256 never
+    loads cryptography."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA256
 
-    return RSAAlgorithm(RSAAlgorithm.SHA256)
+    return PKCS1v15(), SHA256(), InvalidSignature
 
 
 def is_rsa_public_key(key: object) -> TypeGuard[RSAPublicKey]:

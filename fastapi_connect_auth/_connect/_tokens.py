@@ -1,7 +1,7 @@
 """A Connect JWT parsed once into `ConnectClaims`, and its signature checked with the key it needs. No I/O.
 
 HS256 signatures are checked with the standard library's SHA-256, keyed once per
-shared secret; RS256 ones by PyJWT's algorithm object (`verify_rs256`).
+shared secret; RS256 ones by cryptography's RSA check, PKCS #1 v1.5 over SHA-256 (`verify_rs256`).
 """
 
 from __future__ import annotations
