@@ -2,7 +2,7 @@
 
 * `AppConfig.install(app)` puts the configuration on `app.state` and answers
   `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
-* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime,
+* `AppConfig.lifespan` keeps the key provider's HTTP client for the app's lifetime,
   and first checks that every guarded route will find its configuration
   (`check_configured`): a forgotten `install(app)` fails at startup, not at the
   first request.
@@ -140,7 +140,7 @@ class OwnedClient:
             self._owns_client = True
         return self
 
-    def open_client(self) -> httpx2.AsyncClient | None:
+    def _open_client(self) -> httpx2.AsyncClient | None:
         """The client a fetch uses: the one passed in, or this provider's own while open (made now if needed);
         `None` outside `async with`, where each fetch opens and closes a client of its own."""
         if self._client is None and self._owns_client:

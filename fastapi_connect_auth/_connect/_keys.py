@@ -333,7 +333,7 @@ class AtlassianKeyProvider(OwnedClient):
         raise _KeyUnavailable(reasons, outage=any(failure.outage for failure in failures))
 
     async def _fetch_one(self, url: str) -> RSAPublicKey:
-        if (client := self.open_client()) is not None:
+        if (client := self._open_client()) is not None:
             return await self._read_key(client, url)
         import httpx2
 

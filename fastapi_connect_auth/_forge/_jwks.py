@@ -152,7 +152,7 @@ class JwksKeyProvider(OwnedClient):
 
         The set the last call served is read without the LRU (every call of a
         production app asks for the one URL) while it is the most recently used
-        one: a look-up of another URL, or any change to the sets (`_refresh`),
+        one: a look-up of another URL, or any change to the sets (a fetch),
         forgets it, so the LRU keeps the same order and evicts the same sets.
         """
         latest = self._latest
@@ -224,7 +224,7 @@ class JwksKeyProvider(OwnedClient):
     async def _fetch(self, url: str) -> dict[str, RSAPublicKey]:
         try:
             with anyio.fail_after(self._timeout):
-                if (client := self.open_client()) is not None:
+                if (client := self._open_client()) is not None:
                     body = await self._read(client, url)
                 else:
                     async with httpx2.AsyncClient(timeout=self._timeout) as client:
