@@ -17,7 +17,20 @@ Each line's difference from the line before is that step's cost inside a request
 `verify_request` in a tight loop (`run.py`'s (a)) is printed beside the `library`
 step for comparison.
 
-    .venv/bin/python benchmarks/breakdown.py [--rounds 9 --number 5000]
+`--forge`: `ForgeRequest`'s steps the same way, on `floor.py`'s FIT:
+
+* `forge_token`: the headers (`forge_headers`: `Authorization`, OAuth tokens, trace ids) and the app's `ForgeAuth`;
+* `forge_split`: and the token split (base64url of header, payload and signature) and its `kid` checked;
+* `forge_claims`: and the claims validated into `ForgeClaims`;
+* `forge_checks`: and the times, `iat`, environment, issuer and audience, installation, API host and JWKS URL;
+* `forge_key`: and the signing key from the provider's cache;
+* `forge_rsa`: and the RS256 signature;
+* `forge`: `ForgeRequest()` itself (the same, plus the `ForgeInvocation` and the flow's own code);
+* `forge_body`: `ForgeRequest(body=Webhook)`.
+
+`--clock cpu`: process CPU time instead of the wall clock (see `floor.py`).
+
+    .venv/bin/python benchmarks/breakdown.py [--rounds 9 --number 5000] [--forge] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -31,18 +44,23 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+import floor  # noqa: E402
 from app import QUERY, connect, handle, webhook_token  # noqa: E402
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.security.base import SecurityBase  # noqa: E402
-from floor import PATH, measure, run_loop, variant_app  # noqa: E402
+from floor import PATH, forge_auth, measure, run_loop, variant_app  # noqa: E402
 
-from fastapi_connect_auth import ConnectRequest, RequestTarget  # noqa: E402
+from fastapi_connect_auth import ConnectRequest, ForgeAuth, RequestTarget  # noqa: E402
 from fastapi_connect_auth._bodies import read_kept  # noqa: E402
 from fastapi_connect_auth._connect._dependencies import request_target  # noqa: E402
+from fastapi_connect_auth._forge._flow import forge_headers  # noqa: E402
 from fastapi_connect_auth._json import loads  # noqa: E402
+from fastapi_connect_auth._tokens import check_kid, check_times, split_token, verify_rs256  # noqa: E402
 
 STEPS = ("token", "target", "config", "body_read", "body_parse")
 ORDER = ("floor", "token", "target", "config", "library", "body_read", "body_parse", "body")
+FORGE_STEPS = ("forge_token", "forge_split", "forge_claims", "forge_checks", "forge_key", "forge_rsa")
+FORGE_ORDER = ("floor", *FORGE_STEPS, "forge", "forge_body")
 _REQUEST = ConnectRequest()
 
 
@@ -70,10 +88,48 @@ class Steps(SecurityBase):
             loads(raw)
 
 
+class ForgeSteps(SecurityBase):
+    """`ForgeRequest`'s steps up to `last`, each as `verify_invocation` runs it."""
+
+    def __init__(self, last: str) -> None:
+        self.model = _REQUEST.model
+        self.scheme_name = f"ForgeSteps-{last}"
+        self.last = last
+
+    async def __call__(self, request: Request) -> None:
+        headers = forge_headers(request.scope)
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        config = ForgeAuth.of(request)
+        if self.last == "forge_token":
+            return
+        raw = split_token(token)
+        kid = check_kid(raw.kid)
+        if self.last == "forge_split":
+            return
+        claims = config._claims(raw)
+        if self.last == "forge_claims":
+            return
+        check_times(claims, config.clock(), config.leeway)
+        config._check_issued_at(claims)
+        config._check_environment(claims)
+        config._check_issuer_and_audience(claims)
+        config._check_installation(claims)
+        jwks_url = config._jwks_url(claims)
+        if self.last == "forge_checks":
+            return
+        key = await config.key_provider.get_signing_key(kid, jwks_url)
+        if self.last == "forge_key":
+            return
+        verify_rs256(raw.signing_input, raw.signature, key)
+
+
 def step_app(last: str) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     connect.install(app)
-    steps = Steps(last)
+    steps: Steps | ForgeSteps = Steps(last)
+    if last.startswith("forge"):
+        forge_auth.install(app)
+        steps = ForgeSteps(last)
 
     @app.post(PATH, dependencies=[Depends(steps)])  # not an annotation: `steps` is local, annotations are strings
     async def webhook() -> dict[str, str]:
@@ -99,25 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--number", type=int, default=5000)
+    parser.add_argument("--forge", action="store_true", help="ForgeRequest's steps instead of ConnectRequest's")
+    parser.add_argument("--clock", choices=sorted(floor.CLOCKS), default="wall")
     args = parser.parse_args(argv)
-    apps = {kind: variant_app(kind) for kind in ("floor", "library", "body")}
-    apps |= {step: step_app(step) for step in STEPS}
+    floor.clock = floor.CLOCKS[args.clock]
+    order = FORGE_ORDER if args.forge else ORDER
+    apps = {kind: variant_app(kind) for kind in ("floor", "library", "body", "forge", "forge_body")}
+    apps |= {step: step_app(step) for step in (*STEPS, *FORGE_STEPS)}
 
     async def run() -> tuple[dict[str, list[float]], float]:
-        return await measure(args.rounds, args.number, {kind: apps[kind] for kind in ORDER}), await tight_verify(
+        return await measure(args.rounds, args.number, {kind: apps[kind] for kind in order}), await tight_verify(
             args.number
         )
 
     times, tight = run_loop(run())
     best: dict[str, Any] = {kind: min(values) for kind, values in times.items()}
-    print(f"fastest of {args.rounds} rounds x {args.number} calls, microseconds per request")
+    print(f"clock: {args.clock}; fastest of {args.rounds} rounds x {args.number} calls, microseconds per request")
     previous = None
-    for kind in ORDER:
+    for kind in order:
         step = "" if previous is None else f"{best[kind] - best[previous]:+6.1f} us"
         note = f"   (verify_request alone, in a loop: {tight:.1f} us)" if kind == "library" else ""
         print(f"    {kind:11} {best[kind]:7.1f} us  {step}{note}")
         previous = kind
-    print(f"ConnectRequest over the no-op dependency: {best['library'] - best['floor']:.1f} us")
+    if args.forge:
+        print(f"ForgeRequest() over the no-op dependency: {best['forge'] - best['floor']:.1f} us")
+    else:
+        print(f"ConnectRequest over the no-op dependency: {best['library'] - best['floor']:.1f} us")
     return 0
 
 

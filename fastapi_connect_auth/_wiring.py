@@ -2,13 +2,13 @@
 
 * `AppConfig.install(app)` puts the configuration on `app.state` and answers
   `AuthError`s with `auth_error_handler`; `AppConfig.of(request)` finds it again.
-* `AppConfig.lifespan` opens the key provider's HTTP client for the app's lifetime,
+* `AppConfig.lifespan` keeps the key provider's HTTP client for the app's lifetime,
   and first checks that every guarded route will find its configuration
   (`check_configured`): a forgotten `install(app)` fails at startup, not at the
   first request.
 * `OwnedClient` is a key provider's `httpx2.AsyncClient`: one passed in, or its
-  own, opened by `async with` and closed by `aclose()`; `read_raw` reads what a
-  key server answers, uncompressed and capped.
+  own, kept from `async with` (made at the first fetch) to `aclose()`; `read_raw`
+  reads what a key server answers, uncompressed and capped.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
@@ -29,6 +28,7 @@ from ._errors import AuthError
 from ._openapi import document_errors, guarded_routes
 
 if TYPE_CHECKING:
+    import httpx2
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
 __all__ = ["IDENTITY_ENCODING", "AppConfig", "OwnedClient", "auth_error_handler", "check_configured", "read_raw"]
@@ -125,7 +125,11 @@ class AppConfig:
 
 
 class OwnedClient:
-    """A key provider's HTTP client: the one passed in, else its own while open (`async with provider:`)."""
+    """A key provider's HTTP client: the one passed in, else its own while open (`async with provider:`).
+
+    Its own is made at the first fetch, not when opened: an app that starts and is
+    never installed (most starts of a Connect app) neither imports httpx2 nor holds a pool.
+    """
 
     _client: httpx2.AsyncClient | None
     _owns_client: bool
@@ -133,9 +137,17 @@ class OwnedClient:
 
     async def __aenter__(self) -> Self:
         if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout)
             self._owns_client = True
         return self
+
+    def _open_client(self) -> httpx2.AsyncClient | None:
+        """The client a fetch uses: the one passed in, or this provider's own while open (made now if needed);
+        `None` outside `async with`, where each fetch opens and closes a client of its own."""
+        if self._client is None and self._owns_client:
+            import httpx2
+
+            self._client = httpx2.AsyncClient(timeout=self._timeout)
+        return self._client
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -144,8 +156,9 @@ class OwnedClient:
 
     async def aclose(self) -> None:
         """Close the client this provider opened (never one passed in)."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
+        if self._owns_client:
+            if self._client is not None:
+                await self._client.aclose()
             self._client, self._owns_client = None, False
 
 

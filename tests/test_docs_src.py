@@ -932,7 +932,7 @@ def test_both_lifespans_open_their_key_fetchers_and_check_their_routes() -> None
     async def forge_route(call: ForgeInvocation = Depends(ForgeRequest(invocation="event"))) -> None: ...  # noqa: B008
 
     with TestClient(module.app) as client:
-        assert module.connect.key_provider._client is not None  # opened by connect.lifespan
+        assert module.connect.key_provider._owns_client  # opened by connect.lifespan (its client made at a fetch)
         assert forge.drive(client).event("/forge/events", {}).status_code == 200
         assert client.get("/connect").json()["code"] == "MISSING_JWT"
 

@@ -130,6 +130,28 @@ def test_ui_call_is_accepted_with_every_field(
     assert user not in repr(call)
 
 
+def test_a_repeated_forge_header_counts_once_its_first_value_as_starlette_reads_it(
+    forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
+) -> None:
+    client, stored = setup
+    first, second = forge.system_token(), forge.system_token()
+    headers = [
+        ("Authorization", f"Bearer {forge.mint_fit('event')}"),
+        ("X-Forge-OAuth-System", first),
+        ("x-b3-traceid", "a" * 32),
+        ("x-forge-oauth-system", second),
+        ("X-B3-TraceId", "b" * 32),
+        ("x-forge-oauth-user-x", "not the user token"),
+    ]
+    response = client.post("/forge/events", json={}, headers=headers)
+
+    assert response.status_code == 200, response.text
+    call = stored[0]
+    assert call.system_token is not None
+    assert call.system_token.get_secret_value() == first
+    assert (call.trace_id, call.user_token, call.span_id) == ("a" * 32, None, None)
+
+
 def test_event_without_token_headers_has_no_tokens_and_no_ui_context(
     forge: FakeForge, setup: tuple[TestClient, list[ForgeInvocation]]
 ) -> None:

@@ -8,6 +8,7 @@ read by a dependency can be read again, by another dependency or by the route.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -17,9 +18,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, field_validator
+from jwt.utils import base64url_decode
+from pydantic import BaseModel, SecretStr, field_validator
 
-from fastapi_connect_auth import ForgeInvocation, ForgeRequest
+from fastapi_connect_auth import ForgeClaims, ForgeInvocation, ForgeRequest
+from fastapi_connect_auth._forge._models import forge_invocation, with_body
 from fastapi_connect_auth._json import MAX_JSON_DEPTH, loads
 from fastapi_connect_auth.testing import FakeForge
 from tests.conftest import HOSTILE_JSON, MIB, Upload, asgi_post
@@ -241,3 +244,22 @@ def test_64_levels_are_accepted_and_65_are_not() -> None:
     with pytest.raises(ValueError, match="nested deeper than 64"):
         loads(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
     assert loads(b'{"a": 1.5, "b": [1, {"c": null}]}') == {"a": 1.5, "b": [1, {"c": None}]}
+
+
+def test_an_invocation_built_on_the_hot_path_is_the_one_its_constructor_builds(forge: FakeForge) -> None:
+    """`forge_invocation` and `with_body` store the fields through the slots: every field, as the constructor would."""
+    payload = forge.mint_fit("event").split(".")[1]
+    claims = ForgeClaims.model_validate_json(base64url_decode(payload))
+    fields = (claims, SecretStr("system"), SecretStr("user"), "a" * 32, "b" * 16, {"n": 1}, b'{"n": 1}')
+    built, constructed = forge_invocation(*fields), ForgeInvocation(*fields)
+
+    assert [field.name for field in dataclasses.fields(ForgeInvocation)] == [
+        "claims", "system_token", "user_token", "trace_id", "span_id", "body", "raw_body",
+    ]  # fmt: skip
+    assert built == constructed
+    assert [getattr(built, field.name) for field in dataclasses.fields(built)] == list(fields)
+    assert type(built) is ForgeInvocation
+    assert with_body(ForgeInvocation(*fields[:5]), {"n": 1}, b'{"n": 1}') == constructed
+    assert forge_invocation(*fields[:5]) == ForgeInvocation(*fields[:5])  # body and raw_body default to None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.body = "x"  # type: ignore[misc]

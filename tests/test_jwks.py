@@ -392,6 +392,30 @@ async def test_key_sets_are_bounded_least_recently_used_first_out(keys: dict[str
 
 
 @pytest.mark.anyio
+async def test_repeated_hits_on_one_set_keep_it_most_recently_used(keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    """The set the last call served is read without the LRU; a look-up of another set in between (here a kid it
+    does not have) makes the next hit go through the LRU again, so the same set is evicted as without the shortcut."""
+    server = Server({"keys": [jwk("k1", keys["k1"])]})
+    provider = server.provider(Clock(), max_key_sets=2)
+    urls = [f"https://keys.example.test/{name}/jwks.json" for name in "abc"]
+    for url in (urls[0], urls[1], urls[0], urls[0]):
+        served = await provider.get_signing_key("k1", url)
+        assert served.public_numbers() == public(keys["k1"])
+    assert server.requests == 2
+    with pytest.raises(AuthError):
+        await provider.get_signing_key("k9", urls[1])  # b is the most recently used now, without the kid
+    await provider.get_signing_key("k1", urls[0])  # a again, through the LRU
+    await provider.get_signing_key("k1", urls[0])  # and from the shortcut
+    requests = server.requests
+    await provider.get_signing_key("k1", urls[2])  # c comes in: b goes, not a
+    assert server.requests == requests + 1
+    await provider.get_signing_key("k1", urls[0])
+    assert server.requests == requests + 1
+    await provider.get_signing_key("k1", urls[1])
+    assert server.requests == requests + 2
+
+
+@pytest.mark.anyio
 async def test_one_fetch_budget_is_shared_by_every_url(keys: dict[str, rsa.RSAPrivateKey]) -> None:
     server = Server({"keys": [jwk("k1", keys["k1"])]})
     clock = Clock()

@@ -430,13 +430,29 @@ async def test_redirects_are_not_followed(key_server: KeyServer) -> None:
 @pytest.mark.anyio
 async def test_owned_client_is_opened_by_async_with_and_closed_after(key_server: KeyServer) -> None:
     key_server.serve_key("k", PEM)
+    key_server.serve_key("k2", PEM)
     provider = AtlassianKeyProvider(base_url=key_server.url)
     async with provider as opened:
         assert opened is provider
+        assert provider._client is None  # made at the first fetch: a start without installs holds no pool
+        assert is_our_key(await provider.get_public_key("k"))
         client = provider._client
         assert isinstance(client, httpx2.AsyncClient)
         assert not client.is_closed
-        assert is_our_key(await provider.get_public_key("k"))
+        assert is_our_key(await provider.get_public_key("k2"))
+        assert provider._client is client  # one client for the provider's lifetime
     assert client.is_closed
     assert provider._client is None
     await provider.aclose()  # idempotent
+
+
+@pytest.mark.anyio
+async def test_owned_client_never_made_when_nothing_is_fetched(key_server: KeyServer) -> None:
+    provider = AtlassianKeyProvider(base_url=key_server.url)
+    async with provider:
+        pass
+    assert provider._client is None
+    assert not provider._owns_client
+    key_server.serve_key("k", PEM)
+    assert is_our_key(await provider.get_public_key("k"))  # closed: a client of its own for the fetch
+    assert provider._client is None

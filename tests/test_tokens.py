@@ -23,7 +23,7 @@ from fastapi_connect_auth._connect._tokens import (
     parse_token,
     verify_signature,
 )
-from fastapi_connect_auth._tokens import MAX_TOKEN_LENGTH, check_times
+from fastapi_connect_auth._tokens import MAX_TOKEN_LENGTH, check_times, split_token
 from tests._keyserver import public_pem, rsa_key
 
 SECRET = "a-shared-secret-of-at-least-32-bytes-for-hs256"
@@ -92,6 +92,30 @@ def test_signing_input_and_signature_are_the_tokens_own() -> None:
     parsed = parse_token(token)
     assert parsed.signing_input == f"{header}.{payload}".encode("ascii")
     assert b64url(parsed.signature) == signature
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def with_unused_bits_set(segment: str) -> str:
+    """`segment` with the unused low bits of its last character set: lenient decoders (PyJWT's) ignore them."""
+    unused = {2: 0b1111, 3: 0b11}[len(segment) % 4]
+    return segment[:-1] + ALPHABET[ALPHABET.index(segment[-1]) | unused]
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 31, 32, 256, 941, 1255])
+def test_segments_decode_to_the_bytes_pyjwt_decodes_their_unused_bits_set_or_not(size: int) -> None:
+    """A segment goes through pydantic-core's base64 first and `a2b_base64` when that refuses it (unused bits
+    set): either way the payload and signature are the bytes PyJWT's decoder gives, so no token that verified before
+    fails now, nor the other way round."""
+    data = bytes((index * 37 + size) % 256 for index in range(size))
+    header = b64url_json({"alg": "HS256", "typ": "JWT"})
+    segments = [b64url(data)]
+    if len(segments[0]) % 4:
+        segments.append(with_unused_bits_set(segments[0]))
+    for segment in segments:
+        raw = split_token(f"{header}.{segment}.{segment}")
+        assert raw.payload == raw.signature == jwt.utils.base64url_decode(segment) == data
 
 
 def test_audience_string_becomes_a_list() -> None:

@@ -23,6 +23,7 @@ from .._json import validate_body
 from .._openapi import STORE_OUTAGE, DocumentedDependency
 from ._flow import AuthorizationMethod, ConnectAuth, QshMode, RequestTarget
 from ._models import (
+    WEBHOOK_IDENTIFIER_HEADER,
     InstallPayload,
     LifecycleEvent,
     LifecyclePayload,
@@ -30,7 +31,6 @@ from ._models import (
     VerifiedLifecycle,
     VerifiedRequest,
 )
-from ._redelivery import WEBHOOK_IDENTIFIER_HEADER
 
 __all__ = ["ConnectInstall", "ConnectLifecycle", "ConnectRequest", "request_target"]
 

@@ -17,17 +17,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeGuard, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeGuard, TypeVar, cast
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .._bodies import DEFAULT_BODY_TIMEOUT, BodySource, too_large
 from .._errors import AuthError, AuthErrorCode
 from .._events import RejectionCallback, RejectionEvent, RejectionKind, call_details, deliver
-from .._telemetry import Telemetry, Verification
 from .._tokens import check_kid, check_times
 from .._wiring import AppConfig
 from ._environments import ConnectEnvironment, ProductHosts
@@ -45,6 +43,11 @@ from ._models import (
 )
 from ._qsh import CONTEXT_QSH, canonical_request, target_hash
 from ._tokens import Algorithm, ParsedToken, check_algorithm, parse_token, verify_signature
+
+if TYPE_CHECKING:  # telemetry's module is imported by `Telemetry`'s users only; cryptography at the first install
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    from .._telemetry import Telemetry, Verification
 
 __all__ = [
     "AuthorizationMethod",

@@ -22,18 +22,19 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
-import httpx2
 from cachetools import LRUCache, TTLCache
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .._errors import AuthError, AuthErrorCode
 from .._tokens import check_kid
 from .._wiring import IDENTITY_ENCODING, OwnedClient, read_raw
 from ._environments import INSTALL_KEYS_URLS, ConnectEnvironment
+
+if TYPE_CHECKING:  # httpx2 and cryptography are imported at the first fetch: an app that is never installed skips them
+    import httpx2
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 __all__ = ["ATLASSIAN_KID_FORMATS", "AtlassianKeyProvider", "PublicKeyProvider"]
 
@@ -332,13 +333,19 @@ class AtlassianKeyProvider(OwnedClient):
         raise _KeyUnavailable(reasons, outage=any(failure.outage for failure in failures))
 
     async def _fetch_one(self, url: str) -> RSAPublicKey:
-        if self._client is not None:
-            return await self._read_key(self._client, url)
+        if (client := self._open_client()) is not None:
+            return await self._read_key(client, url)
+        import httpx2
+
         async with httpx2.AsyncClient(timeout=self._timeout) as client:
             return await self._read_key(client, url)
 
     @staticmethod
     async def _read_key(client: httpx2.AsyncClient, url: str) -> RSAPublicKey:
+        import httpx2
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         try:
             async with client.stream("GET", url, headers=IDENTITY_ENCODING, follow_redirects=False) as response:
                 if response.status_code != 200:

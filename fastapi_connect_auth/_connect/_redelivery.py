@@ -7,14 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .._redelivery import RedeliveryStore, delivery_key, remember_delivery
-from ._models import VerifiedRequest
+from ._models import WEBHOOK_IDENTIFIER_HEADER, WEBHOOK_RETRY_HEADER, VerifiedRequest
 
 __all__ = ["WEBHOOK_CONFLICT_STATUS", "WEBHOOK_IDENTIFIER_HEADER", "WEBHOOK_RETRY_HEADER", "remember_webhook_delivery"]
 
-WEBHOOK_IDENTIFIER_HEADER = "X-Atlassian-Webhook-Identifier"
-"""The header Jira sends with each webhook, the same on every retry of it."""
-WEBHOOK_RETRY_HEADER = "X-Atlassian-Webhook-Retry"
-"""The header Jira adds to a retried webhook: the retry's number (absent on the first try)."""
 WEBHOOK_CONFLICT_STATUS = 422
 """A webhook identifier seen with another body is answered 422: a status Jira does not retry.
 

@@ -1,7 +1,7 @@
 """A Connect JWT parsed once into `ConnectClaims`, and its signature checked with the key it needs. No I/O.
 
 HS256 signatures are checked with the standard library's SHA-256, keyed once per
-shared secret; RS256 ones by PyJWT's algorithm object (`verify_rs256`).
+shared secret; RS256 ones by cryptography's RSA check, PKCS #1 v1.5 over SHA-256 (`verify_rs256`).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import ValidationError
 
 from .._errors import AuthError, AuthErrorCode
-from .._tokens import invalid_claims, invalid_signature, split_token, verify_rs256
+from .._tokens import invalid_claims, invalid_signature, is_rsa_public_key, split_token, verify_rs256
 from ._models import ConnectClaims, claims_from_token
 
 if TYPE_CHECKING:
     from hashlib import _Hash
+
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 __all__ = ["Algorithm", "ParsedToken", "check_algorithm", "hs256_signature", "parse_token", "verify_signature"]
 
@@ -110,7 +111,7 @@ def verify_signature(parsed: ParsedToken, key: str | RSAPublicKey) -> None:
     if parsed.alg == "HS256" and isinstance(key, str) and key:
         if hmac.compare_digest(hs256_signature(key, parsed.signing_input), parsed.signature):
             return
-    elif parsed.alg == "RS256" and isinstance(key, RSAPublicKey):
+    elif parsed.alg == "RS256" and is_rsa_public_key(key):
         verify_rs256(parsed.signing_input, parsed.signature, key)
         return
     raise invalid_signature()

@@ -8,7 +8,6 @@ cap, kept on the request, parsed strictly and validated.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ from .._bodies import read_kept
 from .._errors import AuthError
 from .._json import validate_body
 from .._openapi import FORGE_KEY_OUTAGE, DocumentedDependency
-from ._flow import ForgeAuth
+from ._flow import ForgeAuth, forge_headers
 from ._lifecycle import (
     ForgeInstalledPayload,
     ForgeLifecycleEvent,
@@ -30,7 +29,7 @@ from ._lifecycle import (
     VerifiedForgeLifecycle,
     check_installation,
 )
-from ._models import ForgeInvocation, ForgeInvocationKind
+from ._models import ForgeInvocation, ForgeInvocationKind, with_body
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "ForgeLifecycle", "ForgeRequest"]
 
@@ -110,14 +109,14 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
     @staticmethod
     def extract_token(request: Request) -> str | None:
         """The FIT from `Authorization: Bearer <token>` (scheme case-insensitive); `None` for anything else."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = forge_headers(request.scope).get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
         return credentials.strip() or None
 
     async def verified(self, request: Request) -> ForgeInvocation:
         """The request's verified invocation, with its body read, parsed and validated as this dependency says."""
-        headers = request.headers
+        headers = forge_headers(request.scope)
         config = self.config or ForgeAuth.of(request)
         try:
             invocation = await config.verify_invocation(
@@ -138,7 +137,7 @@ class _ForgeSecurity(SecurityBase, DocumentedDependency):
             return invocation
         raw = await read_kept(request, self.max_body_size)
         body = raw if self.body is None else validate_body(self.body, raw)
-        return dataclasses.replace(invocation, body=body, raw_body=raw)
+        return with_body(invocation, body, raw)
 
 
 class ForgeRequest(_ForgeSecurity):

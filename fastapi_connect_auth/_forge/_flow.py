@@ -29,7 +29,7 @@ from .._telemetry import Telemetry, Verification
 from .._tokens import RawToken, check_kid, check_times, invalid_claims, split_token, verify_rs256
 from .._wiring import AppConfig
 from ._jwks import FORGE_JWKS_URL, FORGE_STAGING_JWKS_URL, ForgeKeyProvider, JwksKeyProvider
-from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind
+from ._models import ForgeClaims, ForgeInvocation, ForgeInvocationKind, forge_invocation
 
 __all__ = [
     "FORGE_API_HOSTS",
@@ -55,6 +55,11 @@ _UNSAFE_IN_URL = re.compile(r"[^!-~]|[?#\\]")  # anything but printable ASCII, a
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 _MAX_HEADER_TOKEN = 16 * 1024
 _KNOWN_API_BASE_URLS = 1024  # accepted app.apiBaseUrls remembered: one per installation
+_validate_claims_json = ForgeClaims.__pydantic_validator__.validate_json
+"""`ForgeClaims.model_validate_json` without its per-call Python wrapper: this runs once per call."""
+_FORGE_HEADERS = frozenset(
+    {b"authorization", b"x-forge-oauth-system", b"x-forge-oauth-user", b"x-b3-traceid", b"x-b3-spanid"}
+)
 
 
 def forge_app_ari(app_id: str) -> str:
@@ -103,6 +108,21 @@ async def _run_hook(hook: Callable[[ForgeInvocation], Awaitable[None]], invocati
         logger.error(
             "on_invocation failed for Forge installation %r: %s", invocation.installation_id, type(exc).__name__
         )
+
+
+def forge_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The call's Forge headers (`Authorization`, the OAuth tokens, the trace ids), by name, in one pass.
+
+    The first of each name, as `request.headers.get` gives it (ASGI servers send
+    names lower-cased, which Starlette's `Headers` relies on too); `request.headers`
+    would be built for these look-ups and walk the headers once per name, raising
+    and catching a `KeyError` for each absent one (most calls lack two or more).
+    """
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _FORGE_HEADERS:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
 
 
 def _trace(value: str | None) -> str | None:
@@ -282,7 +302,7 @@ class ForgeAuth(AppConfig):
             raise
         if timing is not None:
             timing.end(installation_id=claims.app.installation_id, signed=True, key_provider=self.key_provider)
-        verified = ForgeInvocation(
+        verified = forge_invocation(
             claims, _secret(system_token), _secret(user_token), _trace(trace_id), _trace(span_id)
         )
         if self.on_invocation is not None:
@@ -318,7 +338,7 @@ class ForgeAuth(AppConfig):
     @staticmethod
     def _claims(raw: RawToken) -> ForgeClaims:
         try:
-            return ForgeClaims.model_validate_json(raw.payload)
+            return _validate_claims_json(raw.payload)  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise invalid_claims(exc) from None
 

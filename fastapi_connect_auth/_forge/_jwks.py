@@ -135,6 +135,7 @@ class JwksKeyProvider(OwnedClient):
         self._max_stale = max_stale
         self._clock = clock
         self._sets: LRUCache[str, _KeySet] = LRUCache(max_key_sets)
+        self._latest: tuple[str, _KeySet] | None = None  # the set the last call served: see get_signing_key
         self._failures: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=refetch_cooldown, timer=clock)
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._budget = _Budget(fetch_budget, fetch_budget_window, clock)
@@ -147,10 +148,22 @@ class JwksKeyProvider(OwnedClient):
         return len(self._sets)
 
     async def get_signing_key(self, kid: str, jwks_url: str) -> RSAPublicKey:
-        """The key for `kid` from the JWKS at `jwks_url`: cached, refetched at most once per unknown kid."""
-        key_set = self._sets.get(jwks_url)
+        """The key for `kid` from the JWKS at `jwks_url`: cached, refetched at most once per unknown kid.
+
+        The set the last call served is read without the LRU (every call of a
+        production app asks for the one URL) while it is the most recently used
+        one: a look-up of another URL, or any change to the sets (a fetch),
+        forgets it, so the LRU keeps the same order and evicts the same sets.
+        """
+        latest = self._latest
+        if latest is not None and latest[0] == jwks_url:
+            key_set: _KeySet | None = latest[1]
+        else:
+            self._latest = None
+            key_set = self._sets.get(jwks_url)
         key = key_set.keys.get(kid) if key_set is not None else None
         if key_set is not None and key is not None and self._clock() < key_set.fresh_until:
+            self._latest = (jwks_url, key_set)
             return key
         failure = self._failures.get(jwks_url)
         may_fetch = failure is None and (key_set is None or self._clock() >= key_set.next_fetch_at)
@@ -198,6 +211,7 @@ class JwksKeyProvider(OwnedClient):
         finally:
             del self._inflight[url]
         now = self._clock()
+        self._latest = None
         self._sets[url] = _KeySet(
             keys,
             fresh_until=now + self._cache_ttl,
@@ -210,8 +224,8 @@ class JwksKeyProvider(OwnedClient):
     async def _fetch(self, url: str) -> dict[str, RSAPublicKey]:
         try:
             with anyio.fail_after(self._timeout):
-                if self._client is not None:
-                    body = await self._read(self._client, url)
+                if (client := self._open_client()) is not None:
+                    body = await self._read(client, url)
                 else:
                     async with httpx2.AsyncClient(timeout=self._timeout) as client:
                         body = await self._read(client, url)
