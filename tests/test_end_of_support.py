@@ -44,7 +44,8 @@ def reads(forge: FakeForge) -> list[int]:
 
 
 async def stored_tenant(store: Any, client_key: str, **fields: Any) -> None:
-    await store.save_install(install_payload(client_key, "s" * 40, **fields), signed_at=100)
+    """An install as Atlassian signs it (only those link by their installationId or cloudId)."""
+    await store.save_install(install_payload(client_key, "s" * 40, **fields), signed_at=100, atlassian_signed=True)
 
 
 SHAPES = {

@@ -114,7 +114,8 @@ def test_forge_retries_with_a_new_fit_are_stored_once_per_installation(
     assert [item["eventType"] for item in another.drive(client).ui_call("/forge/events").json()] == [
         "avi:jira:created:issue"
     ]
-    assert driver.event("/forge/events", {"cron": "hourly"}, shape="trigger").status_code == 204
+    trigger = forge.mint_fit("trigger", module_key="forge-events")
+    assert driver.event("/forge/events", {"cron": "hourly"}, fit=trigger).status_code == 204
     assert driver.ui_call("/forge/events").json()[0]["eventType"] is None  # a trigger has none
     refused = driver.event("/forge/events", {}, fit=forge.mint_fit("event")).request
     assert client.get("/forge/events", headers=dict(refused.headers)).json()["code"] == "WRONG_INVOCATION"
