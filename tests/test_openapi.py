@@ -181,7 +181,7 @@ def test_the_lifecycle_routers_routes_document_the_store_and_the_keys_each_may_b
     app = FastAPI()
     connect.install(app)
     forge.install(app)
-    app.include_router(lifecycle_router(connect, store, forge))
+    app.include_router(lifecycle_router(connect, store, forge, forge_module_keys={"forge-lifecycle"}))
     document = app.openapi()
 
     for path in ("/installed", "/uninstalled", "/enabled", "/disabled"):

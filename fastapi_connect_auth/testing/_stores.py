@@ -645,7 +645,9 @@ class StoreContract:
         """Tenants and installations are listed for reports with no secret in them."""
         key, installation = _key(), f"ari:cloud:ecosystem::installation/{_key()}"
         async with self.open_store() as store:
-            await store.save_install(install_payload(key, "s" * 40, cloudId="c-1"), signed_at=100)
+            await store.save_install(
+                install_payload(key, "s" * 40, cloudId="c-1"), signed_at=100, atlassian_signed=True
+            )
             await store.record_forge_installation(forge_invocation(installation, "c-1"))
             listed = [tenant for tenant in await store.list_tenants() if tenant.client_key == key]
             assert [(tenant.shared_secret, tenant.cloud_id, tenant.installed) for tenant in listed] == [
