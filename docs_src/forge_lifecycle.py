@@ -1,5 +1,6 @@
-"""Forge lifecycle events: installed, upgraded and preUninstall, each verified and
-bound to its FIT's installation; the permission lag answered with a retry."""
+"""Forge lifecycle events: installed, upgraded and preUninstall at the manifest's one
+lifecycle endpoint, each verified and bound to its FIT's installation; the permission
+lag answered with a retry."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from fastapi_connect_auth import (
     forge_product_client,
 )
 
-Installed = Annotated[VerifiedForgeLifecycle, Depends(ForgeLifecycle("installed"))]
-Upgraded = Annotated[VerifiedForgeLifecycle, Depends(ForgeLifecycle("upgraded"))]
-PreUninstall = Annotated[
-    VerifiedForgeLifecycle, Depends(ForgeLifecycle("pre-uninstall"))
+# The manifest's endpoint `forge-lifecycle` (route /forge/lifecycle) receives all three.
+Lifecycle = Annotated[
+    VerifiedForgeLifecycle,
+    Depends(ForgeLifecycle("any", module_keys={"forge-lifecycle"})),
 ]
 
 MAX_DELIVERIES = 5  # the first delivery and Forge's 4 retries, 60 s apart
@@ -31,8 +32,17 @@ def create_app(
     app = FastAPI(lifespan=forge.lifespan)
     forge.install(app)
 
-    @app.post("/forge/lifecycle/installed", status_code=204)
-    async def installed(event: Installed, response: Response) -> None:
+    @app.post("/forge/lifecycle", status_code=204)
+    async def lifecycle(event: Lifecycle, response: Response) -> None:
+        """Which event it is, `ForgeLifecycle("any")` found in the payload."""
+        if event.event == "installed":
+            await installed(event, response)
+        elif event.event == "upgraded":
+            upgraded(event)
+        else:
+            pre_uninstall(event)
+
+    async def installed(event: VerifiedForgeLifecycle, response: Response) -> None:
         """Record the installation, then call the product as the app. Right after an
         install the app's permissions may not have propagated yet (minutes on large
         sites): a 401 or 403 then is expected, so answer 503 and Forge delivers the
@@ -53,13 +63,11 @@ def create_app(
             "accountId"
         )
 
-    @app.post("/forge/lifecycle/upgraded", status_code=204)
-    async def upgraded(event: Upgraded) -> None:
+    def upgraded(event: VerifiedForgeLifecycle) -> None:
         """A new major version (minor and patch upgrades send no event)."""
         installations.setdefault(event.installation_id, {})["state"] = "installed"
 
-    @app.post("/forge/lifecycle/pre-uninstall", status_code=204)
-    async def pre_uninstall(event: PreUninstall) -> None:
+    def pre_uninstall(event: VerifiedForgeLifecycle) -> None:
         """An uninstall has started: 55 s to clean up, then product calls may fail.
         Failures are ignored by Forge: the uninstall goes on anyway."""
         installations.setdefault(event.installation_id, {})["state"] = "uninstalling"

@@ -48,7 +48,7 @@ def test_installed_waits_for_the_apps_permissions(fake_forge: FakeForge) -> None
     fake_forge.revoke(not_yet)  # the product answers 401: permissions not there yet
     with TestClient(app) as client:
         driver = fake_forge.drive(client)
-        path = "/forge/lifecycle/installed"
+        path = "/forge/lifecycle"
         first = driver.lifecycle(path, "installed", system_token=not_yet)
         again = driver.lifecycle(path, "installed", retry_count=1)
     assert (first.status_code, again.status_code) == (503, 204)

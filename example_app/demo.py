@@ -384,52 +384,52 @@ def run_forge(forge: FakeForge, jira: ConnectAppDriver, client: httpx2.Client, s
 
 
 def run_forge_lifecycle(forge: FakeForge, driver: ForgeAppDriver, client: httpx2.Client, steps: Steps) -> None:
-    """Forge's own lifecycle events (a trigger and the preUninstall module, each with `endpoint:`)."""
+    """Forge's own lifecycle events (a trigger and the preUninstall module, both with `endpoint: forge-lifecycle`)."""
     print("\nForge lifecycle")
     installation = forge.installation_id.rsplit("/", 1)[1]  # the payload names it as a bare UUID
 
-    def lifecycle(event: str, payload: dict[str, Any], fit: str | None = None) -> httpx2.Response:
-        fit = fit or forge.mint_fit("lifecycle", module_key="forge-lifecycle")  # the manifest's lifecycle endpoint
-        return client.post(f"/forge/lifecycle/{event}", json=payload, headers=driver.headers(fit))
+    def lifecycle(payload: dict[str, Any], fit: str | None = None) -> httpx2.Response:
+        """POST to the manifest's one lifecycle endpoint, which tells the events apart by their payloads."""
+        fit = fit or forge.mint_fit("lifecycle", module_key="forge-lifecycle")
+        return client.post("/forge/lifecycle", json=payload, headers=driver.headers(fit))
 
-    installed = {"id": installation, "app": {"id": forge.app_id, "version": "2.4.0"}}
-    steps.expect("Forge installed event recorded", lifecycle("installed", installed), 204)
+    app = {"id": forge.app_id, "version": "2.4.0"}
+    installed = {"eventType": "avi:forge:installed:app", "id": installation, "app": app}
+    steps.expect("Forge installed event recorded", lifecycle(installed), 204)
     steps.expect(
         "GET /forge/whoami says the installation is installed",
         driver.ui_call("/forge/whoami"),
         200,
         check=lambda response: response.json()["installationState"] == "installed",
     )
-    other = {"id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "app": {"id": forge.app_id, "version": "3.0.0"}}
+    other = {"eventType": "avi:forge:upgraded:app", "id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "app": app}
     steps.expect(
         "Upgraded event naming another installation refused, nothing recorded",
-        lifecycle("upgraded", other),
+        lifecycle(other),
         401,
         "INSTALLATION_MISMATCH",
     )
     steps.expect(
         "Lifecycle event with a UI call's FIT refused",
-        lifecycle("installed", installed, fit=forge.mint_fit("ui")),
+        lifecycle(installed, fit=forge.mint_fit("ui")),
         401,
         "WRONG_INVOCATION",
     )
     steps.expect(
         "Lifecycle event with a product event's FIT refused",
-        lifecycle("installed", installed, fit=forge.mint_fit("event", module_key="forge-events")),
+        lifecycle(installed, fit=forge.mint_fit("event", module_key="forge-events")),
         401,
         "WRONG_INVOCATION",
     )
     leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "pre-uninstall"}, "contextToken": "opaque"}
-    steps.expect("preUninstall recorded", lifecycle("pre-uninstall", leaving), 204)
+    steps.expect("preUninstall recorded", lifecycle(leaving), 204)
     steps.expect(
         "GET /forge/whoami says the installation is uninstalled",
         driver.ui_call("/forge/whoami"),
         200,
         check=lambda response: response.json()["installationState"] == "uninstalled",
     )
-    steps.expect(
-        "A late installed event after the preUninstall answered 2xx, ignored", lifecycle("installed", installed), 204
-    )
+    steps.expect("A late installed event after the preUninstall answered 2xx, ignored", lifecycle(installed), 204)
     steps.expect(
         "GET /forge/whoami says the installation is still uninstalled",
         driver.ui_call("/forge/whoami"),

@@ -19,7 +19,7 @@ from ._connect._models import VerifiedInstallation, VerifiedLifecycle
 from ._errors import AuthErrorCode
 from ._forge._dependencies import ForgeLifecycle
 from ._forge._flow import ForgeAuth
-from ._forge._lifecycle import VerifiedForgeLifecycle
+from ._forge._lifecycle import ForgeLifecycleEvent, VerifiedForgeLifecycle
 from ._openapi import auth_error_responses
 from ._outbound._forge import remember_forge_tokens
 from .stores._base import BaseStore
@@ -70,9 +70,11 @@ def lifecycle_router(
     * A callback signed before the latest one applied (a late delivery) is
       answered 204 and changes nothing (`lifecycle_order`).
     * With `forge` and `forge_module_keys` (the manifest's endpoint keys that
-      receive lifecycle events): `POST {prefix}{forge_prefix}/installed`,
-      `/upgraded` and `/pre-uninstall` (Forge `trigger` and `preUninstall`
-      modules with `endpoint:`), each a `ForgeLifecycle` route: only FITs whose
+      receive lifecycle events): `POST {prefix}{forge_prefix}`, which takes all
+      three events (`ForgeLifecycle("any")`: one manifest endpoint for the
+      lifecycle `trigger` and the `preUninstall` module, as an endpoint has one
+      route), and `POST {prefix}{forge_prefix}/installed`, `/upgraded` and
+      `/pre-uninstall`, one event each; all are `ForgeLifecycle` routes: only FITs whose
       `app.module.key` is one of them (a product event's or a trigger's FIT is
       `WRONG_INVOCATION`, 401), the payload's installation the FIT's. The
       installation is recorded with its contexts (`installed`, then `uninstalled`
@@ -141,31 +143,40 @@ def _add_forge_routes(
     forge_installed: Any = Depends(ForgeLifecycle("installed", module_keys=module_keys, config=forge))
     forge_upgraded: Any = Depends(ForgeLifecycle("upgraded", module_keys=module_keys, config=forge))
     forge_pre_uninstall: Any = Depends(ForgeLifecycle("pre-uninstall", module_keys=module_keys, config=forge))
+    forge_any: Any = Depends(ForgeLifecycle("any", module_keys=module_keys, config=forge))
+    hooks: dict[ForgeLifecycleEvent, Hook[VerifiedForgeLifecycle] | None] = {
+        "installed": on_installed,
+        "upgraded": on_upgraded,
+        "pre-uninstall": on_uninstalled,
+    }
 
-    async def record(event: VerifiedForgeLifecycle, state: InstallationState) -> bool:
-        """Record the installation; keep its token only if the record was written (never for an uninstalled one)."""
+    async def receive(event: VerifiedForgeLifecycle) -> None:
+        """Record the installation, keep its token only if the record was written (never for an uninstalled
+        one), then run the event's hook: the same for an event at its own route or at the single one."""
+        state: InstallationState = "uninstalled" if event.event == "pre-uninstall" else "installed"
         app = getattr(event.payload, "app", None)
         version = getattr(app, "version", None)
         if await store.record_forge_installation(event.invocation, state=state, app_version=version) is None:
-            return False
+            return
         if state == "installed":
             await remember_forge_tokens(store, event.invocation)
-        return True
+        await _run(hooks[event.event], event)
+
+    @router.post(prefix, status_code=204)
+    async def forge_lifecycle_event(event: VerifiedForgeLifecycle = forge_any) -> None:
+        await receive(event)
 
     @router.post(f"{prefix}/installed", status_code=204)
     async def forge_installed_event(event: VerifiedForgeLifecycle = forge_installed) -> None:
-        if await record(event, "installed"):
-            await _run(on_installed, event)
+        await receive(event)
 
     @router.post(f"{prefix}/upgraded", status_code=204)
     async def forge_upgraded_event(event: VerifiedForgeLifecycle = forge_upgraded) -> None:
-        if await record(event, "installed"):
-            await _run(on_upgraded, event)
+        await receive(event)
 
     @router.post(f"{prefix}/pre-uninstall", status_code=204)
     async def forge_pre_uninstall_event(event: VerifiedForgeLifecycle = forge_pre_uninstall) -> None:
-        if await record(event, "uninstalled"):
-            await _run(on_uninstalled, event)
+        await receive(event)
 
 
 async def _run(hook: Hook[Any] | None, verified: Any) -> None:

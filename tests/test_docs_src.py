@@ -1098,3 +1098,27 @@ async def test_end_of_support_sample_links_rekeys_reports_and_purges() -> None:
     in_batch.installed = False
     assert await module.purge_if_gone(details, tokens, in_batch.installation_id, data)
     assert data == {}
+
+
+@exercises("forge_lifecycle.py")
+def test_the_one_lifecycle_route_takes_each_event() -> None:
+    """The manifest's one endpoint: installed, upgraded and preUninstall at /forge/lifecycle, each handled as itself."""
+    from fastapi_connect_auth import ForgeLifecycleEvent
+    from fastapi_connect_auth.testing import FakeForge
+
+    forge = FakeForge()
+    installations: dict[str, dict[str, Any]] = {}
+    app = sample("forge_lifecycle").create_app(forge.forge_auth(), installations, transport=forge.api_transport)
+    states: list[str] = []
+    events: tuple[ForgeLifecycleEvent, ...] = ("installed", "upgraded", "pre-uninstall")
+    with TestClient(app) as client:
+        driver = forge.drive(client)
+        for event in events:
+            assert driver.lifecycle("/forge/lifecycle", event).status_code == 204
+            states.append(installations[forge.installation_id]["state"])
+        other = driver.lifecycle("/forge/lifecycle", "installed", fit=forge.mint_fit("event"))
+        unknown = driver.lifecycle("/forge/lifecycle", "installed", {"id": forge.installation_id, "app": {"id": "x"}})
+    assert states == ["installed", "installed", "uninstalling"]
+    assert (other.status_code, other.json()["code"]) == (401, "WRONG_INVOCATION")
+    assert unknown.status_code == 422
+    assert installations[forge.installation_id]["state"] == "uninstalling"

@@ -266,17 +266,33 @@ def test_forge_lifecycle_is_recorded_and_whoami_says_the_state(forge: FakeForge,
     assert driver.ui_call("/forge/whoami").json()["installationState"] == "uninstalled"
 
 
+def test_the_manifests_lifecycle_endpoint_takes_each_event_at_one_route(forge: FakeForge, client: TestClient) -> None:
+    """The manifest sends installed, upgraded and preUninstall to the one endpoint `forge-lifecycle`: /forge/lifecycle."""
+    driver = forge.drive(client)
+    states = []
+    for event in ("installed", "upgraded", "pre-uninstall"):
+        assert driver.lifecycle("/forge/lifecycle", event).status_code == 204
+        states.append(driver.ui_call("/forge/whoami").json()["installationState"])
+    assert states == ["installed", "installed", "uninstalled"]
+
+
+def lifecycle_path(single: bool, event: str) -> str:
+    """The one route for every lifecycle event (the manifest's), or the event's own."""
+    return "/forge/lifecycle" if single else f"/forge/lifecycle/{event}"
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["per-event", "one-route"])
 @pytest.mark.parametrize("event", ["installed", "upgraded"])
 def test_a_late_installed_or_upgraded_after_pre_uninstall_leaves_the_installation_uninstalled(
-    event: ForgeLifecycleEvent, forge: FakeForge, client: TestClient, database: Database
+    event: ForgeLifecycleEvent, single: bool, forge: FakeForge, client: TestClient, database: Database
 ) -> None:
     driver = forge.drive(client)
     late = lifecycle_fit(forge)  # minted before the uninstall, delivered after it
-    assert driver.lifecycle("/forge/lifecycle/installed", "installed").status_code == 204
-    assert driver.lifecycle("/forge/lifecycle/pre-uninstall", "pre-uninstall").status_code == 204
+    assert driver.lifecycle(lifecycle_path(single, "installed"), "installed").status_code == 204
+    assert driver.lifecycle(lifecycle_path(single, "pre-uninstall"), "pre-uninstall").status_code == 204
     tokens = database.rows("SELECT token_hash FROM atlassian_forge_tokens")
-    assert driver.lifecycle(f"/forge/lifecycle/{event}", event, fit=late).status_code == 204
-    assert driver.lifecycle(f"/forge/lifecycle/{event}", event, retry_count=1).status_code == 204  # redelivered
+    assert driver.lifecycle(lifecycle_path(single, event), event, fit=late).status_code == 204
+    assert driver.lifecycle(lifecycle_path(single, event), event, retry_count=1).status_code == 204  # redelivered
     assert driver.ui_call("/forge/whoami").json()["installationState"] == "uninstalled"
     assert database.rows("SELECT token_hash FROM atlassian_forge_tokens") == tokens  # their system tokens not kept
 
@@ -290,8 +306,9 @@ def test_lifecycle_routes_take_only_the_lifecycle_endpoints_fits(
     driver = forge.drive(client)
     events: tuple[ForgeLifecycleEvent, ...] = ("installed", "upgraded", "pre-uninstall")
     for event in events:
-        refused = driver.lifecycle(f"/forge/lifecycle/{event}", event, fit=fit(forge))
-        assert (refused.status_code, refused.json()["code"]) == (401, "WRONG_INVOCATION")
+        for path in (f"/forge/lifecycle/{event}", "/forge/lifecycle"):
+            refused = driver.lifecycle(path, event, fit=fit(forge))
+            assert (refused.status_code, refused.json()["code"]) == (401, "WRONG_INVOCATION")
     assert database.rows("SELECT count(*) FROM atlassian_forge_installations") == [(0,)]
     stored = driver.event("/forge/events", {"x": 1}, fit=lifecycle_fit(forge))  # and the other way round
     assert (stored.status_code, stored.json()["code"]) == (401, "WRONG_INVOCATION")
@@ -308,7 +325,9 @@ def test_a_lifecycle_payload_of_another_installation_records_nothing(
     assert database.rows("SELECT count(*) FROM atlassian_forge_installations") == [(0,)]
 
 
-@pytest.mark.parametrize("path", ["/forge/events", "/forge/lifecycle/installed", "/forge/lifecycle/pre-uninstall"])
+@pytest.mark.parametrize(
+    "path", ["/forge/events", "/forge/lifecycle/installed", "/forge/lifecycle/pre-uninstall", "/forge/lifecycle"]
+)
 def test_server_side_forge_routes_refuse_ui_fits_and_unsigned_calls(
     path: str, forge: FakeForge, client: TestClient, database: Database
 ) -> None:

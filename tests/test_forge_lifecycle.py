@@ -1,4 +1,4 @@
-"""Forge lifecycle events: `ForgeLifecycle("installed" | "upgraded" | "pre-uninstall")` on a small app.
+"""Forge lifecycle events: `ForgeLifecycle("installed" | "upgraded" | "pre-uninstall" | "any")` on a small app.
 
 Payloads are built here from Atlassian's documented shapes (events-reference/life-cycle,
 the preUninstall module); FITs with PyJWT through the kit. Every refusal is checked
@@ -35,6 +35,7 @@ CONTEXT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJjb250ZXh0Ijp7fX0.c2VjcmV0LWNvbnRleHQtdG
 INSTALLED = ForgeLifecycle("installed")
 UPGRADED = ForgeLifecycle("upgraded")
 PRE_UNINSTALL = ForgeLifecycle("pre-uninstall", module_keys={"lifecycle-endpoint"})
+ANY = ForgeLifecycle("any", module_keys={"lifecycle-endpoint"})
 
 
 @pytest.fixture
@@ -58,6 +59,10 @@ def make_app(forge: FakeForge) -> tuple[FastAPI, list[VerifiedForgeLifecycle]]:
 
     @app.post("/forge/lifecycle/pre-uninstall", status_code=204)
     async def pre_uninstall(event: Annotated[VerifiedForgeLifecycle, Depends(PRE_UNINSTALL)]) -> None:
+        recorded.append(event)
+
+    @app.post("/forge/lifecycle/any", status_code=204)
+    async def any_event(event: Annotated[VerifiedForgeLifecycle, Depends(ANY)]) -> None:
         recorded.append(event)
 
     return app, recorded
@@ -140,6 +145,77 @@ def test_pre_uninstall_keeps_its_context_token_secret(forge: FakeForge, caplog: 
     assert CONTEXT_TOKEN not in caplog.text + refused.text
 
 
+# -- one route for every event (a manifest endpoint has one route) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "model"),
+    [
+        (installed_payload(eventType="avi:forge:installed:app"), "installed", ForgeInstalledPayload),
+        (
+            installed_payload(eventType="avi:forge:upgraded:app", upgraderAccountId="4ad9aa0c52dc1b420a791d12"),
+            "upgraded",
+            ForgeUpgradedPayload,
+        ),
+        (None, "pre-uninstall", ForgePreUninstallPayload),  # no eventType: a contextToken and a context
+    ],
+)
+def test_one_route_tells_each_event_by_what_forge_sends(
+    forge: FakeForge, body: dict[str, Any] | None, event: str, model: type[Any]
+) -> None:
+    app, recorded = make_app(forge)
+    with TestClient(app) as client:
+        response = send(client, forge, "any", body or pre_uninstall_payload(forge))
+    assert response.status_code == 204, response.text
+    (verified,) = recorded
+    assert (verified.event, type(verified.payload)) == (event, model)
+    assert verified.installation_id == INSTALLATION_ARI
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        installed_payload(),  # no eventType: installed or upgraded? never guessed
+        installed_payload(eventType="avi:jira:created:issue"),  # a product event's
+        installed_payload(eventType="avi:forge:uninstalled:app"),
+        installed_payload(eventType=["avi:forge:installed:app"]),
+        installed_payload(eventType="avi:forge:installed:app", event_type="avi:forge:upgraded:app"),
+        installed_payload(eventType="avi:forge:installed:app", contextToken=CONTEXT_TOKEN),  # both shapes
+        {"contextToken": CONTEXT_TOKEN},  # a preUninstall's token without its context
+        {"context": {"cloudId": "x", "moduleKey": "cleanup"}},
+        [installed_payload(eventType="avi:forge:installed:app")],
+        "avi:forge:installed:app",
+    ],
+)
+def test_one_route_refuses_a_body_that_is_plainly_no_event(forge: FakeForge, body: Any) -> None:
+    app, recorded = make_app(forge)
+    with TestClient(app) as client:
+        response = send(client, forge, "any", body)
+    assert response.status_code == 422, response.text
+    assert [error["type"] for error in response.json()["detail"]] == ["unknown_forge_lifecycle_event"]
+    assert CONTEXT_TOKEN not in response.text
+    assert recorded == []
+
+
+@pytest.mark.parametrize(
+    ("body", "fit", "code"),
+    [
+        (installed_payload(eventType="avi:forge:installed:app", id=str(uuid.uuid4())), None, "INSTALLATION_MISMATCH"),
+        (installed_payload(eventType="avi:forge:installed:app"), "product event", "WRONG_INVOCATION"),
+        (installed_payload(eventType="avi:forge:installed:app"), "ui", "WRONG_INVOCATION"),
+    ],
+)
+def test_one_route_checks_the_fit_as_each_events_route_does(
+    forge: FakeForge, body: dict[str, Any], fit: str | None, code: str
+) -> None:
+    fits = {None: lambda: None, "product event": lambda: forge.mint_fit("event"), "ui": lambda: forge.mint_fit("ui")}
+    app, recorded = make_app(forge)
+    with TestClient(app) as client:
+        response = send(client, forge, "any", body, fits[fit]())
+    assert (response.status_code, response.json()["code"]) == (401, code)
+    assert recorded == []
+
+
 # -- refused, nothing recorded --------------------------------------------------------------
 
 
@@ -210,12 +286,14 @@ def test_an_unknown_event_is_refused_when_the_route_is_declared() -> None:
 def test_openapi_documents_each_payload(forge: FakeForge) -> None:
     app, _ = make_app(forge)
     paths = app.openapi()["paths"]
-    models = {
-        path.rsplit("/", 1)[1]: paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = {
+        path.rsplit("/", 1)[1]: paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         for path in paths
     }
-    assert models == {
+    models = {
         "installed": "#/components/schemas/ForgeInstalledPayload",
         "upgraded": "#/components/schemas/ForgeUpgradedPayload",
         "pre-uninstall": "#/components/schemas/ForgePreUninstallPayload",
     }
+    assert {path: schemas[path]["$ref"] for path in models} == models
+    assert [member["$ref"] for member in schemas["any"]["oneOf"]] == list(models.values())

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from fastapi_connect_auth import (
     ConnectAuth,
+    ForgeLifecycleEvent,
     ForgeStoredToken,
     InMemoryRedeliveryStore,
     VerifiedForgeLifecycle,
@@ -32,7 +33,7 @@ from fastapi_connect_auth import (
 )
 from fastapi_connect_auth.stores import MemoryStore, SecretCipher, Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
-from fastapi_connect_auth.testing import FakeForge, FakeProduct, forge_invocation
+from fastapi_connect_auth.testing import FakeForge, FakeProduct, FitShape, forge_invocation
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -150,6 +151,61 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
     assert (record.app_version, record.cloud_id, record.product) == ("2.4.0", forge.cloud_id, "jira")
     assert stored is not None
     assert stored.token == token
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["per-event", "one-route"])
+def test_one_forge_route_records_each_event_as_its_own_route_does(
+    app_parts: tuple[TestClient, MemoryStore, FakeForge], seen: list[tuple[str, Any]], single: bool
+) -> None:
+    """`POST /forge/lifecycle`, the manifest's one lifecycle endpoint: the same records, tokens and hooks, once each."""
+    client, store, forge = app_parts
+    driver = forge.drive(client)
+    token = forge.system_token()
+    events: tuple[ForgeLifecycleEvent, ...] = ("installed", "upgraded", "pre-uninstall")
+    for event in events:
+        path = "/atlassian/forge/lifecycle" + ("" if single else f"/{event}")
+        # The preUninstall's own token is not kept: the installation is leaving.
+        answer = driver.lifecycle(path, event, system_token=token if event != "pre-uninstall" else None)
+        assert answer.status_code == 204, (event, answer.text)
+    assert seen == [("installed", "installed"), ("upgraded", "installed"), ("pre-uninstall", "uninstalled")]
+
+    async def kept() -> tuple[Any, ForgeStoredToken | None]:
+        return await store.forge_installation(forge.installation_id), await store.get(forge.installation_id, None)
+
+    record, stored = anyio.run(kept)
+    assert (record.state, record.cloud_id, record.product) == ("uninstalled", forge.cloud_id, "jira")
+    assert stored is not None
+    assert stored.token == token
+
+
+@pytest.mark.parametrize(
+    ("body", "fit", "status"),
+    [
+        (None, "event", 401),  # a product event's FIT: another endpoint
+        (None, "trigger", 401),
+        ({"id": "whatever", "app": {"id": "x"}}, None, 422),  # no eventType: installed or upgraded?
+        ({"eventType": "avi:jira:created:issue", "issue": {"id": "1"}}, None, 422),  # a product event's body
+    ],
+)
+def test_one_forge_route_refuses_other_fits_and_bodies_it_cannot_tell_apart(
+    app_parts: tuple[TestClient, MemoryStore, FakeForge],
+    seen: list[tuple[str, Any]],
+    body: dict[str, Any] | None,
+    fit: FitShape | None,
+    status: int,
+) -> None:
+    client, store, forge = app_parts
+    driver = forge.drive(client)
+    minted = forge.mint_fit(fit) if fit is not None else None
+    answer = driver.lifecycle("/atlassian/forge/lifecycle", "installed", body, fit=minted)
+    assert answer.status_code == status, answer.text
+    if status == 401:
+        assert answer.json()["code"] == "WRONG_INVOCATION"
+    else:
+        assert [error["type"] for error in answer.json()["detail"]] == ["unknown_forge_lifecycle_event"]
+    assert seen == []
+    assert anyio.run(store.forge_installation, forge.installation_id) is None
+    assert anyio.run(store.get, forge.installation_id, None) is None
 
 
 def test_forge_lifecycle_routes_need_the_manifest_endpoint_keys() -> None:

@@ -136,8 +136,10 @@ def test_the_manifest_is_the_example_apps(tmp_path: Path) -> None:
     assert triggers["avi:jira:created:issue"] == "forge-events"  # the endpoint names the real-traffic issue pins
     assert triggers["avi:forge:installed:app"] == "forge-lifecycle"
     assert endpoints["forge-events"]["route"]["path"] == "/forge/events"
-    assert "avi:forge:upgraded:app" in triggers
-    assert manifest["modules"]["preUninstall"]
+    # One endpoint has one route: every lifecycle event goes to the one route that takes them all.
+    assert triggers["avi:forge:upgraded:app"] == "forge-lifecycle"
+    assert [module["endpoint"] for module in manifest["modules"]["preUninstall"]] == ["forge-lifecycle"]
+    assert endpoints["forge-lifecycle"]["route"]["path"] == "/forge/lifecycle"
     assert all(
         endpoint["auth"]["appSystemToken"]["enabled"] for key, endpoint in endpoints.items() if key != "forge-ui"
     )
@@ -162,8 +164,11 @@ def test_every_route_the_manifest_names_is_one_of_the_example_apps(tmp_path: Pat
     methods = {"forge-ui": "GET"}  # the issue panel reads; events, triggers and lifecycle events are POSTs
     for key, path in endpoints.items():
         assert (methods.get(key, "POST"), path) in routes, f"endpoint {key}: no route {path}"
+    # The per-event lifecycle routes stay for manifests with an endpoint per event; this one has one for all.
+    per_event = {f"/forge/lifecycle/{event}" for event in ("installed", "upgraded", "pre-uninstall")}
     forge_routes = {path for _, path in routes if path.startswith("/forge/")}
-    assert forge_routes <= set(endpoints.values()), "a Forge route of the app no endpoint reaches"
+    assert per_event <= forge_routes
+    assert forge_routes - per_event <= set(endpoints.values()), "a Forge route of the app no endpoint reaches"
     (lifecycle,) = manifest["connectModules"]["jira:lifecycle"]
     for event in ("installed", "uninstalled", "enabled", "disabled"):
         assert ("POST", lifecycle[event]) in routes
@@ -188,13 +193,20 @@ def test_each_endpoint_the_manifest_routes_events_to_is_accepted_there(tmp_path:
     )
     manifest = example()
     endpoints = {endpoint["key"]: endpoint["route"]["path"] for endpoint in manifest["modules"]["endpoint"]}
-    lifecycle: dict[str, ForgeLifecycleEvent] = {
-        trigger["endpoint"]: "installed" if "avi:forge:installed:app" in trigger["events"] else "upgraded"
-        for trigger in manifest["modules"]["trigger"]
-        if any(event.startswith("avi:forge:") for event in trigger["events"])
+    names: dict[str, ForgeLifecycleEvent] = {
+        "avi:forge:installed:app": "installed",
+        "avi:forge:upgraded:app": "upgraded",
     }
-    lifecycle[manifest["modules"]["preUninstall"][0]["endpoint"]] = "pre-uninstall"
-    (events,) = {trigger["endpoint"] for trigger in manifest["modules"]["trigger"]} - set(lifecycle)
+    # Every lifecycle event the manifest sends, with its endpoint, in Forge's order: installed, upgraded, preUninstall.
+    lifecycle: list[tuple[str, ForgeLifecycleEvent]] = [
+        (trigger["endpoint"], names[event])
+        for trigger in manifest["modules"]["trigger"]
+        for event in trigger["events"]
+        if event.startswith("avi:forge:")
+    ]
+    lifecycle += [(module["endpoint"], "pre-uninstall") for module in manifest["modules"]["preUninstall"]]
+    assert sorted(event for _, event in lifecycle) == ["installed", "pre-uninstall", "upgraded"]
+    (events,) = {trigger["endpoint"] for trigger in manifest["modules"]["trigger"]} - {key for key, _ in lifecycle}
 
     def fit(shape: FitShape, endpoint: str) -> str:
         return forge.mint_fit(shape, app={"module": {"type": "core:endpoint", "key": endpoint}})
@@ -202,8 +214,10 @@ def test_each_endpoint_the_manifest_routes_events_to_is_accepted_there(tmp_path:
     app = create_app(settings, forge_key_provider=forge.key_provider())
     with TestClient(app, base_url=settings.base_url) as client:
         driver = forge.drive(client)
-        for endpoint, event in lifecycle.items():
+        for endpoint, event in lifecycle:
             answer = driver.lifecycle(endpoints[endpoint], event, fit=fit("lifecycle", endpoint))
-            assert answer.is_success, (endpoint, answer.status_code, answer.text)
+            assert answer.is_success, (endpoint, event, answer.status_code, answer.text)
+        state = driver.ui_call("/forge/whoami").json()["installationState"]
+        assert state == "uninstalled", "the preUninstall event was not recorded as one"
         answer = driver.event(endpoints[events], {"eventType": "avi:jira:created:issue"}, fit=fit("event", events))
         assert answer.is_success, (events, answer.status_code, answer.text)

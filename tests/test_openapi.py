@@ -188,7 +188,12 @@ def test_the_lifecycle_routers_routes_document_the_store_and_the_keys_each_may_b
         assert "`STORE_UNAVAILABLE`" in descriptions(document, path)["503"], path
     assert "Atlassian's public key" in descriptions(document, "/installed")["503"]
     assert "Atlassian's public key" not in descriptions(document, "/enabled")["503"]  # HS256: no key fetched
-    for path in ("/forge/lifecycle/installed", "/forge/lifecycle/upgraded", "/forge/lifecycle/pre-uninstall"):
+    for path in (
+        "/forge/lifecycle",
+        "/forge/lifecycle/installed",
+        "/forge/lifecycle/upgraded",
+        "/forge/lifecycle/pre-uninstall",
+    ):
         outages = descriptions(document, path)["503"]
         assert "`STORE_UNAVAILABLE`" in outages
         assert "Forge's key set" in outages

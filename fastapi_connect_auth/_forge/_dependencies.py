@@ -9,7 +9,7 @@ cap, kept on the request, parsed strictly and validated.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -22,12 +22,14 @@ from .._json import validate_body
 from .._openapi import FORGE_KEY_OUTAGE, DocumentedDependency
 from ._flow import ForgeAuth, forge_headers
 from ._lifecycle import (
+    ANY_LIFECYCLE_PAYLOAD,
     ForgeInstalledPayload,
     ForgeLifecycleEvent,
     ForgePreUninstallPayload,
     ForgeUpgradedPayload,
     VerifiedForgeLifecycle,
     check_installation,
+    lifecycle_event_of,
 )
 from ._models import ForgeInvocation, ForgeInvocationKind, with_body
 
@@ -39,10 +41,11 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 _SCHEME_NAME = "ForgeInvocationToken"
 _DESCRIPTION = "A Forge Invocation Token (FIT), sent by Forge as `Authorization: Bearer <token>`."
 _INVOCATIONS = ("ui", "backend", "event", "trigger", "lifecycle")
-_LIFECYCLE_BODIES: dict[ForgeLifecycleEvent, TypeAdapter[Any]] = {
+_LIFECYCLE_BODIES: dict[ForgeLifecycleEvent | Literal["any"], TypeAdapter[Any]] = {
     "installed": TypeAdapter(ForgeInstalledPayload),
     "upgraded": TypeAdapter(ForgeUpgradedPayload),
     "pre-uninstall": TypeAdapter(ForgePreUninstallPayload),
+    "any": ANY_LIFECYCLE_PAYLOAD,
 }
 
 
@@ -216,7 +219,11 @@ class ForgeLifecycle(_ForgeSecurity):
     `"installed"` takes `avi:forge:installed:app` (`ForgeInstalledPayload`),
     `"upgraded"` takes `avi:forge:upgraded:app` (`ForgeUpgradedPayload`) and
     `"pre-uninstall"` takes the preUninstall module's payload
-    (`ForgePreUninstallPayload`). The FIT must have no `principal` and no
+    (`ForgePreUninstallPayload`). `"any"` takes all three at one route, as a
+    manifest's single lifecycle endpoint sends them (an `endpoint` module has one
+    `route.path`): told apart by `eventType`, or, for preUninstall, by its
+    `contextToken` and `context` without one; a body that is plainly none of
+    them is a 422 (`unknown_forge_lifecycle_event`), never guessed. The FIT must have no `principal` and no
     `context` (`WRONG_INVOCATION`: never a FIT from a browser), and the payload
     must name the FIT's installation, by its bare UUID or its ARI
     (`INSTALLATION_MISMATCH`); the body is read as `ForgeRequest(body=...)` reads
@@ -229,7 +236,7 @@ class ForgeLifecycle(_ForgeSecurity):
 
     def __init__(
         self,
-        event: ForgeLifecycleEvent,
+        event: ForgeLifecycleEvent | Literal["any"],
         *,
         module_keys: Iterable[str] | None = None,
         max_body_size: int = 64 * 1024,
@@ -249,8 +256,8 @@ class ForgeLifecycle(_ForgeSecurity):
             description=description,
             config=config,
         )
-        self.event: ForgeLifecycleEvent = event
-        """The lifecycle event this route takes."""
+        self.event: ForgeLifecycleEvent | Literal["any"] = event
+        """The lifecycle event this route takes (`"any"`: each of them)."""
 
     async def __call__(self, request: Request) -> VerifiedForgeLifecycle:
         invocation = await self.verified(request)
@@ -262,4 +269,4 @@ class ForgeLifecycle(_ForgeSecurity):
             )
             exc.headers = {"WWW-Authenticate": "Bearer"}
             raise
-        return VerifiedForgeLifecycle(self.event, invocation, invocation.body)
+        return VerifiedForgeLifecycle(lifecycle_event_of(invocation.body), invocation, invocation.body)

@@ -14,13 +14,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, StrictInt, Tag, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from .._errors import AuthError, AuthErrorCode
 from ._models import ForgeInvocation, Identifier, ShortText
 
 __all__ = [
+    "ANY_LIFECYCLE_PAYLOAD",
     "INSTALLATION_ARI_PREFIX",
     "ForgeInstalledPayload",
     "ForgeLifecycleApp",
@@ -33,6 +34,7 @@ __all__ = [
     "ForgeUpgradedPayload",
     "VerifiedForgeLifecycle",
     "check_installation",
+    "lifecycle_event_of",
 ]
 
 INSTALLATION_ARI_PREFIX = "ari:cloud:ecosystem::installation/"
@@ -149,6 +151,56 @@ class ForgePreUninstallPayload(BaseModel):
 
 ForgeLifecyclePayload = ForgeInstalledPayload | ForgeUpgradedPayload | ForgePreUninstallPayload
 """The payload of a `VerifiedForgeLifecycle`: one model per `ForgeLifecycleEvent`."""
+
+_APP_EVENTS: dict[str, ForgeLifecycleEvent] = {
+    "avi:forge:installed:app": "installed",
+    "avi:forge:upgraded:app": "upgraded",
+}
+_EVENT_OF_MODEL: dict[type[BaseModel], ForgeLifecycleEvent] = {
+    ForgeInstalledPayload: "installed",
+    ForgeUpgradedPayload: "upgraded",
+    ForgePreUninstallPayload: "pre-uninstall",
+}
+
+
+def _lifecycle_tag(value: Any) -> ForgeLifecycleEvent | None:
+    """Which lifecycle event a body is, by what Forge sends; `None` (refused) when it is not plainly one.
+
+    Installed and upgraded events say so in `eventType`; a preUninstall payload
+    has none, but a `contextToken` and a `context`. A body with both, with
+    another `eventType`, or with neither is no event this route can tell apart:
+    it is never guessed.
+    """
+    if not isinstance(value, dict):
+        return None
+    event_types = [value[key] for key in ("eventType", "event_type") if key in value]
+    uninstalling = any(key in value for key in ("contextToken", "context_token"))
+    if event_types:
+        if uninstalling or len(event_types) > 1 or not isinstance(event_types[0], str):
+            return None
+        return _APP_EVENTS.get(event_types[0])
+    return "pre-uninstall" if uninstalling and "context" in value else None
+
+
+ANY_LIFECYCLE_PAYLOAD: TypeAdapter[ForgeLifecyclePayload] = TypeAdapter(
+    Annotated[
+        Annotated[ForgeInstalledPayload, Tag("installed")]
+        | Annotated[ForgeUpgradedPayload, Tag("upgraded")]
+        | Annotated[ForgePreUninstallPayload, Tag("pre-uninstall")],
+        Discriminator(
+            _lifecycle_tag,
+            custom_error_type="unknown_forge_lifecycle_event",
+            custom_error_message="Not an installed, upgraded or preUninstall event: no eventType of one, "
+            "or no contextToken and context",
+        ),
+    ]
+)
+"""Any of the three lifecycle payloads, told apart by `eventType`, or by `contextToken` and `context` without one."""
+
+
+def lifecycle_event_of(payload: ForgeLifecyclePayload) -> ForgeLifecycleEvent:
+    """The event a validated payload is (`ANY_LIFECYCLE_PAYLOAD` validated it into that event's model)."""
+    return _EVENT_OF_MODEL[type(payload)]
 
 
 @dataclass(frozen=True, slots=True)

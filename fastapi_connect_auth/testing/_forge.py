@@ -759,8 +759,10 @@ class ForgeAppDriver:
     ) -> httpx2.Response:
         """POST a lifecycle event (`installed`, `upgraded`, `pre-uninstall`) with a lifecycle FIT and a system token.
 
-        `payload` defaults to the fake's own (`installed_payload()`...) and is sent
-        as it is: `event` only picks that default. Each call mints a fresh FIT (for
+        `path` is any route: the one a manifest's single lifecycle endpoint names
+        (`/forge/lifecycle`, `ForgeLifecycle("any")`), or the event's own.
+        `payload` defaults to the fake's own (`installed_payload()`...) and is
+        sent as it is: `event` only picks that default. Each call mints a fresh FIT (for
         the endpoint `module_key`, `forge-lifecycle` by default) unless `fit` is
         given: one minted earlier is a late delivery. `retry_count` (with
         `retry_reason`) adds the `retryContext` of Forge's redelivery: a fresh FIT,
