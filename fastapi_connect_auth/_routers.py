@@ -20,6 +20,7 @@ from ._errors import AuthErrorCode
 from ._forge._dependencies import ForgeLifecycle
 from ._forge._flow import ForgeAuth
 from ._forge._lifecycle import ForgeLifecycleEvent, VerifiedForgeLifecycle
+from ._forge._redelivery import remember_forge_delivery
 from ._openapi import auth_error_responses
 from ._outbound._forge import remember_forge_tokens
 from .stores._base import BaseStore
@@ -152,7 +153,14 @@ def _add_forge_routes(
 
     async def receive(event: VerifiedForgeLifecycle) -> None:
         """Record the installation, keep its token only if the record was written (never for an uninstalled
-        one), then run the event's hook: the same for an event at its own route or at the single one."""
+        one), then run the event's hook: the same for an event at its own route or at the single one.
+
+        One FIT carries one body: the FIT does not sign the body, and one endpoint takes
+        all three events, so an `installed` event's FIT sent again with a preUninstall
+        body is refused (`DELIVERY_CONFLICT`, 409) before anything is recorded.
+        """
+        if not await remember_forge_delivery(store, event.invocation):
+            return  # the same FIT and body again: received already
         state: InstallationState = "uninstalled" if event.event == "pre-uninstall" else "installed"
         app = getattr(event.payload, "app", None)
         version = getattr(app, "version", None)

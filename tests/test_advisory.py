@@ -1671,6 +1671,33 @@ def test_a_redelivered_forge_installed_after_pre_uninstall_reset_the_installatio
         assert late_token not in caplog.text
 
 
+def test_an_installed_events_fit_sent_again_with_a_pre_uninstall_body_uninstalled_the_installation(
+    open_store: StoreFactory, fake_product: FakeProduct
+) -> None:
+    """One endpoint (`forge-lifecycle`) takes all three events and a FIT signs no body: an `installed` event's
+    FIT, sent again within its lifetime with a preUninstall body, marked the installation uninstalled for good."""
+    forge = FakeForge()
+    store = open_store()
+    with replica(lifecycle_app(store, fake_product, forge), fake_product) as jira:
+        driver = forge.drive(jira.client)
+        fit = forge.mint_fit("lifecycle", module_key="forge-lifecycle")
+        assert driver.lifecycle("/forge/lifecycle", "installed", fit=fit).status_code == 204
+        assert driver.lifecycle("/forge/lifecycle", "installed", fit=fit).status_code == 204  # the same again
+        replayed = driver.lifecycle("/forge/lifecycle", "pre-uninstall", fit=fit)
+        assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")
+
+        async def state() -> Any:
+            reader = open_store()
+            try:
+                return await reader.forge_installation(forge.installation_id)
+            finally:
+                await reader.close()
+
+        assert anyio.run(state).state == "installed"
+        assert driver.lifecycle("/forge/lifecycle", "pre-uninstall").status_code == 204  # its own FIT
+        assert anyio.run(state).state == "uninstalled"
+
+
 def test_a_long_product_type_or_oauth_client_id_made_every_install_a_503(
     open_store: StoreFactory, fake_product: FakeProduct
 ) -> None:

@@ -136,10 +136,16 @@ def test_the_forge_routes_record_the_installation_and_keep_its_system_token(
         "/atlassian/forge/lifecycle/installed", json=body, headers=driver.headers(fit, system_token=token)
     )
     assert installed.status_code == 204, installed.text
-    upgraded = client.post("/atlassian/forge/lifecycle/upgraded", json=body, headers=driver.headers(fit))
+    upgraded = client.post(  # each event comes with its own FIT, as Forge sends it
+        "/atlassian/forge/lifecycle/upgraded", json=body, headers=driver.headers(forge.mint_fit("lifecycle"))
+    )
     assert upgraded.status_code == 204
     leaving = {"context": {"cloudId": forge.cloud_id, "moduleKey": "bye"}, "contextToken": "opaque"}
-    gone = client.post("/atlassian/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(fit))
+    replayed = client.post("/atlassian/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(fit))
+    assert (replayed.status_code, replayed.json()["code"]) == (409, "DELIVERY_CONFLICT")  # one FIT, one body
+    gone = client.post(
+        "/atlassian/forge/lifecycle/pre-uninstall", json=leaving, headers=driver.headers(forge.mint_fit("lifecycle"))
+    )
     assert gone.status_code == 204
     assert seen == [("installed", "installed"), ("upgraded", "installed"), ("pre-uninstall", "uninstalled")]
 
