@@ -29,7 +29,12 @@ from ._connect._models import (
     VerifiedRequest,
 )
 from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
-from ._connect._redelivery import WEBHOOK_IDENTIFIER_HEADER, WEBHOOK_RETRY_HEADER, remember_webhook_delivery
+from ._connect._redelivery import (
+    WEBHOOK_IDENTIFIER_HEADER,
+    WEBHOOK_RETRY_HEADER,
+    remember_webhook_delivery,
+    webhook_once,
+)
 from ._containers._config import ContainerSettings
 from ._containers._dependencies import ForgeContainerRequest
 from ._containers._egress import EgressProduct, ForgeContainerInstallation
@@ -74,7 +79,7 @@ from ._forge._models import (
     ForgeLicense,
     ForgeModule,
 )
-from ._forge._redelivery import ForgeEventSource, remember_forge_delivery, remember_forge_event
+from ._forge._redelivery import ForgeEventSource, forge_event_once, remember_forge_delivery, remember_forge_event
 from ._logs import RedactTokens, redact_access_logs
 from ._openapi import auth_error_responses
 from ._outbound import (
@@ -114,7 +119,14 @@ from ._outbound import (
     stored_forge_client,
     sync_product_client,
 )
-from ._redelivery import InMemoryRedeliveryStore, RedeliveryStore, remember_delivery
+from ._redelivery import (
+    Delivery,
+    ForgettingRedeliveryStore,
+    InMemoryRedeliveryStore,
+    RedeliveryStore,
+    delivery_once,
+    remember_delivery,
+)
 from ._routers import LifecycleRouter, lifecycle_router
 from ._telemetry import Telemetry
 
@@ -149,6 +161,7 @@ __all__ = [
     "Credentials",
     "CredentialsLoader",
     "CredentialsSource",
+    "Delivery",
     "EgressProduct",
     "ForgeApp",
     "ForgeAuth",
@@ -187,6 +200,7 @@ __all__ = [
     "ForgeTokenStore",
     "ForgeUpgradedPayload",
     "ForgeUserAccess",
+    "ForgettingRedeliveryStore",
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
@@ -229,7 +243,9 @@ __all__ = [
     "authorization_server_for",
     "canonical_request",
     "context_token",
+    "delivery_once",
     "forge_app_ari",
+    "forge_event_once",
     "forge_product_client",
     "installation_is_live",
     "lifecycle_router",
@@ -245,6 +261,7 @@ __all__ = [
     "request_target",
     "stored_forge_client",
     "sync_product_client",
+    "webhook_once",
 ]
 
 __version__ = "0.1.0"
