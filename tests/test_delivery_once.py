@@ -16,12 +16,16 @@ import pytest
 from fastapi_connect_auth import (
     AuthError,
     AuthErrorCode,
+    ConnectClaims,
     Delivery,
     ForgettingRedeliveryStore,
     InMemoryRedeliveryStore,
     RedeliveryStore,
+    VerifiedRequest,
     delivery_once,
     remember_delivery,
+    remember_webhook_delivery,
+    webhook_once,
 )
 from fastapi_connect_auth.stores import BaseStore, MemoryStore, SecretCipher
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
@@ -148,3 +152,17 @@ async def test_a_forget_that_fails_is_logged_and_the_blocks_error_goes_on(caplog
     assert "could not be forgotten (NotImplementedError): its retry will be taken as seen" in caplog.text
     assert "webhook:1" not in caplog.text
     assert not await remember_delivery(store, "webhook:1", b"body", expires_at=LATER)
+
+
+async def test_a_webhook_without_an_identifier_is_always_new_and_keeps_nothing() -> None:
+    """Jira sent no `X-Atlassian-Webhook-Identifier`: nothing to tell a retry by, so each copy is stored."""
+    store = InMemoryRedeliveryStore()
+    claims = ConnectClaims.model_validate({"iss": "tenant-a", "exp": time.time() + 60})
+    call = VerifiedRequest(claims, None, {"issue": {"key": "K-1"}})
+    for _ in range(2):
+        async with webhook_once(store, call) as delivery:
+            assert delivery.new
+    assert len(store._seen) == 0
+    async with webhook_once(store, call, "id-1") as delivery:  # the body the dependency validated
+        assert delivery.new
+    assert not await remember_webhook_delivery(store, call, "id-1", {"issue": {"key": "K-1"}})

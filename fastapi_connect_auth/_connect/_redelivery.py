@@ -55,7 +55,8 @@ async def remember_webhook_delivery(
     (up to about 30 minutes). The same identifier with another body is refused
     (`DELIVERY_CONFLICT`, 422: see `WEBHOOK_CONFLICT_STATUS`). `body` defaults to
     the bytes the dependency read (`call.raw_body`), else the validated body; pass
-    the bytes when the route reads the body itself.
+    the bytes when the route reads the body itself. The webhook stays remembered
+    if the app then fails to store it: `webhook_once` forgets it then.
 
     ```python
     @app.post("/webhooks", status_code=204)

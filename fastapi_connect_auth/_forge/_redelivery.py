@@ -111,7 +111,8 @@ async def remember_forge_event(
     apart). It is kept `retention` seconds (an hour: see `FORGE_EVENT_RETENTION`).
     `body` defaults to the bytes the dependency read (`raw_body`), else `body`;
     a call whose body was not read is a `ValueError`. The key is the content, so
-    there is no conflict to refuse: an event is new or seen.
+    there is no conflict to refuse: an event is new or seen. The event stays
+    remembered if the app then fails to store it: `forge_event_once` forgets it then.
 
     Keep the `jti` guard (`remember_forge_delivery`) too: it refuses a FIT replayed
     with another body. A scheduled trigger may send the same body every run: do
