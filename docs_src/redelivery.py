@@ -12,11 +12,11 @@ from fastapi_connect_auth import (
     ForgeAuth,
     ForgeInvocation,
     ForgeRequest,
-    RedeliveryStore,
+    ForgettingRedeliveryStore,
     VerifiedRequest,
+    forge_event_once,
     remember_forge_delivery,
-    remember_forge_event,
-    remember_webhook_delivery,
+    webhook_once,
 )
 
 # The body through the dependency: it keeps the bytes and the webhook's identifier too.
@@ -29,7 +29,7 @@ ForgeEvent = Annotated[
 def create_app(
     connect: ConnectAuth,
     forge: ForgeAuth,
-    deliveries: RedeliveryStore,
+    deliveries: ForgettingRedeliveryStore,
     stored: list[tuple[str, dict[str, Any]]],
 ) -> FastAPI:
     """`deliveries`: the app's store (`SQLAlchemyStore`, `RedisStore`) with several
@@ -41,15 +41,18 @@ def create_app(
     @app.post("/webhooks", status_code=204)
     async def webhook(call: Webhook) -> None:
         """Jira's retry (same identifier, same body, new token) is not stored again;
-        the same identifier with another body is a 422, which Jira does not retry."""
-        if await remember_webhook_delivery(deliveries, call):
-            stored.append((call.client_key, call.body))
+        the same identifier with another body is a 422, which Jira does not retry.
+        If storing raises, the webhook is forgotten: Jira's retry stores it."""
+        async with webhook_once(deliveries, call) as delivery:
+            if delivery.new:
+                stored.append((call.client_key, call.body))
 
     @app.post("/forge/events", status_code=204)
     async def forge_event(call: ForgeEvent) -> None:
         """Forge retries with a new FIT and `retryContext` added: the same event."""
         await remember_forge_delivery(deliveries, call)  # 409: a FIT with a 2nd body
-        if await remember_forge_event(deliveries, call):
-            stored.append((call.installation_id, call.body))
+        async with forge_event_once(deliveries, call) as event:
+            if event.new:  # if storing raises, forgotten: Forge's retry stores it
+                stored.append((call.installation_id, call.body))
 
     return app

@@ -37,12 +37,12 @@ from fastapi_connect_auth import (
     PublicKeyProvider,
     UserTokenProvider,
     VerifiedRequest,
+    forge_event_once,
     lifecycle_router,
     redact_access_logs,
     remember_forge_delivery,
-    remember_forge_event,
     remember_forge_tokens,
-    remember_webhook_delivery,
+    webhook_once,
 )
 from fastapi_connect_auth.stores import ConnectLinker, Tenant
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
@@ -293,8 +293,9 @@ def create_app(
         (`DELIVERY_CONFLICT`), which Jira does not retry, and nothing is stored.
         """
         opened = stores[0]
-        if await remember_webhook_delivery(opened.forge, call):
-            await opened.events.add_event(call.client_key, call.body)
+        async with webhook_once(opened.forge, call) as delivery:  # a failed write is forgotten: retried, stored
+            if delivery.new:
+                await opened.events.add_event(call.client_key, call.body)
 
     async def inbox(call: TenantCall) -> HTMLResponse:
         return HTMLResponse(INBOX_PAGE.read_text(encoding="utf-8"))
@@ -355,18 +356,19 @@ def add_forge_routes(app: FastAPI, stores: list[Stores], forge: ForgeAuth) -> No
         """A product event or scheduled trigger, stored once: Forge retries with a new FIT and `retryContext`.
 
         A retry is the same event for the same installation once `retryContext` is
-        taken out (`remember_forge_event`). The same FIT with another body is refused
+        taken out (`forge_event_once`). The same FIT with another body is refused
         (409 `DELIVERY_CONFLICT`); the system token of an event (never a browser's
         call) is kept for work between invocations.
         """
         opened = stores[0]
         await remember_forge_delivery(opened.forge, call)
         await remember_forge_tokens(opened.forge, call)
-        if not await remember_forge_event(opened.forge, call):
-            return
-        delivery = hashlib.sha256(call.jti.encode() + b"\0" + (call.raw_body or b"")).hexdigest()
-        module_key = call.module.key if call.module else None
-        await opened.events.add_forge_event(call.installation_id, delivery, module_key, call.body)
+        async with forge_event_once(opened.forge, call) as event:  # a failed write is forgotten: retried, stored
+            if not event.new:
+                return
+            delivery = hashlib.sha256(call.jti.encode() + b"\0" + (call.raw_body or b"")).hexdigest()
+            module_key = call.module.key if call.module else None
+            await opened.events.add_forge_event(call.installation_id, delivery, module_key, call.body)
 
     @app.get("/forge/events")
     async def forge_events(call: ForgeUiCall) -> list[ForgeEventOut]:

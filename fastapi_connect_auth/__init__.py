@@ -41,7 +41,7 @@ if typing.TYPE_CHECKING:  # what type checkers and the reference read; at run ti
         VerifiedRequest,
     )
     from ._connect._qsh import CONTEXT_QSH, canonical_request, query_string_hash
-    from ._connect._redelivery import remember_webhook_delivery
+    from ._connect._redelivery import remember_webhook_delivery, webhook_once
     from ._containers._config import ContainerSettings
     from ._containers._dependencies import ForgeContainerRequest
     from ._containers._egress import EgressProduct, ForgeContainerInstallation
@@ -86,7 +86,7 @@ if typing.TYPE_CHECKING:  # what type checkers and the reference read; at run ti
         ForgeLicense,
         ForgeModule,
     )
-    from ._forge._redelivery import ForgeEventSource, remember_forge_delivery, remember_forge_event
+    from ._forge._redelivery import ForgeEventSource, forge_event_once, remember_forge_delivery, remember_forge_event
     from ._logs import RedactTokens, redact_access_logs
     from ._openapi import auth_error_responses
     from ._outbound import (
@@ -126,11 +126,23 @@ if typing.TYPE_CHECKING:  # what type checkers and the reference read; at run ti
         stored_forge_client,
         sync_product_client,
     )
-    from ._redelivery import InMemoryRedeliveryStore, RedeliveryStore, remember_delivery
+    from ._redelivery import (
+        Delivery,
+        ForgettingRedeliveryStore,
+        InMemoryRedeliveryStore,
+        RedeliveryStore,
+        delivery_once,
+        remember_delivery,
+    )
     from ._routers import LifecycleRouter, lifecycle_router
     from ._telemetry import Telemetry
 
 _dynamic_imports: dict[str, str] = {
+    "webhook_once": "._connect._redelivery",
+    "forge_event_once": "._forge._redelivery",
+    "delivery_once": "._redelivery",
+    "ForgettingRedeliveryStore": "._redelivery",
+    "Delivery": "._redelivery",
     "ATLASSIAN_KID_FORMATS": "._connect._keys",
     "CONNECT_CLIENT_KEY_PROPERTY": "._outbound",
     "CONTEXT_QSH": "._connect._qsh",
@@ -291,6 +303,7 @@ __all__ = [
     "Credentials",
     "CredentialsLoader",
     "CredentialsSource",
+    "Delivery",
     "EgressProduct",
     "ForgeApp",
     "ForgeAuth",
@@ -329,6 +342,7 @@ __all__ = [
     "ForgeTokenStore",
     "ForgeUpgradedPayload",
     "ForgeUserAccess",
+    "ForgettingRedeliveryStore",
     "InMemoryForgeTokenStore",
     "InMemoryRedeliveryStore",
     "InstallPayload",
@@ -371,7 +385,9 @@ __all__ = [
     "authorization_server_for",
     "canonical_request",
     "context_token",
+    "delivery_once",
     "forge_app_ari",
+    "forge_event_once",
     "forge_product_client",
     "installation_is_live",
     "lifecycle_router",
@@ -387,6 +403,7 @@ __all__ = [
     "request_target",
     "stored_forge_client",
     "sync_product_client",
+    "webhook_once",
 ]
 
 __version__ = "0.1.0"

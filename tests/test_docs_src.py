@@ -974,7 +974,18 @@ def test_retries_are_stored_once_a_webhook_by_its_identifier_a_forge_event_by_it
     from fastapi_connect_auth import InMemoryRedeliveryStore
     from fastapi_connect_auth.testing import FakeForge
 
-    module, forge, stored = sample("redelivery"), FakeForge(), []
+    class DatabaseDownOnce(list[tuple[str, dict[str, Any]]]):
+        """The app's events: the first write fails, as a database that is down would."""
+
+        down = True
+
+        def append(self, item: tuple[str, dict[str, Any]]) -> None:
+            if self.down:
+                self.down = False
+                raise ConnectionError("the database is down")
+            super().append(item)
+
+    module, forge, stored = sample("redelivery"), FakeForge(), DatabaseDownOnce()
     connect = ConnectAuth(
         base_url="https://my-app.example.com", credentials_loader={CLIENT_KEY: Credentials(SECRET)}.get
     )
@@ -986,14 +997,16 @@ def test_retries_are_stored_once_a_webhook_by_its_identifier_a_forge_event_by_it
         headers.update({"X-Atlassian-Webhook-Retry": retry} if retry else {})
         return client.post("/webhooks", json=body, headers=headers)
 
-    with TestClient(app, base_url="https://my-app.example.com") as client:
+    with TestClient(app, base_url="https://my-app.example.com", raise_server_exceptions=False) as client:
         driver = forge.drive(client)
-        answers = [webhook(issue), webhook(issue, "1")]
-        conflict = webhook({**issue, "issue": {"key": "DEMO-2"}}, "2")
+        failed = webhook(issue)  # remembered, then the write failed: forgotten
+        answers = [webhook(issue, "1"), webhook(issue, "2")]
+        conflict = webhook({**issue, "issue": {"key": "DEMO-2"}}, "3")
         event = driver.event("/forge/events", {"eventType": "avi:jira:created:issue", "timestamp": 1})
         retried = driver.retry_event(event, retry_reason="TIMEOUT_ERROR")
         replay = driver.event("/forge/events", {"eventType": "other"}, fit=jwt_of(retried.request))
 
+    assert failed.status_code == 500
     assert [answer.status_code for answer in (*answers, event, retried)] == [204] * 4
     assert_rejected(conflict, "DELIVERY_CONFLICT", 422)
     assert_rejected(replay, "DELIVERY_CONFLICT", 409)

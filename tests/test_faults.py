@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,7 +28,7 @@ from fastapi.testclient import TestClient
 from example_app.main import create_app
 from example_app.settings import Settings
 from fastapi_connect_auth import AtlassianKeyProvider, PublicKeyProvider
-from fastapi_connect_auth.testing import ConnectAppDriver, FakeProduct
+from fastapi_connect_auth.testing import ConnectAppDriver, FakeForge, FakeProduct
 from tests._keyserver import KeyServer, Reply, _Handler, free_loopback_port, rsa_key
 from tests.postgres import Database
 from tests.test_example_app import APP_URL, assert_refused, installations, stored_events
@@ -354,3 +355,69 @@ def test_a_webhook_while_the_database_is_unavailable_gets_a_503_the_product_retr
         assert stored_events(database) == []
         assert driver.webhook("jira:issue_created").status_code == 204
         assert stored_events(database) == [(fake_product.client_key, "jira:issue_created", "DEMO-1")]
+
+
+# -- the app's own write failing after the delivery was remembered --------------------------------
+
+
+@pytest.fixture
+def deliveries_apart(settings: Settings, database: Database, request: pytest.FixtureRequest) -> Settings:
+    """Delivery ids where the event tables' fault does not reach: PostgreSQL's own table, on SQLite Redis.
+
+    SQLite locks the whole file, its delivery ids with it (that fault is the webhook test's above).
+    """
+    if database.server is not None:
+        return settings
+    return replace(settings, redis_url=request.getfixturevalue("redis_url"), redis_prefix=f"faults-{uuid.uuid4().hex}")
+
+
+@contextmanager
+def events_unwritable(database: Database) -> Iterator[None]:
+    """Another connection holds the app's event tables (PostgreSQL) or the whole SQLite file; delivery ids stay writable."""
+    if database.server is None:
+        with database_locked(database, "IMMEDIATE"):
+            yield
+        return
+    with database.server.holding("LOCK TABLE events, forge_events IN EXCLUSIVE MODE", database=database.name):
+        yield
+
+
+def test_a_webhook_whose_write_fails_after_it_was_remembered_is_forgotten_and_jiras_retry_stored(
+    fake_product: FakeProduct, deliveries_apart: Settings, database: Database
+) -> None:
+    """Remembered, then the event's write failed (503): forgotten, so Jira's retry is stored, once."""
+    with running_app(deliveries_apart, fake_product.key_provider()) as client:
+        driver = fake_product.drive(client)
+        assert driver.install().status_code == 204
+        with events_unwritable(database):
+            first = driver.webhook("jira:issue_created")
+            assert_database_unavailable(first)
+        assert stored_events(database) == []
+        assert driver.retry_webhook(first).status_code == 204
+        assert driver.retry_webhook(first).status_code == 204  # stored already: not again
+        assert stored_events(database) == [(fake_product.client_key, "jira:issue_created", "DEMO-1")]
+
+
+def test_a_forge_event_whose_write_fails_after_it_was_remembered_is_forgotten_and_forges_retry_stored(
+    fake_product: FakeProduct, deliveries_apart: Settings, database: Database
+) -> None:
+    """Remembered, then the event's write failed (503): forgotten, so Forge's retry (a new FIT) is stored, once."""
+    forge = FakeForge()
+    settings = replace(deliveries_apart, forge_app_id=forge.app_id, product_api_timeout=0)
+    app = create_app(
+        settings,
+        key_provider=fake_product.key_provider(),
+        forge_key_provider=forge.key_provider(),
+        forge_transport=forge.api_transport,
+    )
+    event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "F-1"}, "timestamp": 1765000000000}
+    with TestClient(app, base_url=APP_URL) as client:
+        driver = forge.drive(client)
+        with events_unwritable(database):
+            first = driver.event("/forge/events", event)
+            assert_database_unavailable(first)
+        assert database.rows("SELECT count(*) FROM forge_events") == [(0,)]
+        retried = driver.retry_event(first)
+        assert retried.status_code == 204
+        assert driver.retry_event(retried).status_code == 204  # stored already: not again
+        assert database.rows("SELECT installation_id FROM forge_events") == [(forge.installation_id,)]

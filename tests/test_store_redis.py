@@ -108,6 +108,9 @@ def test_redis_down_is_503_with_a_code_and_no_install_is_lost(tmp_path: Any) -> 
                 with pytest.raises(AuthError) as refused:
                     await store.save_install(install_payload("tenant", "s" * 40), signed_at=1)
                 assert (refused.value.code, refused.value.status_code) == (AuthErrorCode.STORE_UNAVAILABLE, 503)
+                with pytest.raises(AuthError) as forgetting:
+                    await store.forget_delivery('["webhook","tenant","1"]', "f")
+                assert (forgetting.value.code, forgetting.value.status_code) == (AuthErrorCode.STORE_UNAVAILABLE, 503)
             finally:
                 await store.close()
 

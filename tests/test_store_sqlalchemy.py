@@ -91,5 +91,8 @@ async def test_a_database_that_is_gone_answers_503_with_a_code(tmp_path: object)
         assert refused.value.headers == {"Retry-After": "5"}
         assert "hunter2" not in str(refused.value)
         assert refused.value.__cause__ is None
+        with pytest.raises(AuthError) as forgetting:  # the app's write failed too: the forget is a 503 as well
+            await store.forget_delivery('["webhook","tenant","1"]', "f")
+        assert (forgetting.value.code, forgetting.value.status_code) == (AuthErrorCode.STORE_UNAVAILABLE, 503)
     finally:
         await store.close()

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from pydantic_core import to_jsonable_python
 
 from .._json import loads
-from .._redelivery import RedeliveryStore, canonical_json, delivery_key, remember_delivery
+from .._redelivery import (
+    Delivery,
+    ForgettingRedeliveryStore,
+    RedeliveryStore,
+    canonical_json,
+    delivery_key,
+    delivery_once,
+    remember_delivery,
+)
 from ._models import ForgeInvocation
 
 __all__ = [
     "FORGE_EVENT_RETENTION",
     "ForgeEventSource",
     "event_fingerprint",
+    "forge_event_once",
     "remember_forge_delivery",
     "remember_forge_event",
 ]
@@ -101,7 +111,8 @@ async def remember_forge_event(
     apart). It is kept `retention` seconds (an hour: see `FORGE_EVENT_RETENTION`).
     `body` defaults to the bytes the dependency read (`raw_body`), else `body`;
     a call whose body was not read is a `ValueError`. The key is the content, so
-    there is no conflict to refuse: an event is new or seen.
+    there is no conflict to refuse: an event is new or seen. The event stays
+    remembered if the app then fails to store it: `forge_event_once` forgets it then.
 
     Keep the `jti` guard (`remember_forge_delivery`) too: it refuses a FIT replayed
     with another body. A scheduled trigger may send the same body every run: do
@@ -115,17 +126,48 @@ async def remember_forge_event(
             await save(call.installation_id, call.body)
     ```
     """
+    key, fingerprint = _forge_event(call, body)
+    return await remember_delivery(store, key, fingerprint, expires_at=clock() + retention)
+
+
+def _forge_event(call: ForgeEventSource, body: bytes | Any) -> tuple[str, bytes]:
+    """The event's delivery key and what is fingerprinted of it (its content's own fingerprint)."""
     if body is None:
         body = call.raw_body if call.raw_body is not None else call.body
     if body is None:  # every event of the installation would be one "null" event: all but the first dropped
         raise ValueError("remember_forge_event needs the event's body: ForgeRequest(body=...), or pass body=")
     fingerprint = event_fingerprint(body)
-    return await remember_delivery(
-        store,
-        delivery_key("forge-event", call.installation_id, fingerprint),
-        fingerprint.encode(),
-        expires_at=clock() + retention,
-    )
+    return delivery_key("forge-event", call.installation_id, fingerprint), fingerprint.encode()
+
+
+@asynccontextmanager
+async def forge_event_once(
+    store: ForgettingRedeliveryStore,
+    call: ForgeEventSource,
+    body: bytes | Any = None,
+    *,
+    retention: float = FORGE_EVENT_RETENTION,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Delivery]:
+    """`remember_forge_event` for a block: if the block raises, the event is forgotten and Forge's retry stored.
+
+    Forge retries an event answered non-2xx; had it stayed remembered, that retry
+    would be taken as seen and the event lost. Arguments as for
+    `remember_forge_event`; the block runs for a retry too, with `new` `False`
+    (see `delivery_once`).
+
+    ```python
+    @app.post("/forge/events", status_code=204)
+    async def events(call: Annotated[ForgeInvocation, Depends(ForgeRequest(invocation="event", body=dict))]):
+        await remember_forge_delivery(deliveries, call)
+        async with forge_event_once(deliveries, call) as event:
+            if event.new:
+                await save(call.installation_id, call.body)  # raises: forgotten, Forge's retry is stored
+    ```
+    """
+    key, fingerprint = _forge_event(call, body)
+    async with delivery_once(store, key, fingerprint, expires_at=clock() + retention) as delivery:
+        yield delivery
 
 
 async def remember_forge_delivery(

@@ -312,6 +312,13 @@ class BaseStore(ABC):
     async def _remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
         """`RedeliveryStore.remember_delivery`: atomic; of concurrent calls for one key, exactly one gets `None`."""
 
+    async def _forget_delivery(self, key: str, fingerprint: str) -> bool:
+        """Forget `key` if it is kept with `fingerprint`, atomically (compare-and-delete); `True` if forgotten.
+
+        Not abstract, so a store written before it still opens; without it `delivery_once` cannot forget.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _forget_delivery")
+
     async def _rotate(self) -> int:
         """Re-encrypt every secret with the first key; how many were rewritten (none for a store that encrypts none)."""
         return 0
@@ -633,6 +640,11 @@ class BaseStore(ABC):
         """Keep `key` until `expires_at` unless it is kept; the kept fingerprint, or `None` for a new delivery."""
         async with self._reaching("a delivery check"):
             return await self._remember_delivery(key, fingerprint, expires_at)
+
+    async def forget_delivery(self, key: str, fingerprint: str) -> bool:
+        """Forget `key` if it is still kept with `fingerprint` (the app failed to store it); `True` if forgotten."""
+        async with self._reaching("a delivery forget"):
+            return await self._forget_delivery(key, fingerprint)
 
     # -- Connect links (Connect's end of support) ------------------------------------------------
 

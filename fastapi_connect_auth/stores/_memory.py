@@ -86,6 +86,9 @@ class MemoryStore(BaseStore):
     async def _remember_delivery(self, key: str, fingerprint: str, expires_at: float) -> str | None:
         return await self._deliveries.remember_delivery(key, fingerprint, expires_at)
 
+    async def _forget_delivery(self, key: str, fingerprint: str) -> bool:
+        return await self._deliveries.forget_delivery(key, fingerprint)
+
     async def _get_link(self, installation_id: str) -> ConnectLink | None:
         return self._links.get(installation_id)
 

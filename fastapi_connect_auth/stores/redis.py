@@ -2,7 +2,7 @@
 
 Every key starts with the store's `prefix` (one per app sharing a Redis). Writes
 that read first (the later signed install wins, the latest received token wins, a
-token is dropped only if it is still the one kept) are Lua scripts, atomic in
+token or a delivery id is dropped only if it is still the one kept) are Lua scripts, atomic in
 Redis. Expiring values get their expiry in the command that writes them:
 delivery ids with `SET … NX PXAT … GET`, tokens with `SET … PXAT`. A token read
 and a delivery check are each one round trip. Needs Redis 7.0 or later.
@@ -95,6 +95,10 @@ local kept = redis.call('GET', KEYS[1])
 if kept and string.find(kept, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _REPLACE = """
 if redis.call('HGET', KEYS[1], 'record') == ARGV[1] then return redis.call('HSET', KEYS[1], 'record', ARGV[2]) * 0 + 1 end
 return 0
@@ -158,6 +162,7 @@ class RedisStore(BaseStore, Encrypting):
         self._put_token_script = self.redis.register_script(_KEEP_LATEST)
         self._discard_token_script = self.redis.register_script(_FORGET_IF_SAME)
         self._replace_script = self.redis.register_script(_REPLACE)
+        self._forget_delivery_script = self.redis.register_script(_DELETE_IF_EQUAL)
         self._replace_value_script = self.redis.register_script(_REPLACE_VALUE)
         self._claim_link_script = self.redis.register_script(_CLAIM_LINK)
         self._put_link_script = self.redis.register_script(_PUT_LINK)
@@ -311,6 +316,9 @@ class RedisStore(BaseStore, Encrypting):
             self._key("delivery", key), fingerprint, nx=True, pxat=max(int(expires_at * 1000), 1), get=True
         )
         return _text(kept) if isinstance(kept, bytes | str) else None
+
+    async def _forget_delivery(self, key: str, fingerprint: str) -> bool:
+        return bool(await self._forget_delivery_script(keys=[self._key("delivery", key)], args=[fingerprint]))
 
     # -- Connect links: a hash of `verified`, `link` (JSON), `attempts`, `next_attempt_at` ----------------
 

@@ -417,6 +417,11 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         await self._purge_now_and_then()
         return kept
 
+    async def _forget_delivery(self, key: str, fingerprint: str) -> bool:
+        statement = delete(deliveries).where(deliveries.c.key == key, deliveries.c.fingerprint == fingerprint)
+        async with self.transaction() as connection:
+            return bool((await connection.execute(statement)).rowcount)
+
     async def _purge_now_and_then(self) -> None:
         """Every thousand writes, delete the expired delivery ids and tokens, so the tables stay small."""
         self._writes_since_purge += 1

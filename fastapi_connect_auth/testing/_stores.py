@@ -40,11 +40,12 @@ from typing import Any, ClassVar
 import pytest
 
 from .._connect._models import ConnectClaims, InstallPayload, VerifiedRequest
-from .._connect._redelivery import remember_webhook_delivery
+from .._connect._redelivery import remember_webhook_delivery, webhook_once
 from .._errors import AuthError, AuthErrorCode
 from .._forge._models import ForgeClaims, ForgeInvocation
-from .._forge._redelivery import remember_forge_event
+from .._forge._redelivery import forge_event_once, remember_forge_event
 from .._outbound._forge import ForgeStoredToken
+from .._redelivery import Delivery
 from ..stores._base import BaseStore
 from ..stores._records import ConnectLink
 
@@ -109,6 +110,19 @@ def forge_event(installation_id: str, body: dict[str, Any]) -> ForgeInvocation:
     """A Forge event for `installation_id` with its raw `body` and a FIT of its own (a new `jti`)."""
     call = forge_invocation(installation_id, "cloud-1")
     return dataclasses.replace(call, body=body, raw_body=json.dumps(body).encode())
+
+
+class _WriteFailed(Exception):
+    """The app's own write, failing after its delivery was remembered (its database is down)."""
+
+    def __init__(self, new: bool) -> None:
+        super().__init__("the app's database is down")
+        self.new = new
+
+
+async def _fail_to_store(once: AbstractAsyncContextManager[Delivery]) -> None:
+    async with once as delivery:
+        raise _WriteFailed(delivery.new)
 
 
 def _key() -> str:
@@ -570,6 +584,47 @@ class StoreContract:
             assert not await remember_forge_event(other, forge_event(installation, retried))
             assert await remember_forge_event(one, forge_event(f"{installation}x", event))
             assert await remember_forge_event(other, forge_event(installation, {**event, "timestamp": 2}))
+
+    async def test_a_delivery_is_forgotten_only_with_the_fingerprint_it_was_kept_with(self) -> None:
+        """A delivery is forgotten only with the fingerprint it was kept with (compare-and-delete)."""
+        key = f"forge:{_key()}"
+        async with self.open_store() as one, self.open_store() as other:
+            assert await one.remember_delivery(key, "f1", time.time() + 60) is None
+            assert not await other.forget_delivery(key, "f2")  # another body's: the kept one stays
+            assert await one.remember_delivery(key, "f1", time.time() + 60) == "f1"
+            assert await other.forget_delivery(key, "f1")
+            assert not await one.forget_delivery(key, "f1")  # forgotten already
+            assert await one.remember_delivery(key, "f2", time.time() + 60) is None  # the key is free again
+            assert not await other.forget_delivery(f"forge:{_key()}", "f1")  # never kept
+
+    async def test_of_n_concurrent_forgets_of_one_delivery_exactly_one_forgets_it(self) -> None:
+        """Of N concurrent forgets of one delivery, on two store objects, exactly one forgets it."""
+        key = f"forge:{_key()}"
+        async with self.open_store() as first, self.open_store() as second:
+            stores = [first, second]
+            assert await first.remember_delivery(key, "f1", time.time() + 60) is None
+            forgotten = await asyncio.gather(*(stores[n % 2].forget_delivery(key, "f1") for n in range(12)))
+            assert forgotten.count(True) == 1
+
+    async def test_a_webhook_or_event_the_app_failed_to_store_is_forgotten_and_its_retry_is_new(self) -> None:
+        """A webhook or an event the app failed to store is forgotten: its retry is new, then stored once."""
+        tenant, installation = f"tenant-{_key()}", f"ari:cloud:ecosystem::installation/{_key()}"
+        webhook = verified_webhook(tenant, b'{"issue": {"key": "K-1"}}', "id:7")
+        event = {"eventType": "avi:jira:created:issue", "issue": {"id": "1"}, "timestamp": 1}
+        retried = {**event, "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT_ERROR", "retryData": None}}
+        async with self.open_store() as one, self.open_store() as other:
+            with pytest.raises(_WriteFailed) as failed:
+                await _fail_to_store(webhook_once(one, webhook))
+            assert failed.value.new
+            with pytest.raises(_WriteFailed) as failed:
+                await _fail_to_store(forge_event_once(one, forge_event(installation, event)))
+            assert failed.value.new
+            async with webhook_once(other, verified_webhook(tenant, webhook.raw_body, "id:7")) as delivery:
+                assert delivery.new  # Jira's retry: stored this time
+            async with forge_event_once(other, forge_event(installation, retried)) as delivery:
+                assert delivery.new  # Forge's retry: stored this time
+            assert not await remember_webhook_delivery(one, verified_webhook(tenant, webhook.raw_body, "id:7"))
+            assert not await remember_forge_event(one, forge_event(installation, retried))
 
     # -- restart ----------------------------------------------------------------------------------
 
