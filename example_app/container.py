@@ -30,8 +30,8 @@ from fastapi_connect_auth import (
     ForgeContainers,
     ProductAPIError,
     add_health_route,
+    forge_event_once,
     redact_access_logs,
-    remember_forge_event,
 )
 from fastapi_connect_auth.stores.sqlalchemy import SQLAlchemyStore
 
@@ -147,13 +147,14 @@ def create_container_app(settings: Settings | None = None, *, containers: ForgeC
     async def container_event(call: EventCall) -> None:
         """A product event, stored once: a redelivery (the same body but its `retryContext`) is a no-op."""
         opened = stores[0]
-        if not await remember_forge_event(opened.forge, call):
-            return
-        event: ContainerEvent = call.body
-        payload = event.model_dump(mode="json", by_alias=True)
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        delivery = hashlib.sha256(call.installation_id.encode() + b"\0" + canonical).hexdigest()
-        await opened.events.add_forge_event(call.installation_id, delivery, call.module_key, payload)
+        async with forge_event_once(opened.forge, call) as once:  # a failed write is forgotten: retried, stored
+            if not once.new:
+                return
+            event: ContainerEvent = call.body
+            payload = event.model_dump(mode="json", by_alias=True)
+            canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+            delivery = hashlib.sha256(call.installation_id.encode() + b"\0" + canonical).hexdigest()
+            await opened.events.add_forge_event(call.installation_id, delivery, call.module_key, payload)
 
     @app.get("/container/events")
     async def container_events(call: AppCall) -> list[StoredEvent]:

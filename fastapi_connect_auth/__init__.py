@@ -138,11 +138,6 @@ if typing.TYPE_CHECKING:  # what type checkers and the reference read; at run ti
     from ._telemetry import Telemetry
 
 _dynamic_imports: dict[str, str] = {
-    "webhook_once": "._connect._redelivery",
-    "forge_event_once": "._forge._redelivery",
-    "delivery_once": "._redelivery",
-    "ForgettingRedeliveryStore": "._redelivery",
-    "Delivery": "._redelivery",
     "ATLASSIAN_KID_FORMATS": "._connect._keys",
     "CONNECT_CLIENT_KEY_PROPERTY": "._outbound",
     "CONTEXT_QSH": "._connect._qsh",
@@ -173,6 +168,7 @@ _dynamic_imports: dict[str, str] = {
     "Credentials": "._connect._models",
     "CredentialsLoader": "._connect._flow",
     "CredentialsSource": "._connect._flow",
+    "Delivery": "._redelivery",
     "EgressProduct": "._containers._egress",
     "ForgeApp": "._forge._models",
     "ForgeAuth": "._forge._flow",
@@ -211,6 +207,7 @@ _dynamic_imports: dict[str, str] = {
     "ForgeTokenStore": "._outbound",
     "ForgeUpgradedPayload": "._forge._lifecycle",
     "ForgeUserAccess": "._containers._models",
+    "ForgettingRedeliveryStore": "._redelivery",
     "InMemoryForgeTokenStore": "._outbound",
     "InMemoryRedeliveryStore": "._redelivery",
     "InstallPayload": "._connect._models",
@@ -253,7 +250,9 @@ _dynamic_imports: dict[str, str] = {
     "authorization_server_for": "._outbound",
     "canonical_request": "._connect._qsh",
     "context_token": "._outbound",
+    "delivery_once": "._redelivery",
     "forge_app_ari": "._forge._flow",
+    "forge_event_once": "._forge._redelivery",
     "forge_product_client": "._outbound",
     "installation_is_live": "._outbound",
     "lifecycle_router": "._routers",
@@ -269,6 +268,7 @@ _dynamic_imports: dict[str, str] = {
     "request_target": "._connect._dependencies",
     "stored_forge_client": "._outbound",
     "sync_product_client": "._outbound",
+    "webhook_once": "._connect._redelivery",
 }
 """Each public name and the private module (relative to this package) it is defined in."""
 
