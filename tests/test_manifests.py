@@ -260,11 +260,16 @@ def container_route_problems(manifest: dict[str, Any], database: Path) -> list[s
 
     Each health path answers a bare GET (Forge's check sends no header) with 200-399; each endpoint's route is
     one of the app's; each module's endpoint takes the call the sidecar sends for it (`ContainerAppDriver`, with
-    the module's key and type in the context, an event per event the trigger names).
+    the module's key and type in the context, an event per event the trigger names); and each route of the app
+    under /container/ is called by some module.
     """
     sidecar = FakeSidecar()
     app = create_container_app(Settings(database_url=f"sqlite:///{database}"), containers=sidecar.containers())
-    paths = {route.path for route in app.routes if isinstance(route, Route)}
+    routes = {
+        (method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods or ()
+    }
+    paths = {path for _, path in routes}
+    called: set[tuple[str, str]] = set()
     modules = manifest["modules"]
     endpoints = {
         endpoint["key"]: endpoint["route"]["path"] for endpoint in modules["endpoint"] if "service" in endpoint
@@ -283,6 +288,7 @@ def container_route_problems(manifest: dict[str, Any], database: Path) -> list[s
                 if kind == "endpoint" or path is None:
                     continue
                 invocation, method = CALLED_AS.get(kind, ("ui", "GET"))
+                called.add((method, path))
                 context = sidecar.context_document(invocation, module_key=module["key"])
                 context["app"]["module"]["type"] = kind if ":" in kind else f"core:{kind}"
                 for event in module.get("events", [None]):
@@ -295,7 +301,8 @@ def container_route_problems(manifest: dict[str, Any], database: Path) -> list[s
                     )
                     if not answer.is_success:
                         found.append(f"{kind} {module['key']!r}: {method} {path} answered {answer.status_code}")
-    return found
+    own = {(method, path) for method, path in routes if path.startswith("/container/")}
+    return found + [f"{method} {path} of the app: no module reaches it" for method, path in sorted(own - called)]
 
 
 def test_the_container_manifest_follows_forges_schema(validator: Draft7Validator) -> None:
@@ -356,6 +363,7 @@ def test_a_broken_container_manifest_fails(validator: Draft7Validator, tmp_path:
             path="/health"
         ),
         "events sent to a GET route": lambda m: m["modules"]["trigger"][0].update(endpoint="container-whoami"),
+        "a route of the app no module reaches": lambda m: m["modules"].pop("jira:projectPage"),
     }
     for number, (what, breaking) in enumerate(routes.items()):
         manifest = container()
