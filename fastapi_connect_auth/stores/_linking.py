@@ -113,7 +113,8 @@ class ConnectLinker:
     ```
 
     * `connect_key`: the app's Connect key (`app.connect.key`, the descriptor's `key`).
-    * `timeout`: seconds one read may take (it runs inside the invocation).
+    * `timeout`: seconds one read may take. It runs inside the invocation, and
+      Forge gives an event 5 seconds in all: the default leaves the app 3 of them.
     * `lease`: seconds a claimed read holds the installation (another replica waits that long at most).
     * `backoff`: seconds before the next read, by outcome (`DEFAULT_LINK_BACKOFF`);
       `max_retry_after` caps what a 429 may ask.
@@ -125,7 +126,7 @@ class ConnectLinker:
         store: BaseStore,
         *,
         connect_key: str,
-        timeout: float = 5.0,
+        timeout: float = 2.0,
         lease: float = 60.0,
         backoff: Mapping[str, float] | None = None,
         max_retry_after: float = 86_400.0,
