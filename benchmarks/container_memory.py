@@ -38,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
-
-from example_app.demo import free_port
-from fastapi_connect_auth.testing import FakeSidecar
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's example app and library
+
+import httpx2  # noqa: E402
+
+from example_app.demo import free_port  # noqa: E402
+from fastapi_connect_auth.testing import FakeSidecar  # noqa: E402
 
 HEADROOM = 0.6
 """The largest share of the memory setting the peak may take: 10 points under Forge's 70% autoscaling trigger,
