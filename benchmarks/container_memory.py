@@ -50,7 +50,8 @@ HEADROOM = 0.6
 """The largest share of the memory setting the peak may take: 10 points under Forge's 70% autoscaling trigger,
 for what this burst leaves out (larger bodies, other database drivers, the app's own code)."""
 SETTINGS_MI = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-"""Memory settings from Forge's smallest profile (64Mi) to its largest (16Gi), each twice the one before."""
+"""Memory settings from Forge's smallest profile (64Mi) to its largest (16Gi), each twice the one before (only
+the two ends are documented: check a size against Forge's table of CPU/memory pairs)."""
 ROTATION = ("whoami",) * 4 + ("event",) * 3 + ("retry",) + ("healthz",) * 2
 """Ten requests, repeated: what each kind of request is, in order."""
 EXPECTED = {"whoami": 200, "event": 204, "retry": 204, "healthz": 200}
