@@ -28,9 +28,16 @@ step for comparison.
 * `forge`: `ForgeRequest()` itself (the same, plus the `ForgeInvocation` and the flow's own code);
 * `forge_body`: `ForgeRequest(body=Webhook)`.
 
+`--rsa`: whether the RS256 check and the body cost more together than apart, inside a request:
+* `forge_rsa_alone`: the RS256 check alone (`floor.py`'s `rsa`: the benchmark FIT's signature, its cached key);
+* `forge_body_alone`: `ForgeRequest(body=Webhook)`'s body path alone (`read_kept`, then `validate_body`);
+* `forge_rsa_body`: the check, then the body, as `ForgeRequest(body=Webhook)` runs them;
+* `forge_body_rsa`: the body, then the check (an experiment only: the library never reads a body first);
+and the same check in a tight loop after the rounds, as `floor.py` counts it (the bar's "RSA check alone").
+
 `--clock cpu`: process CPU time instead of the wall clock (see `floor.py`).
 
-    .venv/bin/python benchmarks/breakdown.py [--rounds 9 --number 5000] [--forge] [--clock wall|cpu]
+    .venv/bin/python benchmarks/breakdown.py [--rounds 9 --number 5000] [--forge | --rsa] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +56,22 @@ import floor  # noqa: E402
 from app import QUERY, connect, handle, webhook_token  # noqa: E402
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.security.base import SecurityBase  # noqa: E402
-from floor import PATH, forge_auth, measure, run_loop, variant_app  # noqa: E402
+from floor import PATH, Webhook, forge_auth, measure, rsa_check, run_loop, time_check, variant_app, variant_scopes  # noqa: E402
+from pydantic import TypeAdapter  # noqa: E402
 
 from fastapi_connect_auth import ConnectRequest, ForgeAuth, RequestTarget  # noqa: E402
 from fastapi_connect_auth._bodies import read_kept  # noqa: E402
 from fastapi_connect_auth._connect._dependencies import request_target  # noqa: E402
 from fastapi_connect_auth._forge._flow import forge_headers  # noqa: E402
-from fastapi_connect_auth._json import loads  # noqa: E402
+from fastapi_connect_auth._json import loads, validate_body  # noqa: E402
 from fastapi_connect_auth._tokens import check_kid, check_times, split_token, verify_rs256  # noqa: E402
 
 STEPS = ("token", "target", "config", "body_read", "body_parse")
 ORDER = ("floor", "token", "target", "config", "library", "body_read", "body_parse", "body")
 FORGE_STEPS = ("forge_token", "forge_split", "forge_claims", "forge_checks", "forge_key", "forge_rsa")
 FORGE_ORDER = ("floor", *FORGE_STEPS, "forge", "forge_body")
+RSA_ORDER = ("floor", "forge_rsa_alone", "forge_body_alone", "forge_rsa_body", "forge_body_rsa")
+_WEBHOOK = TypeAdapter(Webhook)
 _REQUEST = ConnectRequest()
 
 
@@ -123,13 +134,39 @@ class ForgeSteps(SecurityBase):
         verify_rs256(raw.signing_input, raw.signature, key)
 
 
+class RsaAndBody(SecurityBase):
+    """The RS256 check alone, the body path alone, or both in the order `parts` names (`--rsa`)."""
+
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.model = _REQUEST.model
+        self.scheme_name = f"RsaAndBody-{'-'.join(parts)}"
+        self.parts = parts
+
+    async def __call__(self, request: Request) -> None:
+        for part in self.parts:
+            if part == "rsa":
+                _RSA_CHECK[0]()
+            else:
+                validate_body(_WEBHOOK, await read_kept(request, 1 << 20))
+
+
+_RSA_CHECK: list[Callable[[], None]] = []
+"""The RS256 check (`floor.rsa_check`), made once the key is cached."""
+_RSA_PARTS = {
+    "forge_rsa_alone": ("rsa",),
+    "forge_body_alone": ("body",),
+    "forge_rsa_body": ("rsa", "body"),
+    "forge_body_rsa": ("body", "rsa"),
+}
+
+
 def step_app(last: str) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     connect.install(app)
-    steps: Steps | ForgeSteps = Steps(last)
+    steps: Steps | ForgeSteps | RsaAndBody = Steps(last)
     if last.startswith("forge"):
         forge_auth.install(app)
-        steps = ForgeSteps(last)
+        steps = RsaAndBody(_RSA_PARTS[last]) if last in _RSA_PARTS else ForgeSteps(last)
 
     @app.post(PATH, dependencies=[Depends(steps)])  # not an annotation: `steps` is local, annotations are strings
     async def webhook() -> dict[str, str]:
@@ -156,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--number", type=int, default=5000)
     parser.add_argument("--forge", action="store_true", help="ForgeRequest's steps instead of ConnectRequest's")
+    parser.add_argument("--rsa", action="store_true", help="the RS256 check and the body, apart and together")
     parser.add_argument("--clock", choices=sorted(floor.CLOCKS), default="wall")
     args = parser.parse_args(argv)
     floor.clock = floor.CLOCKS[args.clock]
+    if args.rsa:
+        return rsa_and_body(args.rounds, args.number, args.clock)
     order = FORGE_ORDER if args.forge else ORDER
     apps = {kind: variant_app(kind) for kind in ("floor", "library", "body", "forge", "forge_body")}
     apps |= {step: step_app(step) for step in (*STEPS, *FORGE_STEPS)}
@@ -181,6 +221,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ForgeRequest() over the no-op dependency: {best['forge'] - best['floor']:.1f} us")
     else:
         print(f"ConnectRequest over the no-op dependency: {best['library'] - best['floor']:.1f} us")
+    return 0
+
+
+def rsa_and_body(rounds: int, number: int, clock: str) -> int:
+    """`--rsa`: the RS256 check and the body path inside a request, apart and together, and the check in a loop."""
+    apps = {"floor": variant_app("floor")} | {kind: step_app(kind) for kind in _RSA_PARTS}
+
+    async def run() -> tuple[dict[str, list[float]], list[float]]:
+        _RSA_CHECK.append(await rsa_check(variant_scopes()["forge"]))
+        times = await measure(rounds, number, apps)
+        return times, [time_check(_RSA_CHECK[0], number) for _ in range(rounds)]
+
+    times, loop = run_loop(run())
+    best = {kind: min(values) - min(times["floor"]) for kind, values in times.items()}
+    print(f"clock: {clock}; fastest of {rounds} rounds x {number} calls, microseconds over the no-op dependency")
+    for kind in RSA_ORDER[1:]:
+        print(f"    {kind:17} {best[kind]:+7.1f} us")
+    print(f"the RS256 check in a loop: {min(loop):.1f} us")
+    apart = best["forge_rsa_alone"] + best["forge_body_alone"]
+    print(
+        f"together minus apart: check then body {best['forge_rsa_body'] - apart:+.1f} us,"
+        f" body then check {best['forge_body_rsa'] - apart:+.1f} us"
+    )
     return 0
 
 
