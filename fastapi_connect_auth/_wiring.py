@@ -127,8 +127,11 @@ class AppConfig:
 class OwnedClient:
     """A key provider's HTTP client: the one passed in, else its own while open (`async with provider:`).
 
-    Its own is made at the first fetch, not when opened: an app that starts and is
-    never installed (most starts of a Connect app) neither imports httpx2 nor holds a pool.
+    Its own is made when opened (the app's lifespan, before the first request):
+    made at the first fetch, the client (httpx2's import and its TLS context, tens
+    of milliseconds) held up every request in flight behind the first install of
+    a burst (install p99 1.25 times that of making it at start-up, `benchmarks/load.py`).
+    `import fastapi_connect_auth` still imports no httpx2.
     """
 
     _client: httpx2.AsyncClient | None
@@ -138,6 +141,7 @@ class OwnedClient:
     async def __aenter__(self) -> Self:
         if self._client is None:
             self._owns_client = True
+            self._open_client()
         return self
 
     def _open_client(self) -> httpx2.AsyncClient | None:

@@ -434,11 +434,10 @@ async def test_owned_client_is_opened_by_async_with_and_closed_after(key_server:
     provider = AtlassianKeyProvider(base_url=key_server.url)
     async with provider as opened:
         assert opened is provider
-        assert provider._client is None  # made at the first fetch: a start without installs holds no pool
-        assert is_our_key(await provider.get_public_key("k"))
-        client = provider._client
+        client = provider._client  # made when opened: the first install of a burst does not wait for it
         assert isinstance(client, httpx2.AsyncClient)
         assert not client.is_closed
+        assert is_our_key(await provider.get_public_key("k"))
         assert is_our_key(await provider.get_public_key("k2"))
         assert provider._client is client  # one client for the provider's lifetime
     assert client.is_closed
@@ -447,7 +446,7 @@ async def test_owned_client_is_opened_by_async_with_and_closed_after(key_server:
 
 
 @pytest.mark.anyio
-async def test_owned_client_never_made_when_nothing_is_fetched(key_server: KeyServer) -> None:
+async def test_a_closed_provider_fetches_with_a_client_of_its_own(key_server: KeyServer) -> None:
     provider = AtlassianKeyProvider(base_url=key_server.url)
     async with provider:
         pass

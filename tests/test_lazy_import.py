@@ -26,7 +26,6 @@ NEVER_IN_A_CONNECT_APP = (
     "fastapi_connect_auth.testing",
     "fastapi_connect_auth._routers",
     "fastapi_connect_auth._redelivery",
-    "httpx2",  # the install keys' client: opened at the first install, not at start-up
     "cryptography",  # RS256: loaded at the first signed install
     "jwt",
     "click",
