@@ -157,3 +157,25 @@ async def test_a_fault_in_a_group_of_installs_fails_each_of_them_and_writes_none
         assert await store.save_install(install_payload("a", "s" * 40), signed_at=1)  # alone, it goes through
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_an_install_whose_caller_gave_up_while_queued_is_not_shadowed_by_the_cache(tmp_path: Path) -> None:
+    """Written with its group after its request was cancelled, the install is still what `credentials` answers."""
+    store = SQLAlchemyStore(f"sqlite:///{tmp_path / 'app.db'}", cipher=SecretCipher([KEY]))
+    await store.create_tables()
+    try:
+        await store.save_install(install_payload("tenant", "old" * 12), signed_at=100)
+        assert (await store.credentials("tenant")) is not None  # the old secret, now cached
+        async with store.transaction():  # the write queue is busy: the next install waits in its group
+            queued = asyncio.create_task(store.save_install(install_payload("tenant", "new" * 12), signed_at=200))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            queued.cancel()
+        assert await store.save_install(install_payload("other", "s" * 40), signed_at=1)  # after that group
+        assert queued.cancelled()
+        credentials = await store.credentials("tenant")
+        assert credentials is not None
+        assert credentials.shared_secret == "new" * 12
+    finally:
+        await store.close()
