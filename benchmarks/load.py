@@ -28,13 +28,13 @@ The credentials cache's hit rate is read from the app's own log line at shutdown
 another commit too (exported with `git archive`, run from there), alternating
 `--rounds` times in one run, and prints the ratios of the medians (this commit
 over REV): figures from a shared machine only mean something side by side.
-`--databases sqlite,postgresql` alternates this checkout's app on the two
-databases instead, `--rounds` times each, and prints the first's medians over
-the second's.
+`--databases sqlite,postgresql` alternates the two databases, `--rounds` times
+each, and prints the first's medians over the second's (with `--compare-with`
+too, both checkouts on both databases in every round).
 
     .venv/bin/python benchmarks/load.py [--tenants 200] [--webhooks 5000] [--concurrency 50]
                                         [--database sqlite|postgresql] [--workers 1]
-                                        [--compare-with 281d10b | --databases sqlite,postgresql] [--rounds 3]
+                                        [--compare-with 281d10b] [--databases sqlite,postgresql] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -564,8 +564,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side when alternating (default 3)")
     arguments = parser.parse_args(argv)
-    if arguments.compare_with and arguments.databases:
-        parser.error("--compare-with and --databases alternate different things: give one")
     if arguments.compare_with or arguments.databases:
         return compare_main(arguments)
     report = load_for(arguments)
@@ -594,23 +592,40 @@ def load_for(arguments: argparse.Namespace, source: Path | None = None, database
 
 
 def compare_main(arguments: argparse.Namespace) -> int:
-    """`--compare-with REV` or `--databases A,B`: alternate rounds of the two sides, then print the ratios."""
+    """`--compare-with REV` and/or `--databases A,B`: alternate rounds of every side, then print the ratios.
+
+    With both, each round runs REV and this checkout on both databases, and a table per checkout gives A
+    over B, and one per database this checkout over REV.
+    """
     correct = True
     with exported(arguments.compare_with) if arguments.compare_with else nullcontext(None) as baseline:
-        sides: list[tuple[str, Path | None, str | None]]
-        if arguments.databases:
-            first, second = arguments.databases
-            sides = [(second, None, second), (first, None, first)]  # the ratios are the first's over the second's
-        else:
-            sides = [(arguments.compare_with, baseline, None), ("this checkout", None, None)]
-        reports: dict[str, list[LoadReport]] = {side: [] for side, _, _ in sides}
+        checkouts = [(arguments.compare_with, baseline)] if arguments.compare_with else []
+        checkouts.append(("this checkout", None))
+        first, second = arguments.databases or (arguments.database, arguments.database)
+        kinds = [second, first] if first != second else [first]  # ratios: the first's over the second's
+        reports: dict[tuple[str, str], list[LoadReport]] = {
+            (checkout, database): [] for checkout, _ in checkouts for database in kinds
+        }
         for _ in range(arguments.rounds):
-            for side, source, database in sides:
-                report = load_for(arguments, source, database)
-                print(summary(report), end="\n\n", flush=True)
-                reports[side].append(report)
-                correct = correct and report.correct
-    print(compare(reports))
+            for checkout, source in checkouts:
+                for database in kinds:
+                    report = load_for(arguments, source, database)
+                    print(summary(report), end="\n\n", flush=True)
+                    reports[checkout, database].append(report)
+                    correct = correct and report.correct
+    tables = []
+    if len(kinds) > 1:
+        tables += [
+            f"{checkout}:\n" + compare({database: reports[checkout, database] for database in kinds})
+            for checkout, _ in checkouts
+        ]
+    if len(checkouts) > 1:
+        tables += [
+            (f"{database}:\n" if len(kinds) > 1 else "")
+            + compare({checkout: reports[checkout, database] for checkout, _ in checkouts})
+            for database in kinds
+        ]
+    print("\n\n".join(tables))
     return 0 if correct else 1
 
 
