@@ -19,7 +19,8 @@ stay known, lifecycle order where a shared secret never outranks Atlassian's
 signature, unsigned installs only create, only Atlassian-signed installs link,
 an uninstalled Forge installation stays so, complete link lookups), concurrency
 (two installs racing for one clientKey: the later signed secret wins whichever
-commits last; racing unsigned installs create once; of N identical
+commits last; racing unsigned installs create once; installs arriving together
+on one store each keep their own result; of N identical
 deliveries exactly one is new; the latest received token wins), expiry (delivery
 ids and tokens), hostile values refused before storage, and a restart: a new
 store object on the same data sees everything (skipped when `persistent` is false).
@@ -207,8 +208,8 @@ class StoreContract:
                 store.save_install(install_payload(raced, "s" * 40), signed_at=time.time() + 3600),
                 return_exceptions=True,
             )
-            assert answers[: len(keys) + 1] == [True] * (len(keys) + 1)  # the earlier one of `same` wrote if first
-            assert isinstance(answers[len(keys) + 1], bool)
+            assert answers[: len(keys) + 1] == [True] * (len(keys) + 1)  # each tenant, and the later of `same`
+            assert isinstance(answers[len(keys) + 1], bool)  # the earlier of `same`: written if it went first
             unsigned, signed = answers[len(keys) + 2 :]
             assert signed is True  # the signed install is later than the unsigned one, whichever went first
             if unsigned is not True:  # it came second: a known clientKey needs a signed install
