@@ -28,10 +28,13 @@ The credentials cache's hit rate is read from the app's own log line at shutdown
 another commit too (exported with `git archive`, run from there), alternating
 `--rounds` times in one run, and prints the ratios of the medians (this commit
 over REV): figures from a shared machine only mean something side by side.
+`--databases sqlite,postgresql` alternates the two databases, `--rounds` times
+each, and prints the first's medians over the second's (with `--compare-with`
+too, both checkouts on both databases in every round).
 
     .venv/bin/python benchmarks/load.py [--tenants 200] [--webhooks 5000] [--concurrency 50]
                                         [--database sqlite|postgresql] [--workers 1]
-                                        [--compare-with 281d10b] [--rounds 3]
+                                        [--compare-with 281d10b] [--databases sqlite,postgresql] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -556,39 +559,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     parser.add_argument("--compare-with", metavar="REV", help="also run the example app of this commit, alternating")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per side with --compare-with (default 3)")
+    parser.add_argument(
+        "--databases", type=databases, metavar="A,B", help="alternate this checkout on two databases: A over B"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side when alternating (default 3)")
     arguments = parser.parse_args(argv)
-    if arguments.compare_with:
+    if arguments.compare_with or arguments.databases:
         return compare_main(arguments)
     report = load_for(arguments)
     print(summary(report))
     return 0 if report.correct else 1
 
 
-def load_for(arguments: argparse.Namespace, source: Path | None = None) -> LoadReport:
+def databases(value: str) -> tuple[str, str]:
+    """`--databases`: two different names of `sqlite` and `postgresql`, comma-separated."""
+    names = tuple(name.strip() for name in value.split(","))
+    if len(names) != 2 or names[0] == names[1] or not set(names) <= {"sqlite", "postgresql"}:
+        raise argparse.ArgumentTypeError("give two different databases of sqlite, postgresql: e.g. sqlite,postgresql")
+    return names[0], names[1]
+
+
+def load_for(arguments: argparse.Namespace, source: Path | None = None, database: str | None = None) -> LoadReport:
     """`run_load` with the command line's sizes, on `source`'s app (this checkout's by default)."""
     return run_load(
         arguments.tenants,
         arguments.webhooks,
         arguments.concurrency,
-        database=arguments.database,
+        database=database or arguments.database,
         workers=arguments.workers,
         source=source,
     )
 
 
 def compare_main(arguments: argparse.Namespace) -> int:
-    """`--compare-with REV`: alternate rounds of REV's app and this checkout's, then print the ratios."""
-    reports: dict[str, list[LoadReport]] = {arguments.compare_with: [], "this checkout": []}
+    """`--compare-with REV` and/or `--databases A,B`: alternate rounds of every side, then print the ratios.
+
+    With both, each round runs REV and this checkout on both databases, and a table per checkout gives A
+    over B, and one per database this checkout over REV.
+    """
     correct = True
-    with exported(arguments.compare_with) as baseline:
+    with exported(arguments.compare_with) if arguments.compare_with else nullcontext(None) as baseline:
+        checkouts = [(arguments.compare_with, baseline)] if arguments.compare_with else []
+        checkouts.append(("this checkout", None))
+        first, second = arguments.databases or (arguments.database, arguments.database)
+        kinds = [second, first] if first != second else [first]  # ratios: the first's over the second's
+        reports: dict[tuple[str, str], list[LoadReport]] = {
+            (checkout, database): [] for checkout, _ in checkouts for database in kinds
+        }
         for _ in range(arguments.rounds):
-            for side, source in ((arguments.compare_with, baseline), ("this checkout", None)):
-                report = load_for(arguments, source)
-                print(summary(report), end="\n\n", flush=True)
-                reports[side].append(report)
-                correct = correct and report.correct
-    print(compare(reports))
+            for checkout, source in checkouts:
+                for database in kinds:
+                    report = load_for(arguments, source, database)
+                    print(summary(report), end="\n\n", flush=True)
+                    reports[checkout, database].append(report)
+                    correct = correct and report.correct
+    tables = []
+    if len(kinds) > 1:
+        tables += [
+            f"{checkout}:\n" + compare({database: reports[checkout, database] for database in kinds})
+            for checkout, _ in checkouts
+        ]
+    if len(checkouts) > 1:
+        tables += [
+            (f"{database}:\n" if len(kinds) > 1 else "")
+            + compare({checkout: reports[checkout, database] for checkout, _ in checkouts})
+            for database in kinds
+        ]
+    print("\n\n".join(tables))
     return 0 if correct else 1
 
 

@@ -7,15 +7,24 @@ the one signing key must be fetched once.
 
 from __future__ import annotations
 
+import argparse
+
 import anyio
 import httpx2
 import jwt
 import pytest
 
-from benchmarks.load import read_back, run_load, summary
+from benchmarks.load import databases, read_back, run_load, summary
 from fastapi_connect_auth.testing import FakeProduct
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
+
+
+def test_databases_alternated_are_two_different_known_ones() -> None:
+    assert databases("sqlite, postgresql") == ("sqlite", "postgresql")
+    for wrong in ("sqlite", "sqlite,sqlite", "sqlite,mysql", "sqlite,postgresql,sqlite"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            databases(wrong)
 
 
 def test_concurrent_installs_and_webhooks_for_many_tenants_lose_and_misfile_nothing() -> None:

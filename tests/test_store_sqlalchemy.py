@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
 
 import pytest
 
@@ -94,5 +97,85 @@ async def test_a_database_that_is_gone_answers_503_with_a_code(tmp_path: object)
         with pytest.raises(AuthError) as forgetting:  # the app's write failed too: the forget is a 503 as well
             await store.forget_delivery('["webhook","tenant","1"]', "f")
         assert (forgetting.value.code, forgetting.value.status_code) == (AuthErrorCode.STORE_UNAVAILABLE, 503)
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_installs_arriving_together_on_sqlite_resolve_in_arrival_order(tmp_path: Path) -> None:
+    """One group commit: each install keeps its own result, as if committed one after the other as they arrived."""
+    store = SQLAlchemyStore(f"sqlite:///{tmp_path / 'app.db'}", cipher=SecretCipher([KEY]))
+    await store.create_tables()
+    later = time.time() + 3600
+    try:
+        answers = await asyncio.gather(
+            store.save_install(install_payload("same", "l" * 40), signed_at=200),
+            store.save_install(install_payload("same", "e" * 40), signed_at=100),  # outranked by the one before
+            store.save_install(install_payload("rising", "e" * 40), signed_at=100),
+            store.save_install(install_payload("rising", "l" * 40), signed_at=200),  # outranks the one before
+            store.save_install(install_payload("unsigned-first", "u" * 40)),
+            store.save_install(install_payload("unsigned-first", "s" * 40), signed_at=later),
+            store.save_install(install_payload("signed-first", "s" * 40), signed_at=later),
+            store.save_install(install_payload("signed-first", "u" * 40)),  # the tenant is known: 401
+            return_exceptions=True,
+        )
+        assert answers[:7] == [True, False, True, True, True, True, True]
+        assert isinstance(answers[7], AuthError)
+        assert answers[7].code is AuthErrorCode.UNAUTHORIZED_REQUEST
+        kept = {key: await store.tenant(key) for key in ("same", "rising", "unsigned-first", "signed-first")}
+        assert {key: tenant.shared_secret for key, tenant in kept.items() if tenant} == {
+            "same": "l" * 40,
+            "rising": "l" * 40,
+            "unsigned-first": "s" * 40,
+            "signed-first": "s" * 40,
+        }
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_fault_in_a_group_of_installs_fails_each_of_them_and_writes_none(tmp_path: Path) -> None:
+    """The database refusing one install of a group rolls the group back: every install of it is a 503."""
+    path = tmp_path / "app.db"
+    store = SQLAlchemyStore(f"sqlite:///{path}", cipher=SecretCipher([KEY]))
+    await store.create_tables()
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON atlassian_tenants WHEN NEW.client_key = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    try:
+        answers = await asyncio.gather(
+            *(store.save_install(install_payload(key, "s" * 40), signed_at=1) for key in ("a", "refused", "b")),
+            return_exceptions=True,
+        )
+        assert [(answer.code, answer.status_code) for answer in answers if isinstance(answer, AuthError)] == [
+            (AuthErrorCode.STORE_UNAVAILABLE, 503)
+        ] * 3
+        with closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("SELECT COUNT(*) FROM atlassian_tenants").fetchone() == (0,)
+        assert await store.save_install(install_payload("a", "s" * 40), signed_at=1)  # alone, it goes through
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_an_install_whose_caller_gave_up_while_queued_is_not_shadowed_by_the_cache(tmp_path: Path) -> None:
+    """Written with its group after its request was cancelled, the install is still what `credentials` answers."""
+    store = SQLAlchemyStore(f"sqlite:///{tmp_path / 'app.db'}", cipher=SecretCipher([KEY]))
+    await store.create_tables()
+    try:
+        await store.save_install(install_payload("tenant", "old" * 12), signed_at=100)
+        assert (await store.credentials("tenant")) is not None  # the old secret, now cached
+        async with store.transaction():  # the write queue is busy: the next install waits in its group
+            queued = asyncio.create_task(store.save_install(install_payload("tenant", "new" * 12), signed_at=200))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            queued.cancel()
+        assert await store.save_install(install_payload("other", "s" * 40), signed_at=1)  # after that group
+        assert queued.cancelled()
+        credentials = await store.credentials("tenant")
+        assert credentials is not None
+        assert credentials.shared_secret == "new" * 12
     finally:
         await store.close()

@@ -43,9 +43,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.event import listen
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 from .._outbound._forge import ForgeStoredToken
 from ._base import BaseStore
+from ._batching import Batcher
 from ._records import (
     ConnectLink,
     ForgeInstallationRecord,
@@ -190,6 +192,9 @@ class SQLAlchemyStore(BaseStore, Encrypting):
         """The store's engine (for the app's own tables too)."""
         self._dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._installs: Batcher[tuple[str, Executable], bool] | None = (
+            Batcher(self._put_tenants) if self._write_lock is not None else None
+        )
         self._writes_since_purge = 0
         self.purge_every = purge_every
         """Every that many token and delivery writes, the expired ones are deleted."""
@@ -286,8 +291,28 @@ class SQLAlchemyStore(BaseStore, Encrypting):
                 set_=changed,
                 where=_not_outranked(insert.excluded.signed_at, insert.excluded.signed_rank),
             )
+        statement = statement.returning(tenants.c.client_key)
+        if self._installs is not None:
+            return await self._installs.submit((tenant.client_key, statement))
         async with self.transaction() as connection:
-            return (await connection.execute(statement.returning(tenants.c.client_key))).first() is not None
+            return (await connection.execute(statement)).first() is not None
+
+    async def _put_tenants(self, installs: list[tuple[str, Executable]]) -> list[bool]:
+        """Run the installs that arrived together in one transaction, in arrival order: group commit on SQLite.
+
+        SQLite takes one writer at a time, so installs one transaction each queue on
+        the write lock, every one paying its own begin, commit and thread hops. Run in
+        order in one transaction, each upsert sees the ones before it as if they had
+        committed first (two installs of one tenant resolve as they would one after
+        the other), and keeps its own result; a fault rolls back the whole group and
+        fails each of its installs (503), so none is half written. The cache forgets each
+        tenant here, once committed, even if its caller has since given up.
+        """
+        async with self.transaction() as connection:
+            written = [(await connection.execute(statement)).first() is not None for _, statement in installs]
+        for client_key, _ in installs:
+            self._forget(client_key)
+        return written
 
     async def _uninstall_tenant(self, client_key: str, signed_at: float, rank: int, now: float) -> bool:
         statement = (

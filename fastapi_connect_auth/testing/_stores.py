@@ -19,7 +19,8 @@ stay known, lifecycle order where a shared secret never outranks Atlassian's
 signature, unsigned installs only create, only Atlassian-signed installs link,
 an uninstalled Forge installation stays so, complete link lookups), concurrency
 (two installs racing for one clientKey: the later signed secret wins whichever
-commits last; racing unsigned installs create once; of N identical
+commits last; racing unsigned installs create once; installs arriving together
+on one store each keep their own result; of N identical
 deliveries exactly one is new; the latest received token wins), expiry (delivery
 ids and tokens), hostile values refused before storage, and a restart: a new
 store object on the same data sees everything (skipped when `persistent` is false).
@@ -193,6 +194,33 @@ class StoreContract:
                 tenant = await store.tenant(key)
                 assert tenant is not None
                 assert (tenant.shared_secret, tenant.signed_at) == ("l" * 40, 200.0)
+
+    async def test_concurrent_installs_on_one_store_each_keep_their_own_result(self) -> None:
+        """Installs arriving together on one store (one group commit, where the store groups them) resolve one by one."""
+        keys = [_key() for _ in range(12)]
+        same, raced = _key(), _key()
+        async with self.open_store() as store:
+            answers = await asyncio.gather(
+                *(store.save_install(install_payload(key, key * 2), signed_at=100) for key in keys),
+                store.save_install(install_payload(same, "l" * 40), signed_at=200),
+                store.save_install(install_payload(same, "e" * 40), signed_at=100),
+                store.save_install(install_payload(raced, "u" * 40)),
+                store.save_install(install_payload(raced, "s" * 40), signed_at=time.time() + 3600),
+                return_exceptions=True,
+            )
+            assert answers[: len(keys) + 1] == [True] * (len(keys) + 1)  # each tenant, and the later of `same`
+            assert isinstance(answers[len(keys) + 1], bool)  # the earlier of `same`: written if it went first
+            unsigned, signed = answers[len(keys) + 2 :]
+            assert signed is True  # the signed install is later than the unsigned one, whichever went first
+            if unsigned is not True:  # it came second: a known clientKey needs a signed install
+                assert isinstance(unsigned, AuthError)
+                assert unsigned.code is AuthErrorCode.UNAUTHORIZED_REQUEST
+            for key in keys:
+                tenant = await store.tenant(key)
+                assert tenant is not None
+                assert (tenant.shared_secret, tenant.client_key) == (key * 2, key)
+            kept = [await store.tenant(key) for key in (same, raced)]
+            assert [(tenant.shared_secret if tenant else None) for tenant in kept] == ["l" * 40, "s" * 40]
 
     async def test_an_uninstalled_tenant_stays_known_until_a_signed_install(self) -> None:
         """An uninstalled tenant stays known until a signed install."""
