@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,6 +23,7 @@ from fastapi.testclient import TestClient
 from example_app.container import create_container_app
 from example_app.settings import Settings
 from fastapi_connect_auth.testing import ContainerAppDriver, FakeSidecar
+from tests.served import wait_until_healthy
 
 pytest_plugins = ["fastapi_connect_auth.testing.plugin"]
 
@@ -170,16 +170,7 @@ def test_the_pinned_contract_served_by_uvicorn_against_the_sidecar_on_loopback(
             )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx2.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+            wait_until_healthy(f"{url}/healthz", process, log)
             with httpx2.Client(base_url=url, timeout=10) as client:
                 check_contract(fake_sidecar, client, sidecar.close)
         finally:

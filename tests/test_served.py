@@ -22,6 +22,7 @@ import httpx2
 import pytest
 
 from tests.conftest import Tokens, auth_header, qsh_for
+from tests.served import wait_until_healthy
 from tests.served.lifecycle_app import BODY_TIMEOUT
 
 MIB = 1024 * 1024
@@ -69,16 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     server = Served(process, port, log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx2.get(f"{server.url}/health").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_until_healthy(f"{server.url}/health", process, log)
         yield server
     finally:
         process.terminate()
