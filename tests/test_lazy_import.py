@@ -28,8 +28,7 @@ NEVER_IN_A_CONNECT_APP = (
     "fastapi_connect_auth._redelivery",
     "cryptography",  # RS256: loaded at the first signed install
     "jwt",
-    "click",
-)
+)  # not Click: the CLI's own module is checked above, and httpx2 2.0 imports Click itself when installed
 
 CONNECT_APP = """
 import asyncio, base64, hashlib, hmac, json, sys, time
